@@ -1,0 +1,218 @@
+"""TIFF input and output with physical pixel sizes (tifffile).
+
+Pixel sizes are in micrometres (µm). They are read from OME-XML
+(``PhysicalSizeX/Y/Z`` with their units) or from ImageJ metadata
+(``XResolution``/``YResolution`` in pixels per ``unit``, ``spacing`` for Z),
+and written as ImageJ metadata that Fiji, napari and tifffile all understand.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+__all__ = ["TiffImage", "TiffReadError", "read_tiff", "write_tiff", "scale_for_axes"]
+
+# factor that turns a length in the given unit into micrometres
+_UNIT_TO_UM = {
+    "um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
+    "\\u00b5m": 1.0, "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "mm": 1e3, "millimeter": 1e3,
+    "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6, "in": 25400.0, "inch": 25400.0,
+}
+
+
+class TiffReadError(ValueError):
+    """A file that cannot be read as an image; the message names the file."""
+
+
+@dataclass(frozen=True)
+class TiffImage:
+    """An image read from a TIFF file.
+
+    Attributes
+    ----------
+    data
+        The pixels, shape as in the file (``(H, W)``, ``(Z, H, W)``, ...).
+    axes
+        One letter per axis of ``data`` in tifffile's convention (``"YX"``,
+        ``"ZYX"``, ``"TYX"``, ``"CYX"``, ``"YXS"`` for RGB, ...).
+    pixel_size_um
+        ``(y, x)`` pixel size in µm, or ``None`` when the file does not say.
+    z_spacing_um
+        Plane spacing in µm for a Z stack, or ``None``.
+    path
+        Where it was read from.
+    """
+
+    data: np.ndarray
+    axes: str
+    pixel_size_um: tuple[float, float] | None
+    z_spacing_um: float | None
+    path: Path
+
+
+def _unit_factor(unit: str | None) -> float | None:
+    if unit is None:
+        return 1.0  # OME's default unit is µm
+    u = unit.strip()
+    return _UNIT_TO_UM.get(u, _UNIT_TO_UM.get(u.lower()))
+
+
+def _ome_pixel_size(ome_xml: str) -> tuple[tuple[float, float] | None, float | None]:
+    root = ET.fromstring(ome_xml)
+    pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None)
+    if pixels is None:
+        return None, None
+
+    def size(axis: str) -> float | None:
+        value = pixels.get(f"PhysicalSize{axis}")
+        factor = _unit_factor(pixels.get(f"PhysicalSize{axis}Unit"))
+        if value is None or factor is None or float(value) <= 0:
+            return None
+        return float(value) * factor
+
+    x, y, z = size("X"), size("Y"), size("Z")
+    if x is None and y is None:
+        return None, z
+    return (y if y is not None else x, x if x is not None else y), z
+
+
+def _resolution_pixel_size(page: tifffile.TiffPage, unit: str | None) -> tuple[float, float] | None:
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+
+    def per_unit(tag: str) -> float:
+        num, den = tags[tag].value
+        return num / den if den else 0.0
+
+    xres, yres = per_unit("XResolution"), per_unit("YResolution")
+    if xres <= 0 or yres <= 0:
+        return None
+    if unit is not None:
+        factor = _unit_factor(unit)
+    else:
+        res_unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
+        factor = {3: 1e4, 2: 25400.0}.get(int(res_unit))  # centimetre, inch; 1 = no unit
+        # a bare 72 or 96 dpi is a screen resolution written by image editors, not a pixel size
+        if int(res_unit) == 2 and round(xres) in (72, 96, 300):
+            return None
+    if factor is None:
+        return None
+    return factor / yres, factor / xres
+
+
+def read_tiff(path: str | Path) -> TiffImage:
+    """Read the first image series of a TIFF file with its pixel size.
+
+    Parameters
+    ----------
+    path
+        A ``.tif``/``.tiff`` file.
+
+    Raises
+    ------
+    TiffReadError
+        When the file is missing, empty, truncated or not a TIFF.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TiffReadError(f"{path}: file not found")
+    if path.is_dir():
+        raise TiffReadError(f"{path}: is a folder, not a TIFF file")
+    if path.stat().st_size == 0:
+        raise TiffReadError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise TiffReadError(f"{path}: the TIFF file contains no image")
+            series = tif.series[0]
+            data = series.asarray()
+            axes = series.axes
+            pixel_size: tuple[float, float] | None = None
+            z_spacing: float | None = None
+            if tif.is_ome and tif.ome_metadata:
+                pixel_size, z_spacing = _ome_pixel_size(tif.ome_metadata)
+            if pixel_size is None:
+                ij = tif.imagej_metadata or {}
+                pixel_size = _resolution_pixel_size(series.pages[0] or tif.pages[0], ij.get("unit"))
+                if z_spacing is None and "spacing" in ij:
+                    factor = _unit_factor(ij.get("unit")) or 1.0
+                    z_spacing = float(ij["spacing"]) * factor
+    except TiffReadError:
+        raise
+    except Exception as err:  # tifffile raises many types for bad files
+        raise TiffReadError(f"{path}: cannot be read as a TIFF image ({type(err).__name__}: {err})") from None
+    if data.size == 0:
+        raise TiffReadError(f"{path}: the image has no pixels (shape {data.shape})")
+    return TiffImage(data=data, axes=axes, pixel_size_um=pixel_size, z_spacing_um=z_spacing, path=path)
+
+
+def scale_for_axes(image: TiffImage, axes: str | None = None) -> tuple[float, ...]:
+    """Per-axis scale: µm for Y, X and Z when known, 1 otherwise.
+
+    Parameters
+    ----------
+    image
+        The image read.
+    axes
+        The axes to give a scale for (default ``image.axes``; an RGB ``S`` axis is
+        left out by the caller).
+    """
+    scale = []
+    for ax in image.axes if axes is None else axes:
+        if ax == "Y" and image.pixel_size_um:
+            scale.append(image.pixel_size_um[0])
+        elif ax == "X" and image.pixel_size_um:
+            scale.append(image.pixel_size_um[1])
+        elif ax == "Z" and image.z_spacing_um:
+            scale.append(image.z_spacing_um)
+        else:
+            scale.append(1.0)
+    return tuple(scale)
+
+
+def write_tiff(path: str | Path, data: np.ndarray, pixel_size_um: float | tuple[float, float] | None = None,
+               axes: str | None = None, z_spacing_um: float | None = None) -> Path:
+    """Write an image as an ImageJ-compatible TIFF with its pixel size.
+
+    Parameters
+    ----------
+    path
+        Output file (parent folders are created).
+    data
+        ``(H, W)``, ``(Z|T|C, H, W)`` or ``(T, Z, H, W)``; float64 is stored as float32.
+    pixel_size_um
+        Pixel size in µm, one value or ``(y, x)``.
+    axes
+        ImageJ axes (e.g. ``"YX"``, ``"ZYX"``, ``"TYX"``, ``"CYX"``); guessed from
+        ``data.ndim`` when ``None`` (3-D → ``"ZYX"``).
+    z_spacing_um
+        Z spacing in µm for a Z stack.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(data)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    if axes is None:
+        axes = {2: "YX", 3: "ZYX", 4: "TZYX"}.get(arr.ndim)
+        if axes is None:
+            raise ValueError(f"cannot write an array of shape {arr.shape} as a TIFF image")
+    if len(axes) != arr.ndim:
+        raise ValueError(f"axes {axes!r} do not match an array of shape {arr.shape}")
+    metadata: dict = {"axes": axes}
+    kwargs: dict = {}
+    if pixel_size_um is not None:
+        py, px = (pixel_size_um, pixel_size_um) if np.isscalar(pixel_size_um) else pixel_size_um
+        kwargs["resolution"] = (1.0 / float(px), 1.0 / float(py))
+        metadata["unit"] = "um"
+    if z_spacing_um is not None:
+        metadata["spacing"] = float(z_spacing_um)
+    imagej = arr.dtype in (np.uint8, np.uint16, np.float32) and set(axes) <= set("TZCYXS")
+    tifffile.imwrite(path, arr, imagej=imagej, metadata=metadata if imagej else {"axes": axes}, **kwargs)
+    return path

@@ -1,0 +1,137 @@
+"""Ancestral sampling on a (learned or fixed) per-pixel schedule.
+
+For a step from ``t`` to ``s < t`` with per-pixel signal fractions
+``γ_t < γ_s`` the posterior ``q(z_s | z_t, y)`` is Gaussian with
+
+* ``α_{t|s}² = γ_t/γ_s`` and ``σ_{t|s}² = 1 − γ_t/γ_s``,
+* mean ``(z_t − σ_{t|s}²/√(1−γ_t)·ε̂) / α_{t|s}``,
+* variance ``σ_{t|s}²·(1−γ_s)/(1−γ_t)``,
+
+evaluated element-wise, so any number of steps on the continuous schedule can
+be taken. ``λ(x)`` and ``τ`` on the time grid are computed **once**; each step
+costs one denoiser pass. The result is ``z_0/√γ(0)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .network import CVDMNetwork
+
+__all__ = ["SamplingProgress", "SamplingCancelled", "ProgressCallback", "sample", "sample_seeds"]
+
+
+@dataclass(frozen=True)
+class SamplingProgress:
+    """Progress of a sampling run.
+
+    Attributes
+    ----------
+    done
+        Denoiser steps finished so far (over all chunks of samples).
+    total
+        Steps in the whole run (``steps × number of chunks``).
+    """
+
+    done: int
+    total: int
+
+
+class SamplingCancelled(RuntimeError):
+    """Raised when the progress callback asks to stop."""
+
+
+#: Called after every step; returning ``False`` cancels the run.
+ProgressCallback = Callable[[SamplingProgress], "bool | None"]
+
+
+def sample_seeds(generator: torch.Generator, n_samples: int) -> list[int]:
+    """One seed per sample, drawn from ``generator``.
+
+    Each sample then has its own noise stream, so results do not depend on how
+    the samples are split into chunks.
+    """
+    return [int(s) for s in torch.randint(0, 2**62, (n_samples,), generator=generator)]
+
+
+def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device,
+           dtype: torch.dtype) -> torch.Tensor:
+    return torch.stack([torch.randn(shape, generator=g, device=device, dtype=dtype) for g in generators])
+
+
+def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, generator: torch.Generator,
+           chunk_size: int | None = None, callback: ProgressCallback | None = None,
+           clip: tuple[float, float] | None = None) -> torch.Tensor:
+    """Draw samples of the target given one condition.
+
+    Parameters
+    ----------
+    net
+        Trained network.
+    x
+        Condition ``(1, C_x, H, W)`` on the output grid; ``H`` and ``W``
+        multiples of ``net.stride``.
+    n_samples
+        Number of samples ``N``.
+    steps
+        Number of ancestral steps (any positive integer).
+    generator
+        Source of randomness (on ``x``'s device): the same seed gives the same samples.
+    chunk_size
+        Samples denoised together in one batch (all of them when ``None``).
+    callback
+        Called after every step with a :class:`SamplingProgress`; returning
+        ``False`` raises :class:`SamplingCancelled` at once.
+
+    Returns
+    -------
+    torch.Tensor
+        Samples ``(N, C_y, H, W)`` in the target's (normalised) units.
+    """
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"sample() takes one condition of shape (1, C, H, W), got {tuple(x.shape)}")
+    if n_samples < 1 or steps < 1:
+        raise ValueError(f"n_samples and steps must be >= 1, got {n_samples} and {steps}")
+    chunk = n_samples if chunk_size is None else max(1, min(chunk_size, n_samples))
+    n_chunks = -(-n_samples // chunk)
+    device, dtype = x.device, x.dtype
+    c_y = net.config.target_channels
+    shape = (c_y, x.shape[-2], x.shape[-1])
+    seeds = sample_seeds(generator, n_samples)
+    done, total = 0, steps * n_chunks
+    with torch.inference_mode():
+        out = torch.empty((n_samples, *shape), device=device, dtype=dtype)
+        lam = net.schedule.lam(x)  # (1, 1, H, W), once
+        t_grid = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
+        tau = net.schedule.tau(t_grid)  # (steps + 1,), once
+        for start in range(0, n_samples, chunk):
+            gens = [torch.Generator(device=device).manual_seed(s) for s in seeds[start:start + chunk]]
+            b = len(gens)
+            xb = x.expand(b, -1, -1, -1)
+            z = _noise(shape, gens, device, dtype)
+            for i in range(steps):
+                a_t = lam * tau[i]
+                a_s = lam * tau[i + 1]
+                gamma_t = torch.exp(-a_t)
+                var_t = (-torch.expm1(-a_t)).clamp_min(1e-12)
+                ratio = torch.exp(-(a_t - a_s))  # γ_t / γ_s  (< 1)
+                var_ts = (-torch.expm1(-(a_t - a_s))).clamp_min(0.0)  # 1 − γ_t/γ_s
+                eps_hat = net.denoiser(z, xb, gamma_t.expand(b, -1, -1, -1))
+                y_hat = (z - var_t.sqrt() * eps_hat) / gamma_t.sqrt()
+                if clip is not None:
+                    y_hat = y_hat.clamp(clip[0], clip[1])
+                gamma_s = torch.exp(-a_s)
+                var_s = (-torch.expm1(-a_s)).clamp_min(0.0)
+                # posterior mean: α_{t|s}·σ_s²/σ_t²·z_t + α_s·σ_{t|s}²/σ_t²·ŷ
+                z = (ratio.sqrt() * var_s * z + gamma_s.sqrt() * var_ts * y_hat) / var_t
+                if i < steps - 1:
+                    std = (var_ts * var_s / var_t).sqrt()
+                    z = z + std * _noise(shape, gens, device, dtype)
+                done += 1
+                if callback is not None and callback(SamplingProgress(done, total)) is False:
+                    raise SamplingCancelled(f"sampling cancelled after {done} of {total} steps")
+            out[start:start + b] = y_hat  # the last step's estimate of y
+    return out
