@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from .network import CVDMNetwork
-from .schedule import CosineSchedule, LearnedSchedule, gamma_derivatives, gamma_map
+from .schedule import CosineSchedule, GammaDerivatives, LearnedSchedule, gamma_derivatives
 
-__all__ = ["LossTerms", "cvdm_loss", "ddpm_loss", "training_loss", "stratified_times", "DEFAULT_ALPHA"]
+__all__ = ["LossTerms", "beta_terms", "cvdm_loss", "ddpm_loss", "training_loss", "stratified_times", "DEFAULT_ALPHA"]
 
 DEFAULT_ALPHA = 1e-3
 
@@ -60,6 +60,27 @@ def _noise_term(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, gamma: torch
     return _pixel_mean((eps - eps_hat) ** 2)
 
 
+def beta_terms(schedule: LearnedSchedule, lam: torch.Tensor, t: torch.Tensor,
+               g: GammaDerivatives) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts of ``L_β``, each ``(B,)``.
+
+    Returns
+    -------
+    residual
+        ``mean((∂γ/∂t + β·γ)²)`` with ``β = λ(x)·τ_β(t)``: zero exactly when
+        ``β = −(∂γ/∂t)/γ``, i.e. when ``τ_β = dτ_γ/dt``.
+    boundary
+        ``mean((γ(0) − 1)²) + mean(γ(1)²)``.
+    """
+    beta = lam * schedule.tau_b(t).reshape(-1, 1, 1, 1)
+    residual = _pixel_mean((g.dgamma + beta * g.gamma) ** 2)
+    tau_ends = schedule.tau(torch.tensor([0.0, 1.0], device=lam.device, dtype=lam.dtype))
+    gamma0 = torch.exp(-lam * tau_ends[0])
+    gamma1 = torch.exp(-lam * tau_ends[1])
+    boundary = _pixel_mean((gamma0 - 1.0) ** 2) + _pixel_mean(gamma1**2)
+    return residual, boundary
+
+
 def cvdm_loss(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None,
               generator: torch.Generator | None = None, alpha: float = DEFAULT_ALPHA) -> LossTerms:
     """The CVDM loss for a batch.
@@ -88,14 +109,10 @@ def cvdm_loss(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, t: torch.Tenso
     g = gamma_derivatives(lam, schedule.tau_gamma, t)
     noise = _noise_term(net, x, y, g.gamma, g.one_minus_gamma, generator)
 
-    beta = lam * schedule.tau_b(t).reshape(-1, 1, 1, 1)
-    ends = torch.tensor([0.0, 1.0], device=y.device, dtype=y.dtype)
-    tau_ends = schedule.tau(ends)
-    gamma0 = gamma_map(lam, tau_ends[:1])
-    a1 = lam * tau_ends[1]
+    residual, boundary = beta_terms(schedule, lam, t, g)
+    l_beta = residual + boundary
+    a1 = lam * schedule.tau(torch.ones(1, device=y.device, dtype=y.dtype))
     gamma1 = torch.exp(-a1)
-    l_beta = (_pixel_mean((g.dgamma + beta * g.gamma) ** 2) + _pixel_mean((gamma0 - 1.0) ** 2)
-              + _pixel_mean(gamma1**2))
     # KL(N(√γ1·y, 1−γ1) ‖ N(0, 1)) per pixel, with log(1−γ1) computed stably
     log_var1 = torch.log((-torch.expm1(-a1)).clamp_min(1e-12))
     kl = 0.5 * (gamma1 * (y**2 - 1.0) - log_var1)

@@ -1,0 +1,23 @@
+"""Shared fixtures: tiny networks that keep the suite fast on 2 CPU cores."""
+
+import pytest
+import torch
+
+from napari_cvdm.diffusion.denoiser import UNetConfig
+from napari_cvdm.diffusion.network import NetworkConfig, build_network
+from napari_cvdm.diffusion.schedule import ScheduleConfig
+
+TINY_UNET = UNetConfig(in_channels=1, out_channels=1, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                       attention_levels=(1,), num_heads=2, embed_channels=8)
+TINY_SCHEDULE = ScheduleConfig(base_channels=4, channel_mults=(1, 2), hidden=16)
+
+
+def tiny_network(schedule: str = "learned", cond_channels: int = 1, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_network(NetworkConfig(target_channels=1, cond_channels=cond_channels, schedule=schedule,
+                                       denoiser=TINY_UNET, schedule_net=TINY_SCHEDULE))
+
+
+@pytest.fixture
+def tiny_net():
+    return tiny_network()
