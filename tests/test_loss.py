@@ -61,6 +61,6 @@ def test_loss_falls_over_a_short_run(schedule):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
     assert last < 0.7 * first, (first, last)

@@ -1,0 +1,71 @@
+"""Transport-of-intensity equation (TIE): the classical phase baseline. Lengths in µm.
+
+With the project's sign convention (positive ``dz`` along the light) the TIE is
+``∂I/∂z = −(1/k)·∇·(I∇φ)``, ``k = 2π/λ``. Under near-uniform illumination
+``I ≈ I₀`` it becomes the Poisson equation ``∇²φ = −k·(∂I/∂z)/I₀``, solved with
+FFTs and a Tikhonov term:
+
+    φ̂(f) = k·FT(∂I/∂z)(f) / (I₀·(4π²|f|² + α))
+
+``∂I/∂z ≈ (I(+dz) − I(−dz))/(2dz)``. ``α`` (µm⁻²) damps the low frequencies,
+where noise is amplified most; its default was chosen on a validation set
+(:func:`napari_cvdm.evaluate.choose_tie_regularization`). The images are
+mirror-padded to twice their size so that the FFT sees no edges.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["tie_phase", "DEFAULT_TIE_REGULARIZATION"]
+
+#: α in µm⁻², chosen on the validation set of the default qpi optics (see docs/physics.md).
+DEFAULT_TIE_REGULARIZATION = 0.05
+
+
+def tie_phase(i_minus: np.ndarray, i_plus: np.ndarray, dz_um: float, wavelength_um: float, pixel_um: float,
+              regularization: float = DEFAULT_TIE_REGULARIZATION) -> np.ndarray:
+    """Phase (rad) from two defocused intensities.
+
+    Parameters
+    ----------
+    i_minus, i_plus
+        Intensities ``(H, W)`` at ``−dz`` and ``+dz`` (unit illumination ≈ 1).
+    dz_um
+        Defocus distance, µm (positive).
+    wavelength_um, pixel_um
+        Wavelength and pixel size, µm.
+    regularization
+        Tikhonov ``α`` in µm⁻² (≥ 0; 0 only removes the mean).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float64 phase with zero mean (phase is defined up to a constant).
+    """
+    i_minus = np.asarray(i_minus, dtype=np.float64)
+    i_plus = np.asarray(i_plus, dtype=np.float64)
+    if i_minus.shape != i_plus.shape or i_minus.ndim != 2:
+        raise ValueError(f"need two (H, W) images of the same shape, got {i_minus.shape} and {i_plus.shape}")
+    if dz_um <= 0 or wavelength_um <= 0 or pixel_um <= 0 or regularization < 0:
+        raise ValueError("dz, wavelength and pixel size must be positive and the regularization >= 0")
+    h, w = i_minus.shape
+    i0 = float(np.mean(i_minus + i_plus) / 2)
+    if i0 <= 0:
+        raise ValueError("the mean intensity must be positive (divide the images by the background)")
+    didz = (i_plus - i_minus) / (2 * dz_um)
+    padded = np.pad(didz, ((0, h), (0, w)), mode="symmetric")  # even extension: no edge jumps
+    fy = np.fft.fftfreq(2 * h, d=pixel_um)
+    fx = np.fft.fftfreq(2 * w, d=pixel_um)
+    lap = 4 * math.pi**2 * (fy[:, None] ** 2 + fx[None, :] ** 2)
+    k = 2 * math.pi / wavelength_um
+    denom = i0 * (lap + regularization)
+    spectrum = np.fft.fft2(padded)
+    phi_hat = np.zeros_like(spectrum)
+    nonzero = denom > 0
+    phi_hat[nonzero] = k * spectrum[nonzero] / denom[nonzero]
+    phi_hat[0, 0] = 0.0
+    phase = np.real(np.fft.ifft2(phi_hat))[:h, :w]
+    return phase - phase.mean()
