@@ -258,7 +258,7 @@ class QPIOptics:
     wavelength_um: float = 0.521
     pixel_um: float = 0.21
     dz_um: float = 1.0
-    noise: float = 0.01
+    noise: float = 0.02
     max_phase: float = 3.5
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 __all__ = ["tie_phase", "DEFAULT_TIE_REGULARIZATION"]
 
 #: α in µm⁻², chosen on the validation set of the default qpi optics (see docs/physics.md).
-DEFAULT_TIE_REGULARIZATION = 0.05
+DEFAULT_TIE_REGULARIZATION = 1e-3
 
 
 def tie_phase(i_minus: np.ndarray, i_plus: np.ndarray, dz_um: float, wavelength_um: float, pixel_um: float,

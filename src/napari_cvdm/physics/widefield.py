@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: Richardson–Lucy iterations chosen on the validation set of the default sr optics (docs/physics.md).
-DEFAULT_RL_ITERATIONS = 10
+DEFAULT_RL_ITERATIONS = 5
 
 
 @dataclass(frozen=True)
