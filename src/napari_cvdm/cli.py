@@ -86,6 +86,178 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sr_optics(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sr optics (defaults: the bundled model's)")
+    g.add_argument("--na", type=_positive_float, default=1.3, help="numerical aperture (default 1.3)")
+    g.add_argument("--wavelength", type=_positive_float, default=None,
+                   help="emission (sr, default 0.525) or illumination (qpi, default 0.521) wavelength in µm")
+    g.add_argument("--pixel-size", type=_positive_float, default=None,
+                   help="input pixel size in µm (sr default 0.0626, qpi default 0.21)")
+    g.add_argument("--background", type=float, default=0.1, help="sr background as a fraction of the signal")
+    g.add_argument("--read-noise", type=float, default=2.0, help="sr camera read noise, electrons (default 2)")
+    q = p.add_argument_group("qpi optics (defaults: the bundled model's)")
+    q.add_argument("--dz", type=_positive_float, default=1.0, help="qpi defocus distance in µm (default 1)")
+    q.add_argument("--noise", type=float, default=0.02,
+                   help="qpi additive noise std, unit illumination = 1 (default 0.02)")
+
+
+def _sr_optics(args: argparse.Namespace):
+    from .physics.widefield import WidefieldOptics
+
+    return WidefieldOptics(na=args.na, wavelength_um=args.wavelength or 0.525, pixel_um=args.pixel_size or 0.0626,
+                           background_fraction=args.background, read_noise=args.read_noise)
+
+
+def _qpi_optics(args: argparse.Namespace):
+    from .data.simulate import QPIOptics
+
+    return QPIOptics(wavelength_um=args.wavelength or 0.521, pixel_um=args.pixel_size or 0.21, dz_um=args.dz,
+                     noise=args.noise)
+
+
+def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``napari-cvdm simulate``."""
+    p = sub.add_parser(
+        "simulate",
+        help="write simulated input/target pairs (the layout train --pairs and evaluate --data read)",
+        description="Writes DIR/inputs/NAME.tif and DIR/targets/NAME.tif (float32, pixel size in the metadata). "
+                    "sr: inputs (H, W) widefield images in photo-electrons, targets (2H, 2W) SIM-like images. "
+                    "qpi: inputs (2, H, W) intensities at (-dz, +dz) under unit illumination, targets (H, W) "
+                    "phase in radians. NAME is <class>_<index>.",
+    )
+    p.add_argument("--task", choices=("sr", "qpi"), required=True)
+    p.add_argument("--n", type=_positive_int, required=True, help="number of pairs")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--output-dir", type=Path, required=True)
+    p.add_argument("--size", type=_positive_int, default=None,
+                   help="input side in pixels (sr default 128, qpi default 256)")
+    p.add_argument("--photons", type=_positive_float, default=None,
+                   help="sr signal level in photons per pixel (default: log-uniform between 15 and 600)")
+    p.add_argument("--structures", nargs="+", default=None,
+                   help="sr structure classes (default all: microtubules ccps er actin blobs)")
+    p.add_argument("--sources", nargs="+", default=None,
+                   help="qpi phase sources: cells textures images (default cells textures, plus images with --images)")
+    p.add_argument("--images", type=Path, default=None, help="qpi: folder of grayscale images to use as phase")
+    _add_sr_optics(p)
+    p.set_defaults(func=run_simulate)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """Simulate pairs and write them as TIFFs."""
+    import json
+
+    import numpy as np
+
+    from .data.simulate import QPI_SOURCES, SR_STRUCTURES, load_grayscale_images, simulate_qpi_pair, simulate_sr_pair
+    from .data.tiff import write_tiff
+    from .evaluate import PHOTON_RANGE, TEST_SEED, VALIDATION_SEED
+
+    if args.seed in (TEST_SEED, VALIDATION_SEED):
+        print(f"warning: seed {args.seed} makes the held-out evaluation set; do not train on it", file=sys.stderr)
+    rng = np.random.default_rng(args.seed)
+    out: Path = args.output_dir
+    (out / "inputs").mkdir(parents=True, exist_ok=True)
+    (out / "targets").mkdir(parents=True, exist_ok=True)
+    record: dict = {"task": args.task, "n": args.n, "seed": args.seed}
+    if args.task == "sr":
+        optics = _sr_optics(args)
+        classes = args.structures or list(SR_STRUCTURES)
+        bad = [c for c in classes if c not in SR_STRUCTURES]
+        if bad:
+            raise UserError(f"unknown structure(s) {', '.join(bad)}; choose from {', '.join(SR_STRUCTURES)}")
+        size = args.size or 128
+        for i in range(args.n):
+            cls = classes[i % len(classes)]
+            photons = args.photons or float(np.exp(rng.uniform(*np.log(PHOTON_RANGE))))
+            pair = simulate_sr_pair(cls, (size, size), photons, rng, optics)
+            name = f"{cls}_{i:04d}.tif"
+            write_tiff(out / "inputs" / name, pair.input, pixel_size_um=optics.pixel_um)
+            write_tiff(out / "targets" / name, pair.target, pixel_size_um=optics.target_pixel_um)
+        record.update(optics=optics.to_dict(), structures=classes, size=size,
+                      photons=args.photons or list(PHOTON_RANGE))
+    else:
+        optics = _qpi_optics(args)
+        images = load_grayscale_images(args.images) if args.images else None
+        sources = args.sources or (["cells", "textures"] + (["images"] if images else []))
+        bad = [s for s in sources if s not in QPI_SOURCES]
+        if bad:
+            raise UserError(f"unknown source(s) {', '.join(bad)}; choose from {', '.join(QPI_SOURCES)}")
+        if "images" in sources and not images:
+            raise UserError("the source 'images' needs --images DIR")
+        size = args.size or 256
+        for i in range(args.n):
+            src = sources[i % len(sources)]
+            pair = simulate_qpi_pair(src, (size, size), rng, optics, images)
+            name = f"{src}_{i:04d}.tif"
+            write_tiff(out / "inputs" / name, pair.input, pixel_size_um=optics.pixel_um, axes="CYX")
+            write_tiff(out / "targets" / name, pair.target, pixel_size_um=optics.pixel_um)
+        record.update(optics=optics.to_dict(), sources=sources, size=size,
+                      images=str(args.images) if args.images else None)
+    (out / "simulation.json").write_text(json.dumps(record, indent=2))
+    print(f"wrote {args.n} {args.task} pairs to {out}/inputs and {out}/targets")
+    return 0
+
+
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``napari-cvdm evaluate``."""
+    p = sub.add_parser(
+        "evaluate",
+        help="score reconstructions on held-out data beside the classical baselines",
+        description="Prints a table per structure class / phase source: PSNR and SSIM (sr after an affine "
+                    "intensity fit, qpi after removing the mean) and, for CVDM, the calibration of its "
+                    "uncertainty. Default data: a fixed-seed simulated test set never used for training.",
+    )
+    p.add_argument("--model", required=True,
+                   help="sr or qpi (the bundled model of that task, with its baselines)")
+    p.add_argument("--data", type=Path, default=None, help="folder with inputs/ and targets/ (default: simulated)")
+    p.add_argument("--n-per-class", type=_positive_int, default=6, help="simulated pairs per class (default 6)")
+    p.add_argument("--size", type=_positive_int, default=None, help="simulated input side (sr 64, qpi 128)")
+    p.add_argument("--tune-baselines", action="store_true",
+                   help="choose RL iterations / TIE regularization on the validation set first")
+    p.add_argument("--images", type=Path, default=None, help="qpi: also test on phase from these images")
+    _add_sr_optics(p)
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Build the test set, score the baselines (and the model) and print the table."""
+    from . import evaluate as ev
+    from .data.simulate import load_grayscale_images
+
+    task = args.model
+    if task not in ("sr", "qpi"):
+        raise UserError(f"--model {task}: this version evaluates the classical baselines of the tasks 'sr' and "
+                        "'qpi'; CVDM model files are not supported yet")
+    if task == "sr":
+        optics = _sr_optics(args)
+        examples = (ev.read_pair_folder(args.data) if args.data else
+                    ev.sr_test_set(args.n_per_class, args.size or 64, optics=optics))
+        iterations = ev.DEFAULT_RL_ITERATIONS
+        if args.tune_baselines:
+            val = ev.sr_test_set(4, args.size or 64, ev.VALIDATION_SEED, optics)
+            iterations, table = ev.choose_rl_iterations(val, optics)
+            print("validation PSNR by RL iterations: " + ", ".join(f"{k}: {v:.2f}" for k, v in table.items()))
+        methods = ev.sr_baselines(optics, iterations)
+    else:
+        optics = _qpi_optics(args)
+        images = load_grayscale_images(args.images) if args.images else None
+        sources = ("cells", "textures") + (("images",) if images else ())
+        examples = (ev.read_pair_folder(args.data) if args.data else
+                    ev.qpi_test_set(args.n_per_class, args.size or 128, optics=optics, sources=sources,
+                                    images=images))
+        alpha = ev.DEFAULT_TIE_REGULARIZATION
+        if args.tune_baselines:
+            val = ev.qpi_test_set(4, args.size or 128, ev.VALIDATION_SEED, optics,
+                                  sources=sources, images=images)
+            alpha, table = ev.choose_tie_regularization(val, optics)
+            print("validation PSNR by TIE alpha (1/um^2): " + ", ".join(f"{k:g}: {v:.2f}" for k, v in table.items()))
+        methods = ev.qpi_baselines(optics, alpha)
+    print(f"{task}: {len(examples)} held-out pairs" + ("" if args.data else f" (simulated, seed {ev.TEST_SEED})"))
+    print("note: no CVDM model file is bundled yet; the table holds the classical baselines only")
+    print(ev.format_table(ev.evaluate(examples, methods, task)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand."""
     from . import __version__
@@ -100,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_demo_parser(sub)
+    add_simulate_parser(sub)
+    add_evaluate_parser(sub)
     return parser
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "TEST_SEED", "VALIDATION_SEED", "PHOTON_RANGE", "Example", "Method", "Row",
     "sr_test_set", "qpi_test_set", "read_pair_folder", "sr_baselines", "qpi_baselines",
     "evaluate", "format_table", "choose_rl_iterations", "choose_tie_regularization",
+    "DEFAULT_RL_ITERATIONS", "DEFAULT_TIE_REGULARIZATION",
 ]
 
 #: Seed of the default held-out test sets (never used for training).

@@ -1,0 +1,116 @@
+"""Simulators, the simulate command's files, metrics and the evaluate command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cvdm.cli import main
+from napari_cvdm.data.simulate import (
+    SR_STRUCTURES,
+    QPIOptics,
+    phase_map,
+    simulate_qpi_pair,
+    simulate_sr_pair,
+)
+from napari_cvdm.data.tiff import read_tiff
+from napari_cvdm.evaluate import evaluate, qpi_baselines, qpi_test_set, read_pair_folder, sr_baselines, sr_test_set
+from napari_cvdm.metrics import affine_fit, calibration, qpi_scores, sr_scores
+from napari_cvdm.physics.fresnel import angular_spectrum_propagate, phase_object
+from napari_cvdm.physics.widefield import WidefieldOptics
+
+
+@pytest.mark.parametrize("structure", list(SR_STRUCTURES))
+def test_sr_pairs_have_the_documented_shapes_and_photon_level(structure):
+    pair = simulate_sr_pair(structure, (32, 48), 200.0, np.random.default_rng(0))
+    assert pair.input.shape == (32, 48) and pair.target.shape == (64, 96)
+    assert pair.input.dtype == np.float32 and pair.target.dtype == np.float32
+    assert np.isfinite(pair.input).all() and (pair.target >= 0).all() and pair.target.max() > 0
+    background = 0.1 * 200.0
+    assert np.percentile(pair.input, 99.9) == pytest.approx(200.0 + background, rel=0.35)
+
+
+def test_sr_input_is_the_target_structure_blurred():
+    rng = np.random.default_rng(3)
+    pair = simulate_sr_pair("microtubules", (64, 64), 600.0, rng)
+    from napari_cvdm.physics.widefield import bicubic_upsample
+
+    corr = np.corrcoef(bicubic_upsample(pair.input).ravel(), pair.target.ravel())[0, 1]
+    assert corr > 0.7
+
+
+def test_phase_maps_are_in_range():
+    rng = np.random.default_rng(0)
+    for source in ("cells", "textures"):
+        phi = phase_map(source, (64, 64), rng)
+        assert phi.min() >= 0 and phi.max() <= 3.5 + 1e-9 and phi.max() > 1.0
+    images = [np.random.default_rng(1).random((80, 90))]
+    phi = phase_map("images", (64, 64), rng, images=images)
+    assert phi.shape == (64, 64) and 0 <= phi.min() and phi.max() <= 3.5 + 1e-9
+    with pytest.raises(ValueError, match="--images"):
+        phase_map("images", (64, 64), rng)
+
+
+def test_an_independent_forward_model_reproduces_the_qpi_inputs():
+    """Angular-spectrum propagation of the target (mirror-padded) matches the inputs up to the noise."""
+    optics = QPIOptics()
+    pair = simulate_qpi_pair("cells", (96, 96), np.random.default_rng(0), optics)
+    phi = np.pad(pair.target.astype(np.float64), 48, mode="symmetric")
+    field = phase_object(torch.from_numpy(phi))
+    for plane, dz in zip(pair.input, (-optics.dz_um, optics.dz_um)):
+        ref = (angular_spectrum_propagate(field, dz, optics.wavelength_um, optics.pixel_um).abs() ** 2).numpy()
+        resid = plane - ref[48:-48, 48:-48]
+        assert resid.std() == pytest.approx(optics.noise, rel=0.15)
+        assert abs(resid.mean()) < 3 * optics.noise / 96
+
+
+def test_simulate_writes_the_paired_layout(tmp_path):
+    assert main(["simulate", "--task", "sr", "--n", "3", "--size", "32", "--output-dir", str(tmp_path / "sr")]) == 0
+    names = sorted(p.name for p in (tmp_path / "sr" / "inputs").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "sr" / "targets").iterdir()) and len(names) == 3
+    inp = read_tiff(tmp_path / "sr" / "inputs" / names[0])
+    tgt = read_tiff(tmp_path / "sr" / "targets" / names[0])
+    assert inp.data.shape == (32, 32) and tgt.data.shape == (64, 64) and inp.data.dtype == np.float32
+    assert inp.pixel_size_um == pytest.approx((0.0626, 0.0626))
+    assert tgt.pixel_size_um == pytest.approx((0.0313, 0.0313))
+    meta = json.loads((tmp_path / "sr" / "simulation.json").read_text())
+    assert meta["optics"]["na"] == 1.3
+
+    assert main(["simulate", "--task", "qpi", "--n", "2", "--size", "32", "--dz", "1.5",
+                 "--output-dir", str(tmp_path / "qpi")]) == 0
+    name = sorted(p.name for p in (tmp_path / "qpi" / "inputs").iterdir())[0]
+    inp = read_tiff(tmp_path / "qpi" / "inputs" / name)
+    tgt = read_tiff(tmp_path / "qpi" / "targets" / name)
+    assert inp.data.shape == (2, 32, 32) and tgt.data.shape == (32, 32)
+    assert inp.pixel_size_um == pytest.approx((0.21, 0.21))
+    assert json.loads((tmp_path / "qpi" / "simulation.json").read_text())["optics"]["dz_um"] == 1.5
+    assert len(read_pair_folder(tmp_path / "qpi")) == 2
+
+
+def test_metrics():
+    rng = np.random.default_rng(0)
+    target = rng.random((32, 32))
+    assert sr_scores(3 * target + 7, target).psnr > 100  # gain and offset do not count for sr
+    assert qpi_scores(target + 2.0, target).psnr > 100  # a constant phase does not count for qpi
+    np.testing.assert_allclose(affine_fit(2 * target - 1, target), target, atol=1e-12)
+    err = rng.normal(0, 1, 20000) * np.linspace(0.1, 2, 20000)
+    good = calibration(np.linspace(0.1, 2, 20000), err)
+    assert good.spearman > 0.4 and good.coverage_2sigma == pytest.approx(0.954, abs=0.01)
+    assert abs(calibration(np.ones(20000) + rng.random(20000) * 1e-3, err).spearman) < 0.05
+
+
+def test_evaluate_ranks_the_baselines_sensibly():
+    optics = WidefieldOptics()
+    rows = evaluate(sr_test_set(1, 48, structures=["microtubules", "ccps"]), sr_baselines(optics), "sr")
+    table = {(r.group, r.method.split()[0]): r for r in rows}
+    assert {g for g, _ in table} == {"microtubules", "ccps", "all"}
+    assert table[("all", "richardson-lucy")].psnr > table[("all", "bicubic")].psnr
+    rows = evaluate(qpi_test_set(1, 64), qpi_baselines(), "qpi")
+    assert all(r.psnr > 15 for r in rows)
+
+
+def test_evaluate_command_prints_a_table(capsys):
+    assert main(["evaluate", "--model", "qpi", "--n-per-class", "1", "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "| cells | TIE" in out and "| all |" in out
