@@ -258,6 +258,234 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,2,4; got {text}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text}")
+    return values
+
+
+def default_network_config(task: str, schedule: str = "learned", base_channels: int | None = None,
+                           channel_mults: tuple[int, ...] | None = None, res_blocks: int | None = None):
+    """Architecture of new models: CPU-sized; ``sr`` runs its U-Net at the input's sampling."""
+    from .diffusion.denoiser import UNetConfig
+    from .diffusion.network import NetworkConfig
+    from .diffusion.schedule import ScheduleConfig
+
+    denoiser = UNetConfig(in_channels=1, out_channels=1, base_channels=base_channels or 32,
+                          channel_mults=channel_mults or (1, 2, 2, 4), num_res_blocks=res_blocks or 1,
+                          attention_levels=(), embed_channels=16, space_to_depth=2 if task == "sr" else 1)
+    return NetworkConfig(target_channels=1, cond_channels=1 if task == "sr" else 2, schedule=schedule,
+                         denoiser=denoiser, schedule_net=ScheduleConfig(base_channels=16, channel_mults=(1, 2)))
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``napari-cvdm train``."""
+    p = sub.add_parser(
+        "train",
+        help="train or fine-tune a CVDM model (torchrun-compatible)",
+        description="Trains a CVDM on pairs from a folder (DIR/inputs + DIR/targets, as simulate writes) or on "
+                    "pairs simulated on the fly, and writes a .safetensors model file. --from fine-tunes an "
+                    "existing model. Checkpoints are written next to the output and --resume continues a run "
+                    "exactly. Several GPUs: torchrun --nproc_per_node N -m napari_cvdm train ...",
+    )
+    p.add_argument("--task", choices=("sr", "qpi"), required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", type=Path, help="folder with inputs/ and targets/")
+    src.add_argument("--simulate", type=_positive_int, metavar="N", help="train on N pairs simulated on the fly")
+    p.add_argument("--from", dest="from_model", default=None, help="fine-tune this model (sr, qpi or a file)")
+    p.add_argument("--steps", type=_positive_int, required=True, help="optimizer steps")
+    p.add_argument("--output", type=Path, required=True, help="model file to write (.safetensors)")
+    p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--patch-size", type=_positive_int, default=48, help="patch side on the input grid (default 48)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=_positive_int, default=None, help="--simulate: input side (sr 64, qpi 128)")
+    p.add_argument("--structures", nargs="+", default=None, help="--simulate sr: structure classes")
+    p.add_argument("--sources", nargs="+", default=None, help="--simulate qpi: phase sources")
+    p.add_argument("--images", type=Path, default=None, help="--simulate qpi: folder of images for phase")
+    p.add_argument("--validation-fraction", type=float, default=0.1, help="--pairs: share held out (default 0.1)")
+    p.add_argument("--validate-every", type=int, default=500, help="steps between validations (0: never)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=200)
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: OUTPUT with .ckpt.safetensors")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--log", type=Path, default=None, help="JSON-lines log (default: OUTPUT with .log.jsonl)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--schedule", choices=("learned", "cosine"), default="learned",
+                   help="learned CVDM schedule (default) or the fixed cosine ablation baseline")
+    p.add_argument("--base-channels", type=_positive_int, default=None, help="new models: U-Net width (32)")
+    p.add_argument("--channel-mults", type=_int_tuple, default=None, help="new models: e.g. 1,2,2,4")
+    p.add_argument("--res-blocks", type=_positive_int, default=None, help="new models: residual blocks per level")
+    p.add_argument("--default-steps", type=_positive_int, default=20, help="sampling steps stored in the model")
+    _add_sr_optics(p)
+    p.set_defaults(func=run_train)
+
+
+def _split_validation(pairs, fraction: float, seed: int):
+    import numpy as np
+
+    from .data.dataset import ArrayPairs
+
+    n = len(pairs)
+    n_val = 0 if n < 2 or fraction <= 0 else max(1, int(round(fraction * n)))
+    order = np.random.default_rng(seed).permutation(n)
+    val = [pairs[int(i)] for i in order[:n_val]]
+    train_idx = order[n_val:]
+    train = ArrayPairs(pairs.task, [pairs[int(i)][0] for i in train_idx], [pairs[int(i)][1] for i in train_idx])
+    return train, val
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Build data, network and trainer; train; write the model file."""
+    import torch
+
+    from .data.dataset import FolderPairs, SimulatedPairs
+    from .data.normalize import default_normalization
+    from .data.simulate import load_grayscale_images
+    from .evaluate import TEST_SEED, VALIDATION_SEED
+    from .models import load_model, save_model
+    from .predict import resolve_device
+    from .train import Trainer, TrainConfig, init_distributed, new_network
+
+    if args.output.suffix != ".safetensors":
+        raise UserError(f"--output {args.output}: model files end in .safetensors")
+    if args.seed in (TEST_SEED, VALIDATION_SEED):
+        raise UserError(f"seed {args.seed} is reserved for the held-out evaluation sets")
+    device = resolve_device(args.device)
+    dist = init_distributed(device)
+    if dist.world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    parent = load_model(args.from_model, task=args.task) if args.from_model else None
+    optics = (_sr_optics(args) if args.task == "sr" else _qpi_optics(args))
+    if args.pairs:
+        pairs = FolderPairs(args.pairs, args.task, min_side=min(16, args.patch_size))
+        train_pairs, val_pairs = _split_validation(pairs, args.validation_fraction, args.seed)
+        data_record = {"pairs": str(args.pairs), "n_pairs": len(pairs), "n_validation": len(val_pairs)}
+    else:
+        images = load_grayscale_images(args.images) if args.images else None
+        size = args.size or (64 if args.task == "sr" else 128)
+        kw = dict(task=args.task, size=size, images=images,
+                  classes=(args.structures if args.task == "sr" else args.sources) or ())
+        if args.task == "sr":
+            kw["sr_optics"] = optics
+        else:
+            kw["qpi_optics"] = optics
+        train_pairs = SimulatedPairs(n=args.simulate, seed=args.seed, **kw)
+        val_source = SimulatedPairs(n=len(train_pairs.classes), seed=VALIDATION_SEED + 1, **kw)
+        val_pairs = [val_source[i] for i in range(len(val_source))]
+        data_record = {"simulate": args.simulate, "size": size, "classes": list(train_pairs.classes),
+                       "images": str(args.images) if args.images else None}
+    if parent is not None:
+        network, normalization = parent.network, parent.normalization
+    else:
+        config = default_network_config(args.task, args.schedule, args.base_channels, args.channel_mults,
+                                        args.res_blocks)
+        network, normalization = new_network(config, args.seed), default_normalization(args.task)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
+                      warmup_steps=args.warmup, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      validate_every=args.validate_every)
+    checkpoint = args.checkpoint or args.output.with_suffix(".ckpt.safetensors")
+    log = args.log or args.output.with_suffix(".log.jsonl")
+    trainer = Trainer(args.task, network, train_pairs, normalization, cfg, val_pairs, device, checkpoint, log, dist)
+    if args.resume:
+        if not checkpoint.exists():
+            raise UserError(f"--resume: no checkpoint at {checkpoint}")
+        trainer.load_checkpoint(checkpoint)
+        if dist.is_main:
+            print(f"resumed from {checkpoint} at step {trainer.step}")
+    n_params = sum(p.numel() for p in network.parameters())
+    if dist.is_main:
+        print(f"training {args.task} ({n_params / 1e6:.2f} M parameters, {network.config.schedule} schedule) on "
+              f"{len(train_pairs)} pairs, {len(val_pairs)} for validation, device {device}, "
+              f"{dist.world_size} process(es)")
+
+    def report(p) -> None:
+        if dist.is_main and (p.step % 50 == 0 or p.step == p.total):
+            val = f"  val PSNR {p.val_psnr:.2f} dB" if p.val_psnr is not None else ""
+            print(f"  step {p.step:6d}/{p.total}  loss {p.loss['total']:.4f}  lr {p.lr:.2e}  "
+                  f"{p.seconds:7.1f} s{val}", flush=True)
+
+    result = trainer.run(report)
+    if dist.is_main:
+        lineage = []
+        if parent is not None:
+            lineage = list(parent.metadata.get("training", {}).get("lineage", []))
+            lineage.append({"name": parent.name, "path": str(parent.path) if parent.path else None,
+                            "training": {k: v for k, v in parent.metadata.get("training", {}).items()
+                                         if k != "lineage"}})
+        training = {"task": args.task, "steps": result.steps_done, "seed": args.seed, "data": data_record,
+                    "config": {k: v for k, v in vars(cfg).items()}, "from": args.from_model, "lineage": lineage,
+                    "best_val_psnr": result.best_val_psnr, "command": " ".join(sys.argv),
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "world_size": dist.world_size}
+        save_model(args.output, result.network, args.task, normalization, optics.to_dict(), training,
+                   default_steps=args.default_steps if parent is None else parent.default_steps)
+        print(f"wrote {args.output}" + (f" (best validation PSNR {result.best_val_psnr:.2f} dB)"
+                                        if result.best_val_psnr is not None else ""))
+    if dist.world_size > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+        tdist.destroy_process_group()
+    return 0
+
+
+def add_predict_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``napari-cvdm predict``."""
+    p = sub.add_parser(
+        "predict",
+        help="reconstruct TIFFs: writes <stem>_mean.tif and <stem>_std.tif",
+        description="sr: (H, W) widefield images (or Z/T stacks, plane by plane) -> (2H, 2W) in the input's units. "
+                    "qpi: (2, H, W) defocused pairs ordered (-dz, +dz), divided by the background -> phase in "
+                    "radians. Writes DIR/<stem>_mean.tif and DIR/<stem>_std.tif (float32).",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, help="TIFF files")
+    p.add_argument("--model", required=True, help="sr, qpi or a .safetensors model file")
+    p.add_argument("--samples", type=_positive_int, required=True, help="samples per image (8 is a good start)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--tile-size", type=_positive_int, default=None, help="tile side for large images")
+    p.add_argument("--output-dir", type=Path, required=True)
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Predict every input; the good files are written even when others fail."""
+    from .data.tiff import read_tiff, write_tiff
+    from .models import load_model
+
+    model = load_model(args.model)
+    failed: list[str] = []
+    for path in args.inputs:
+        try:
+            img = read_tiff(path)
+            t0 = time.perf_counter()
+            pred = model.predict(img.data, n_samples=args.samples, steps=args.steps, seed=args.seed,
+                                 device=args.device, tile_size=args.tile_size)
+            px = img.pixel_size_um
+            if px is not None and model.task == "sr":
+                px = (px[0] / 2, px[1] / 2)
+            axes = "YX" if pred.mean.ndim == 2 else "ZYX"
+            for kind, arr in (("mean", pred.mean), ("std", pred.std)):
+                write_tiff(args.output_dir / f"{path.stem}_{kind}.tif", arr, pixel_size_um=px, axes=axes)
+            print(f"{path}: {pred.mean.shape} in {time.perf_counter() - t0:.1f} s -> "
+                  f"{args.output_dir / (path.stem + '_mean.tif')}, _std.tif")
+        except (ValueError, OSError) as err:
+            if args.debug:
+                raise
+            failed.append(str(path))
+            print(f"napari-cvdm predict: error: {err}", file=sys.stderr)
+    if failed:
+        print(f"napari-cvdm predict: {len(failed)} of {len(args.inputs)} file(s) failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand."""
     from . import __version__
@@ -273,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     add_demo_parser(sub)
     add_simulate_parser(sub)
+    add_train_parser(sub)
+    add_predict_parser(sub)
     add_evaluate_parser(sub)
     return parser
 

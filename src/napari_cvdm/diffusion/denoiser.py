@@ -49,6 +49,10 @@ class UNetConfig:
     embed_channels
         Channels of the per-pixel noise-level embedding that modulates every
         residual block (FiLM); 0 builds an unmodulated U-Net.
+    space_to_depth
+        Pixel-unshuffle factor at the entry (and pixel-shuffle at the exit): the
+        U-Net runs on a grid this many times coarser with ``factor²`` times the
+        channels. 2 for ``sr`` runs the network at the input's own sampling.
     """
 
     in_channels: int
@@ -60,6 +64,7 @@ class UNetConfig:
     num_heads: int = 4
     dropout: float = 0.0
     embed_channels: int = 32
+    space_to_depth: int = 1
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.out_channels < 1:
@@ -77,6 +82,8 @@ class UNetConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.embed_channels < 0:
             raise ValueError(f"embed_channels must be >= 0, got {self.embed_channels}")
+        if self.space_to_depth < 1:
+            raise ValueError(f"space_to_depth must be >= 1, got {self.space_to_depth}")
         # tuples may arrive as lists from JSON metadata
         object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
         object.__setattr__(self, "attention_levels", tuple(int(a) for a in self.attention_levels))
@@ -84,7 +91,7 @@ class UNetConfig:
     @property
     def stride(self) -> int:
         """Total downsampling factor: image sides must be multiples of it."""
-        return 2 ** (len(self.channel_mults) - 1)
+        return self.space_to_depth * 2 ** (len(self.channel_mults) - 1)
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (for model-file metadata)."""
@@ -164,7 +171,8 @@ class UNet(nn.Module):
         self.config = config
         c0, e = config.base_channels, config.embed_channels
         attn = set(config.attention_levels)
-        self.conv_in = nn.Conv2d(config.in_channels, c0, 3, padding=1)
+        f2 = config.space_to_depth**2
+        self.conv_in = nn.Conv2d(config.in_channels * f2, c0, 3, padding=1)
         self.down = nn.ModuleList()
         skip_channels = [c0]
         ch = c0
@@ -196,7 +204,7 @@ class UNet(nn.Module):
                 self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"),
                                               nn.Conv2d(ch, ch, 3, padding=1)]))
         self.norm_out = nn.GroupNorm(_groups(ch), ch)
-        self.conv_out = nn.Conv2d(ch, config.out_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch, config.out_channels * f2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -207,6 +215,10 @@ class UNet(nn.Module):
                 f"image sides {tuple(h.shape[-2:])} must be multiples of {stride} for this network; "
                 "pad the image (the predict functions do this for you)"
             )
+        f = self.config.space_to_depth
+        if f > 1:
+            h = F.pixel_unshuffle(h, f)
+            emb = None if emb is None else F.avg_pool2d(emb, f)
         embs = [emb]
         for _ in range(len(self.config.channel_mults) - 1):
             embs.append(None if emb is None else F.avg_pool2d(embs[-1], 2))
@@ -231,7 +243,8 @@ class UNet(nn.Module):
             else:
                 h = block[1](block[0](h))
                 level -= 1
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(out, f) if f > 1 else out
 
 
 N_NOISE_FEATURES = 14

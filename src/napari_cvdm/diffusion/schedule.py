@@ -40,6 +40,11 @@ __all__ = [
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1
 
 
+def _full_precision(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision inputs (from autocast) go back to float32; float32/float64 stay."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def _inv_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
@@ -145,16 +150,19 @@ class LearnedSchedule(nn.Module):
         return self.lambda_net.config.stride
 
     def lam(self, x: torch.Tensor) -> torch.Tensor:
-        """``λ(x)``: ``(B, C, H, W)`` condition → ``(B, 1, H, W)`` positive map."""
-        return F.softplus(self.lambda_net(x))
+        """``λ(x)``: ``(B, C, H, W)`` condition → ``(B, 1, H, W)`` positive map (always float32)."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.softplus(self.lambda_net(_full_precision(x)))
 
     def tau(self, t: torch.Tensor) -> torch.Tensor:
-        """``τ_γ(t)``: ``(T,)`` → ``(T,)``, strictly increasing."""
-        return self.tau_gamma(t)
+        """``τ_γ(t)``: ``(T,)`` → ``(T,)``, strictly increasing (float32 even under autocast)."""
+        with torch.autocast(device_type=t.device.type, enabled=False):
+            return self.tau_gamma(t)
 
     def tau_b(self, t: torch.Tensor) -> torch.Tensor:
         """``τ_β(t) ≥ 0``: ``(T,)`` → ``(T,)``; ``β(t, x) = λ(x)·τ_β(t)``."""
-        return F.softplus(self.tau_beta(t))
+        with torch.autocast(device_type=t.device.type, enabled=False):
+            return F.softplus(self.tau_beta(t))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``γ(t, x)`` for a batch: ``x`` ``(B, C, H, W)``, ``t`` ``(B,)`` → ``(B, 1, H, W)``."""
@@ -253,7 +261,8 @@ def gamma_derivatives(lam: torch.Tensor, tau_net: nn.Module, t: torch.Tensor) ->
     t
         ``(B,)`` times.
     """
-    tau, d1, d2 = tau_derivatives(tau_net, t)
+    with torch.autocast(device_type=t.device.type, enabled=False):
+        tau, d1, d2 = tau_derivatives(tau_net, t)
     shape = (-1, 1, 1, 1)
     a = lam * tau.reshape(shape)
     gamma = torch.exp(-a)

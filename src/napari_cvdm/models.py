@@ -1,0 +1,269 @@
+"""Model files: safetensors weights plus a JSON metadata block; the bundled registry.
+
+A model file holds the (EMA) weights of a :class:`~napari_cvdm.diffusion.CVDMNetwork`
+as safetensors and, under the metadata key ``"napari_cvdm"``, a JSON object with
+the format version, task, architecture, optics, normalisation, sampling defaults
+and training provenance. Loading reads the header, validates it, builds the
+network from the architecture and loads the tensors — nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .data.normalize import Normalization
+from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
+
+if TYPE_CHECKING:
+    from .diffusion.sampler import ProgressCallback
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "CVDMModel", "Prediction", "save_model", "load_model",
+           "bundled_model_path", "BUNDLED"]
+
+FORMAT = "napari-cvdm-model"
+FORMAT_VERSION = 1
+METADATA_KEY = "napari_cvdm"
+BUNDLED = ("sr", "qpi")
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".h5", ".keras")
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass
+class Prediction:
+    """Result of :meth:`CVDMModel.predict` (numpy float32).
+
+    Attributes
+    ----------
+    mean
+        The reconstruction: mean of the samples, ``(2H, 2W)`` for ``sr`` (input
+        units), ``(H, W)`` phase in radians (zero mean) for ``qpi``; a leading
+        axis for stacks.
+    std
+        Per-pixel standard deviation of the samples, same shape and units.
+    samples
+        ``(N, ...)`` the samples themselves, or ``None``.
+    schedule
+        The learned per-pixel rate ``λ(x)`` on the output grid, or ``None`` for a
+        fixed schedule.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    samples: np.ndarray | None = None
+    schedule: np.ndarray | None = None
+
+
+@dataclass
+class CVDMModel:
+    """A loaded model: network, task, optics, normalisation and metadata.
+
+    Attributes
+    ----------
+    network
+        The CVDM network (EMA weights), in eval mode.
+    task
+        ``"sr"`` or ``"qpi"``.
+    normalization
+        How inputs and targets are scaled.
+    optics
+        The optics the model was trained for (µm).
+    metadata
+        The whole metadata block (provenance included).
+    path
+        The file it was loaded from, if any.
+    """
+
+    network: CVDMNetwork
+    task: str
+    normalization: Normalization
+    optics: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def default_steps(self) -> int:
+        """Sampling steps used when ``steps=None``."""
+        return int(self.metadata.get("sampling", {}).get("default_steps", 50))
+
+    @property
+    def name(self) -> str:
+        """A short name for lists and layer names."""
+        return str(self.metadata.get("name") or (self.path.stem if self.path else self.task))
+
+    def predict(self, image: np.ndarray, n_samples: int = 8, steps: int | None = None, seed: int = 0,
+                device: str = "auto", tile_size: int | None = None,
+                callback: ProgressCallback | None = None) -> Prediction:
+        """Reconstruct an image: mean and per-pixel std of ``n_samples`` samples.
+
+        Parameters
+        ----------
+        image
+            ``sr``: ``(H, W)`` or a stack ``(Z|T, H, W)``. ``qpi``: ``(2, H, W)``
+            ordered (−dz, +dz), or ``(T, 2, H, W)``.
+        n_samples
+            Samples per image (≥ 1; the std needs ≥ 2).
+        steps
+            Sampling steps (default: the model's).
+        seed
+            Random seed: the same seed gives the same result.
+        device
+            ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        tile_size
+            Reserved for tiled prediction of large images; must be ``None`` in this version.
+        callback
+            Progress callback (see :mod:`napari_cvdm.diffusion.sampler`); returning
+            ``False`` cancels with :class:`~napari_cvdm.diffusion.SamplingCancelled`.
+        """
+        from .predict import predict_image
+
+        return predict_image(self, image, n_samples=n_samples, steps=steps, seed=seed, device=device,
+                             tile_size=tile_size, callback=callback)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(path: str | Path, network: CVDMNetwork, task: str, normalization: Normalization,
+               optics: dict[str, Any], training: dict[str, Any] | None = None, default_steps: int = 50,
+               name: str | None = None) -> Path:
+    """Write a model file (atomically: a temporary file, then a rename).
+
+    Parameters
+    ----------
+    path
+        Output ``.safetensors`` file.
+    network
+        The network whose weights are saved (pass the EMA copy).
+    task, normalization, optics
+        Recorded so that the file is self-describing.
+    training
+        Provenance: data, steps, seed, parent model (``from``), command, ...
+    default_steps
+        Sampling steps used by default.
+    """
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ModelFileError(f"{path}: model files must end in .safetensors")
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name or path.stem,
+        "task": task,
+        "network": network.config.to_dict(),
+        "normalization": normalization.to_dict(),
+        "optics": optics,
+        "sampling": {"default_steps": int(default_steps)},
+        "training": training or {},
+        "napari_cvdm_version": __version__,
+    }
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)}))
+    return path
+
+
+def bundled_model_path(name: str) -> Path:
+    """Path of a bundled model file (``"sr"`` or ``"qpi"``)."""
+    return Path(str(files("napari_cvdm") / "weights" / f"{name}.safetensors"))
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise ModelFileError(f"{path}: not a valid safetensors file ({err})") from None
+    if METADATA_KEY not in header:
+        raise ModelFileError(f"{path}: a safetensors file, but not a napari-cvdm model (no '{METADATA_KEY}' "
+                             "metadata); it may belong to another program")
+    try:
+        meta = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"{path}: the model metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: unknown model format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {version} is not supported by this napari-cvdm "
+                             f"(it reads version {FORMAT_VERSION}); update napari-cvdm or re-export the model")
+    if meta.get("task") not in ("sr", "qpi"):
+        raise ModelFileError(f"{path}: unknown task {meta.get('task')!r} (expected 'sr' or 'qpi')")
+    return meta
+
+
+def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
+    """Load a bundled model (``"sr"``, ``"qpi"``) or a model file.
+
+    Parameters
+    ----------
+    name_or_path
+        ``"sr"``, ``"qpi"`` or the path of a ``.safetensors`` model file.
+    task
+        If given, the model must be for this task.
+
+    Raises
+    ------
+    ModelFileError
+        Missing file, a pickle-based file (refused before it is opened), corrupt
+        or foreign safetensors, unsupported format version, wrong task, or
+        weights that do not match the recorded architecture.
+    """
+    from safetensors.torch import load_file
+
+    if str(name_or_path) in BUNDLED:
+        path = bundled_model_path(str(name_or_path))
+        if not path.exists():
+            raise ModelFileError(f"the bundled '{name_or_path}' model is not in this installation ({path} is "
+                                 "missing); train one with 'napari-cvdm train' or pass a model file")
+    else:
+        path = Path(name_or_path)
+        if path.suffix.lower() in _PICKLE_SUFFIXES:
+            raise ModelFileError(f"{path}: refusing to load a '{path.suffix}' file — such files are Python pickles "
+                                 "that can run arbitrary code; napari-cvdm only loads .safetensors model files")
+        if not path.exists():
+            raise ModelFileError(f"{path}: model file not found")
+        if path.suffix.lower() != ".safetensors":
+            raise ModelFileError(f"{path}: not a model file (napari-cvdm model files end in .safetensors)")
+    meta = _read_metadata(path)
+    if task is not None and meta["task"] != task:
+        raise ModelFileError(f"{path}: this is a '{meta['task']}' model, but a '{task}' model is needed")
+    try:
+        config = NetworkConfig.from_dict(meta["network"])
+        normalization = Normalization(**meta["normalization"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: invalid architecture or normalisation in the metadata ({err})") from None
+    network = build_network(config)
+    try:
+        tensors = load_file(str(path))
+        network.load_state_dict(tensors, strict=True)
+    except Exception as err:
+        raise ModelFileError(f"{path}: the weights do not match the recorded architecture ({err})") from None
+    network.eval()
+    return CVDMModel(network=network, task=meta["task"], normalization=normalization, optics=meta.get("optics", {}),
+                     metadata=meta, path=path)

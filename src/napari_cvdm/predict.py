@@ -1,0 +1,172 @@
+"""The one prediction path shared by the Python API, the command line and the widgets.
+
+Input checks, normalisation, padding to the network's stride, devices, stacks
+plane by plane, and the conversion of samples back to physical units.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data.normalize import qpi_condition, sr_affine, sr_condition
+from .diffusion.sampler import ProgressCallback, SamplingProgress, sample
+from .diffusion.schedule import LearnedSchedule
+from .models import CVDMModel, Prediction
+
+__all__ = ["resolve_device", "available_devices", "predict_image", "check_input", "MIN_SIDE"]
+
+MIN_SIDE = 16
+_MEMORY_BUDGET_BYTES = 2 * 1024**3
+
+
+def available_devices() -> list[str]:
+    """Devices present on this machine, best first (always ends with ``"cpu"``)."""
+    out = []
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out + ["cpu"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA, then MPS, then CPU; an explicit device must exist."""
+    if name == "auto":
+        return torch.device(available_devices()[0])
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but no CUDA GPU is available to torch on this machine")
+    if name == "mps" and "mps" not in available_devices():
+        raise ValueError("device 'mps' was asked for, but Apple MPS is not available on this machine")
+    return torch.device(name)
+
+
+def check_input(image: np.ndarray, task: str) -> np.ndarray:
+    """Validate an input array and return it as float64 planes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``sr``: ``(P, H, W)``; ``qpi``: ``(P, 2, H, W)`` — ``P`` planes.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of dimensions or planes, too small, or non-finite values.
+    """
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "iufb":
+        raise ValueError(f"the image has data type {arr.dtype}; a numeric image is needed")
+    arr = arr.astype(np.float64)
+    if task == "sr":
+        if arr.ndim == 2:
+            arr = arr[None]
+        elif arr.ndim != 3:
+            raise ValueError(f"sr expects one plane (H, W) or a stack (Z or T, H, W); got shape {arr.shape}. "
+                             "RGB or multi-channel images: pick one channel first")
+        if arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+            raise ValueError(f"shape {arr.shape} looks like an RGB image; sr expects a single-channel widefield image")
+    elif task == "qpi":
+        if arr.ndim == 3 and arr.shape[0] == 2:
+            arr = arr[None]
+        elif not (arr.ndim == 4 and arr.shape[1] == 2):
+            raise ValueError(f"qpi expects two planes (2, H, W) ordered (-dz, +dz), or (T, 2, H, W); got shape "
+                             f"{arr.shape}")
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    if min(arr.shape[-2:]) < MIN_SIDE:
+        raise ValueError(f"the image is {arr.shape[-2]}×{arr.shape[-1]} pixels; at least {MIN_SIDE}×{MIN_SIDE} "
+                         "is needed")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ValueError(f"the image contains {bad} NaN or infinite values; replace them (e.g. with the "
+                         "background level) before reconstruction")
+    return arr
+
+
+def _pad_to(t: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    h, w = t.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        t = F.pad(t, (0, pw, 0, ph), mode=mode)
+    return t, (h, w)
+
+
+def _chunk_size(n_samples: int, shape: tuple[int, int], model: CVDMModel) -> int:
+    cfg = model.network.config.denoiser
+    per_sample = shape[0] * shape[1] * cfg.base_channels * 4 * 16  # activations kept by one pass, roughly
+    return int(max(1, min(n_samples, _MEMORY_BUDGET_BYTES // max(per_sample, 1))))
+
+
+def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: int, seed: int,
+                  device: torch.device, callback: ProgressCallback | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    net = model.network
+    padded, (h, w) = _pad_to(cond, net.stride)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = sample(net, padded, n_samples, steps, gen, chunk_size=_chunk_size(n_samples, padded.shape[-2:], model),
+                 callback=callback)
+    lam = None
+    if isinstance(net.schedule, LearnedSchedule):
+        with torch.inference_mode():
+            lam = net.schedule.lam(padded)[0, 0, :h, :w]
+    return out[..., :h, :w], lam
+
+
+def predict_image(model: CVDMModel, image: np.ndarray, n_samples: int = 8, steps: int | None = None, seed: int = 0,
+                  device: str = "auto", tile_size: int | None = None,
+                  callback: ProgressCallback | None = None) -> Prediction:
+    """See :meth:`napari_cvdm.models.CVDMModel.predict`."""
+    if tile_size is not None:
+        raise ValueError("tiled prediction (tile_size) is not available in this version; use tile_size=None")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    steps = model.default_steps if steps is None else int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    single = np.asarray(image).ndim == (2 if model.task == "sr" else 3)
+    planes = check_input(image, model.task)
+    dev = resolve_device(device)
+    model.network.to(dev).eval()
+    n_planes = len(planes)
+    means, stds, all_samples, lams = [], [], [], []
+    for p, plane in enumerate(planes):
+        plane_cb = None
+        if callback is not None:
+            def plane_cb(prog: SamplingProgress, p: int = p) -> bool | None:
+                return callback(SamplingProgress(p * prog.total + prog.done, n_planes * prog.total))
+        if model.task == "sr":
+            offset, scale = sr_affine(plane, model.normalization)
+            if scale == 1.0 and float(np.ptp(plane)) < 1e-6:
+                warnings.warn("the image is flat (constant): the reconstruction carries no structure", stacklevel=2)
+            xn = torch.from_numpy((plane - offset) / scale).float()[None, None].to(dev)
+            cond = sr_condition(xn)
+            s, lam = _sample_plane(model, cond, n_samples, steps, seed + p, dev, plane_cb)
+            values = ((s + cond) * scale + offset)[:, 0]
+        else:
+            cond = qpi_condition(torch.from_numpy(plane).float()[None].to(dev), model.normalization)
+            s, lam = _sample_plane(model, cond, n_samples, steps, seed + p, dev, plane_cb)
+            values = s[:, 0] * model.normalization.phase_scale
+            values = values - values.mean(dim=(-2, -1), keepdim=True)
+        v = values.double()
+        means.append(v.mean(0))
+        stds.append(v.std(0, unbiased=True) if n_samples > 1 else torch.zeros_like(v[0]))
+        all_samples.append(v)
+        lams.append(lam)
+
+    def stack(items: list[torch.Tensor]) -> np.ndarray:
+        arr = torch.stack(items).cpu().numpy().astype(np.float32)
+        return arr[0] if single else arr
+
+    samples = torch.stack(all_samples, 1).cpu().numpy().astype(np.float32)  # (N, P, ...)
+    return Prediction(
+        mean=stack(means),
+        std=stack(stds),
+        samples=samples[:, 0] if single else samples,
+        schedule=None if lams[0] is None else stack([lam.float() for lam in lams]),
+    )
