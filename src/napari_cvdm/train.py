@@ -267,7 +267,7 @@ class Trainer:
             meta = json.loads((f.metadata() or {}).get("checkpoint", "{}"))
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a napari-cvdm training checkpoint")
-        if meta["network"] != self.net.config.to_dict() or meta["task"] != self.task:
+        if NetworkConfig.from_dict(meta["network"]) != self.net.config or meta["task"] != self.task:
             raise ValueError(f"{path}: the checkpoint is for another task or architecture")
         tensors = load_file(str(path), device=str(self.device) if self.device.type != "mps" else "cpu")
 
