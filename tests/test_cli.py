@@ -13,7 +13,8 @@ from napari_cvdm.data.tiff import read_tiff
 def test_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "napari_cvdm", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    assert "demo" in out.stdout
+    for command in ("demo", "toy", "simulate", "train", "predict", "evaluate"):
+        assert command in out.stdout
 
 
 def test_console_script_is_installed():
@@ -21,8 +22,8 @@ def test_console_script_is_installed():
     assert out.returncode == 0 and "napari-cvdm" in out.stdout
 
 
-def test_demo_writes_mean_and_std(tmp_path, capsys):
-    rc = main(["demo", "--output-dir", str(tmp_path), "--seconds", "2", "--samples", "2", "--steps", "2"])
+def test_toy_writes_mean_and_std(tmp_path, capsys):
+    rc = main(["toy", "--output-dir", str(tmp_path), "--seconds", "2", "--samples", "2", "--steps", "2"])
     assert rc == 0
     assert "PSNR of the CVDM mean" in capsys.readouterr().out
     for name in ("input", "target", "mean", "std"):
@@ -32,6 +33,6 @@ def test_demo_writes_mean_and_std(tmp_path, capsys):
 
 def test_bad_arguments_exit_with_a_message(capsys):
     with pytest.raises(SystemExit) as info:
-        main(["demo", "--samples", "0"])
+        main(["toy", "--samples", "0"])
     assert info.value.code == 2
     assert "positive integer" in capsys.readouterr().err

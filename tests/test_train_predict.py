@@ -19,7 +19,7 @@ from napari_cvdm.train import Trainer, TrainConfig, new_network
 
 
 def _config(task):
-    return NetworkConfig(target_channels=1, cond_channels=1 if task == "sr" else 2, denoiser=TINY_UNET,
+    return NetworkConfig(target_channels=1, cond_channels=1 if task == "sr" else 3, denoiser=TINY_UNET,
                          schedule_net=TINY_SCHEDULE)
 
 
@@ -194,3 +194,33 @@ def test_ddp_with_two_gloo_processes_trains_and_its_checkpoint_loads(tmp_path):
                       model.normalization, TrainConfig(steps=5, patch_size=16))
     trainer.load_checkpoint(tmp_path / "ddp.ckpt.safetensors")
     assert trainer.step == 3
+
+
+def test_demo_runs_a_model_and_writes_the_images(tmp_path, tiny_models, capsys):
+    from napari_cvdm.data.tiff import read_tiff
+
+    assert main(["demo", "--model", str(tiny_models["sr"]), "--size", "32", "--samples", "2", "--steps", "2",
+                 "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "CVDM mean" in out and "Richardson-Lucy" in out
+    mean = read_tiff(tmp_path / "widefield_mean.tif")
+    assert mean.data.shape == (64, 64) and mean.pixel_size_um == pytest.approx((0.0313, 0.0313))
+    assert read_tiff(tmp_path / "widefield.tif").data.shape == (32, 32)
+
+
+def test_predict_cli_writes_good_files_and_lists_bad_ones(tmp_path, tiny_models, capsys):
+    from napari_cvdm.data.tiff import read_tiff, write_tiff
+
+    good = write_tiff(tmp_path / "cell.tif", np.random.default_rng(0).random((24, 24)).astype(np.float32),
+                      pixel_size_um=0.0626)
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff")
+    rc = main(["predict", str(good), str(bad), "--model", str(tiny_models["sr"]), "--samples", "2", "--steps", "2",
+               "--output-dir", str(tmp_path / "out")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "broken.tif" in err and "1 of 2" in err
+    mean = read_tiff(tmp_path / "out" / "cell_mean.tif")
+    assert mean.data.shape == (48, 48) and mean.data.dtype == np.float32
+    assert mean.pixel_size_um == pytest.approx((0.0313, 0.0313))
+    assert (tmp_path / "out" / "cell_std.tif").exists() and not (tmp_path / "out" / "broken_mean.tif").exists()

@@ -11,4 +11,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+from .models import CVDMModel, ModelFileError, Prediction, load_model  # noqa: E402
+
+__all__ = ["__version__", "load_model", "Prediction", "CVDMModel", "ModelFileError"]

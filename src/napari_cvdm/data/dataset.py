@@ -195,8 +195,9 @@ def make_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], task: str, norm: 
             offset, scale = sr_affine(inp, norm)
             a = (inp[y0:y0 + p, x0:x0 + p] - offset) / scale
             b = (tgt[2 * y0:2 * (y0 + p), 2 * x0:2 * (x0 + p)] - offset) / scale
-        else:
-            a, b = inp[:, y0:y0 + p, x0:x0 + p], tgt[y0:y0 + p, x0:x0 + p]
+        else:  # the condition (with its TIE channel) is computed on the whole image, then cropped
+            full = qpi_condition(torch.from_numpy(np.asarray(inp, np.float32))[None], norm)[0].numpy()
+            a, b = full[:, y0:y0 + p, x0:x0 + p], tgt[y0:y0 + p, x0:x0 + p]
         if augment:
             a, b = _augment([a, b], rng)
         xs.append(torch.from_numpy(np.asarray(a, np.float32)))
@@ -207,6 +208,6 @@ def make_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], task: str, norm: 
         x = sr_condition(torch.stack(xs)[:, None])
         y = torch.stack(ys)[:, None] - x
     else:
-        x = qpi_condition(torch.stack(xs), norm)
+        x = torch.stack(xs)
         y = qpi_target(torch.stack(ys)[:, None], norm)
     return x, y

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Normalization", "default_normalization", "sr_affine", "sr_condition", "qpi_condition",
+__all__ = ["Normalization", "default_normalization", "cond_channels", "sr_affine", "sr_condition", "qpi_condition",
            "qpi_target", "FLAT_EPS"]
 
 FLAT_EPS = 1e-6
@@ -38,6 +38,10 @@ class Normalization:
         ``qpi``: ``s_I`` in ``(I − 1)/s_I``.
     phase_scale
         ``qpi``: ``s_φ`` (rad) in ``(φ − mean φ)/s_φ``.
+    tie
+        ``qpi``: ``(dz_um, wavelength_um, pixel_um, alpha)`` to add the TIE phase
+        (divided by ``s_φ``) as a third condition channel, or ``None`` for the two
+        intensities only.
     """
 
     task: str
@@ -45,8 +49,13 @@ class Normalization:
     high_percentile: float = 99.8
     intensity_scale: float = 0.25
     phase_scale: float = 1.0
+    tie: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.tie is not None:
+            object.__setattr__(self, "tie", tuple(float(v) for v in self.tie))
+            if len(self.tie) != 4 or min(self.tie[:3]) <= 0 or self.tie[3] < 0:
+                raise ValueError("tie must be (dz_um, wavelength_um, pixel_um, alpha) with positive values")
         if self.task not in ("sr", "qpi"):
             raise ValueError(f"task must be 'sr' or 'qpi', got {self.task!r}")
         if not 0 <= self.low_percentile < self.high_percentile <= 100:
@@ -59,9 +68,20 @@ class Normalization:
         return asdict(self)
 
 
-def default_normalization(task: str) -> Normalization:
-    """The normalisation of the bundled models."""
-    return Normalization(task=task)
+def default_normalization(task: str, qpi_optics: object | None = None) -> Normalization:
+    """The normalisation of new models; ``qpi`` adds the TIE channel for the given optics (default optics)."""
+    if task == "sr":
+        return Normalization(task="sr")
+    from ..physics.tie import DEFAULT_TIE_REGULARIZATION
+    from .simulate import QPIOptics
+
+    o = qpi_optics or QPIOptics()
+    return Normalization(task="qpi", tie=(o.dz_um, o.wavelength_um, o.pixel_um, DEFAULT_TIE_REGULARIZATION))
+
+
+def cond_channels(norm: Normalization) -> int:
+    """Channels of the condition the network receives."""
+    return 1 if norm.task == "sr" else (3 if norm.tie is not None else 2)
 
 
 def sr_affine(image: np.ndarray, norm: Normalization) -> tuple[float, float]:
@@ -80,8 +100,19 @@ def sr_condition(x_norm: torch.Tensor, gain: int = 2) -> torch.Tensor:
 
 
 def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """Intensities ``(B, 2, H, W)`` under unit illumination → condition ``(I − 1)/s_I``."""
-    return (intensities - 1.0) / norm.intensity_scale
+    """Intensities ``(B, 2, H, W)`` under unit illumination → condition ``(B, C, H, W)``.
+
+    Channels ``(I₋ − 1)/s_I`` and ``(I₊ − 1)/s_I``, plus ``TIE(I₋, I₊)/s_φ`` when
+    ``norm.tie`` is set (computed on the whole image given).
+    """
+    x = (intensities - 1.0) / norm.intensity_scale
+    if norm.tie is None:
+        return x
+    from ..physics.tie import tie_phase_torch
+
+    dz, lam, px, alpha = norm.tie
+    phase = tie_phase_torch(intensities[:, 0], intensities[:, 1], dz, lam, px, alpha).to(x.dtype)
+    return torch.cat([x, phase[:, None] / norm.phase_scale], dim=1)
 
 
 def qpi_target(phase: torch.Tensor, norm: Normalization) -> torch.Tensor:

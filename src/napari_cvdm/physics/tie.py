@@ -18,11 +18,43 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-__all__ = ["tie_phase", "DEFAULT_TIE_REGULARIZATION"]
+__all__ = ["tie_phase", "tie_phase_torch", "DEFAULT_TIE_REGULARIZATION"]
 
 #: α in µm⁻², chosen on the validation set of the default qpi optics (see docs/physics.md).
 DEFAULT_TIE_REGULARIZATION = 1e-3
+
+
+def tie_phase_torch(i_minus: torch.Tensor, i_plus: torch.Tensor, dz_um: float, wavelength_um: float,
+                    pixel_um: float, regularization: float = DEFAULT_TIE_REGULARIZATION) -> torch.Tensor:
+    """Batched TIE in torch: ``(..., H, W)`` intensities → ``(..., H, W)`` zero-mean phase (rad).
+
+    Same solver as :func:`tie_phase` (which wraps this), on CPU or GPU, in float64.
+    """
+    if i_minus.shape != i_plus.shape or i_minus.ndim < 2:
+        raise ValueError(f"need two (..., H, W) images of the same shape, got {tuple(i_minus.shape)} and "
+                         f"{tuple(i_plus.shape)}")
+    if dz_um <= 0 or wavelength_um <= 0 or pixel_um <= 0 or regularization < 0:
+        raise ValueError("dz, wavelength and pixel size must be positive and the regularization >= 0")
+    i_minus, i_plus = i_minus.double(), i_plus.double()
+    h, w = i_minus.shape[-2:]
+    i0 = ((i_minus + i_plus) / 2).mean(dim=(-2, -1), keepdim=True)
+    if (i0 <= 0).any():
+        raise ValueError("the mean intensity must be positive (divide the images by the background)")
+    didz = (i_plus - i_minus) / (2 * dz_um)
+    padded = torch.cat([didz, didz.flip(-1)], dim=-1)  # even extension: no edge jumps for the FFT
+    padded = torch.cat([padded, padded.flip(-2)], dim=-2)
+    fy = torch.fft.fftfreq(2 * h, d=pixel_um, dtype=torch.float64, device=didz.device)
+    fx = torch.fft.fftfreq(2 * w, d=pixel_um, dtype=torch.float64, device=didz.device)
+    lap = 4 * math.pi**2 * (fy[:, None] ** 2 + fx[None, :] ** 2)
+    k = 2 * math.pi / wavelength_um
+    denom = lap + regularization
+    denom[0, 0] = 1.0  # the mean is undefined: set to zero below
+    phi_hat = k * torch.fft.fft2(padded) / (i0 * denom)
+    phi_hat[..., 0, 0] = 0
+    phase = torch.fft.ifft2(phi_hat).real[..., :h, :w]
+    return phase - phase.mean(dim=(-2, -1), keepdim=True)
 
 
 def tie_phase(i_minus: np.ndarray, i_plus: np.ndarray, dz_um: float, wavelength_um: float, pixel_um: float,
@@ -45,27 +77,8 @@ def tie_phase(i_minus: np.ndarray, i_plus: np.ndarray, dz_um: float, wavelength_
     numpy.ndarray
         ``(H, W)`` float64 phase with zero mean (phase is defined up to a constant).
     """
-    i_minus = np.asarray(i_minus, dtype=np.float64)
-    i_plus = np.asarray(i_plus, dtype=np.float64)
-    if i_minus.shape != i_plus.shape or i_minus.ndim != 2:
-        raise ValueError(f"need two (H, W) images of the same shape, got {i_minus.shape} and {i_plus.shape}")
-    if dz_um <= 0 or wavelength_um <= 0 or pixel_um <= 0 or regularization < 0:
-        raise ValueError("dz, wavelength and pixel size must be positive and the regularization >= 0")
-    h, w = i_minus.shape
-    i0 = float(np.mean(i_minus + i_plus) / 2)
-    if i0 <= 0:
-        raise ValueError("the mean intensity must be positive (divide the images by the background)")
-    didz = (i_plus - i_minus) / (2 * dz_um)
-    padded = np.pad(didz, ((0, h), (0, w)), mode="symmetric")  # even extension: no edge jumps
-    fy = np.fft.fftfreq(2 * h, d=pixel_um)
-    fx = np.fft.fftfreq(2 * w, d=pixel_um)
-    lap = 4 * math.pi**2 * (fy[:, None] ** 2 + fx[None, :] ** 2)
-    k = 2 * math.pi / wavelength_um
-    denom = i0 * (lap + regularization)
-    spectrum = np.fft.fft2(padded)
-    phi_hat = np.zeros_like(spectrum)
-    nonzero = denom > 0
-    phi_hat[nonzero] = k * spectrum[nonzero] / denom[nonzero]
-    phi_hat[0, 0] = 0.0
-    phase = np.real(np.fft.ifft2(phi_hat))[:h, :w]
-    return phase - phase.mean()
+    a, b = np.asarray(i_minus, dtype=np.float64), np.asarray(i_plus, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"need two (H, W) images of the same shape, got {a.shape} and {b.shape}")
+    return tie_phase_torch(torch.from_numpy(a), torch.from_numpy(b), dz_um, wavelength_um, pixel_um,
+                           regularization).numpy()
