@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.normalize import qpi_condition, sr_affine, sr_condition
+from .data.normalize import qpi_base, qpi_condition, sr_affine, sr_condition
 from .diffusion.sampler import ProgressCallback, SamplingProgress, sample
 from .diffusion.schedule import LearnedSchedule
 from .models import CVDMModel, Prediction
@@ -151,7 +151,7 @@ def predict_image(model: CVDMModel, image: np.ndarray, n_samples: int = 8, steps
         else:
             cond = qpi_condition(torch.from_numpy(plane).float()[None].to(dev), model.normalization)
             s, lam = _sample_plane(model, cond, n_samples, steps, seed + p, dev, plane_cb)
-            values = s[:, 0] * model.normalization.phase_scale
+            values = (s + qpi_base(cond, model.normalization))[:, 0] * model.normalization.phase_scale
             values = values - values.mean(dim=(-2, -1), keepdim=True)
         v = values.double()
         means.append(v.mean(0))

@@ -339,7 +339,7 @@ class Trainer:
         """Mean PSNR of the EMA network on the validation pairs (``evaluate`` metrics)."""
         if not self.validation:
             return None
-        from .data.normalize import qpi_condition, sr_affine, sr_condition
+        from .data.normalize import qpi_base, qpi_condition, sr_affine, sr_condition
 
         scores = []
         for i, (inp, tgt) in enumerate(self.validation):
@@ -354,7 +354,7 @@ class Trainer:
                 mean = ((s + cond).mean(0)[0] * scale + offset).cpu().numpy()
                 scores.append(sr_scores(mean, tgt).psnr)
             else:
-                mean = (s.mean(0)[0] * self.norm.phase_scale).cpu().numpy()
+                mean = ((s + qpi_base(cond, self.norm)).mean(0)[0] * self.norm.phase_scale).cpu().numpy()
                 scores.append(qpi_scores(mean, tgt).psnr)
         return float(np.mean(scores))
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..physics.widefield import WidefieldOptics
-from .normalize import Normalization, qpi_condition, qpi_target, sr_affine, sr_condition
+from .normalize import Normalization, qpi_base, qpi_condition, qpi_target, sr_affine, sr_condition
 from .simulate import QPIOptics, SR_STRUCTURES, simulate_qpi_pair, simulate_sr_pair
 from .tiff import read_tiff
 
@@ -209,5 +209,6 @@ def make_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], task: str, norm: 
         y = torch.stack(ys)[:, None] - x
     else:
         x = torch.stack(xs)
-        y = qpi_target(torch.stack(ys)[:, None], norm)
+        y = qpi_target(torch.stack(ys)[:, None], norm) - qpi_base(x, norm)
+        y = y - y.mean(dim=(-2, -1), keepdim=True)  # phase is defined up to a constant
     return x, y

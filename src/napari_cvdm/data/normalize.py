@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Normalization", "default_normalization", "cond_channels", "sr_affine", "sr_condition", "qpi_condition",
+__all__ = ["Normalization", "default_normalization", "cond_channels", "sr_affine", "sr_condition", "qpi_condition", "qpi_base",
            "qpi_target", "FLAT_EPS"]
 
 FLAT_EPS = 1e-6
@@ -50,12 +50,15 @@ class Normalization:
     intensity_scale: float = 0.25
     phase_scale: float = 1.0
     tie: tuple[float, float, float, float] | None = None
+    tie_residual: bool = False
 
     def __post_init__(self) -> None:
         if self.tie is not None:
             object.__setattr__(self, "tie", tuple(float(v) for v in self.tie))
             if len(self.tie) != 4 or min(self.tie[:3]) <= 0 or self.tie[3] < 0:
                 raise ValueError("tie must be (dz_um, wavelength_um, pixel_um, alpha) with positive values")
+        if self.tie_residual and self.tie is None:
+            raise ValueError("tie_residual needs the TIE channel (tie)")
         if self.task not in ("sr", "qpi"):
             raise ValueError(f"task must be 'sr' or 'qpi', got {self.task!r}")
         if not 0 <= self.low_percentile < self.high_percentile <= 100:
@@ -76,7 +79,8 @@ def default_normalization(task: str, qpi_optics: object | None = None) -> Normal
     from .simulate import QPIOptics
 
     o = qpi_optics or QPIOptics()
-    return Normalization(task="qpi", tie=(o.dz_um, o.wavelength_um, o.pixel_um, DEFAULT_TIE_REGULARIZATION))
+    return Normalization(task="qpi", tie=(o.dz_um, o.wavelength_um, o.pixel_um, DEFAULT_TIE_REGULARIZATION),
+                         tie_residual=True)
 
 
 def cond_channels(norm: Normalization) -> int:
@@ -113,6 +117,14 @@ def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tenso
     dz, lam, px, alpha = norm.tie
     phase = tie_phase_torch(intensities[:, 0], intensities[:, 1], dz, lam, px, alpha).to(x.dtype)
     return torch.cat([x, phase[:, None] / norm.phase_scale], dim=1)
+
+
+def qpi_base(cond: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """What the network's output is added to (``qpi``): the TIE channel ``(B, 1, H, W)`` for
+    ``tie_residual`` models, zeros otherwise (normalised units)."""
+    if norm.tie_residual:
+        return cond[:, 2:3]
+    return torch.zeros_like(cond[:, :1])
 
 
 def qpi_target(phase: torch.Tensor, norm: Normalization) -> torch.Tensor:
