@@ -22,6 +22,7 @@ from .data.simulate import (
     simulate_qpi_pair,
     simulate_sr_pair,
 )
+from .data.dataset import paired_tiffs
 from .data.tiff import read_tiff
 from .metrics import calibration, qpi_scores, sr_scores
 from .physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase
@@ -92,20 +93,8 @@ def read_pair_folder(folder: str | Path) -> list[Example]:
 
     The group of a pair is its name up to the first underscore (``er_0003`` → ``er``).
     """
-    folder = Path(folder)
-    inputs, targets = folder / "inputs", folder / "targets"
-    if not inputs.is_dir() or not targets.is_dir():
-        raise ValueError(f"{folder}: expected the folders inputs/ and targets/ (as napari-cvdm simulate writes)")
-    examples = []
-    for path in sorted(inputs.glob("*.tif*")):
-        tpath = targets / path.name
-        if not tpath.exists():
-            raise ValueError(f"{path}: no matching target {tpath}")
-        examples.append(Example(path.stem, path.stem.split("_")[0], read_tiff(path).data.astype(np.float32),
-                                read_tiff(tpath).data.astype(np.float32)))
-    if not examples:
-        raise ValueError(f"{inputs}: no .tif files")
-    return examples
+    return [Example(i.stem, i.stem.split("_")[0], read_tiff(i).data.astype(np.float32),
+                    read_tiff(t).data.astype(np.float32)) for _, i, t in paired_tiffs(folder)]
 
 
 def sr_baselines(optics: WidefieldOptics | None = None,

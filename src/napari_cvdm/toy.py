@@ -22,8 +22,9 @@ from .diffusion.loss import training_loss
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .diffusion.sampler import ProgressCallback, sample
 from .diffusion.schedule import ScheduleConfig
+from .metrics import psnr
 
-__all__ = ["ToyConfig", "ToyResult", "toy_pairs", "toy_network_config", "train_toy", "evaluate_toy", "psnr"]
+__all__ = ["ToyConfig", "ToyResult", "toy_pairs", "toy_network_config", "train_toy", "evaluate_toy"]
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,6 @@ def toy_pairs(n: int, cfg: ToyConfig, generator: torch.Generator) -> tuple[torch
     y = blobs.sum(dim=1, keepdim=True).clamp(max=2.0) - 1.0
     x = _gaussian_blur(y, cfg.blur) + cfg.noise * torch.randn(y.shape, generator=generator)
     return x, y
-
-
-def psnr(estimate: np.ndarray, target: np.ndarray, data_range: float) -> float:
-    """Peak signal-to-noise ratio in dB."""
-    mse = float(np.mean((np.asarray(estimate, np.float64) - np.asarray(target, np.float64)) ** 2))
-    return float(10 * np.log10(data_range**2 / max(mse, 1e-20)))
 
 
 @dataclass

@@ -33,7 +33,6 @@ from .data.dataset import make_batch
 from .data.normalize import Normalization
 from .diffusion.loss import training_loss
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
-from .diffusion.sampler import sample
 from .metrics import qpi_scores, sr_scores
 from .models import _atomic_write
 
@@ -339,23 +338,16 @@ class Trainer:
         """Mean PSNR of the EMA network on the validation pairs (``evaluate`` metrics)."""
         if not self.validation:
             return None
-        from .data.normalize import qpi_base, qpi_condition, sr_affine, sr_condition
+        from .models import CVDMModel
+        from .predict import predict_image
 
+        model = CVDMModel(network=self.ema, task=self.task, normalization=self.norm)
+        score = sr_scores if self.task == "sr" else qpi_scores
         scores = []
-        for i, (inp, tgt) in enumerate(self.validation):
-            if self.task == "sr":
-                offset, scale = sr_affine(inp, self.norm)
-                cond = sr_condition(torch.from_numpy((inp - offset) / scale).float()[None, None].to(self.device))
-            else:
-                cond = qpi_condition(torch.from_numpy(np.asarray(inp, np.float32))[None].to(self.device), self.norm)
-            s = sample(self.ema, cond, self.cfg.validation_samples, self.cfg.validation_steps,
-                       torch.Generator(device=self.device).manual_seed(i))
-            if self.task == "sr":
-                mean = ((s + cond).mean(0)[0] * scale + offset).cpu().numpy()
-                scores.append(sr_scores(mean, tgt).psnr)
-            else:
-                mean = ((s + qpi_base(cond, self.norm)).mean(0)[0] * self.norm.phase_scale).cpu().numpy()
-                scores.append(qpi_scores(mean, tgt).psnr)
+        for i, (inp, tgt) in enumerate(self.validation):  # the prediction path users get, on the EMA weights
+            pred = predict_image(model, inp, n_samples=self.cfg.validation_samples, steps=self.cfg.validation_steps,
+                                 seed=i, device=str(self.device))
+            scores.append(score(pred.mean, tgt).psnr)
         return float(np.mean(scores))
 
     def _log(self, record: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from .normalize import Normalization, qpi_base, qpi_condition, qpi_target, sr_af
 from .simulate import QPIOptics, SR_STRUCTURES, simulate_qpi_pair, simulate_sr_pair
 from .tiff import read_tiff
 
-__all__ = ["PairError", "FolderPairs", "SimulatedPairs", "ArrayPairs", "make_batch", "check_pair"]
+__all__ = ["PairError", "paired_tiffs", "FolderPairs", "SimulatedPairs", "ArrayPairs", "make_batch", "check_pair"]
 
 
 class PairError(ValueError):
@@ -86,24 +86,30 @@ class ArrayPairs:
         return self._pairs[i]
 
 
-def FolderPairs(folder: str | Path, task: str, min_side: int = 16) -> ArrayPairs:
-    """Pairs from ``DIR/inputs/NAME.tif`` + ``DIR/targets/NAME.tif`` (2-D or stacks), checked up front."""
+def paired_tiffs(folder: str | Path) -> list[tuple[str, Path, Path]]:
+    """``(name, input, target)`` paths of ``DIR/inputs/NAME.tif`` + ``DIR/targets/NAME.tif``, sorted by name."""
     folder = Path(folder)
     inputs, targets = folder / "inputs", folder / "targets"
     if not inputs.is_dir() or not targets.is_dir():
-        raise PairError(f"{folder}: expected the sub-folders inputs/ and targets/ with TIFFs of the same names")
+        raise PairError(f"{folder}: expected the sub-folders inputs/ and targets/ with TIFFs of the same names "
+                        "(as napari-cvdm simulate writes)")
     in_files = sorted(p for p in inputs.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
     if not in_files:
         raise PairError(f"{inputs}: no .tif files")
-    ins, tgs, names = [], [], []
+    out = []
     for p in in_files:
         t = targets / p.name
         if not t.exists():
             raise PairError(f"{p}: no target with the same name in {targets}")
-        ins.append(read_tiff(p).data)
-        tgs.append(read_tiff(t).data)
-        names.append(p.name)
-    return ArrayPairs(task, ins, tgs, names, min_side)
+        out.append((p.name, p, t))
+    return out
+
+
+def FolderPairs(folder: str | Path, task: str, min_side: int = 16) -> ArrayPairs:
+    """Pairs from ``DIR/inputs/NAME.tif`` + ``DIR/targets/NAME.tif`` (2-D or stacks), checked up front."""
+    files = paired_tiffs(folder)
+    return ArrayPairs(task, [read_tiff(i).data for _, i, _ in files], [read_tiff(t).data for _, _, t in files],
+                      [name for name, _, _ in files], min_side)
 
 
 @dataclass
