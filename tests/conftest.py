@@ -21,3 +21,19 @@ def tiny_network(schedule: str = "learned", cond_channels: int = 1, seed: int = 
 @pytest.fixture
 def tiny_net():
     return tiny_network()
+
+
+def untrained_model_file(directory, task: str, default_steps: int = 2):
+    """A tiny, untrained model file of ``task`` without attention (fast to sample on large images; for GUI
+    and I/O tests)."""
+    import dataclasses
+
+    from napari_cvdm.data.normalize import default_normalization
+    from napari_cvdm.models import save_model
+
+    torch.manual_seed(0)
+    net = build_network(NetworkConfig(target_channels=1, cond_channels=1 if task == "sr" else 3,
+                                      denoiser=dataclasses.replace(TINY_UNET, attention_levels=()),
+                                      schedule_net=TINY_SCHEDULE))
+    return save_model(directory / f"tiny-{task}.safetensors", net, task, default_normalization(task),
+                      {"note": "test"}, {"steps": 0}, default_steps=default_steps)

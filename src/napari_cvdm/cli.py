@@ -202,7 +202,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .data.simulate import QPI_SOURCES, SR_STRUCTURES, load_grayscale_images, simulate_qpi_pair, simulate_sr_pair
+    from .data.simulate import QPI_SOURCES, load_grayscale_images, simulate_qpi_pair, simulate_sr_pair
     from .data.tiff import write_tiff
     from .evaluate import PHOTON_RANGE, TEST_SEED, VALIDATION_SEED
 
@@ -215,10 +215,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     record: dict = {"task": args.task, "n": args.n, "seed": args.seed}
     if args.task == "sr":
         optics = _sr_optics(args)
-        classes = args.structures or list(SR_STRUCTURES)
-        bad = [c for c in classes if c not in SR_STRUCTURES]
-        if bad:
-            raise UserError(f"unknown structure(s) {', '.join(bad)}; choose from {', '.join(SR_STRUCTURES)}")
+        classes = _structures(args.structures)
         size = args.size or 128
         for i in range(args.n):
             cls = classes[i % len(classes)]
@@ -273,8 +270,22 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tune-baselines", action="store_true",
                    help="choose RL iterations / TIE regularization on the validation set first")
     p.add_argument("--images", type=Path, default=None, help="qpi: also test on phase from these images")
+    p.add_argument("--structures", nargs="+", default=None,
+                   help="sr: structure classes (default: the five training classes; mitochondria and "
+                        "nuclear-pores were never used for training)")
     _add_sr_optics(p)
     p.set_defaults(func=run_evaluate)
+
+
+def _structures(names: list[str] | None) -> list[str]:
+    """The sr structure classes asked for (default: the five training classes); unknown names are an error."""
+    from .data.simulate import SR_HELDOUT_STRUCTURES, SR_STRUCTURES
+
+    known = [*SR_STRUCTURES, *SR_HELDOUT_STRUCTURES]
+    bad = [c for c in names or () if c not in known]
+    if bad:
+        raise UserError(f"unknown structure(s) {', '.join(bad)}; choose from {', '.join(known)}")
+    return list(names or SR_STRUCTURES)
 
 
 def _cvdm_method(model, n_samples: int, steps: int | None, seed: int, device: str):
@@ -302,7 +313,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if task == "sr":
         optics = _sr_optics(args)
         examples = (ev.read_pair_folder(args.data) if args.data else
-                    ev.sr_test_set(args.n_per_class, args.size or 64, optics=optics))
+                    ev.sr_test_set(args.n_per_class, args.size or 64, optics=optics,
+                                   structures=_structures(args.structures)))
         iterations = ev.DEFAULT_RL_ITERATIONS
         if args.tune_baselines:
             val = ev.sr_test_set(4, args.size or 64, ev.VALIDATION_SEED, optics)
@@ -344,16 +356,19 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 
 
 def default_network_config(task: str, schedule: str = "learned", base_channels: int | None = None,
-                           channel_mults: tuple[int, ...] | None = None, res_blocks: int | None = None):
-    """Architecture of new models: CPU-sized; ``sr`` runs its U-Net at the input's sampling; ``qpi`` is
-    conditioned on the two intensities and their TIE phase (three channels)."""
+                           channel_mults: tuple[int, ...] | None = None, res_blocks: int | None = None,
+                           space_to_depth: int | None = None):
+    """Architecture of new models: CPU-sized; ``sr`` runs its U-Net at the input's sampling
+    (pixel-unshuffle ×2); ``qpi`` is conditioned on the two intensities and their TIE phase (three channels).
+    ``space_to_depth`` overrides the pixel-unshuffle factor (2 doubles the receptive field at the same cost)."""
     from .diffusion.denoiser import UNetConfig
     from .diffusion.network import NetworkConfig
     from .diffusion.schedule import ScheduleConfig
 
     denoiser = UNetConfig(in_channels=1, out_channels=1, base_channels=base_channels or 32,
                           channel_mults=channel_mults or (1, 2, 2, 4), num_res_blocks=res_blocks or 1,
-                          attention_levels=(), embed_channels=16, space_to_depth=2 if task == "sr" else 1)
+                          attention_levels=(), embed_channels=16,
+                          space_to_depth=space_to_depth or (2 if task == "sr" else 1))
     return NetworkConfig(target_channels=1, cond_channels=1 if task == "sr" else 3, schedule=schedule,
                          denoiser=denoiser, schedule_net=ScheduleConfig(base_channels=16, channel_mults=(1, 2)))
 
@@ -396,6 +411,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-channels", type=_positive_int, default=None, help="new models: U-Net width (32)")
     p.add_argument("--channel-mults", type=_int_tuple, default=None, help="new models: e.g. 1,2,2,4")
     p.add_argument("--res-blocks", type=_positive_int, default=None, help="new models: residual blocks per level")
+    p.add_argument("--space-to-depth", type=_positive_int, default=None,
+                   help="new models: pixel-unshuffle factor (sr 2, qpi 1)")
     p.add_argument("--default-steps", type=_positive_int, default=20, help="sampling steps stored in the model")
     _add_sr_optics(p)
     p.set_defaults(func=run_train)
@@ -459,7 +476,7 @@ def run_train(args: argparse.Namespace) -> int:
         network, normalization = parent.network, parent.normalization
     else:
         config = default_network_config(args.task, args.schedule, args.base_channels, args.channel_mults,
-                                        args.res_blocks)
+                                        args.res_blocks, args.space_to_depth)
         normalization = default_normalization(args.task, optics if args.task == "qpi" else None)
         network = new_network(config, args.seed)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,

@@ -1,0 +1,360 @@
+"""Plugins > CVDM > Reconstruct: run a model on an image layer in a worker thread.
+
+The widget only gathers choices, starts :func:`napari_cvdm.predict.predict_image`
+in a napari ``thread_worker`` and turns the result into layers with
+:func:`napari_cvdm.layers.result_layers`. Progress comes back through the
+sampler's callback (a Qt signal crosses the thread); Cancel makes the callback
+return ``False``, which stops the sampler within one step, and nothing is added.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..diffusion.sampler import SamplingCancelled, SamplingProgress
+from ..layers import output_geometry, result_layer_names, result_layers
+from ..models import CVDMModel, ModelFileError, Prediction, load_model
+from ..predict import available_devices, check_input, predict_image
+from ._session import SESSION_MODELS
+
+__all__ = ["ReconstructWidget", "format_eta"]
+
+_CHOOSE_FILE = "Model file…"
+_BOTH_PLANES = "(both planes are in the input layer)"
+
+
+def format_eta(done: int, total: int, elapsed_s: float) -> str:
+    """``"step 12/128 · about 40 s left"`` (no estimate before the first step)."""
+    text = f"step {done}/{total}"
+    if 0 < done < total:
+        left = elapsed_s * (total - done) / done
+        text += f" · about {left:.0f} s left" if left < 120 else f" · about {left / 60:.1f} min left"
+    return text
+
+
+class _Failure:
+    """An error raised in the worker, carried back as a value (superqt treats a returned exception as its own)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _Progress(QObject):
+    """Carries sampler progress from the worker thread to the GUI thread."""
+
+    step = Signal(int, int)
+
+
+class ReconstructWidget(QWidget):
+    """Mean and per-pixel std of a CVDM reconstruction of the selected image layer.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (napari passes it when the widget is opened from the Plugins menu).
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._models: dict[str, CVDMModel] = {}
+        self._files: dict[str, Path] = {}
+        self._cancel = threading.Event()
+        self._t0 = 0.0
+        self.worker = None
+        self._progress = _Progress()
+        self._progress.step.connect(self._on_step)
+
+        self.layer_box = QComboBox()
+        self.second_box = QComboBox()
+        self.second_label = QLabel("+dz image")
+        self.model_box = QComboBox()
+        self.samples_spin = self._spin(1, 256, 8, "Samples drawn; their mean is the reconstruction, their spread "
+                                                 "the uncertainty (the std needs at least 2)")
+        self.steps_spin = self._spin(1, 1000, 16, "Sampling steps (the model's default is set when you pick it)")
+        self.seed_spin = self._spin(0, 2**31 - 1, 0, "Same seed, same result")
+        self.device_box = QComboBox()
+        self.device_box.addItems(["auto", *available_devices()])
+        self.device_box.setToolTip("auto: CUDA, then Apple MPS, then CPU")
+        self.samples_check = QCheckBox("add the samples as a stack")
+        self.schedule_check = QCheckBox("add the learned schedule λ(x)")
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Image", self.layer_box)
+        form.addRow(self.second_label, self.second_box)
+        form.addRow("Model", self.model_box)
+        form.addRow("Samples", self.samples_spin)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Seed", self.seed_spin)
+        form.addRow("Device", self.device_box)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.samples_check)
+        layout.addWidget(self.schedule_check)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.model_box.activated.connect(self._on_model_activated)
+        self.model_box.currentTextChanged.connect(self._on_model_changed)
+        events = self.viewer.layers.events
+        events.inserted.connect(self._refresh_layers)
+        events.removed.connect(self._refresh_layers)
+        events.reordered.connect(self._refresh_layers)
+        SESSION_MODELS.changed.connect(self._refresh_models)
+        self.destroyed.connect(lambda: SESSION_MODELS.changed.disconnect(self._refresh_models))
+        self._refresh_models()
+        self._refresh_layers()
+
+    # ------------------------------------------------------------------ choices
+
+    @staticmethod
+    def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
+        box = QSpinBox()
+        box.setRange(lo, hi)
+        box.setValue(value)
+        box.setToolTip(tip)
+        return box
+
+    def _image_layers(self) -> list[Image]:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        """Fill the image lists from the viewer, keeping the current choices where they still exist."""
+        for box, extra in ((self.layer_box, []), (self.second_box, [_BOTH_PLANES])):
+            current = box.currentText()
+            box.blockSignals(True)
+            box.clear()
+            box.addItems(extra + [layer.name for layer in self._image_layers()])
+            index = box.findText(current)
+            box.setCurrentIndex(index if index >= 0 else 0)
+            box.blockSignals(False)
+        for layer in self._image_layers():
+            layer.events.name.disconnect(self._refresh_layers)
+            layer.events.name.connect(self._refresh_layers)
+
+    def _refresh_models(self) -> None:
+        """Bundled models, models saved in this session, files chosen before, and a file chooser."""
+        current = self.model_box.currentText()
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        self.model_box.addItems(["sr", "qpi"])
+        for name, path in SESSION_MODELS.items():
+            self._files[name] = path
+        for name in self._files:
+            self.model_box.addItem(name)
+        self.model_box.addItem(_CHOOSE_FILE)
+        index = self.model_box.findText(current)
+        self.model_box.setCurrentIndex(index if index >= 0 else 0)
+        self.model_box.blockSignals(False)
+        self._on_model_changed(self.model_box.currentText())
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model_box.itemText(index) != _CHOOSE_FILE:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open a CVDM model file", "", "CVDM models (*.safetensors)")
+        if path:
+            self.add_model_file(path)
+        else:
+            self.model_box.setCurrentIndex(0)
+
+    def add_model_file(self, path: str | Path) -> None:
+        """Offer a model file in the list and select it (an invalid file is reported and not added)."""
+        try:
+            model = load_model(path)
+        except ModelFileError as err:
+            show_error(str(err))
+            self.model_box.setCurrentIndex(0)
+            return
+        name = Path(path).stem
+        self._files[name] = Path(path)
+        self._models[name] = model
+        self._refresh_models()
+        self.model_box.setCurrentIndex(self.model_box.findText(name))
+
+    def _on_model_changed(self, name: str) -> None:
+        model = self.current_model(quiet=True)
+        if model is None:
+            return
+        self.steps_spin.setValue(model.default_steps)
+        is_qpi = model.task == "qpi"
+        self.second_box.setVisible(is_qpi)
+        self.second_label.setVisible(is_qpi)
+
+    def current_model(self, quiet: bool = False) -> CVDMModel | None:
+        """The selected model, loaded once and kept (``None`` for the file-chooser entry or a bad file)."""
+        name = self.model_box.currentText()
+        if not name or name == _CHOOSE_FILE:
+            return None
+        if name not in self._models:
+            try:
+                self._models[name] = load_model(self._files.get(name, name))
+            except ModelFileError as err:
+                if not quiet:
+                    show_error(str(err))
+                return None
+        return self._models[name]
+
+    # ------------------------------------------------------------------ running
+
+    def _gather_input(self, model: CVDMModel) -> tuple[Image, np.ndarray, bool]:
+        """The input layer, its data as the model expects it, and whether it carries the planes (qpi)."""
+        name = self.layer_box.currentText()
+        if not name:
+            raise ValueError("open an image first (File > Open, or File > Open Sample > CVDM)")
+        layer = self.viewer.layers[name]
+        if layer.rgb:
+            raise ValueError(f"'{name}' is an RGB image; CVDM needs a single-channel microscope image")
+        data = np.asarray(layer.data)
+        if model.task != "qpi" or self.second_box.currentText() in ("", _BOTH_PLANES):
+            if model.task == "qpi" and not (data.ndim >= 3 and data.shape[-3] == 2):
+                raise ValueError(f"'{name}' has shape {data.shape}; qpi needs two defocused images: a layer "
+                                 "with 2 planes (−dz, +dz), or choose the +dz image as the second layer")
+            return layer, data, model.task == "qpi"
+        other = self.viewer.layers[self.second_box.currentText()]
+        plus = np.asarray(other.data)
+        if plus.shape != data.shape:
+            raise ValueError(f"the −dz image '{name}' {data.shape} and the +dz image '{other.name}' {plus.shape} "
+                             "must have the same shape")
+        return layer, np.stack([data, plus], axis=-3), False
+
+    def run(self) -> None:
+        """Start a reconstruction in a worker thread (the button's action)."""
+        if self.worker is not None:
+            return
+        model = self.current_model()
+        if model is None:
+            show_error("choose a model first")
+            return
+        try:
+            layer, data, plane_axis = self._gather_input(model)
+            check_input(data, model.task)
+        except ValueError as err:
+            show_error(str(err))
+            return
+        n, steps, seed = self.samples_spin.value(), self.steps_spin.value(), self.seed_spin.value()
+        device = self.device_box.currentText()
+        scale, translate = output_geometry(model.task, layer.scale, layer.translate, plane_axis)
+        units = tuple(str(u) for u in layer.units)[-len(scale):] if hasattr(layer, "units") else None
+        job = {"name": layer.name, "task": model.task, "scale": scale, "translate": translate, "units": units,
+               "samples": self.samples_check.isChecked(), "schedule": self.schedule_check.isChecked()}
+        self._cancel.clear()
+
+        def callback(progress: SamplingProgress) -> bool:
+            self._progress.step.emit(progress.done, progress.total)
+            return not self._cancel.is_set()
+
+        def work() -> Prediction | _Failure | None:
+            # errors come back as values so that they are shown as notifications in the GUI thread
+            try:
+                return predict_image(model, data, n_samples=n, steps=steps, seed=seed, device=device,
+                                     callback=callback)
+            except SamplingCancelled:
+                return None
+            except Exception as err:  # noqa: BLE001 - any failure must reach the user, not kill the viewer
+                return _Failure(err)
+
+        self.worker = create_worker(work, _start_thread=False)
+        self.worker.returned.connect(lambda pred: self._on_done(pred, job))
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status.setText(f"reconstructing '{layer.name}' with {model.name}: {n} samples × {steps} steps…")
+        self._t0 = time.perf_counter()
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Stop the running reconstruction after the current sampling step; nothing is added."""
+        self._cancel.set()
+        self.status.setText("cancelling…")
+
+    def _on_step(self, done: int, total: int) -> None:
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(done)
+        self.status.setText(format_eta(done, total, time.perf_counter() - self._t0))
+
+    def _on_done(self, prediction: Prediction | _Failure | None, job: dict[str, Any]) -> None:
+        if isinstance(prediction, _Failure):
+            self._on_error(prediction.error)
+            return
+        if prediction is None:
+            self.status.setText("cancelled; nothing was added")
+            return
+        layers = result_layers(job["name"], job["task"], prediction, job["scale"], job["translate"],
+                               job["units"], with_samples=job["samples"], with_schedule=job["schedule"])
+        for data, kwargs, _ in layers:
+            self._add_or_update(data, kwargs)
+        seconds = time.perf_counter() - self._t0
+        self.status.setText(f"done in {seconds:.1f} s: '{layers[0][1]['name']}' and '{layers[1][1]['name']}'")
+        if job["schedule"] and prediction.schedule is None:
+            show_warning("this model uses a fixed schedule: there is no λ(x) map to show")
+
+    def _add_or_update(self, data: np.ndarray, kwargs: dict[str, Any]) -> None:
+        """Add a result layer, or refresh the one a previous run made (never any other layer)."""
+        name = kwargs["name"]
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None
+        if existing is None or not isinstance(existing, Image) or "cvdm" not in existing.metadata:
+            if existing is not None:
+                show_info(f"a layer named '{name}' exists and was not made by CVDM; adding a new one beside it")
+            self.viewer.add_image(data, **kwargs)
+            return
+        existing.data = data
+        existing.scale = kwargs["scale"]
+        existing.translate = kwargs["translate"]
+        existing.contrast_limits = kwargs["contrast_limits"]
+        existing.metadata = kwargs["metadata"]
+
+    def _on_error(self, err: Exception) -> None:
+        message = str(err)
+        if isinstance(err, (MemoryError, RuntimeError)) and "alloc" in message.lower():
+            message = ("not enough memory for this image with these settings: use fewer samples, or a "
+                       f"smaller crop ({type(err).__name__})")
+        self.status.setText(f"failed: {message}")
+        show_error(f"CVDM reconstruction failed: {message}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def result_names(self) -> dict[str, str]:
+        """Names the results of the selected input will have."""
+        return result_layer_names(self.layer_box.currentText())
