@@ -355,24 +355,6 @@ def _int_tuple(text: str) -> tuple[int, ...]:
     return values
 
 
-def default_network_config(task: str, schedule: str = "learned", base_channels: int | None = None,
-                           channel_mults: tuple[int, ...] | None = None, res_blocks: int | None = None,
-                           space_to_depth: int | None = None):
-    """Architecture of new models: CPU-sized; ``sr`` runs its U-Net at the input's sampling
-    (pixel-unshuffle ×2); ``qpi`` is conditioned on the two intensities and their TIE phase (three channels).
-    ``space_to_depth`` overrides the pixel-unshuffle factor (2 doubles the receptive field at the same cost)."""
-    from .diffusion.denoiser import UNetConfig
-    from .diffusion.network import NetworkConfig
-    from .diffusion.schedule import ScheduleConfig
-
-    denoiser = UNetConfig(in_channels=1, out_channels=1, base_channels=base_channels or 32,
-                          channel_mults=channel_mults or (1, 2, 2, 4), num_res_blocks=res_blocks or 1,
-                          attention_levels=(), embed_channels=16,
-                          space_to_depth=space_to_depth or (2 if task == "sr" else 1))
-    return NetworkConfig(target_channels=1, cond_channels=1 if task == "sr" else 3, schedule=schedule,
-                         denoiser=denoiser, schedule_net=ScheduleConfig(base_channels=16, channel_mults=(1, 2)))
-
-
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``napari-cvdm train``."""
     p = sub.add_parser(
@@ -418,31 +400,18 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
 
-def _split_validation(pairs, fraction: float, seed: int):
-    import numpy as np
-
-    from .data.dataset import ArrayPairs
-
-    n = len(pairs)
-    n_val = 0 if n < 2 or fraction <= 0 else max(1, int(round(fraction * n)))
-    order = np.random.default_rng(seed).permutation(n)
-    val = [pairs[int(i)] for i in order[:n_val]]
-    train_idx = order[n_val:]
-    train = ArrayPairs(pairs.task, [pairs[int(i)][0] for i in train_idx], [pairs[int(i)][1] for i in train_idx])
-    return train, val
-
-
 def run_train(args: argparse.Namespace) -> int:
     """Build data, network and trainer; train; write the model file."""
     import torch
 
-    from .data.dataset import FolderPairs, SimulatedPairs
+    from .data.dataset import FolderPairs
     from .data.normalize import default_normalization
     from .data.simulate import load_grayscale_images
     from .evaluate import TEST_SEED, VALIDATION_SEED
-    from .models import load_model, save_model
+    from .models import save_model
     from .predict import resolve_device
-    from .train import Trainer, TrainConfig, init_distributed, new_network
+    from .train import (Trainer, TrainConfig, default_network_config, init_distributed,
+                        simulated_training_data, split_validation, starting_network, training_record)
 
     if args.output.suffix != ".safetensors":
         raise UserError(f"--output {args.output}: model files end in .safetensors")
@@ -452,33 +421,22 @@ def run_train(args: argparse.Namespace) -> int:
     dist = init_distributed(device)
     if dist.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
-    parent = load_model(args.from_model, task=args.task) if args.from_model else None
     optics = (_sr_optics(args) if args.task == "sr" else _qpi_optics(args))
     if args.pairs:
         pairs = FolderPairs(args.pairs, args.task, min_side=min(16, args.patch_size))
-        train_pairs, val_pairs = _split_validation(pairs, args.validation_fraction, args.seed)
+        train_pairs, val_pairs = split_validation(pairs, args.validation_fraction, args.seed)
         data_record = {"pairs": str(args.pairs), "n_pairs": len(pairs), "n_validation": len(val_pairs)}
     else:
         images = load_grayscale_images(args.images) if args.images else None
-        size = args.size or (64 if args.task == "sr" else 128)
-        kw = dict(task=args.task, size=size, images=images,
-                  classes=(args.structures if args.task == "sr" else args.sources) or ())
-        if args.task == "sr":
-            kw["sr_optics"] = optics
-        else:
-            kw["qpi_optics"] = optics
-        train_pairs = SimulatedPairs(n=args.simulate, seed=args.seed, **kw)
-        val_source = SimulatedPairs(n=len(train_pairs.classes), seed=VALIDATION_SEED + 1, **kw)
-        val_pairs = [val_source[i] for i in range(len(val_source))]
-        data_record = {"simulate": args.simulate, "size": size, "classes": list(train_pairs.classes),
-                       "images": str(args.images) if args.images else None}
-    if parent is not None:
-        network, normalization = parent.network, parent.normalization
-    else:
-        config = default_network_config(args.task, args.schedule, args.base_channels, args.channel_mults,
-                                        args.res_blocks, args.space_to_depth)
-        normalization = default_normalization(args.task, optics if args.task == "qpi" else None)
-        network = new_network(config, args.seed)
+        train_pairs, val_pairs, data_record = simulated_training_data(
+            args.task, args.simulate, args.seed, args.size or (64 if args.task == "sr" else 128), optics,
+            (args.structures if args.task == "sr" else args.sources) or (), images)
+        data_record["images"] = str(args.images) if args.images else None
+    network, normalization, parent = starting_network(
+        args.task, args.from_model,
+        default_network_config(args.task, args.schedule, args.base_channels, args.channel_mults, args.res_blocks,
+                               args.space_to_depth),
+        default_normalization(args.task, optics if args.task == "qpi" else None), args.seed)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
                       warmup_steps=args.warmup, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       validate_every=args.validate_every)
@@ -505,16 +463,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     result = trainer.run(report)
     if dist.is_main:
-        lineage = []
-        if parent is not None:
-            lineage = list(parent.metadata.get("training", {}).get("lineage", []))
-            lineage.append({"name": parent.name, "path": str(parent.path) if parent.path else None,
-                            "training": {k: v for k, v in parent.metadata.get("training", {}).items()
-                                         if k != "lineage"}})
-        training = {"task": args.task, "steps": result.steps_done, "seed": args.seed, "data": data_record,
-                    "config": {k: v for k, v in vars(cfg).items()}, "from": args.from_model, "lineage": lineage,
-                    "best_val_psnr": result.best_val_psnr, "command": " ".join(sys.argv),
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "world_size": dist.world_size}
+        training = training_record(args.task, result, cfg, data_record, parent, args.from_model,
+                                   " ".join(sys.argv), dist.world_size)
         save_model(args.output, result.network, args.task, normalization, optics.to_dict(), training,
                    default_steps=args.default_steps if parent is None else parent.default_steps)
         print(f"wrote {args.output}" + (f" (best validation PSNR {result.best_val_psnr:.2f} dB)"

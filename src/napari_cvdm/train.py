@@ -37,7 +37,8 @@ from .metrics import qpi_scores, sr_scores
 from .models import _atomic_write
 
 __all__ = ["TrainConfig", "TrainProgress", "TrainResult", "Trainer", "DistributedContext", "init_distributed",
-           "CHECKPOINT_FORMAT", "new_network"]
+           "CHECKPOINT_FORMAT", "new_network", "default_network_config", "split_validation", "starting_network",
+           "training_record", "simulated_training_data"]
 
 CHECKPOINT_FORMAT = "napari-cvdm-checkpoint"
 
@@ -397,3 +398,99 @@ def new_network(config: NetworkConfig, seed: int) -> CVDMNetwork:
     """A freshly initialised network, seeded."""
     torch.manual_seed(seed)
     return build_network(config)
+
+
+def default_network_config(task: str, schedule: str = "learned", base_channels: int | None = None,
+                           channel_mults: tuple[int, ...] | None = None, res_blocks: int | None = None,
+                           space_to_depth: int | None = None) -> NetworkConfig:
+    """Architecture of new models: CPU-sized; ``sr`` runs its U-Net at the input's sampling
+    (pixel-unshuffle ×2); ``qpi`` is conditioned on the two intensities and their TIE phase (three channels).
+    ``space_to_depth`` overrides the pixel-unshuffle factor (2 doubles the receptive field at the same cost)."""
+    from .diffusion.denoiser import UNetConfig
+    from .diffusion.schedule import ScheduleConfig
+
+    denoiser = UNetConfig(in_channels=1, out_channels=1, base_channels=base_channels or 32,
+                          channel_mults=channel_mults or (1, 2, 2, 4), num_res_blocks=res_blocks or 1,
+                          attention_levels=(), embed_channels=16,
+                          space_to_depth=space_to_depth or (2 if task == "sr" else 1))
+    return NetworkConfig(target_channels=1, cond_channels=1 if task == "sr" else 3, schedule=schedule,
+                         denoiser=denoiser, schedule_net=ScheduleConfig(base_channels=16, channel_mults=(1, 2)))
+
+
+def split_validation(pairs: Any, fraction: float, seed: int) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """Hold out ``fraction`` of the pairs (at least one when there are two or more) for validation.
+
+    Returns
+    -------
+    train, validation
+        An :class:`~napari_cvdm.data.dataset.ArrayPairs` of the rest, and the held-out pairs.
+    """
+    from .data.dataset import ArrayPairs
+
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the validation fraction must be in [0, 1), got {fraction}")
+    n = len(pairs)
+    n_val = 0 if n < 2 or fraction <= 0 else max(1, int(round(fraction * n)))
+    order = np.random.default_rng(seed).permutation(n)
+    val = [pairs[int(i)] for i in order[:n_val]]
+    train_idx = order[n_val:]
+    train = ArrayPairs(pairs.task, [pairs[int(i)][0] for i in train_idx], [pairs[int(i)][1] for i in train_idx])
+    return train, val
+
+
+def starting_network(task: str, start: str | Path | None, config: NetworkConfig, normalization: Normalization,
+                     seed: int) -> tuple[CVDMNetwork, Normalization, Any]:
+    """The network a run starts from: a model to fine-tune (``"sr"``, ``"qpi"`` or a file), or a new one.
+
+    Returns
+    -------
+    network, normalization, parent
+        ``parent`` is the loaded :class:`~napari_cvdm.models.CVDMModel` (``None`` for a new network); a
+        fine-tuned model keeps its parent's architecture and normalisation.
+    """
+    from .models import load_model
+
+    if start is None:
+        return new_network(config, seed), normalization, None
+    parent = load_model(start, task=task)
+    return parent.network, parent.normalization, parent
+
+
+def training_record(task: str, result: TrainResult, config: TrainConfig, data: dict[str, Any], parent: Any,
+                    start: str | Path | None, command: str, world_size: int = 1) -> dict[str, Any]:
+    """The ``training`` block of a model file's metadata, with the lineage of fine-tuned models."""
+    lineage = []
+    if parent is not None:
+        lineage = list(parent.metadata.get("training", {}).get("lineage", []))
+        lineage.append({"name": parent.name, "path": str(parent.path) if parent.path else None,
+                        "training": {k: v for k, v in parent.metadata.get("training", {}).items()
+                                     if k != "lineage"}})
+    return {"task": task, "steps": result.steps_done, "seed": config.seed, "data": data,
+            "config": asdict(config), "from": None if start is None else str(start), "lineage": lineage,
+            "best_val_psnr": result.best_val_psnr, "stopped_early": result.stopped_early, "command": command,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "world_size": world_size}
+
+
+def simulated_training_data(task: str, n: int, seed: int, size: int, optics: Any, classes: Sequence[str] = (),
+                            images: list[np.ndarray] | None = None) -> tuple[Any, list, dict[str, Any]]:
+    """Pairs simulated on the fly with ``optics``, one validation pair per class, and the data record.
+
+    Parameters
+    ----------
+    task
+        ``"sr"`` (``optics`` a :class:`~napari_cvdm.physics.widefield.WidefieldOptics`) or ``"qpi"``
+        (a :class:`~napari_cvdm.data.simulate.QPIOptics`).
+    n, seed, size
+        Number of training pairs, their seed and the input side in pixels.
+    classes, images
+        Structure classes (sr) or phase sources (qpi); images to draw phase from (qpi).
+    """
+    from .data.dataset import SimulatedPairs
+    from .evaluate import VALIDATION_SEED
+
+    kw: dict[str, Any] = dict(task=task, size=size, images=images, classes=list(classes))
+    kw["sr_optics" if task == "sr" else "qpi_optics"] = optics
+    train = SimulatedPairs(n=n, seed=seed, **kw)
+    val_source = SimulatedPairs(n=len(train.classes), seed=VALIDATION_SEED + 1, **kw)
+    record = {"simulate": n, "size": size, "classes": list(train.classes), "optics": optics.to_dict()}
+    return train, [val_source[i] for i in range(len(val_source))], record

@@ -176,6 +176,8 @@ class ReconstructWidget(QWidget):
         self.model_box.clear()
         self.model_box.addItems(["sr", "qpi"])
         for name, path in SESSION_MODELS.items():
+            if self._files.get(name) != path:
+                self._models.pop(name, None)
             self._files[name] = path
         for name in self._files:
             self.model_box.addItem(name)
@@ -322,6 +324,7 @@ class ReconstructWidget(QWidget):
                                job["units"], with_samples=job["samples"], with_schedule=job["schedule"])
         for data, kwargs, _ in layers:
             self._add_or_update(data, kwargs)
+        self.viewer.layers.selection.active = self.viewer.layers[layers[0][1]["name"]]
         seconds = time.perf_counter() - self._t0
         self.status.setText(f"done in {seconds:.1f} s: '{layers[0][1]['name']}' and '{layers[1][1]['name']}'")
         if job["schedule"] and prediction.schedule is None:

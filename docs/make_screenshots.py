@@ -1,0 +1,148 @@
+"""Screenshots of the real napari window for docs/gui.md.
+
+Opens napari (under Xvfb when there is no display), loads each sample from
+File > Open Sample > CVDM, opens Plugins > CVDM > Reconstruct, runs the bundled
+model and saves PNGs of the whole window (input, mean and std side by side in
+napari's grid mode) and of the widget. Prints the wall time of each run.
+
+    python docs/make_screenshots.py [--samples 8] [--output docs/images]
+    python docs/make_screenshots.py --finetune-pairs DIR --finetune-output MODEL.safetensors [--steps 300]
+
+The second form opens Plugins > CVDM > Fine-tune instead, fine-tunes the bundled
+``sr`` model on the pairs in DIR (inputs/ + targets/) and saves a screenshot
+mid-training (loss plot visible) and the model file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+
+def ensure_display() -> subprocess.Popen | None:
+    """Start Xvfb on :97 when no X display is set (napari needs OpenGL)."""
+    if os.environ.get("DISPLAY"):
+        return None
+    if shutil.which("Xvfb") is None:
+        raise SystemExit("no display and no Xvfb: install xvfb or run on a desktop")
+    proc = subprocess.Popen(["Xvfb", ":97", "-screen", "0", "1600x1000x24"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.environ["DISPLAY"] = ":97"
+    time.sleep(1.5)
+    return proc
+
+
+def wait_for(widget, app, timeout_s: float = 900) -> float:
+    """Process Qt events until the widget's run has finished; return its wall time."""
+    t0 = time.perf_counter()
+    while widget.worker is not None:
+        app.processEvents()
+        time.sleep(0.02)
+        if time.perf_counter() - t0 > timeout_s:
+            raise TimeoutError("the reconstruction did not finish")
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    return time.perf_counter() - t0
+
+
+def shoot(task: str, sample_key: str, input_name: str, shown: list[str], samples: int, out: Path) -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 900)
+    viewer.open_sample("napari-cvdm", sample_key)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Reconstruct")
+    app = QApplication.instance()
+    widget.model_box.setCurrentText(task)
+    widget.layer_box.setCurrentText(input_name)
+    widget.samples_spin.setValue(samples)
+    widget.schedule_check.setChecked(True)
+    widget.run()
+    # a frame mid-run shows the progress bar and the time left
+    t0 = time.perf_counter()
+    bar = widget.progress_bar
+    while widget.worker is not None and (bar.maximum() <= 1 or bar.value() < bar.maximum() // 3):
+        app.processEvents()
+        time.sleep(0.02)
+    widget.grab().save(str(out / f"gui_{task}_widget_running.png"))
+    wait_for(widget, app)
+    print(f"{task}: Run → layers in {time.perf_counter() - t0:.1f} s ({samples} samples, "
+          f"{widget.steps_spin.value()} steps); status: {widget.status.text()}")
+    for layer in viewer.layers:
+        layer.visible = layer.name in shown
+    viewer.grid.enabled = True
+    viewer.grid.stride = 1
+    viewer.reset_view()
+    for _ in range(30):
+        app.processEvents()
+        time.sleep(0.02)
+    viewer.screenshot(str(out / f"gui_{task}_viewer.png"), canvas_only=False)
+    widget.grab().save(str(out / f"gui_{task}_widget.png"))
+    viewer.close()
+
+
+def shoot_finetune(pairs: Path, output_model: Path, steps: int, out: Path) -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 1000)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Fine-tune")
+    app = QApplication.instance()
+    widget.start_box.setCurrentText("bundled sr")
+    widget.source_box.setCurrentIndex(1)
+    widget.folder_edit.setText(str(pairs))
+    widget.steps_spin.setValue(steps)
+    widget.lr_spin.setValue(2e-4)
+    widget.val_every_spin.setValue(50)
+    t0 = time.perf_counter()
+    widget.start()
+    shot = False
+    while widget.worker is not None:
+        app.processEvents()
+        time.sleep(0.02)
+        if not shot and len(widget._psnrs) >= 3:
+            viewer.reset_view()
+            for _ in range(10):
+                app.processEvents()
+            viewer.screenshot(str(out / "gui_finetune_viewer.png"), canvas_only=False)
+            widget.grab().save(str(out / "gui_finetune_widget.png"))
+            shot = True
+    print(f"fine-tune: {widget.status.text()} (wall {time.perf_counter() - t0:.0f} s)")
+    print("validation PSNR by step: " + ", ".join(f"{s}: {p:.2f}" for s, p in widget._psnrs))
+    widget.save(output_model)
+    viewer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "images")
+    parser.add_argument("--finetune-pairs", type=Path, default=None)
+    parser.add_argument("--finetune-output", type=Path, default=Path("finetuned-sr.safetensors"))
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args()
+    args.output.mkdir(parents=True, exist_ok=True)
+    xvfb = ensure_display()
+    try:
+        if args.finetune_pairs is not None:
+            shoot_finetune(args.finetune_pairs, args.finetune_output, args.steps, args.output)
+            return
+        shoot("sr", "sr", "widefield", ["widefield", "widefield CVDM mean", "widefield CVDM std",
+                                        "SIM-like target"], args.samples, args.output)
+        shoot("qpi", "qpi", "brightfield ±1 µm", ["brightfield ±1 µm", "brightfield ±1 µm CVDM mean",
+                                                  "brightfield ±1 µm CVDM std", "phase (ground truth)"],
+              args.samples, args.output)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+
+
+if __name__ == "__main__":
+    main()

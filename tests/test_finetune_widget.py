@@ -1,0 +1,142 @@
+"""Plugins > CVDM > Fine-tune in a real napari viewer (under Xvfb), with a tiny model."""
+
+import numpy as np
+import pytest
+
+from conftest import untrained_model_file
+from napari_cvdm.data.simulate import simulate_sr_pair
+from napari_cvdm.data.tiff import write_tiff
+from napari_cvdm.models import load_model
+
+pytest.importorskip("napari")
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("finetune-models")
+    return {task: untrained_model_file(d, task) for task in ("sr", "qpi")}
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    import napari_cvdm._widgets.finetune as ft
+
+    shown = []
+    monkeypatch.setattr(ft, "show_error", shown.append)
+    return shown
+
+
+def _sr_pairs(n, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    pairs = [simulate_sr_pair("microtubules", (size, size), 100.0, rng) for _ in range(n)]
+    return np.stack([p.input for p in pairs]), np.stack([p.target for p in pairs])
+
+
+def _widget(viewer, start_file, steps=6):
+    from napari_cvdm._widgets import FineTuneWidget
+
+    widget = FineTuneWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Fine-tune")
+    widget.add_start_file(start_file)
+    widget.steps_spin.setValue(steps)
+    widget.batch_spin.setValue(2)
+    widget.patch_spin.setValue(16)
+    widget.val_every_spin.setValue(3)
+    widget.val_fraction_spin.setValue(0.25)
+    return widget
+
+
+def test_fine_tune_from_layers_plots_previews_saves_and_shows_up_in_reconstruct(make_napari_viewer, qtbot,
+                                                                                 model_files, tmp_path):
+    from napari_cvdm._widgets import ReconstructWidget
+    from napari_cvdm._widgets.finetune import PREVIEW_LAYER
+
+    viewer = make_napari_viewer()
+    inputs, targets = _sr_pairs(4)
+    viewer.add_image(inputs, name="widefield stack")
+    viewer.add_image(targets, name="SIM stack")
+    reconstruct = ReconstructWidget(viewer)
+    widget = _widget(viewer, model_files["sr"])
+    widget.source_box.setCurrentIndex(0)
+    widget.input_box.setCurrentText("widefield stack")
+    widget.target_box.setCurrentText("SIM stack")
+    widget.start()
+    assert widget.worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert widget.result is not None and widget.result.steps_done == 6
+    assert [s for s, _ in widget._losses] == list(range(1, 7))
+    xs, ys = widget.loss_curve.getData()
+    assert len(xs) == 6 and np.all(np.isfinite(ys))
+    assert [s for s, _ in widget._psnrs] == [3, 6]
+    assert widget.psnr_curve.getData()[0].tolist() == [3.0, 6.0]
+    assert viewer.layers[PREVIEW_LAYER].data.shape == (64, 64)
+    path = widget.save(tmp_path / "my sr")
+    model = load_model(path)
+    assert model.task == "sr" and model.metadata["training"]["steps"] == 6
+    assert model.metadata["training"]["lineage"][0]["name"] == "tiny-sr"
+    assert model.metadata["training"]["data"]["layers"] == ["widefield stack", "SIM stack"]
+    items = [reconstruct.model_box.itemText(i) for i in range(reconstruct.model_box.count())]
+    assert "my sr" in items
+    reconstruct.model_box.setCurrentText("my sr")
+    assert reconstruct.current_model().path == path
+
+
+def test_fine_tune_from_a_folder_stops_when_asked_and_keeps_a_checkpoint(make_napari_viewer, qtbot, model_files,
+                                                                        tmp_path):
+    inputs, targets = _sr_pairs(4, seed=1)
+    for i, (a, b) in enumerate(zip(inputs, targets)):
+        write_tiff(tmp_path / "pairs" / "inputs" / f"p{i}.tif", a)
+        write_tiff(tmp_path / "pairs" / "targets" / f"p{i}.tif", b)
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, model_files["sr"], steps=100_000)
+    widget.source_box.setCurrentIndex(1)
+    widget.folder_edit.setText(str(tmp_path / "pairs"))
+    widget.start()
+    qtbot.waitUntil(lambda: len(widget._losses) >= 2, timeout=60_000)
+    widget.stop()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert widget.result.stopped_early and widget.result.steps_done < 100
+    assert widget._job["checkpoint"].exists()
+    assert widget.save_button.isEnabled() and widget.start_button.isEnabled()
+
+
+def test_fine_tune_qpi_on_simulated_optics(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, model_files["qpi"], steps=2)
+    widget.source_box.setCurrentIndex(2)
+    assert widget.dz_spin.isVisibleTo(widget) and not widget.na_spin.isVisibleTo(widget)
+    widget.wavelength_spin.setValue(0.6)
+    widget.dz_spin.setValue(2.0)
+    widget.n_pairs_spin.setValue(4)
+    widget.val_every_spin.setValue(100)
+    widget.start()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert widget.result.steps_done == 2
+    assert widget._job["optics"]["dz_um"] == 2.0 and widget._job["optics"]["wavelength_um"] == 0.6
+
+
+@pytest.mark.parametrize("case", ["mismatched", "same layer", "nan", "empty folder"])
+def test_bad_training_data_gives_a_notification_and_starts_nothing(make_napari_viewer, model_files, errors,
+                                                                  tmp_path, case):
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, model_files["sr"])
+    inp = np.ones((32, 32), np.float32)
+    tgt = np.ones((50, 50) if case == "mismatched" else (64, 64), np.float32)
+    if case == "nan":
+        tgt[1, 1] = np.nan
+    viewer.add_image(inp, name="in")
+    viewer.add_image(tgt, name="out")
+    widget.input_box.setCurrentText("in")
+    widget.target_box.setCurrentText("in" if case == "same layer" else "out")
+    if case == "empty folder":
+        (tmp_path / "inputs").mkdir()
+        (tmp_path / "targets").mkdir()
+        widget.source_box.setCurrentIndex(1)
+        widget.folder_edit.setText(str(tmp_path))
+    before = [layer.name for layer in viewer.layers]
+    widget.start()
+    assert widget.worker is None
+    expected = {"mismatched": "twice the input", "same layer": "same layer", "nan": "NaN",
+                "empty folder": "inputs"}[case]
+    assert errors and expected in errors[-1], errors
+    assert [layer.name for layer in viewer.layers] == before
