@@ -121,7 +121,8 @@ class CVDMModel:
         device
             ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
         tile_size
-            Reserved for tiled prediction of large images; must be ``None`` in this version.
+            Tile side on the input grid for large images; ``None`` tiles only when the image does not fit the
+            memory budget. Tiles overlap and are blended at every sampling step, so results have no seams.
         callback
             Progress callback (see :mod:`napari_cvdm.diffusion.sampler`); returning
             ``False`` cancels with :class:`~napari_cvdm.diffusion.SamplingCancelled`.

@@ -7,6 +7,7 @@ plane by plane, and the conversion of samples back to physical units.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,9 +16,11 @@ import torch.nn.functional as F
 from .data.normalize import qpi_base, qpi_condition, sr_affine, sr_condition
 from .diffusion.sampler import ProgressCallback, SamplingProgress, sample
 from .diffusion.schedule import LearnedSchedule
+from .diffusion.tiling import tiled
 from .models import CVDMModel, Prediction
 
-__all__ = ["resolve_device", "available_devices", "predict_image", "check_input", "MIN_SIDE"]
+__all__ = ["resolve_device", "available_devices", "predict_image", "check_input", "MIN_SIDE", "SamplingPlan",
+           "plan_sampling"]
 
 MIN_SIDE = 16
 _MEMORY_BUDGET_BYTES = 2 * 1024**3
@@ -98,23 +101,71 @@ def _pad_to(t: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]
     return t, (h, w)
 
 
-def _chunk_size(n_samples: int, shape: tuple[int, int], model: CVDMModel) -> int:
-    cfg = model.network.config.denoiser
-    per_sample = shape[0] * shape[1] * cfg.base_channels * 4 * 16  # activations kept by one pass, roughly
-    return int(max(1, min(n_samples, _MEMORY_BUDGET_BYTES // max(per_sample, 1))))
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How one plane is sampled within the memory budget.
+
+    Attributes
+    ----------
+    chunk
+        Samples denoised together.
+    tile
+        Tile side on the output grid (a multiple of the network's stride), or ``None`` for the whole image.
+    """
+
+    chunk: int
+    tile: int | None
+
+
+def _bytes_per_pixel(model: CVDMModel) -> int:
+    """Rough activation memory of one denoiser pass per output pixel and sample (float32)."""
+    return model.network.config.denoiser.base_channels * 4 * 16
+
+
+def plan_sampling(model: CVDMModel, shape: tuple[int, int], n_samples: int, tile_size: int | None = None,
+                  budget_bytes: int = _MEMORY_BUDGET_BYTES) -> SamplingPlan:
+    """Choose the chunk of samples and, when the image does not fit the budget, the tile side.
+
+    Parameters
+    ----------
+    shape
+        ``(H, W)`` of the output grid (padded to the network's stride).
+    tile_size
+        Tile side asked for, on the **input** grid (``sr`` output tiles are twice that); ``None`` chooses.
+    """
+    stride = model.network.stride
+    factor = 2 if model.task == "sr" else 1
+    per_pixel = _bytes_per_pixel(model)
+    if tile_size is not None:
+        if tile_size < MIN_SIDE:
+            raise ValueError(f"tile size {tile_size} is too small; use at least {MIN_SIDE} pixels")
+        tile = -(-tile_size * factor // stride) * stride
+        if tile >= max(shape):
+            tile = None
+    elif shape[0] * shape[1] * per_pixel <= budget_bytes:
+        tile = None
+    else:
+        side = int((budget_bytes / per_pixel) ** 0.5) // stride * stride
+        tile = max(side, 4 * stride)
+    pixels = shape[0] * shape[1] if tile is None else min(tile, shape[0]) * min(tile, shape[1])
+    chunk = int(max(1, min(n_samples, budget_bytes // max(pixels * per_pixel, 1))))
+    return SamplingPlan(chunk, tile)
 
 
 def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: int, seed: int,
-                  device: torch.device, callback: ProgressCallback | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                  device: torch.device, callback: ProgressCallback | None,
+                  tile_size: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     net = model.network
     padded, (h, w) = _pad_to(cond, net.stride)
+    plan = plan_sampling(model, tuple(padded.shape[-2:]), n_samples, tile_size)
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = sample(net, padded, n_samples, steps, gen, chunk_size=_chunk_size(n_samples, padded.shape[-2:], model),
-                 callback=callback)
+    out = sample(net, padded, n_samples, steps, gen, chunk_size=plan.chunk, callback=callback, tile=plan.tile)
     lam = None
     if isinstance(net.schedule, LearnedSchedule):
+        lam_fn = net.schedule.lam if plan.tile is None else tiled(net.schedule.lam, plan.tile,
+                                                                  plan.tile // 4, net.stride)
         with torch.inference_mode():
-            lam = net.schedule.lam(padded)[0, 0, :h, :w]
+            lam = lam_fn(padded)[0, 0, :h, :w]
     return out[..., :h, :w], lam
 
 
@@ -122,8 +173,6 @@ def predict_image(model: CVDMModel, image: np.ndarray, n_samples: int = 8, steps
                   device: str = "auto", tile_size: int | None = None,
                   callback: ProgressCallback | None = None) -> Prediction:
     """See :meth:`napari_cvdm.models.CVDMModel.predict`."""
-    if tile_size is not None:
-        raise ValueError("tiled prediction (tile_size) is not available in this version; use tile_size=None")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     steps = model.default_steps if steps is None else int(steps)
@@ -146,11 +195,11 @@ def predict_image(model: CVDMModel, image: np.ndarray, n_samples: int = 8, steps
                 warnings.warn("the image is flat (constant): the reconstruction carries no structure", stacklevel=2)
             xn = torch.from_numpy((plane - offset) / scale).float()[None, None].to(dev)
             cond = sr_condition(xn)
-            s, lam = _sample_plane(model, cond, n_samples, steps, seed + p, dev, plane_cb)
+            s, lam = _sample_plane(model, cond, n_samples, steps, seed + p, dev, plane_cb, tile_size)
             values = ((s + cond) * scale + offset)[:, 0]
         else:
             cond = qpi_condition(torch.from_numpy(plane).float()[None].to(dev), model.normalization)
-            s, lam = _sample_plane(model, cond, n_samples, steps, seed + p, dev, plane_cb)
+            s, lam = _sample_plane(model, cond, n_samples, steps, seed + p, dev, plane_cb, tile_size)
             values = (s + qpi_base(cond, model.normalization))[:, 0] * model.normalization.phase_scale
             values = values - values.mean(dim=(-2, -1), keepdim=True)
         v = values.double()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .network import CVDMNetwork
+from .tiling import DEFAULT_OVERLAP_FRACTION, tiled
 
 __all__ = ["SamplingProgress", "SamplingCancelled", "ProgressCallback", "sample", "sample_seeds"]
 
@@ -64,7 +65,8 @@ def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: to
 
 def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, generator: torch.Generator,
            chunk_size: int | None = None, callback: ProgressCallback | None = None,
-           clip: tuple[float, float] | None = None) -> torch.Tensor:
+           clip: tuple[float, float] | None = None, tile: int | None = None,
+           overlap: int | None = None) -> torch.Tensor:
     """Draw samples of the target given one condition.
 
     Parameters
@@ -85,6 +87,12 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
     callback
         Called after every step with a :class:`SamplingProgress`; returning
         ``False`` raises :class:`SamplingCancelled` at once.
+    clip
+        Clamp the estimate of ``y`` at every step to this range.
+    tile, overlap
+        Run the schedule and denoiser networks on overlapping tiles of side ``tile`` (a multiple of
+        ``net.stride``), blended at every step (see :mod:`napari_cvdm.diffusion.tiling`); ``None``: whole image.
+        ``overlap`` defaults to a quarter of the tile.
 
     Returns
     -------
@@ -102,9 +110,13 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
     shape = (c_y, x.shape[-2], x.shape[-1])
     seeds = sample_seeds(generator, n_samples)
     done, total = 0, steps * n_chunks
+    denoise, lam_fn = net.denoiser, net.schedule.lam
+    if tile is not None:
+        overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
+        denoise, lam_fn = tiled(denoise, tile, overlap, net.stride), tiled(lam_fn, tile, overlap, net.stride)
     with torch.inference_mode():
         out = torch.empty((n_samples, *shape), device=device, dtype=dtype)
-        lam = net.schedule.lam(x)  # (1, 1, H, W), once
+        lam = lam_fn(x)  # (1, 1, H, W), once
         t_grid = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
         tau = net.schedule.tau(t_grid)  # (steps + 1,), once
         for start in range(0, n_samples, chunk):
@@ -119,7 +131,7 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
                 var_t = (-torch.expm1(-a_t)).clamp_min(1e-12)
                 ratio = torch.exp(-(a_t - a_s))  # γ_t / γ_s  (< 1)
                 var_ts = (-torch.expm1(-(a_t - a_s))).clamp_min(0.0)  # 1 − γ_t/γ_s
-                eps_hat = net.denoiser(z, xb, gamma_t.expand(b, -1, -1, -1))
+                eps_hat = denoise(z, xb, gamma_t.expand(b, -1, -1, -1))
                 y_hat = (z - var_t.sqrt() * eps_hat) / gamma_t.sqrt()
                 if clip is not None:
                     y_hat = y_hat.clamp(clip[0], clip[1])

@@ -1,0 +1,91 @@
+"""Overlapping tiles blended with a smooth window, for networks applied to images of any size.
+
+The sampler calls the denoiser through :func:`tiled` at **every** step, so the
+blended ε estimate is one smooth field and the samples have no seams; the noise
+itself is drawn for the whole image. Tiles overlap by ``overlap`` pixels and
+are weighted by a separable window that ramps (raised cosine) across the
+overlap and is flat inside, so every pixel's weights sum to a positive number
+and the blend is a convex combination of the tiles' outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["tile_starts", "blend_window", "tiled", "DEFAULT_OVERLAP_FRACTION"]
+
+#: Overlap as a fraction of the tile side when none is given.
+DEFAULT_OVERLAP_FRACTION = 0.25
+
+
+def tile_starts(size: int, tile: int, overlap: int, stride: int = 1) -> list[int]:
+    """Start offsets of tiles of side ``tile`` covering ``[0, size)`` with at least ``overlap`` pixels shared.
+
+    Offsets are multiples of ``stride`` (the network's down-sampling factor) except possibly the last, which
+    is ``size − tile`` so that the last tile ends at the border; ``size`` and ``tile`` must be multiples of
+    ``stride``.
+    """
+    if tile >= size:
+        return [0]
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile); got overlap {overlap} for tile {tile}")
+    step = max(stride, (tile - overlap) // stride * stride)
+    starts = list(range(0, size - tile, step))
+    starts.append(size - tile)
+    return starts
+
+
+def blend_window(tile: int, overlap: int, at_start: bool, at_end: bool, device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """1-D weights ``(tile,)``: a raised-cosine ramp over ``overlap`` pixels at the sides that touch another
+    tile, flat (1) elsewhere and at the image border."""
+    w = torch.ones(tile, device=device, dtype=dtype)
+    if overlap > 0:
+        ramp = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(overlap, device=device, dtype=dtype) + 0.5) / overlap)
+        if not at_start:
+            w[:overlap] = ramp
+        if not at_end:
+            w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0))
+    return w
+
+
+def tiled(fn: Callable[..., torch.Tensor], tile: int, overlap: int, stride: int = 1) -> Callable[..., torch.Tensor]:
+    """Wrap ``fn(*maps) -> (B, C, H, W)`` (all ``maps`` shaped ``(B, ·, H, W)``) to run on overlapping tiles.
+
+    Parameters
+    ----------
+    fn
+        A fully convolutional function of image-shaped tensors.
+    tile
+        Tile side in pixels (a multiple of ``stride``).
+    overlap
+        Pixels shared by neighbouring tiles (blended).
+    stride
+        The network's down-sampling factor; tile offsets are multiples of it where possible.
+    """
+    if tile < 1 or tile % stride:
+        raise ValueError(f"the tile side ({tile}) must be a positive multiple of the network's stride ({stride})")
+
+    def run(*maps: torch.Tensor) -> torch.Tensor:
+        h, w = maps[0].shape[-2:]
+        if h <= tile and w <= tile:
+            return fn(*maps)
+        ys, xs = tile_starts(h, min(tile, h), overlap, stride), tile_starts(w, min(tile, w), overlap, stride)
+        th, tw = min(tile, h), min(tile, w)
+        out = None
+        weight = torch.zeros((1, 1, h, w), device=maps[0].device, dtype=maps[0].dtype)
+        for iy, y in enumerate(ys):
+            wy = blend_window(th, overlap, iy == 0, iy == len(ys) - 1, maps[0].device, maps[0].dtype)
+            for ix, x in enumerate(xs):
+                wx = blend_window(tw, overlap, ix == 0, ix == len(xs) - 1, maps[0].device, maps[0].dtype)
+                part = fn(*(m[..., y:y + th, x:x + tw] for m in maps))
+                if out is None:
+                    out = torch.zeros((*part.shape[:2], h, w), device=part.device, dtype=part.dtype)
+                win = (wy[:, None] * wx[None, :])[None, None]
+                out[..., y:y + th, x:x + tw] += part * win
+                weight[..., y:y + th, x:x + tw] += win
+        return out / weight
+
+    return run

@@ -1,0 +1,129 @@
+"""Tiled sampling: tiles cover the image, blending is exact for pointwise maps, samples have no seams."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import TINY_SCHEDULE, TINY_UNET, untrained_model_file
+from napari_cvdm.diffusion.network import NetworkConfig, build_network
+from napari_cvdm.diffusion.sampler import sample
+from napari_cvdm.diffusion.tiling import blend_window, tile_starts, tiled
+from napari_cvdm.models import load_model
+from napari_cvdm.predict import plan_sampling
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(8, 300), tile=st.integers(8, 128), overlap_frac=st.floats(0, 0.49),
+       stride=st.sampled_from([1, 2, 4, 8]))
+def test_tiles_cover_the_image_on_the_stride_grid(size, tile, overlap_frac, stride):
+    size, tile = size // stride * stride or stride, tile // stride * stride or stride
+    overlap = int(overlap_frac * tile)
+    starts = tile_starts(size, min(tile, size), overlap, stride)
+    covered = np.zeros(size, bool)
+    for s in starts:
+        assert s % stride == 0 and 0 <= s <= size - min(tile, size)
+        covered[s:s + min(tile, size)] = True
+    assert covered.all()
+    assert starts == sorted(set(starts))
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(16, 90), w=st.integers(16, 90), tile=st.integers(16, 40), overlap=st.integers(0, 7),
+       channels=st.integers(1, 3))
+def test_blending_a_pointwise_map_is_exact(h, w, tile, overlap, channels):
+    def pointwise(a, b):  # any per-pixel function gives the same result tiled or not
+        return torch.tanh(a) * b[:, :1] + a ** 2
+
+    gen = torch.Generator().manual_seed(h * 1000 + w)
+    a = torch.randn((2, channels, h, w), generator=gen, dtype=torch.float64)
+    b = torch.randn((2, 2, h, w), generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(tiled(pointwise, tile, overlap)(a, b), pointwise(a, b))
+
+
+def test_window_is_flat_inside_and_ramps_only_towards_neighbours():
+    w = blend_window(32, 8, at_start=True, at_end=False, device=torch.device("cpu"), dtype=torch.float32)
+    assert torch.all(w[:24] == 1) and torch.all(w[24:] < 1) and torch.all(w > 0)
+    assert torch.all(torch.diff(w[24:]) < 0)
+
+
+def _seam_stats(image: np.ndarray, borders: list[int]) -> tuple[float, float]:
+    """Mean |horizontal difference| across the given column borders, and everywhere else."""
+    diff = np.abs(np.diff(image, axis=-1))
+    at = np.zeros(diff.shape[-1], bool)
+    for b in borders:
+        at[b - 1] = True  # the step between columns b-1 and b
+    return float(diff[..., at].mean()), float(diff[..., ~at].mean())
+
+
+def _random_net():
+    """The tiny network with its zero-initialised output layers randomised, so that it computes something."""
+    torch.manual_seed(0)
+    net = build_network(NetworkConfig(target_channels=1, cond_channels=1, denoiser=dataclasses.replace(
+        TINY_UNET, attention_levels=()), schedule_net=TINY_SCHEDULE)).eval()
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.abs().sum():
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+    return net
+
+
+def _smooth(rng, shape=(1, 1, 64, 160)):
+    from scipy.ndimage import gaussian_filter
+
+    return torch.from_numpy(gaussian_filter(rng.standard_normal(shape), (0, 0, 4, 4)) * 4).float()
+
+
+@pytest.mark.parametrize("overlap, seamless", [(16, True), (0, False)])
+def test_blended_tiles_of_a_denoiser_have_no_seams(overlap, seamless):
+    net = _random_net()
+    rng = np.random.default_rng(0)
+    z, x, gamma = _smooth(rng), _smooth(rng), torch.sigmoid(_smooth(rng))
+    tile = 48
+    with torch.no_grad():
+        out = tiled(net.denoiser, tile, overlap, net.stride)(z, x, gamma).numpy()
+    starts = tile_starts(160, tile, overlap, net.stride)
+    # a seam would sit where a tile's output starts or stops being used
+    borders = sorted(set(starts[1:]) | {s + tile for s in starts[:-1]})
+    across, inside = _seam_stats(out, borders)
+    if seamless:
+        assert across <= 1.1 * inside, (across, inside)
+    else:  # hard tiles (no overlap) do show seams: the measure can tell
+        assert across > 1.1 * inside, (across, inside)
+
+
+def test_tiled_sampling_is_finite_and_follows_the_whole_image():
+    net = _random_net()
+    x = _smooth(np.random.default_rng(1))
+    whole = sample(net, x, 2, 6, torch.Generator().manual_seed(3))
+    tiles = sample(net, x, 2, 6, torch.Generator().manual_seed(3), tile=48, overlap=16)
+    assert torch.isfinite(tiles).all()
+    # GroupNorm statistics differ per tile, so the samples are not identical, but they follow the same field
+    corr = np.corrcoef(tiles.numpy().ravel(), whole.numpy().ravel())[0, 1]
+    assert corr > 0.8, corr
+
+
+def test_plan_tiles_only_when_the_image_does_not_fit(tmp_path):
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    small = plan_sampling(model, (128, 128), 8)
+    assert small.tile is None and small.chunk == 8
+    huge = plan_sampling(model, (8192, 8192), 1)
+    assert huge.tile is not None and huge.tile % model.network.stride == 0 and huge.chunk == 1
+    asked = plan_sampling(model, (512, 512), 4, tile_size=64)
+    assert asked.tile == 128  # sr: 64 input pixels are 128 output pixels
+    with pytest.raises(ValueError, match="too small"):
+        plan_sampling(model, (512, 512), 4, tile_size=4)
+
+
+def test_predict_with_tiles_is_finite_and_close_to_whole_image(tmp_path):
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    image = np.random.default_rng(0).random((40, 72)).astype(np.float32) * 100
+    whole = model.predict(image, n_samples=2, steps=3, seed=1)
+    tiled_pred = model.predict(image, n_samples=2, steps=3, seed=1, tile_size=24)
+    assert tiled_pred.mean.shape == whole.mean.shape == (80, 144)
+    assert np.isfinite(tiled_pred.mean).all() and np.isfinite(tiled_pred.schedule).all()
+    assert np.mean(np.abs(tiled_pred.mean - whole.mean)) < 0.5 * np.mean(np.abs(whole.mean - whole.mean.mean()))
