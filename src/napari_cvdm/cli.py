@@ -345,6 +345,53 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``napari-cvdm bench``."""
+    p = sub.add_parser(
+        "bench",
+        help="speed figures: time per step (schedule vs denoiser), FLOP/s against the machine's peak, memory",
+        description="Times one sampling run of a model on a random input and prints where the time goes, the "
+                    "achieved GFLOP/s beside this machine's dense matmul peak measured in the same run, and the "
+                    "peak memory. --preset sr3 times the paper's SR3-sized network instead (random weights).",
+    )
+    p.add_argument("--model", default="sr", help="sr, qpi or a model file (default sr)")
+    p.add_argument("--preset", choices=("sr3",), default=None, help="time the paper-sized network instead")
+    p.add_argument("--size", type=_positive_int, default=256, help="input side in pixels (default 256)")
+    p.add_argument("--samples", type=_positive_int, default=8)
+    p.add_argument("--steps", type=_positive_int, default=None, help="default: the model's (sr3 preset: 2)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Print the speed figures of a model (or the SR3 preset)."""
+    from .bench import bench_network, format_bench, model_condition, sr3_preset_network
+    from .models import load_model
+    from .predict import plan_sampling, resolve_device
+
+    device = resolve_device(args.device)
+    if args.preset == "sr3":
+        net = sr3_preset_network(device)
+        side = -(-args.size // net.stride) * net.stride
+        cond = _torch_rand((1, 1, side, side), device)
+        name, steps, chunk = f"SR3-sized preset ({args.size}² → {side}²)", args.steps or 2, None
+    else:
+        model = load_model(args.model)
+        model.network.to(device).eval()
+        net, cond = model.network, model_condition(model, args.size, device)
+        name, steps = f"{model.name} ({args.size}² input)", args.steps or model.default_steps
+        chunk = plan_sampling(model, tuple(cond.shape[-2:]), args.samples).chunk
+    print(format_bench(name, bench_network(net, cond, args.samples, steps, chunk_size=chunk)))
+    return 0
+
+
+def _torch_rand(shape: tuple[int, ...], device) -> "torch.Tensor":
+    """Uniform random tensor (seeded) on ``device``."""
+    import torch
+
+    return torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
@@ -549,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_predict_parser(sub)
     add_evaluate_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 

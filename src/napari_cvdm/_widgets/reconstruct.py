@@ -46,12 +46,13 @@ _BOTH_PLANES = "(both planes are in the input layer)"
 
 
 def format_eta(done: int, total: int, elapsed_s: float) -> str:
-    """``"step 12/128 · about 40 s left"`` (no estimate before the first step)."""
-    text = f"step {done}/{total}"
-    if 0 < done < total:
-        left = elapsed_s * (total - done) / done
-        text += f" · about {left:.0f} s left" if left < 120 else f" · about {left / 60:.1f} min left"
-    return text
+    """``"about 40 s left (12 of 128 denoiser passes)"`` (no estimate before the first pass)."""
+    passes = f"{done} of {total} denoiser passes"
+    if not 0 < done < total:
+        return passes
+    left = elapsed_s * (total - done) / done
+    eta = f"about {left:.0f} s left" if left < 120 else f"about {left / 60:.1f} min left"
+    return f"{eta} ({passes})"
 
 
 class _Failure:

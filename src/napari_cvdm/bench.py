@@ -1,0 +1,166 @@
+"""Speed figures of the sampling path: where the time goes, FLOP/s against the machine's own peak, memory.
+
+Everything is measured in one process so that ratios are comparable on a noisy machine:
+
+* the machine's dense fp32 peak: square matrix products (``torch.mm``) timed for about a second;
+* the schedule (λ(x) and τ(t), once per image) and one denoiser pass, each the median of repeats;
+* a whole ``sample`` call (N samples × S steps), timed end to end;
+* FLOPs of one denoiser pass counted by :class:`torch.utils.flop_counter.FlopCounterMode`
+  (convolutions and matrix products; element-wise work is not counted).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
+from .diffusion.sampler import sample
+from .models import CVDMModel
+
+__all__ = ["BenchResult", "matmul_peak_gflops", "bench_network", "sr3_preset_network", "format_bench"]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Figures of one benchmark (seconds, GFLOP/s, MiB)."""
+
+    device: str
+    threads: int
+    output_shape: tuple[int, int]
+    samples: int
+    steps: int
+    chunk: int
+    parameters_m: float
+    schedule_s: float
+    denoiser_pass_s: float
+    sample_total_s: float
+    per_sample_step_s: float
+    amortization: float
+    sample_steps_per_s: float
+    denoiser_gflop: float
+    achieved_gflops: float
+    peak_gflops: float
+    peak_memory_mib: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn, device: torch.device, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
+    """Dense fp32 matrix-product rate of this machine (GFLOP/s), the best of repeated ``size``² products."""
+    a = torch.randn((size, size), device=device)
+    b = torch.randn((size, size), device=device)
+    torch.mm(a, b)  # warm-up
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        best = max(best, 2 * size**3 / _median_time(lambda: torch.mm(a, b), device, 1) / 1e9)
+    return best
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int, repeats: int = 3,
+                  chunk_size: int | None = None) -> BenchResult:
+    """Time the schedule, one denoiser pass of a full chunk, and a whole sampling run.
+
+    Parameters
+    ----------
+    net
+        The network, already on its device, in eval mode.
+    cond
+        Condition ``(1, C, H, W)`` on the output grid (multiples of ``net.stride``).
+    samples, steps
+        The sampling run to time.
+    chunk_size
+        Samples per denoiser batch (all of them by default).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = cond.device
+    chunk = samples if chunk_size is None else min(chunk_size, samples)
+    c_y = net.config.target_channels
+    z = torch.randn((chunk, c_y, *cond.shape[-2:]), device=device)
+    xb = cond.expand(chunk, -1, -1, -1)
+    gamma = torch.full((chunk, 1, *cond.shape[-2:]), 0.5, device=device)
+    t_grid = torch.linspace(1, 0, steps + 1, device=device)
+    with torch.inference_mode():
+        net.denoiser(z, xb, gamma)  # warm-up
+        schedule_s = _median_time(lambda: (net.schedule.lam(cond), net.schedule.tau(t_grid)), device, repeats)
+        pass_s = _median_time(lambda: net.denoiser(z, xb, gamma), device, repeats)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            net.denoiser(z[:1], xb[:1], gamma[:1])
+        flops_per_sample = counter.get_total_flops()
+    gen = torch.Generator(device=device).manual_seed(0)
+    total_s = _median_time(lambda: sample(net, cond, samples, steps, gen, chunk_size=chunk), device, 1)
+    per_sample_step = total_s / (samples * steps)
+    per_sample_pass = pass_s / chunk
+    return BenchResult(
+        device=str(device), threads=torch.get_num_threads(), output_shape=tuple(cond.shape[-2:]), samples=samples,
+        steps=steps, chunk=chunk, parameters_m=sum(p.numel() for p in net.parameters()) / 1e6, schedule_s=schedule_s,
+        denoiser_pass_s=pass_s, sample_total_s=total_s, per_sample_step_s=per_sample_step,
+        amortization=per_sample_step / per_sample_pass, sample_steps_per_s=samples * steps / total_s,
+        denoiser_gflop=flops_per_sample / 1e9, achieved_gflops=flops_per_sample * samples * steps / total_s / 1e9,
+        peak_gflops=matmul_peak_gflops(device), peak_memory_mib=_peak_memory_mib(device),
+    )
+
+
+def sr3_preset_network(device: torch.device) -> CVDMNetwork:
+    """The paper's SR3-sized denoiser (64 channels, (1, 2, 4, 8, 8), 3 blocks, attention at the coarsest level)
+    with a learned schedule, randomly initialised: for setting the cost per step beside the reference."""
+    from .diffusion.denoiser import sr3_config
+    from .diffusion.schedule import ScheduleConfig
+
+    torch.manual_seed(0)
+    config = NetworkConfig(target_channels=1, cond_channels=1, denoiser=sr3_config(),
+                           schedule_net=ScheduleConfig())
+    return build_network(config).to(device).eval()
+
+
+def model_condition(model: CVDMModel, size: int, device: torch.device) -> torch.Tensor:
+    """A random condition for ``model`` of an ``size``² input, on the output grid."""
+    factor = 2 if model.task == "sr" else 1
+    channels = model.network.config.cond_channels
+    side = -(-size * factor // model.network.stride) * model.network.stride
+    return torch.rand((1, channels, side, side), generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def format_bench(name: str, r: BenchResult) -> str:
+    """The figures as readable lines."""
+    d = asdict(r)
+    return "\n".join([
+        f"{name}: {d['parameters_m']:.1f} M parameters, output {r.output_shape[0]}×{r.output_shape[1]}, "
+        f"{r.samples} samples × {r.steps} steps, device {r.device}, {r.threads} threads",
+        f"  whole sampling run        {r.sample_total_s:8.2f} s   ({r.sample_steps_per_s:.2f} sample·steps/s)",
+        f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   ({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",
+        f"  one denoiser pass         {r.denoiser_pass_s:8.3f} s   for {r.chunk} sample(s) at once",
+        f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one denoiser pass",
+        f"  denoiser work             {r.denoiser_gflop:8.1f} GFLOP per sample·step; achieved {r.achieved_gflops:.1f} "
+        f"GFLOP/s = {100 * r.achieved_gflops / r.peak_gflops:.0f} % of the measured matmul peak "
+        f"({r.peak_gflops:.1f} GFLOP/s)",
+        f"  peak memory               {r.peak_memory_mib:8.0f} MiB",
+    ])
