@@ -224,3 +224,42 @@ def test_predict_cli_writes_good_files_and_lists_bad_ones(tmp_path, tiny_models,
     assert mean.data.shape == (48, 48) and mean.data.dtype == np.float32
     assert mean.pixel_size_um == pytest.approx((0.0313, 0.0313))
     assert (tmp_path / "out" / "cell_std.tif").exists() and not (tmp_path / "out" / "broken_mean.tif").exists()
+
+
+def test_sigterm_stops_training_with_a_complete_resumable_checkpoint(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run.safetensors"
+    log = tmp_path / "run.log.jsonl"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    base = [sys.executable, "-m", "napari_cvdm", "train", "--task", "sr", "--simulate", "4", "--size", "32",
+            "--patch-size", "16", "--batch-size", "2", "--validate-every", "0", "--base-channels", "8",
+            "--channel-mults", "1,2", "--checkpoint-every", "100000", "--device", "cpu", "--output", str(out)]
+    proc = subprocess.Popen(base + ["--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.time() + 120
+    while not (log.exists() and log.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "SIGTERM" in stderr and "--resume" in stderr
+    assert not out.exists()  # an interrupted run leaves its checkpoint, not a model file
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    trainer = Trainer("sr", new_network(_config_small(), 0), SimulatedPairs(task="sr", n=2, size=32),
+                      default_normalization("sr"), TrainConfig(steps=5, patch_size=16))
+    trainer.load_checkpoint(checkpoint)
+    stopped_at = trainer.step
+    assert stopped_at >= 10
+    done = subprocess.run(base + ["--steps", str(stopped_at + 2), "--resume"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resumed from {checkpoint} at step {stopped_at}" in done.stdout
+    assert load_model(out).metadata["training"]["steps"] == stopped_at + 2
+
+
+def _config_small():
+    from napari_cvdm.train import default_network_config
+
+    return default_network_config("sr", base_channels=8, channel_mults=(1, 2))

@@ -151,6 +151,9 @@ def test_second_run_updates_instead_of_duplicating_and_stacks_go_plane_by_plane(
     assert viewer.layers["stack CVDM mean"] is mean
     assert not np.array_equal(mean.data, first)
     np.testing.assert_array_equal(viewer.layers["stack"].data, stack)  # the input is never touched
+    widget.tile_spin.setValue(24)  # tiled: same shapes, finite
+    _run(qtbot, widget)
+    assert mean.data.shape == (3, 80, 96) and np.isfinite(mean.data).all()
 
 
 def test_bad_inputs_become_notifications_and_add_nothing(make_napari_viewer, qtbot, model_files, errors):

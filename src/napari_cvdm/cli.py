@@ -502,13 +502,23 @@ def run_train(args: argparse.Namespace) -> int:
               f"{len(train_pairs)} pairs, {len(val_pairs)} for validation, device {device}, "
               f"{dist.world_size} process(es)")
 
-    def report(p) -> None:
+    stop = _StopOnSignal()
+
+    def report(p) -> bool:
         if dist.is_main and (p.step % 50 == 0 or p.step == p.total):
             val = f"  val PSNR {p.val_psnr:.2f} dB" if p.val_psnr is not None else ""
             print(f"  step {p.step:6d}/{p.total}  loss {p.loss['total']:.4f}  lr {p.lr:.2e}  "
                   f"{p.seconds:7.1f} s{val}", flush=True)
+        return not stop.requested(dist.world_size > 1, device)
 
-    result = trainer.run(report)
+    with stop:
+        result = trainer.run(report)
+    if result.stopped_early:
+        if dist.is_main:
+            print(f"napari-cvdm train: stopped by {stop.signal_name} after step {result.steps_done}; the "
+                  f"checkpoint {checkpoint} is complete. Continue with the same command and --resume.",
+                  file=sys.stderr)
+        return 128 + stop.signal_number
     if dist.is_main:
         training = training_record(args.task, result, cfg, data_record, parent, args.from_model,
                                    " ".join(sys.argv), dist.world_size)
@@ -522,6 +532,53 @@ def run_train(args: argparse.Namespace) -> int:
         tdist.barrier()
         tdist.destroy_process_group()
     return 0
+
+
+class _StopOnSignal:
+    """Turns SIGINT/SIGTERM into a request to stop after the current training step (a context manager).
+
+    Under torchrun every process asks the others, so that all stop after the same step.
+    """
+
+    def __init__(self) -> None:
+        self.signal_number = 0
+        self._previous: dict = {}
+
+    @property
+    def signal_name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signal_number).name if self.signal_number else "request"
+
+    def __enter__(self) -> "_StopOnSignal":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        self.signal_number = signum
+
+    def requested(self, distributed: bool, device) -> bool:
+        """Whether any process was asked to stop."""
+        if not distributed:
+            return self.signal_number != 0
+        import torch
+        import torch.distributed as tdist
+
+        flag = torch.tensor([float(self.signal_number)], device=device)
+        tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+        self.signal_number = int(flag.item())
+        return self.signal_number != 0
 
 
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:

@@ -158,14 +158,14 @@ def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: i
     net = model.network
     padded, (h, w) = _pad_to(cond, net.stride)
     plan = plan_sampling(model, tuple(padded.shape[-2:]), n_samples, tile_size)
+    lam_fn = net.schedule.lam if plan.tile is None else tiled(net.schedule.lam, plan.tile, plan.tile // 4,
+                                                              net.stride)
+    with torch.inference_mode():
+        lam_map = lam_fn(padded)  # once per plane: used by the sampler and returned
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = sample(net, padded, n_samples, steps, gen, chunk_size=plan.chunk, callback=callback, tile=plan.tile)
-    lam = None
-    if isinstance(net.schedule, LearnedSchedule):
-        lam_fn = net.schedule.lam if plan.tile is None else tiled(net.schedule.lam, plan.tile,
-                                                                  plan.tile // 4, net.stride)
-        with torch.inference_mode():
-            lam = lam_fn(padded)[0, 0, :h, :w]
+    out = sample(net, padded, n_samples, steps, gen, chunk_size=plan.chunk, callback=callback, tile=plan.tile,
+                 lam=lam_map)
+    lam = lam_map[0, 0, :h, :w] if isinstance(net.schedule, LearnedSchedule) else None
     return out[..., :h, :w], lam
 
 

@@ -96,6 +96,10 @@ class ReconstructWidget(QWidget):
                                                  "the uncertainty (the std needs at least 2)")
         self.steps_spin = self._spin(1, 1000, 16, "Sampling steps (the model's default is set when you pick it)")
         self.seed_spin = self._spin(0, 2**31 - 1, 0, "Same seed, same result")
+        self.tile_spin = self._spin(0, 16384, 0, "Tile side in input pixels for large images (tiles overlap and "
+                                                 "are blended at every step); auto: only when memory needs it")
+        self.tile_spin.setSpecialValueText("auto")
+        self.tile_spin.setSingleStep(64)
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", *available_devices()])
         self.device_box.setToolTip("auto: CUDA, then Apple MPS, then CPU")
@@ -118,6 +122,7 @@ class ReconstructWidget(QWidget):
         form.addRow("Steps", self.steps_spin)
         form.addRow("Seed", self.seed_spin)
         form.addRow("Device", self.device_box)
+        form.addRow("Tile size", self.tile_spin)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -268,11 +273,14 @@ class ReconstructWidget(QWidget):
         try:
             layer, data, plane_axis = self._gather_input(model)
             check_input(data, model.task)
+            if self.tile_spin.value() and self.tile_spin.value() < 16:
+                raise ValueError("the tile size must be at least 16 pixels (or auto)")
         except ValueError as err:
             show_error(str(err))
             return
         n, steps, seed = self.samples_spin.value(), self.steps_spin.value(), self.seed_spin.value()
         device = self.device_box.currentText()
+        tile_size = self.tile_spin.value() or None
         scale, translate = output_geometry(model.task, layer.scale, layer.translate, plane_axis)
         units = tuple(str(u) for u in layer.units)[-len(scale):] if hasattr(layer, "units") else None
         job = {"name": layer.name, "task": model.task, "scale": scale, "translate": translate, "units": units,
@@ -287,7 +295,7 @@ class ReconstructWidget(QWidget):
             # errors come back as values so that they are shown as notifications in the GUI thread
             try:
                 return predict_image(model, data, n_samples=n, steps=steps, seed=seed, device=device,
-                                     callback=callback)
+                                     tile_size=tile_size, callback=callback)
             except SamplingCancelled:
                 return None
             except Exception as err:  # noqa: BLE001 - any failure must reach the user, not kill the viewer

@@ -66,7 +66,7 @@ def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: to
 def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, generator: torch.Generator,
            chunk_size: int | None = None, callback: ProgressCallback | None = None,
            clip: tuple[float, float] | None = None, tile: int | None = None,
-           overlap: int | None = None) -> torch.Tensor:
+           overlap: int | None = None, lam: torch.Tensor | None = None) -> torch.Tensor:
     """Draw samples of the target given one condition.
 
     Parameters
@@ -93,6 +93,8 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
         Run the schedule and denoiser networks on overlapping tiles of side ``tile`` (a multiple of
         ``net.stride``), blended at every step (see :mod:`napari_cvdm.diffusion.tiling`); ``None``: whole image.
         ``overlap`` defaults to a quarter of the tile.
+    lam
+        The schedule map ``net.schedule.lam(x)`` ``(1, 1, H, W)`` if the caller has already computed it.
 
     Returns
     -------
@@ -116,7 +118,7 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
         denoise, lam_fn = tiled(denoise, tile, overlap, net.stride), tiled(lam_fn, tile, overlap, net.stride)
     with torch.inference_mode():
         out = torch.empty((n_samples, *shape), device=device, dtype=dtype)
-        lam = lam_fn(x)  # (1, 1, H, W), once
+        lam = lam_fn(x) if lam is None else lam  # (1, 1, H, W), once
         t_grid = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
         tau = net.schedule.tau(t_grid)  # (steps + 1,), once
         for start in range(0, n_samples, chunk):
