@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the console script starts fast: torch is imported by the subcommands that need it
+    import torch
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -385,7 +389,7 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _torch_rand(shape: tuple[int, ...], device) -> "torch.Tensor":
+def _torch_rand(shape: tuple[int, ...], device) -> torch.Tensor:
     """Uniform random tensor (seeded) on ``device``."""
     import torch
 
