@@ -263,3 +263,38 @@ def _config_small():
     from napari_cvdm.train import default_network_config
 
     return default_network_config("sr", base_channels=8, channel_mults=(1, 2))
+
+
+def test_a_failed_write_never_destroys_the_previous_checkpoint_or_model(tmp_path, monkeypatch):
+    import errno
+
+    import safetensors.torch
+
+    trainer = _trainer(steps=3, tmp_path=tmp_path)
+    trainer.run()
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    before = checkpoint.read_bytes()
+    model_path = save_model(tmp_path / "m.safetensors", trainer.ema, "sr", default_normalization("sr"), {})
+    model_before = model_path.read_bytes()
+
+    real_save = safetensors.torch.save_file
+
+    def disk_full(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)  # write most of it, then fail like a full disk
+        with open(filename, "r+b") as fh:
+            fh.truncate(100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    trainer.step += 1
+    with pytest.raises(OSError, match="No space"):
+        trainer.save_checkpoint()
+    with pytest.raises(OSError, match="No space"):
+        save_model(model_path, trainer.ema, "sr", default_normalization("sr"), {})
+    assert checkpoint.read_bytes() == before and model_path.read_bytes() == model_before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []  # no half-written leftovers
+    monkeypatch.undo()
+    fresh = _trainer(steps=5, tmp_path=tmp_path)
+    fresh.load_checkpoint(checkpoint)
+    assert fresh.step == 3
+    load_model(model_path)

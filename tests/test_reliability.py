@@ -1,0 +1,97 @@
+"""Bad inputs and files through the command line and the API: one clear line, nothing half-written."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import untrained_model_file
+from napari_cvdm.cli import main
+from napari_cvdm.data.tiff import write_tiff
+from napari_cvdm.models import load_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("reliability-models")
+    return {task: untrained_model_file(d, task) for task in ("sr", "qpi")}
+
+
+@pytest.mark.parametrize("name, data, task, words", [
+    ("nan.tif", np.where(np.eye(32, dtype=bool), np.nan, 1.0).astype(np.float32), "sr", "NaN"),
+    ("rgb.tif", np.zeros((32, 32, 3), np.uint8), "sr", "RGB"),
+    ("one-plane.tif", np.ones((32, 32), np.float32), "qpi", "two planes (2, H, W)"),
+    ("three-planes.tif", np.ones((3, 32, 32), np.float32), "qpi", "two planes (2, H, W)"),
+    ("tiny.tif", np.ones((8, 12), np.float32), "sr", "at least 16×16"),
+])
+def test_bad_images_give_one_line_naming_the_file_and_write_nothing(tmp_path, capsys, models, name, data, task,
+                                                                   words):
+    path = tmp_path / name
+    if data.ndim == 3 and data.shape[-1] == 3:
+        import tifffile
+
+        tifffile.imwrite(path, data, photometric="rgb")
+    else:
+        write_tiff(path, data)
+    out = tmp_path / "out"
+    rc = main(["predict", str(path), "--model", str(models[task]), "--samples", "2", "--steps", "1",
+               "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert name in err and words in err, err
+    assert "Traceback" not in err
+    assert not list(out.glob("*.tif")) if out.exists() else True
+
+
+@pytest.mark.parametrize("content, words", [(None, "not found"), (b"", "empty"), (b"II*\x00garbage", "contains no image")])
+def test_missing_empty_and_corrupt_files_are_one_line_errors(tmp_path, capsys, models,
+                                                                                          content, words):
+    path = tmp_path / "img.tif"
+    if content is not None:
+        path.write_bytes(content)
+    args = ["predict", str(path), "--model", str(models["sr"]), "--samples", "2", "--output-dir", str(tmp_path)]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert words in err and "img.tif" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "img.tif" in line]) >= 1
+
+
+def test_integer_negative_and_huge_values_do_not_overflow(models):
+    model = load_model(models["sr"])
+    rng = np.random.default_rng(0)
+    for image in (rng.integers(0, 65536, (32, 32)).astype(np.uint16),
+                  rng.integers(-2**31, 2**31 - 1, (32, 32)).astype(np.int32),
+                  (rng.random((32, 32)) * 1e30).astype(np.float32),
+                  rng.integers(0, 256, (32, 32)).astype(np.uint8)):
+        pred = model.predict(image, n_samples=2, steps=2)
+        assert np.isfinite(pred.mean).all() and np.isfinite(pred.std).all()
+        lo, hi = float(image.min()), float(image.max())
+        span = hi - lo
+        assert lo - span <= float(np.median(pred.mean)) <= hi + span  # in the input's units, no wrap-around
+
+
+def test_flat_image_gives_finite_output_and_a_warning(models):
+    model = load_model(models["sr"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = model.predict(np.full((32, 32), 7, np.uint16), n_samples=2, steps=2)
+    assert any("flat" in str(w.message) for w in caught)
+    assert np.isfinite(pred.mean).all()
+
+
+def test_training_on_an_empty_folder_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "pairs" / "inputs").mkdir(parents=True)
+    (tmp_path / "pairs" / "targets").mkdir()
+    rc = main(["train", "--task", "sr", "--pairs", str(tmp_path / "pairs"), "--steps", "5",
+               "--output", str(tmp_path / "m.safetensors")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "inputs" in err and "Traceback" not in err
+    assert not (tmp_path / "m.ckpt.safetensors").exists()
+
+
+def test_debug_flag_shows_the_full_error(tmp_path, models):
+    from napari_cvdm.data.tiff import TiffReadError
+
+    with pytest.raises(TiffReadError, match="not found"):
+        main(["--debug", "predict", str(tmp_path / "missing.tif"), "--model", str(models["sr"]), "--samples", "2",
+              "--output-dir", str(tmp_path)])
