@@ -95,3 +95,28 @@ def test_debug_flag_shows_the_full_error(tmp_path, models):
     with pytest.raises(TiffReadError, match="not found"):
         main(["--debug", "predict", str(tmp_path / "missing.tif"), "--model", str(models["sr"]), "--samples", "2",
               "--output-dir", str(tmp_path)])
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that a pickle was (or was not) executed."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("suffix, words", [(".pt", "refusing"), (".pth", "refusing"), (".ckpt", "refusing"),
+                                           (".safetensors", "not a valid safetensors")])
+def test_a_malicious_pickle_is_never_executed(tmp_path, suffix, words):
+    import pickle
+
+    from napari_cvdm.models import ModelFileError
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}))
+    with pytest.raises(ModelFileError, match=words):
+        load_model(path)
+    assert not marker.exists()
