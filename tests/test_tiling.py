@@ -127,3 +127,18 @@ def test_predict_with_tiles_is_finite_and_close_to_whole_image(tmp_path):
     assert tiled_pred.mean.shape == whole.mean.shape == (80, 144)
     assert np.isfinite(tiled_pred.mean).all() and np.isfinite(tiled_pred.schedule).all()
     assert np.mean(np.abs(tiled_pred.mean - whole.mean)) < 0.5 * np.mean(np.abs(whole.mean - whole.mean.mean()))
+
+
+def test_bf16_autocast_sampling_path_runs_on_cpu_and_follows_fp32():
+    from napari_cvdm.predict import autocast_dtype, cpu_has_native_bf16, sampling_autocast
+
+    assert autocast_dtype(torch.device("cuda")) == torch.bfloat16
+    assert autocast_dtype(torch.device("mps")) is None
+    assert autocast_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_has_native_bf16() else None)
+    net = _random_net()
+    x = _smooth(np.random.default_rng(2))
+    fp32 = sample(net, x, 2, 4, torch.Generator().manual_seed(3))
+    with sampling_autocast(torch.device("cpu"), torch.bfloat16):  # the CUDA path's code, exercised on CPU
+        bf16 = sample(net, x, 2, 4, torch.Generator().manual_seed(3))
+    assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
+    assert np.corrcoef(bf16.numpy().ravel(), fp32.numpy().ravel())[0, 1] > 0.95

@@ -20,7 +20,7 @@ from .diffusion.tiling import tiled
 from .models import CVDMModel, Prediction
 
 __all__ = ["resolve_device", "available_devices", "predict_image", "check_input", "MIN_SIDE", "SamplingPlan",
-           "plan_sampling"]
+           "plan_sampling", "autocast_dtype", "sampling_autocast", "cpu_has_native_bf16"]
 
 MIN_SIDE = 16
 _MEMORY_BUDGET_BYTES = 2 * 1024**3
@@ -47,6 +47,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and "mps" not in available_devices():
         raise ValueError("device 'mps' was asked for, but Apple MPS is not available on this machine")
     return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Reduced precision for the denoiser when sampling on ``device``: bf16 on CUDA and on CPUs with native
+    bf16, none elsewhere (MPS lacks bf16). On the 2-core AVX512-BF16 machine of docs/performance.md bf16 is
+    1.65× faster at an unchanged held-out PSNR. The schedule always runs in fp32
+    (:class:`~napari_cvdm.diffusion.schedule.LearnedSchedule` disables autocast for itself)."""
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def sampling_autocast(device: torch.device, dtype: torch.dtype | None):
+    """A context that runs convolutions and matrix products in ``dtype`` (or does nothing for ``None``)."""
+    import contextlib
+
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def check_input(image: np.ndarray, task: str) -> np.ndarray:
@@ -163,8 +186,9 @@ def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: i
     with torch.inference_mode():
         lam_map = lam_fn(padded)  # once per plane: used by the sampler and returned
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = sample(net, padded, n_samples, steps, gen, chunk_size=plan.chunk, callback=callback, tile=plan.tile,
-                 lam=lam_map)
+    with sampling_autocast(device, autocast_dtype(device)):
+        out = sample(net, padded, n_samples, steps, gen, chunk_size=plan.chunk, callback=callback, tile=plan.tile,
+                     lam=lam_map)
     lam = lam_map[0, 0, :h, :w] if isinstance(net.schedule, LearnedSchedule) else None
     return out[..., :h, :w], lam
 
