@@ -10,7 +10,7 @@ def test_bench_prints_consistent_figures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 samples × 3 steps" in out and "output 64×64" in out
     for words in ("whole sampling run", "schedule λ(x), τ(t), once", "cost per sample·step", "GFLOP/s",
-                  "measured matmul peak", "peak memory"):
+                  "measured fp32 matmul peak", "peak memory"):
         assert words in out, words
 
 

@@ -31,6 +31,7 @@ class BenchResult:
     """Figures of one benchmark (seconds, GFLOP/s, MiB)."""
 
     device: str
+    precision: str
     threads: int
     output_shape: tuple[int, int]
     samples: int
@@ -84,7 +85,7 @@ def _peak_memory_mib(device: torch.device) -> float:
 
 
 def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int, repeats: int = 3,
-                  chunk_size: int | None = None) -> BenchResult:
+                  chunk_size: int | None = None, autocast: torch.dtype | None = None) -> BenchResult:
     """Time the schedule, one denoiser pass of a full chunk, and a whole sampling run.
 
     Parameters
@@ -97,7 +98,11 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
         The sampling run to time.
     chunk_size
         Samples per denoiser batch (all of them by default).
+    autocast
+        Reduced precision of the denoiser (as :func:`napari_cvdm.predict.autocast_dtype` chooses), or ``None``.
     """
+    from .predict import sampling_autocast
+
     from torch.utils.flop_counter import FlopCounterMode
 
     device = cond.device
@@ -107,7 +112,7 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
     xb = cond.expand(chunk, -1, -1, -1)
     gamma = torch.full((chunk, 1, *cond.shape[-2:]), 0.5, device=device)
     t_grid = torch.linspace(1, 0, steps + 1, device=device)
-    with torch.inference_mode():
+    with torch.inference_mode(), sampling_autocast(device, autocast):
         net.denoiser(z, xb, gamma)  # warm-up
         schedule_s = _median_time(lambda: (net.schedule.lam(cond), net.schedule.tau(t_grid)), device, repeats)
         pass_s = _median_time(lambda: net.denoiser(z, xb, gamma), device, repeats)
@@ -116,11 +121,13 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
             net.denoiser(z[:1], xb[:1], gamma[:1])
         flops_per_sample = counter.get_total_flops()
     gen = torch.Generator(device=device).manual_seed(0)
-    total_s = _median_time(lambda: sample(net, cond, samples, steps, gen, chunk_size=chunk), device, 1)
+    with sampling_autocast(device, autocast):
+        total_s = _median_time(lambda: sample(net, cond, samples, steps, gen, chunk_size=chunk), device, 1)
     per_sample_step = total_s / (samples * steps)
     per_sample_pass = pass_s / chunk
     return BenchResult(
-        device=str(device), threads=torch.get_num_threads(), output_shape=tuple(cond.shape[-2:]), samples=samples,
+        device=str(device), precision="fp32" if autocast is None else str(autocast).replace("torch.", ""),
+        threads=torch.get_num_threads(), output_shape=tuple(cond.shape[-2:]), samples=samples,
         steps=steps, chunk=chunk, parameters_m=sum(p.numel() for p in net.parameters()) / 1e6, schedule_s=schedule_s,
         denoiser_pass_s=pass_s, sample_total_s=total_s, per_sample_step_s=per_sample_step,
         amortization=per_sample_step / per_sample_pass, sample_steps_per_s=samples * steps / total_s,
@@ -154,13 +161,13 @@ def format_bench(name: str, r: BenchResult) -> str:
     d = asdict(r)
     return "\n".join([
         f"{name}: {d['parameters_m']:.1f} M parameters, output {r.output_shape[0]}×{r.output_shape[1]}, "
-        f"{r.samples} samples × {r.steps} steps, device {r.device}, {r.threads} threads",
+        f"{r.samples} samples × {r.steps} steps, device {r.device} ({r.precision} denoiser), {r.threads} threads",
         f"  whole sampling run        {r.sample_total_s:8.2f} s   ({r.sample_steps_per_s:.2f} sample·steps/s)",
         f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   ({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",
         f"  one denoiser pass         {r.denoiser_pass_s:8.3f} s   for {r.chunk} sample(s) at once",
         f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one denoiser pass",
         f"  denoiser work             {r.denoiser_gflop:8.1f} GFLOP per sample·step; achieved {r.achieved_gflops:.1f} "
-        f"GFLOP/s = {100 * r.achieved_gflops / r.peak_gflops:.0f} % of the measured matmul peak "
+        f"GFLOP/s = {100 * r.achieved_gflops / r.peak_gflops:.0f} % of the measured fp32 matmul peak "
         f"({r.peak_gflops:.1f} GFLOP/s)",
         f"  peak memory               {r.peak_memory_mib:8.0f} MiB",
     ])

@@ -371,7 +371,7 @@ def run_bench(args: argparse.Namespace) -> int:
     """Print the speed figures of a model (or the SR3 preset)."""
     from .bench import bench_network, format_bench, model_condition, sr3_preset_network
     from .models import load_model
-    from .predict import plan_sampling, resolve_device
+    from .predict import autocast_dtype, plan_sampling, resolve_device
 
     device = resolve_device(args.device)
     if args.preset == "sr3":
@@ -385,7 +385,8 @@ def run_bench(args: argparse.Namespace) -> int:
         net, cond = model.network, model_condition(model, args.size, device)
         name, steps = f"{model.name} ({args.size}² input)", args.steps or model.default_steps
         chunk = plan_sampling(model, tuple(cond.shape[-2:]), args.samples).chunk
-    print(format_bench(name, bench_network(net, cond, args.samples, steps, chunk_size=chunk)))
+    print(format_bench(name, bench_network(net, cond, args.samples, steps, chunk_size=chunk,
+                                           autocast=autocast_dtype(device))))
     return 0
 
 
