@@ -37,3 +37,22 @@ def untrained_model_file(directory, task: str, default_steps: int = 2):
                                       schedule_net=TINY_SCHEDULE))
     return save_model(directory / f"tiny-{task}.safetensors", net, task, default_normalization(task),
                       {"note": "test"}, {"steps": 0}, default_steps=default_steps)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """Tiny untrained model files ``{"sr": path, "qpi": path}`` shared by the GUI and reliability tests."""
+    d = tmp_path_factory.mktemp("tiny-models")
+    return {task: untrained_model_file(d, task) for task in ("sr", "qpi")}
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the widgets show as napari error notifications (collected instead of shown)."""
+    import napari_cvdm._widgets.finetune as finetune
+    import napari_cvdm._widgets.reconstruct as reconstruct
+
+    shown = []
+    for module in (finetune, reconstruct):
+        monkeypatch.setattr(module, "show_error", shown.append)
+    return shown

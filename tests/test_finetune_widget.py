@@ -3,27 +3,11 @@
 import numpy as np
 import pytest
 
-from conftest import untrained_model_file
 from napari_cvdm.data.simulate import simulate_sr_pair
 from napari_cvdm.data.tiff import write_tiff
 from napari_cvdm.models import load_model
 
 pytest.importorskip("napari")
-
-
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("finetune-models")
-    return {task: untrained_model_file(d, task) for task in ("sr", "qpi")}
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    import napari_cvdm._widgets.finetune as ft
-
-    shown = []
-    monkeypatch.setattr(ft, "show_error", shown.append)
-    return shown
 
 
 def _sr_pairs(n, size=32, seed=0):

@@ -5,16 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import untrained_model_file
 from napari_cvdm.cli import main
 from napari_cvdm.data.tiff import write_tiff
 from napari_cvdm.models import load_model
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("reliability-models")
-    return {task: untrained_model_file(d, task) for task in ("sr", "qpi")}
 
 
 @pytest.mark.parametrize("name, data, task, words", [
@@ -24,7 +17,7 @@ def models(tmp_path_factory):
     ("three-planes.tif", np.ones((3, 32, 32), np.float32), "qpi", "two planes (2, H, W)"),
     ("tiny.tif", np.ones((8, 12), np.float32), "sr", "at least 16×16"),
 ])
-def test_bad_images_give_one_line_naming_the_file_and_write_nothing(tmp_path, capsys, models, name, data, task,
+def test_bad_images_give_one_line_naming_the_file_and_write_nothing(tmp_path, capsys, model_files, name, data, task,
                                                                    words):
     path = tmp_path / name
     if data.ndim == 3 and data.shape[-1] == 3:
@@ -34,7 +27,7 @@ def test_bad_images_give_one_line_naming_the_file_and_write_nothing(tmp_path, ca
     else:
         write_tiff(path, data)
     out = tmp_path / "out"
-    rc = main(["predict", str(path), "--model", str(models[task]), "--samples", "2", "--steps", "1",
+    rc = main(["predict", str(path), "--model", str(model_files[task]), "--samples", "2", "--steps", "1",
                "--output-dir", str(out)])
     err = capsys.readouterr().err
     assert rc != 0
@@ -44,20 +37,20 @@ def test_bad_images_give_one_line_naming_the_file_and_write_nothing(tmp_path, ca
 
 
 @pytest.mark.parametrize("content, words", [(None, "not found"), (b"", "empty"), (b"II*\x00garbage", "contains no image")])
-def test_missing_empty_and_corrupt_files_are_one_line_errors(tmp_path, capsys, models,
+def test_missing_empty_and_corrupt_files_are_one_line_errors(tmp_path, capsys, model_files,
                                                                                           content, words):
     path = tmp_path / "img.tif"
     if content is not None:
         path.write_bytes(content)
-    args = ["predict", str(path), "--model", str(models["sr"]), "--samples", "2", "--output-dir", str(tmp_path)]
+    args = ["predict", str(path), "--model", str(model_files["sr"]), "--samples", "2", "--output-dir", str(tmp_path)]
     assert main(args) != 0
     err = capsys.readouterr().err
     assert words in err and "img.tif" in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if "img.tif" in line]) >= 1
 
 
-def test_integer_negative_and_huge_values_do_not_overflow(models):
-    model = load_model(models["sr"])
+def test_integer_negative_and_huge_values_do_not_overflow(model_files):
+    model = load_model(model_files["sr"])
     rng = np.random.default_rng(0)
     for image in (rng.integers(0, 65536, (32, 32)).astype(np.uint16),
                   rng.integers(-2**31, 2**31 - 1, (32, 32)).astype(np.int32),
@@ -70,8 +63,8 @@ def test_integer_negative_and_huge_values_do_not_overflow(models):
         assert lo - span <= float(np.median(pred.mean)) <= hi + span  # in the input's units, no wrap-around
 
 
-def test_flat_image_gives_finite_output_and_a_warning(models):
-    model = load_model(models["sr"])
+def test_flat_image_gives_finite_output_and_a_warning(model_files):
+    model = load_model(model_files["sr"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pred = model.predict(np.full((32, 32), 7, np.uint16), n_samples=2, steps=2)
@@ -89,11 +82,11 @@ def test_training_on_an_empty_folder_is_refused_before_training(tmp_path, capsys
     assert not (tmp_path / "m.ckpt.safetensors").exists()
 
 
-def test_debug_flag_shows_the_full_error(tmp_path, models):
+def test_debug_flag_shows_the_full_error(tmp_path, model_files):
     from napari_cvdm.data.tiff import TiffReadError
 
     with pytest.raises(TiffReadError, match="not found"):
-        main(["--debug", "predict", str(tmp_path / "missing.tif"), "--model", str(models["sr"]), "--samples", "2",
+        main(["--debug", "predict", str(tmp_path / "missing.tif"), "--model", str(model_files["sr"]), "--samples", "2",
               "--output-dir", str(tmp_path)])
 
 

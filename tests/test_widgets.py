@@ -5,28 +5,11 @@ import time
 import numpy as np
 import pytest
 
-from conftest import untrained_model_file
 from napari_cvdm._reader import read_layers
 from napari_cvdm._sample_data import SAMPLE_SIZE, qpi_sample, sr_sample
 from napari_cvdm._writer import write_image
 
 pytest.importorskip("napari")
-
-
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("widget-models")
-    return {task: untrained_model_file(d, task) for task in ("sr", "qpi")}
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages the widget shows as napari error notifications."""
-    import napari_cvdm._widgets.reconstruct as rec
-
-    shown = []
-    monkeypatch.setattr(rec, "show_error", shown.append)
-    return shown
 
 
 def _widget(viewer, model_file, samples=2, steps=2):

@@ -474,6 +474,12 @@ def run_train(args: argparse.Namespace) -> int:
     if dist.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     optics = (_sr_optics(args) if args.task == "sr" else _qpi_optics(args))
+    # the starting model before the data, so that a bad --from fails at once
+    network, normalization, parent = starting_network(
+        args.task, args.from_model,
+        default_network_config(args.task, args.schedule, args.base_channels, args.channel_mults, args.res_blocks,
+                               args.space_to_depth),
+        default_normalization(args.task, optics if args.task == "qpi" else None), args.seed)
     if args.pairs:
         pairs = FolderPairs(args.pairs, args.task, min_side=min(16, args.patch_size))
         train_pairs, val_pairs = split_validation(pairs, args.validation_fraction, args.seed)
@@ -484,11 +490,6 @@ def run_train(args: argparse.Namespace) -> int:
             args.task, args.simulate, args.seed, args.size or (64 if args.task == "sr" else 128), optics,
             (args.structures if args.task == "sr" else args.sources) or (), images)
         data_record["images"] = str(args.images) if args.images else None
-    network, normalization, parent = starting_network(
-        args.task, args.from_model,
-        default_network_config(args.task, args.schedule, args.base_channels, args.channel_mults, args.res_blocks,
-                               args.space_to_depth),
-        default_normalization(args.task, optics if args.task == "qpi" else None), args.seed)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
                       warmup_steps=args.warmup, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       validate_every=args.validate_every)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .data.normalize import qpi_base, qpi_condition, sr_affine, sr_condition
 from .diffusion.sampler import ProgressCallback, SamplingProgress, sample
 from .diffusion.schedule import LearnedSchedule
-from .diffusion.tiling import tiled
+from .diffusion.tiling import DEFAULT_OVERLAP_FRACTION, tiled
 from .models import CVDMModel, Prediction
 
 __all__ = ["resolve_device", "available_devices", "predict_image", "check_input", "MIN_SIDE", "SamplingPlan",
@@ -181,14 +181,14 @@ def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: i
     net = model.network
     padded, (h, w) = _pad_to(cond, net.stride)
     plan = plan_sampling(model, tuple(padded.shape[-2:]), n_samples, tile_size)
-    lam_fn = net.schedule.lam if plan.tile is None else tiled(net.schedule.lam, plan.tile, plan.tile // 4,
-                                                              net.stride)
+    overlap = None if plan.tile is None else int(plan.tile * DEFAULT_OVERLAP_FRACTION)
+    lam_fn = net.schedule.lam if plan.tile is None else tiled(net.schedule.lam, plan.tile, overlap, net.stride)
     with torch.inference_mode():
         lam_map = lam_fn(padded)  # once per plane: used by the sampler and returned
     gen = torch.Generator(device=device).manual_seed(seed)
     with sampling_autocast(device, autocast_dtype(device)):
         out = sample(net, padded, n_samples, steps, gen, chunk_size=plan.chunk, callback=callback, tile=plan.tile,
-                     lam=lam_map)
+                     overlap=overlap, lam=lam_map)
     lam = lam_map[0, 0, :h, :w] if isinstance(net.schedule, LearnedSchedule) else None
     return out[..., :h, :w], lam
 

@@ -23,14 +23,12 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -54,6 +52,7 @@ from ..train import (
     starting_network,
     training_record,
 )
+from ._common import CHOOSE_FILE, Failure, catching, float_spin, int_spin, offer_model_file, refill
 from ._session import SESSION_MODELS
 
 __all__ = ["FineTuneWidget", "PREVIEW_LAYER"]
@@ -62,7 +61,6 @@ __all__ = ["FineTuneWidget", "PREVIEW_LAYER"]
 PREVIEW_LAYER = "CVDM fine-tune preview"
 _STARTS = {"bundled sr": ("sr", "sr"), "bundled qpi": ("qpi", "qpi"), "new sr model": ("sr", None),
            "new qpi model": ("qpi", None)}
-_CHOOSE_FILE = "Model file…"
 _SOURCES = ("image layers", "folder (inputs/ + targets/)", "simulated from optics")
 
 
@@ -72,13 +70,6 @@ class _Signals(QObject):
     step = Signal(int, int, float)  # step, total, loss
     validated = Signal(int, float)  # step, PSNR (dB)
     preview = Signal(object)  # mean image of the first validation pair
-
-
-class _Failure:
-    """An error raised in the worker, carried back as a value."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
 
 class FineTuneWidget(QWidget):
@@ -97,7 +88,7 @@ class FineTuneWidget(QWidget):
         self.result: TrainResult | None = None
         self._job: dict[str, Any] = {}
         self._stop = threading.Event()
-        self._files: dict[str, Path] = {}
+        self._files: dict[str, tuple[Path, str]] = {}  # name → (model file, its task), read once
         self._losses: list[tuple[int, float]] = []
         self._psnrs: list[tuple[int, float]] = []
         self._signals = _Signals()
@@ -120,11 +111,11 @@ class FineTuneWidget(QWidget):
         row.addWidget(browse)
         folder_page = QWidget()
         folder_page.setLayout(row)
-        self.na_spin = self._float(0.1, 1.7, 1.3, 2, "numerical aperture of the objective (sr)")
-        self.wavelength_spin = self._float(0.2, 2.0, 0.525, 3, "emission (sr) or illumination (qpi) wavelength, µm")
-        self.pixel_spin = self._float(0.005, 50.0, 0.0626, 4, "camera pixel size at the sample, µm")
-        self.dz_spin = self._float(0.05, 100.0, 1.0, 2, "defocus distance of the two planes (±dz), µm (qpi)")
-        self.n_pairs_spin = self._int(4, 100000, 200, "number of simulated pairs")
+        self.na_spin = float_spin(0.1, 1.7, 1.3, 2, "numerical aperture of the objective (sr)")
+        self.wavelength_spin = float_spin(0.2, 2.0, 0.525, 3, "emission (sr) or illumination (qpi) wavelength, µm")
+        self.pixel_spin = float_spin(0.005, 50.0, 0.0626, 4, "camera pixel size at the sample, µm")
+        self.dz_spin = float_spin(0.05, 100.0, 1.0, 2, "defocus distance of the two planes (±dz), µm (qpi)")
+        self.n_pairs_spin = int_spin(4, 100000, 200, "number of simulated pairs")
         self.optics_form = QFormLayout()
         for label, box in (("NA", self.na_spin), ("wavelength (µm)", self.wavelength_spin),
                            ("pixel size (µm)", self.pixel_spin), ("dz (µm)", self.dz_spin),
@@ -135,12 +126,12 @@ class FineTuneWidget(QWidget):
         for page in (layers_page, folder_page, optics_page):
             self.pages.addWidget(page)
 
-        self.steps_spin = self._int(1, 1_000_000, 300, "optimizer steps")
-        self.lr_spin = self._float(1e-6, 1e-1, 2e-4, 6, "AdamW learning rate (fine-tuning: 1e-4 to 3e-4)")
-        self.batch_spin = self._int(1, 256, 8, "pairs per step")
-        self.patch_spin = self._int(16, 1024, 48, "patch side on the input grid, pixels")
-        self.val_fraction_spin = self._float(0.0, 0.9, 0.1, 2, "share of the pairs held out for validation")
-        self.val_every_spin = self._int(1, 100000, 50, "steps between validations and preview updates")
+        self.steps_spin = int_spin(1, 1_000_000, 300, "optimizer steps")
+        self.lr_spin = float_spin(1e-6, 1e-1, 2e-4, 6, "AdamW learning rate (fine-tuning: 1e-4 to 3e-4)")
+        self.batch_spin = int_spin(1, 256, 8, "pairs per step")
+        self.patch_spin = int_spin(16, 1024, 48, "patch side on the input grid, pixels")
+        self.val_fraction_spin = float_spin(0.0, 0.9, 0.1, 2, "share of the pairs held out for validation")
+        self.val_every_spin = int_spin(1, 100000, 50, "steps between validations and preview updates")
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", *available_devices()])
 
@@ -203,63 +194,27 @@ class FineTuneWidget(QWidget):
             form.addRow(label, box)
         return page
 
-    @staticmethod
-    def _int(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
-        box = QSpinBox()
-        box.setRange(lo, hi)
-        box.setValue(value)
-        box.setToolTip(tip)
-        return box
-
-    @staticmethod
-    def _float(lo: float, hi: float, value: float, decimals: int, tip: str) -> QDoubleSpinBox:
-        box = QDoubleSpinBox()
-        box.setDecimals(decimals)
-        box.setRange(lo, hi)
-        box.setSingleStep(10 ** -decimals * 10)
-        box.setValue(value)
-        box.setToolTip(tip)
-        return box
-
     def _refresh_layers(self, event: Any = None) -> None:
         names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)
                  and layer.name != PREVIEW_LAYER]
-        for box in (self.input_box, self.target_box):
-            current = box.currentText()
-            box.blockSignals(True)
-            box.clear()
-            box.addItems(names)
-            if current in names:
-                box.setCurrentText(current)
-            box.blockSignals(False)
+        refill(self.input_box, names)
+        refill(self.target_box, names)
 
     def _refresh_starts(self) -> None:
-        current = self.start_box.currentText()
-        self.start_box.blockSignals(True)
-        self.start_box.clear()
-        self.start_box.addItems(list(_STARTS) + list(self._files) + [_CHOOSE_FILE])
-        index = self.start_box.findText(current)
-        self.start_box.setCurrentIndex(max(index, 0))
-        self.start_box.blockSignals(False)
+        refill(self.start_box, [*_STARTS, *self._files, CHOOSE_FILE])
         self._on_start_changed(self.start_box.currentText())
 
     def _on_start_activated(self, index: int) -> None:
-        if self.start_box.itemText(index) != _CHOOSE_FILE:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Model to fine-tune", "", "CVDM models (*.safetensors)")
-        if path:
-            self.add_start_file(path)
-        else:
-            self.start_box.setCurrentIndex(0)
+        offer_model_file(self, self.start_box, index, "Model to fine-tune", self.add_start_file)
 
     def add_start_file(self, path: str | Path) -> None:
         """Offer a model file as a starting point and select it (a bad file is reported and not added)."""
         try:
-            load_model(path)
+            task = load_model(path).task
         except ModelFileError as err:
             show_error(str(err))
             return
-        self._files[Path(path).stem] = Path(path)
+        self._files[Path(path).stem] = (Path(path), task)
         self._refresh_starts()
         self.start_box.setCurrentText(Path(path).stem)
 
@@ -268,11 +223,11 @@ class FineTuneWidget(QWidget):
         name = self.start_box.currentText()
         if name in _STARTS:
             return _STARTS[name]
-        path = self._files[name]
-        return load_model(path).task, path
+        path, task = self._files[name]
+        return task, path
 
     def _on_start_changed(self, name: str) -> None:
-        if not name or name == _CHOOSE_FILE:
+        if not name or name == CHOOSE_FILE:
             return
         task, _ = self._start()
         is_sr = task == "sr"
@@ -377,13 +332,7 @@ class FineTuneWidget(QWidget):
                     signals.preview.emit(pred.mean)
             return not self._stop.is_set()
 
-        def work() -> TrainResult | _Failure:
-            try:
-                return trainer.run(callback)
-            except Exception as err:  # noqa: BLE001 - any failure must reach the user, not kill the viewer
-                return _Failure(err)
-
-        self.worker = create_worker(work, _start_thread=False)
+        self.worker = create_worker(catching(lambda: trainer.run(callback)), _start_thread=False)
         self.worker.returned.connect(self._on_done)
         self.worker.finished.connect(self._on_finished)
         self.start_button.setEnabled(False)
@@ -421,8 +370,8 @@ class FineTuneWidget(QWidget):
         else:
             self.viewer.add_image(mean, **kwargs)
 
-    def _on_done(self, result: TrainResult | _Failure) -> None:
-        if isinstance(result, _Failure):
+    def _on_done(self, result: TrainResult | Failure) -> None:
+        if isinstance(result, Failure):
             self.status.setText(f"failed: {result.error}")
             show_error(f"CVDM fine-tuning failed: {result.error}")
             return

@@ -22,13 +22,11 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -37,11 +35,11 @@ from ..diffusion.sampler import SamplingCancelled, SamplingProgress
 from ..layers import output_geometry, result_layer_names, result_layers
 from ..models import CVDMModel, ModelFileError, Prediction, load_model
 from ..predict import available_devices, check_input, predict_image
+from ._common import CHOOSE_FILE, Failure, catching, int_spin, offer_model_file, refill
 from ._session import SESSION_MODELS
 
 __all__ = ["ReconstructWidget", "format_eta"]
 
-_CHOOSE_FILE = "Model file…"
 _BOTH_PLANES = "(both planes are in the input layer)"
 
 
@@ -53,13 +51,6 @@ def format_eta(done: int, total: int, elapsed_s: float) -> str:
     left = elapsed_s * (total - done) / done
     eta = f"about {left:.0f} s left" if left < 120 else f"about {left / 60:.1f} min left"
     return f"{eta} ({passes})"
-
-
-class _Failure:
-    """An error raised in the worker, carried back as a value (superqt treats a returned exception as its own)."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
 
 class _Progress(QObject):
@@ -92,11 +83,11 @@ class ReconstructWidget(QWidget):
         self.second_box = QComboBox()
         self.second_label = QLabel("+dz image")
         self.model_box = QComboBox()
-        self.samples_spin = self._spin(1, 256, 8, "Samples drawn; their mean is the reconstruction, their spread "
+        self.samples_spin = int_spin(1, 256, 8, "Samples drawn; their mean is the reconstruction, their spread "
                                                  "the uncertainty (the std needs at least 2)")
-        self.steps_spin = self._spin(1, 1000, 16, "Sampling steps (the model's default is set when you pick it)")
-        self.seed_spin = self._spin(0, 2**31 - 1, 0, "Same seed, same result")
-        self.tile_spin = self._spin(0, 16384, 0, "Tile side in input pixels for large images (tiles overlap and "
+        self.steps_spin = int_spin(1, 1000, 16, "Sampling steps (the model's default is set when you pick it)")
+        self.seed_spin = int_spin(0, 2**31 - 1, 0, "Same seed, same result")
+        self.tile_spin = int_spin(0, 16384, 0, "Tile side in input pixels for large images (tiles overlap and "
                                                  "are blended at every step); auto: only when memory needs it")
         self.tile_spin.setSpecialValueText("auto")
         self.tile_spin.setSingleStep(64)
@@ -150,57 +141,29 @@ class ReconstructWidget(QWidget):
 
     # ------------------------------------------------------------------ choices
 
-    @staticmethod
-    def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
-        box = QSpinBox()
-        box.setRange(lo, hi)
-        box.setValue(value)
-        box.setToolTip(tip)
-        return box
-
     def _image_layers(self) -> list[Image]:
         return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
 
     def _refresh_layers(self, event: Any = None) -> None:
         """Fill the image lists from the viewer, keeping the current choices where they still exist."""
-        for box, extra in ((self.layer_box, []), (self.second_box, [_BOTH_PLANES])):
-            current = box.currentText()
-            box.blockSignals(True)
-            box.clear()
-            box.addItems(extra + [layer.name for layer in self._image_layers()])
-            index = box.findText(current)
-            box.setCurrentIndex(index if index >= 0 else 0)
-            box.blockSignals(False)
+        names = [layer.name for layer in self._image_layers()]
+        refill(self.layer_box, names)
+        refill(self.second_box, [_BOTH_PLANES, *names])
         for layer in self._image_layers():
             layer.events.name.disconnect(self._refresh_layers)
             layer.events.name.connect(self._refresh_layers)
 
     def _refresh_models(self) -> None:
         """Bundled models, models saved in this session, files chosen before, and a file chooser."""
-        current = self.model_box.currentText()
-        self.model_box.blockSignals(True)
-        self.model_box.clear()
-        self.model_box.addItems(["sr", "qpi"])
         for name, path in SESSION_MODELS.items():
             if self._files.get(name) != path:
                 self._models.pop(name, None)
             self._files[name] = path
-        for name in self._files:
-            self.model_box.addItem(name)
-        self.model_box.addItem(_CHOOSE_FILE)
-        index = self.model_box.findText(current)
-        self.model_box.setCurrentIndex(index if index >= 0 else 0)
-        self.model_box.blockSignals(False)
+        refill(self.model_box, ["sr", "qpi", *self._files, CHOOSE_FILE])
         self._on_model_changed(self.model_box.currentText())
 
     def _on_model_activated(self, index: int) -> None:
-        if self.model_box.itemText(index) != _CHOOSE_FILE:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Open a CVDM model file", "", "CVDM models (*.safetensors)")
-        if path:
-            self.add_model_file(path)
-        else:
-            self.model_box.setCurrentIndex(0)
+        offer_model_file(self, self.model_box, index, "Open a CVDM model file", self.add_model_file)
 
     def add_model_file(self, path: str | Path) -> None:
         """Offer a model file in the list and select it (an invalid file is reported and not added)."""
@@ -228,7 +191,7 @@ class ReconstructWidget(QWidget):
     def current_model(self, quiet: bool = False) -> CVDMModel | None:
         """The selected model, loaded once and kept (``None`` for the file-chooser entry or a bad file)."""
         name = self.model_box.currentText()
-        if not name or name == _CHOOSE_FILE:
+        if not name or name == CHOOSE_FILE:
             return None
         if name not in self._models:
             try:
@@ -291,17 +254,14 @@ class ReconstructWidget(QWidget):
             self._progress.step.emit(progress.done, progress.total)
             return not self._cancel.is_set()
 
-        def work() -> Prediction | _Failure | None:
-            # errors come back as values so that they are shown as notifications in the GUI thread
+        def work() -> Prediction | None:
             try:
                 return predict_image(model, data, n_samples=n, steps=steps, seed=seed, device=device,
                                      tile_size=tile_size, callback=callback)
             except SamplingCancelled:
                 return None
-            except Exception as err:  # noqa: BLE001 - any failure must reach the user, not kill the viewer
-                return _Failure(err)
 
-        self.worker = create_worker(work, _start_thread=False)
+        self.worker = create_worker(catching(work), _start_thread=False)
         self.worker.returned.connect(lambda pred: self._on_done(pred, job))
         self.worker.finished.connect(self._on_finished)
         self.run_button.setEnabled(False)
@@ -322,8 +282,8 @@ class ReconstructWidget(QWidget):
         self.progress_bar.setValue(done)
         self.status.setText(format_eta(done, total, time.perf_counter() - self._t0))
 
-    def _on_done(self, prediction: Prediction | _Failure | None, job: dict[str, Any]) -> None:
-        if isinstance(prediction, _Failure):
+    def _on_done(self, prediction: Prediction | Failure | None, job: dict[str, Any]) -> None:
+        if isinstance(prediction, Failure):
             self._on_error(prediction.error)
             return
         if prediction is None:

@@ -118,7 +118,8 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
         denoise, lam_fn = tiled(denoise, tile, overlap, net.stride), tiled(lam_fn, tile, overlap, net.stride)
     with torch.inference_mode():
         out = torch.empty((n_samples, *shape), device=device, dtype=dtype)
-        lam = lam_fn(x) if lam is None else lam  # (1, 1, H, W), once
+        if lam is None:
+            lam = lam_fn(x)  # (1, 1, H, W), once
         t_grid = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
         tau = net.schedule.tau(t_grid)  # (steps + 1,), once
         for start in range(0, n_samples, chunk):
