@@ -1,5 +1,7 @@
 """napari-cvdm bench: figures that add up."""
 
+import numpy as np
+
 from conftest import untrained_model_file
 from napari_cvdm.cli import main
 
@@ -26,3 +28,21 @@ def test_bench_result_amortizes_the_schedule(tmp_path):
     assert r.sample_steps_per_s > 0 and r.peak_gflops > 0 and r.denoiser_gflop > 0
     assert abs(r.sample_total_s - r.per_sample_step_s * 8) < 1e-9
     assert r.amortization > 0.3  # a sample·step costs about one denoiser pass (noisy on a busy machine)
+
+
+def test_the_schedule_network_runs_once_per_image_not_per_step(tmp_path, monkeypatch):
+    from napari_cvdm.models import load_model
+
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    calls = []
+    lam = model.network.schedule.lam
+    monkeypatch.setattr(model.network.schedule, "lam", lambda x: calls.append(1) or lam(x))
+    model.predict(np.zeros((24, 24), np.float32) + np.arange(24), n_samples=3, steps=7)
+    assert len(calls) == 1
+    calls.clear()
+    model.predict(np.zeros((2, 24, 40), np.float32) + np.arange(40), n_samples=2, steps=5, tile_size=16)
+    from napari_cvdm.diffusion.tiling import tile_starts
+
+    stride = model.network.stride  # output 48×80 in tiles of 32 with an overlap of 8: once per tile and plane
+    tiles = len(tile_starts(48, 32, 8, stride)) * len(tile_starts(80, 32, 8, stride))
+    assert len(calls) == 2 * tiles  # not multiplied by the 5 steps
