@@ -12,7 +12,7 @@ def test_bench_prints_consistent_figures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 samples × 3 steps" in out and "output 64×64" in out
     for words in ("whole sampling run", "schedule λ(x), τ(t), once", "cost per sample·step", "GFLOP/s",
-                  "measured fp32 matmul peak", "peak memory"):
+                  "matmul peak", "noise-level embedding", "peak memory"):
         assert words in out, words
 
 
@@ -28,6 +28,7 @@ def test_bench_result_amortizes_the_schedule(tmp_path):
     assert r.sample_steps_per_s > 0 and r.peak_gflops > 0 and r.denoiser_gflop > 0
     assert abs(r.sample_total_s - r.per_sample_step_s * 8) < 1e-9
     assert r.amortization > 0.3  # a sample·step costs about one denoiser pass (noisy on a busy machine)
+    assert 0 < r.embedding_s < r.denoiser_pass_s and 0 < r.rest_of_pass_s < r.denoiser_pass_s
 
 
 def test_the_schedule_network_runs_once_per_image_not_per_step(tmp_path, monkeypatch):

@@ -98,6 +98,31 @@ def test_schedule_is_evaluated_once_per_run_not_per_step():
     assert counts == {"lam": 1, "tau": 1}
 
 
+def test_the_noise_embedding_is_computed_once_per_step_for_all_chunks():
+    net = _perturbed_net()
+    calls = []
+    embed = net.denoiser.noise_embedding
+
+    def counting(gamma):
+        calls.append(gamma.shape[0])
+        return embed(gamma)
+
+    net.denoiser.noise_embedding = counting
+    sample(net, torch.randn(1, 1, 16, 16), 5, 6, torch.Generator().manual_seed(0), chunk_size=2)
+    assert calls == [1] * 6  # one per step (not per chunk of samples), for a batch of one
+
+
+def test_a_shared_noise_embedding_gives_the_same_noise_estimate():
+    den = _perturbed_net().denoiser
+    z, x = torch.randn(3, 1, 16, 16), torch.randn(3, 1, 16, 16)
+    gamma = torch.rand(1, 1, 16, 16) * 0.9 + 0.05
+    with torch.no_grad():
+        own = den(z, x, gamma.expand(3, -1, -1, -1))
+        shared = den(z, x, gamma.expand(3, -1, -1, -1), films=den.noise_embedding(gamma))
+    torch.testing.assert_close(own, shared)
+    assert own.abs().max() > 0
+
+
 def test_bad_arguments_are_refused():
     net = tiny_network()
     with pytest.raises(ValueError, match="one condition"):

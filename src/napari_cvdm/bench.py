@@ -2,10 +2,12 @@
 
 Everything is measured in one process so that ratios are comparable on a noisy machine:
 
-* the machine's dense fp32 peak: square matrix products (``torch.mm``) timed for about a second;
-* the schedule (λ(x) and τ(t), once per image) and one denoiser pass, each the median of repeats;
+* the machine's dense peak in the sampling precision: square matrix products (``torch.mm``) timed for about a
+  second;
+* the schedule (λ(x) and τ(t), once per image), one whole denoiser pass, and its two parts — the noise-level
+  embedding (FiLM maps, once per step for all samples) and the rest (per sample) — each the median of repeats;
 * a whole ``sample`` call (N samples × S steps), timed end to end;
-* FLOPs of one denoiser pass counted by :class:`torch.utils.flop_counter.FlopCounterMode`
+* FLOPs of the embedding and of the rest counted by :class:`torch.utils.flop_counter.FlopCounterMode`
   (convolutions and matrix products; element-wise work is not counted).
 """
 
@@ -40,6 +42,8 @@ class BenchResult:
     parameters_m: float
     schedule_s: float
     denoiser_pass_s: float
+    embedding_s: float
+    rest_of_pass_s: float
     sample_total_s: float
     per_sample_step_s: float
     amortization: float
@@ -66,10 +70,11 @@ def _median_time(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def matmul_peak_gflops(device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
-    """Dense fp32 matrix-product rate of this machine (GFLOP/s), the best of repeated ``size``² products."""
-    a = torch.randn((size, size), device=device)
-    b = torch.randn((size, size), device=device)
+def matmul_peak_gflops(device: torch.device, size: int = 2048, seconds: float = 1.0,
+                       dtype: torch.dtype = torch.float32) -> float:
+    """Dense matrix-product rate of this machine in ``dtype`` (GFLOP/s), the best of repeated ``size``² products."""
+    a = torch.randn((size, size), device=device).to(dtype)
+    b = torch.randn((size, size), device=device).to(dtype)
     torch.mm(a, b)  # warm-up
     best, t_end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < t_end:
@@ -112,27 +117,35 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
     xb = cond.expand(chunk, -1, -1, -1)
     gamma = torch.full((chunk, 1, *cond.shape[-2:]), 0.5, device=device)
     t_grid = torch.linspace(1, 0, steps + 1, device=device)
+    den = net.denoiser
     with torch.inference_mode(), sampling_autocast(device, autocast):
-        net.denoiser(z, xb, gamma)  # warm-up
+        den(z, xb, gamma)  # warm-up
         schedule_s = _median_time(lambda: (net.schedule.lam(cond), net.schedule.tau(t_grid)), device, repeats)
-        pass_s = _median_time(lambda: net.denoiser(z, xb, gamma), device, repeats)
-        counter = FlopCounterMode(display=False)
-        with counter:
-            net.denoiser(z[:1], xb[:1], gamma[:1])
-        flops_per_sample = counter.get_total_flops()
+        pass_s = _median_time(lambda: den(z, xb, gamma), device, repeats)
+        embedding_s = _median_time(lambda: den.noise_embedding(gamma[:1]), device, repeats)
+        films = den.noise_embedding(gamma[:1])
+        rest_s = _median_time(lambda: den(z, xb, gamma, films=films), device, repeats)
+        with FlopCounterMode(display=False) as counter:
+            den.noise_embedding(gamma[:1])
+        embedding_flops = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            den(z[:1], xb[:1], gamma[:1], films=films)
+        rest_flops = counter.get_total_flops()
     gen = torch.Generator(device=device).manual_seed(0)
     with sampling_autocast(device, autocast):
         total_s = _median_time(lambda: sample(net, cond, samples, steps, gen, chunk_size=chunk), device, 1)
+    flops_per_step = embedding_flops + samples * rest_flops  # what the sampler does in one step
     per_sample_step = total_s / (samples * steps)
-    per_sample_pass = pass_s / chunk
     return BenchResult(
         device=str(device), precision="fp32" if autocast is None else str(autocast).replace("torch.", ""),
         threads=torch.get_num_threads(), output_shape=tuple(cond.shape[-2:]), samples=samples,
         steps=steps, chunk=chunk, parameters_m=sum(p.numel() for p in net.parameters()) / 1e6, schedule_s=schedule_s,
-        denoiser_pass_s=pass_s, sample_total_s=total_s, per_sample_step_s=per_sample_step,
-        amortization=per_sample_step / per_sample_pass, sample_steps_per_s=samples * steps / total_s,
-        denoiser_gflop=flops_per_sample / 1e9, achieved_gflops=flops_per_sample * samples * steps / total_s / 1e9,
-        peak_gflops=matmul_peak_gflops(device), peak_memory_mib=_peak_memory_mib(device),
+        denoiser_pass_s=pass_s, embedding_s=embedding_s, rest_of_pass_s=rest_s, sample_total_s=total_s,
+        per_sample_step_s=per_sample_step, amortization=per_sample_step / (pass_s / chunk),
+        sample_steps_per_s=samples * steps / total_s, denoiser_gflop=flops_per_step / samples / 1e9,
+        achieved_gflops=flops_per_step * steps / total_s / 1e9,
+        peak_gflops=matmul_peak_gflops(device, dtype=autocast or torch.float32),
+        peak_memory_mib=_peak_memory_mib(device),
     )
 
 
@@ -145,7 +158,9 @@ def sr3_preset_network(device: torch.device) -> CVDMNetwork:
     torch.manual_seed(0)
     config = NetworkConfig(target_channels=1, cond_channels=1, denoiser=sr3_config(),
                            schedule_net=ScheduleConfig())
-    return build_network(config).to(device).eval()
+    from .predict import prepare_network
+
+    return prepare_network(build_network(config), device)
 
 
 def model_condition(model: CVDMModel, size: int, device: torch.device) -> torch.Tensor:
@@ -164,10 +179,12 @@ def format_bench(name: str, r: BenchResult) -> str:
         f"{r.samples} samples × {r.steps} steps, device {r.device} ({r.precision} denoiser), {r.threads} threads",
         f"  whole sampling run        {r.sample_total_s:8.2f} s   ({r.sample_steps_per_s:.2f} sample·steps/s)",
         f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   ({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",
-        f"  one denoiser pass         {r.denoiser_pass_s:8.3f} s   for {r.chunk} sample(s) at once",
-        f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one denoiser pass",
+        f"  one denoiser pass         {r.denoiser_pass_s:8.3f} s   for {r.chunk} sample(s) at once: noise-level "
+        f"embedding {r.embedding_s:.3f} s (once per step for all samples) + the rest {r.rest_of_pass_s:.3f} s",
+        f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one whole denoiser pass "
+        f"per sample",
         f"  denoiser work             {r.denoiser_gflop:8.1f} GFLOP per sample·step; achieved {r.achieved_gflops:.1f} "
-        f"GFLOP/s = {100 * r.achieved_gflops / r.peak_gflops:.0f} % of the measured fp32 matmul peak "
+        f"GFLOP/s = {100 * r.achieved_gflops / r.peak_gflops:.0f} % of the measured {r.precision} matmul peak "
         f"({r.peak_gflops:.1f} GFLOP/s)",
         f"  peak memory               {r.peak_memory_mib:8.0f} MiB",
     ])

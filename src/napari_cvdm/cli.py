@@ -371,20 +371,22 @@ def run_bench(args: argparse.Namespace) -> int:
     """Print the speed figures of a model (or the SR3 preset)."""
     from .bench import bench_network, format_bench, model_condition, sr3_preset_network
     from .models import load_model
-    from .predict import autocast_dtype, plan_sampling, resolve_device
+    from .predict import autocast_dtype, plan_sampling, preferred_chunk_pixels, prepare_network, resolve_device
 
     device = resolve_device(args.device)
     if args.preset == "sr3":
         net = sr3_preset_network(device)
         side = -(-args.size // net.stride) * net.stride
         cond = _torch_rand((1, 1, side, side), device)
-        name, steps, chunk = f"SR3-sized preset ({args.size}² → {side}²)", args.steps or 2, None
+        name, steps = f"SR3-sized preset ({args.size}² → {side}²)", args.steps or 2
+        limit = preferred_chunk_pixels(device)
+        chunk = None if limit is None else max(1, limit // side**2)
     else:
         model = load_model(args.model)
-        model.network.to(device).eval()
-        net, cond = model.network, model_condition(model, args.size, device)
+        net, cond = prepare_network(model.network, device), model_condition(model, args.size, device)
         name, steps = f"{model.name} ({args.size}² input)", args.steps or model.default_steps
-        chunk = plan_sampling(model, tuple(cond.shape[-2:]), args.samples).chunk
+        chunk = plan_sampling(model, tuple(cond.shape[-2:]), args.samples,
+                              chunk_pixels=preferred_chunk_pixels(device)).chunk
     print(format_bench(name, bench_network(net, cond, args.samples, steps, chunk_size=chunk,
                                            autocast=autocast_dtype(device))))
     return 0

@@ -20,10 +20,15 @@ from .diffusion.tiling import DEFAULT_OVERLAP_FRACTION, tiled
 from .models import CVDMModel, Prediction
 
 __all__ = ["resolve_device", "available_devices", "predict_image", "check_input", "MIN_SIDE", "SamplingPlan",
-           "plan_sampling", "autocast_dtype", "sampling_autocast", "cpu_has_native_bf16"]
+           "plan_sampling", "autocast_dtype", "sampling_autocast", "cpu_has_native_bf16", "sampling_memory_format",
+           "prepare_network", "preferred_chunk_pixels"]
 
 MIN_SIDE = 16
 _MEMORY_BUDGET_BYTES = 2 * 1024**3
+#: Output pixels denoised together on a CPU (samples × pixels per chunk): larger batches fall out of the caches.
+#: On the 2-core machine of docs/performance.md one 1024² sample costs 0.45 s a pass alone and 0.67 s two at a time;
+#: 256² samples are cheapest four or eight at a time.
+_CPU_CHUNK_PIXELS = 2**18
 
 
 def available_devices() -> list[str]:
@@ -70,6 +75,27 @@ def sampling_autocast(device: torch.device, dtype: torch.dtype | None):
     import contextlib
 
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def sampling_memory_format(device: torch.device) -> torch.memory_format:
+    """Memory layout of the networks when sampling: channels-last (NHWC) where convolutions are fastest in it
+    (oneDNN on CPUs: 1.3–1.5× per denoiser pass on the machine of docs/performance.md; tensor cores on CUDA),
+    the default layout on MPS."""
+    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+
+
+def prepare_network(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move ``net`` to ``device`` in its sampling layout (:func:`sampling_memory_format`) and eval mode, in place.
+
+    Model files are unaffected: saving writes contiguous tensors whatever the layout.
+    """
+    return net.to(device=device, memory_format=sampling_memory_format(device)).eval()
+
+
+def preferred_chunk_pixels(device: torch.device) -> int | None:
+    """Most output pixels (samples × pixels) worth denoising in one batch on ``device``: a cache-sized limit on
+    CPUs, none on GPUs (which want the biggest batch the memory budget allows)."""
+    return _CPU_CHUNK_PIXELS if device.type == "cpu" else None
 
 
 def check_input(image: np.ndarray, task: str) -> np.ndarray:
@@ -146,7 +172,7 @@ def _bytes_per_pixel(model: CVDMModel) -> int:
 
 
 def plan_sampling(model: CVDMModel, shape: tuple[int, int], n_samples: int, tile_size: int | None = None,
-                  budget_bytes: int = _MEMORY_BUDGET_BYTES) -> SamplingPlan:
+                  budget_bytes: int = _MEMORY_BUDGET_BYTES, chunk_pixels: int | None = None) -> SamplingPlan:
     """Choose the chunk of samples and, when the image does not fit the budget, the tile side.
 
     Parameters
@@ -155,6 +181,11 @@ def plan_sampling(model: CVDMModel, shape: tuple[int, int], n_samples: int, tile
         ``(H, W)`` of the output grid (padded to the network's stride).
     tile_size
         Tile side asked for, on the **input** grid (``sr`` output tiles are twice that); ``None`` chooses.
+    budget_bytes
+        Activation memory one chunk may use.
+    chunk_pixels
+        At most this many output pixels (samples × pixels) per chunk, at least one sample (see
+        :func:`preferred_chunk_pixels`); ``None``: as many as the budget allows.
     """
     stride = model.network.stride
     factor = 2 if model.task == "sr" else 1
@@ -171,8 +202,10 @@ def plan_sampling(model: CVDMModel, shape: tuple[int, int], n_samples: int, tile
         side = int((budget_bytes / per_pixel) ** 0.5) // stride * stride
         tile = max(side, 4 * stride)
     pixels = shape[0] * shape[1] if tile is None else min(tile, shape[0]) * min(tile, shape[1])
-    chunk = int(max(1, min(n_samples, budget_bytes // max(pixels * per_pixel, 1))))
-    return SamplingPlan(chunk, tile)
+    chunk = min(n_samples, budget_bytes // max(pixels * per_pixel, 1))
+    if chunk_pixels is not None:
+        chunk = min(chunk, chunk_pixels // pixels)
+    return SamplingPlan(int(max(1, chunk)), tile)
 
 
 def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: int, seed: int,
@@ -180,7 +213,8 @@ def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: i
                   tile_size: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     net = model.network
     padded, (h, w) = _pad_to(cond, net.stride)
-    plan = plan_sampling(model, tuple(padded.shape[-2:]), n_samples, tile_size)
+    plan = plan_sampling(model, tuple(padded.shape[-2:]), n_samples, tile_size,
+                         chunk_pixels=preferred_chunk_pixels(device))
     overlap = None if plan.tile is None else int(plan.tile * DEFAULT_OVERLAP_FRACTION)
     lam_fn = net.schedule.lam if plan.tile is None else tiled(net.schedule.lam, plan.tile, overlap, net.stride)
     with torch.inference_mode():
@@ -205,7 +239,7 @@ def predict_image(model: CVDMModel, image: np.ndarray, n_samples: int = 8, steps
     single = np.asarray(image).ndim == (2 if model.task == "sr" else 3)
     planes = check_input(image, model.task)
     dev = resolve_device(device)
-    model.network.to(dev).eval()
+    prepare_network(model.network, dev)
     n_planes = len(planes)
     means, stds, all_samples, lams = [], [], [], []
     for p, plane in enumerate(planes):

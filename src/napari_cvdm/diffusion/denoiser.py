@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNetConfig", "UNet", "Denoiser", "noise_features", "N_NOISE_FEATURES",
+__all__ = ["UNetConfig", "UNet", "Denoiser", "Film", "noise_features", "N_NOISE_FEATURES",
            "small_config", "sr3_config", "count_parameters"]
 
 
@@ -103,6 +103,10 @@ class UNetConfig:
         return cls(**data)
 
 
+#: FiLM modulation of one residual block: ``(1 + scale, shift)``, each ``(B or 1, C, H, W)``.
+Film = tuple[torch.Tensor, torch.Tensor]
+
+
 def _groups(channels: int) -> int:
     """GroupNorm group count: as many as possible (≤ 32) with ≥ 2 channels each."""
     for g in (32, 16, 8, 4, 2):
@@ -126,12 +130,16 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.bias)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
-    def forward(self, h: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+    def film_params(self, emb: torch.Tensor) -> Film:
+        """The block's modulation ``(1 + scale, shift)`` for an embedding ``(B, embed_ch, H, W)``."""
+        scale, shift = self.film(emb).chunk(2, dim=1)
+        return 1 + scale, shift
+
+    def forward(self, h: torch.Tensor, film: Film | None = None) -> torch.Tensor:
         out = self.conv1(F.silu(self.norm1(h)))
         out = self.norm2(out)
-        if self.film is not None and emb is not None:
-            scale, shift = self.film(emb).chunk(2, dim=1)
-            out = out * (1 + scale) + shift
+        if film is not None:
+            out = torch.addcmul(film[1], out, film[0])  # out·(1 + scale) + shift
         out = self.conv2(self.dropout(F.silu(out)))
         return self.skip(h) + out
 
@@ -162,8 +170,8 @@ class UNet(nn.Module):
     """U-Net with skip connections, optional attention and per-pixel FiLM.
 
     ``forward(h, emb)``: ``h`` is ``(B, in_channels, H, W)``; ``emb`` is
-    ``(B, embed_channels, H, W)`` or ``None`` for an unmodulated net. Returns
-    ``(B, out_channels, H, W)``.
+    ``(B, embed_channels, H, W)`` or ``None`` for an unmodulated net; ``films`` (from :meth:`film_maps`) may
+    replace ``emb``. Returns ``(B, out_channels, H, W)``.
     """
 
     def __init__(self, config: UNetConfig) -> None:
@@ -208,41 +216,73 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, h: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+    def _res_block_levels(self) -> list[tuple[ResBlock, int]]:
+        """Every residual block with its level (0 = finest), in the order :meth:`forward` calls them."""
+        out, level = [], 0
+        for block in self.down:
+            if isinstance(block[0], ResBlock):
+                out.append((block[0], level))
+            else:
+                level += 1
+        out += [(self.mid1, level), (self.mid2, level)]
+        for block in self.up:
+            if isinstance(block[0], ResBlock):
+                out.append((block[0], level))
+            else:
+                level -= 1
+        return out
+
+    def film_maps(self, emb: torch.Tensor) -> list[Film]:
+        """The modulation of every residual block (in call order) for a per-pixel embedding.
+
+        Parameters
+        ----------
+        emb
+            ``(B, embed_channels, H, W)`` on the image grid (before ``space_to_depth``); ``B`` may be 1 to
+            modulate a whole batch alike.
+        """
+        f = self.config.space_to_depth
+        embs = [F.avg_pool2d(emb, f) if f > 1 else emb]
+        for _ in range(len(self.config.channel_mults) - 1):
+            embs.append(F.avg_pool2d(embs[-1], 2))
+        return [block.film_params(embs[level]) for block, level in self._res_block_levels()]
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor | None = None,
+                films: list[Film] | None = None) -> torch.Tensor:
         stride = self.config.stride
         if h.shape[-1] % stride or h.shape[-2] % stride:
             raise ValueError(
                 f"image sides {tuple(h.shape[-2:])} must be multiples of {stride} for this network; "
                 "pad the image (the predict functions do this for you)"
             )
+        if films is None and emb is not None and self.config.embed_channels:
+            films = self.film_maps(emb)
+        film = iter(films) if films is not None else None
+
+        def res(block: ResBlock, x: torch.Tensor) -> torch.Tensor:
+            return block(x, None if film is None else next(film))
+
         f = self.config.space_to_depth
         if f > 1:
             h = F.pixel_unshuffle(h, f)
-            emb = None if emb is None else F.avg_pool2d(emb, f)
-        embs = [emb]
-        for _ in range(len(self.config.channel_mults) - 1):
-            embs.append(None if emb is None else F.avg_pool2d(embs[-1], 2))
-        level = 0
         h = self.conv_in(h)
         skips = [h]
         for block in self.down:
             if isinstance(block[0], ResBlock):
-                h = block[0](h, embs[level])
+                h = res(block[0], h)
                 if len(block) > 1:
                     h = block[1](h)
             else:
                 h = block[0](h)
-                level += 1
             skips.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, embs[level])), embs[level])
+        h = res(self.mid2, self.mid_attn(res(self.mid1, h)))
         for block in self.up:
             if isinstance(block[0], ResBlock):
-                h = block[0](torch.cat([h, skips.pop()], dim=1), embs[level])
+                h = res(block[0], torch.cat([h, skips.pop()], dim=1))
                 if len(block) > 1:
                     h = block[1](h)
             else:
                 h = block[1](block[0](h))
-                level -= 1
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, f) if f > 1 else out
 
@@ -299,7 +339,20 @@ class Denoiser(nn.Module):
         self.embed = nn.Sequential(nn.Conv2d(N_NOISE_FEATURES, e, 1), nn.SiLU(), nn.Conv2d(e, e, 1))
         self.unet = UNet(cfg)
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    def noise_embedding(self, gamma: torch.Tensor) -> list[Film]:
+        """Everything the denoiser computes from the noise level alone: the FiLM maps of all residual blocks.
+
+        A sampler computes them once per step and passes them to :meth:`forward` for every chunk of samples.
+
+        Parameters
+        ----------
+        gamma
+            Per-pixel signal fraction ``(B, 1, H, W)``; ``B = 1`` serves any batch.
+        """
+        return self.unet.film_maps(self.embed(noise_features(gamma)))
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor,
+                films: list[Film] | None = None) -> torch.Tensor:
         """Predict the noise.
 
         Parameters
@@ -310,14 +363,17 @@ class Denoiser(nn.Module):
             Condition ``(B, cond_channels, H, W)``.
         gamma
             Per-pixel signal fraction ``(B, 1, H, W)``.
+        films
+            :meth:`noise_embedding` of ``gamma`` if already computed.
 
         Returns
         -------
         torch.Tensor
             Predicted noise ``ε̂``, shape of ``z``.
         """
-        emb = self.embed(noise_features(gamma))
-        return self.unet(torch.cat([z, x, gamma], dim=1), emb)
+        if films is None:
+            films = self.noise_embedding(gamma)
+        return self.unet(torch.cat([z, x, gamma], dim=1), films=films)
 
 
 def small_config() -> UNetConfig:

@@ -8,8 +8,10 @@ For a step from ``t`` to ``s < t`` with per-pixel signal fractions
 * variance ``σ_{t|s}²·(1−γ_s)/(1−γ_t)``,
 
 evaluated element-wise, so any number of steps on the continuous schedule can
-be taken. ``λ(x)`` and ``τ`` on the time grid are computed **once**; each step
-costs one denoiser pass. The result is ``z_0/√γ(0)``.
+be taken. ``λ(x)`` and ``τ`` on the time grid are computed **once**; the step's
+coefficient maps and the denoiser's noise-level embedding (FiLM maps) once per
+step for all samples; each sample then costs the rest of one denoiser pass per
+step. The result is ``z_0/√γ(0)``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .denoiser import Denoiser
 from .network import CVDMNetwork
 from .tiling import DEFAULT_OVERLAP_FRACTION, tiled
 
-__all__ = ["SamplingProgress", "SamplingCancelled", "ProgressCallback", "sample", "sample_seeds"]
+__all__ = ["SamplingProgress", "SamplingCancelled", "ProgressCallback", "StepCoefficients", "step_coefficients",
+           "sample", "sample_seeds"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,46 @@ def sample_seeds(generator: torch.Generator, n_samples: int) -> list[int]:
 def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device,
            dtype: torch.dtype) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=g, device=device, dtype=dtype) for g in generators])
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """Per-pixel maps ``(1, 1, H, W)`` of one ancestral step from ``t`` to ``s < t``.
+
+    ``ŷ = z_t·inv_sqrt_gamma_t − ε̂·eps_to_y`` and ``z_s = keep_z·z_t + take_y·ŷ + noise_std·ε``.
+    """
+
+    gamma_t: torch.Tensor  #: ``γ_t``, the denoiser's noise-level input
+    inv_sqrt_gamma_t: torch.Tensor  #: ``1/√γ_t``
+    eps_to_y: torch.Tensor  #: ``σ_t/√γ_t``
+    keep_z: torch.Tensor  #: ``α_{t|s}·σ_s²/σ_t²``
+    take_y: torch.Tensor  #: ``√γ_s·σ_{t|s}²/σ_t²``
+    noise_std: torch.Tensor  #: ``σ_{t|s}·σ_s/σ_t``
+
+
+def step_coefficients(lam: torch.Tensor, tau_t: torch.Tensor, tau_s: torch.Tensor) -> StepCoefficients:
+    """The maps of one step on the schedule ``γ = exp(−λ(x)·τ)``.
+
+    Parameters
+    ----------
+    lam
+        ``λ(x)``, shape ``(1, 1, H, W)``.
+    tau_t, tau_s
+        ``τ`` at the step's start and end (scalars, ``tau_t > tau_s``).
+    """
+    a_t, a_s = lam * tau_t, lam * tau_s
+    var_t = (-torch.expm1(-a_t)).clamp_min(1e-12)  # σ_t² = 1 − γ_t
+    var_s = (-torch.expm1(-a_s)).clamp_min(0.0)
+    var_ts = (-torch.expm1(-(a_t - a_s))).clamp_min(0.0)  # σ_{t|s}² = 1 − γ_t/γ_s
+    inv_sqrt_gamma_t = torch.exp(0.5 * a_t)
+    return StepCoefficients(
+        gamma_t=torch.exp(-a_t),
+        inv_sqrt_gamma_t=inv_sqrt_gamma_t,
+        eps_to_y=var_t.sqrt() * inv_sqrt_gamma_t,
+        keep_z=torch.exp(-0.5 * (a_t - a_s)) * var_s / var_t,
+        take_y=torch.exp(-0.5 * a_s) * var_ts / var_t,
+        noise_std=(var_ts * var_s / var_t).sqrt(),
+    )
 
 
 def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, generator: torch.Generator,
@@ -113,40 +157,37 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
     seeds = sample_seeds(generator, n_samples)
     done, total = 0, steps * n_chunks
     denoise, lam_fn = net.denoiser, net.schedule.lam
+    # what depends on the noise level alone is the same for every sample: once per step (whole images only)
+    noise_embedding = net.denoiser.noise_embedding if isinstance(net.denoiser, Denoiser) and tile is None else None
     if tile is not None:
         overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
         denoise, lam_fn = tiled(denoise, tile, overlap, net.stride), tiled(lam_fn, tile, overlap, net.stride)
     with torch.inference_mode():
-        out = torch.empty((n_samples, *shape), device=device, dtype=dtype)
         if lam is None:
             lam = lam_fn(x)  # (1, 1, H, W), once
+        lam = lam.to(dtype)
         t_grid = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
         tau = net.schedule.tau(t_grid)  # (steps + 1,), once
-        for start in range(0, n_samples, chunk):
-            gens = [torch.Generator(device=device).manual_seed(s) for s in seeds[start:start + chunk]]
-            b = len(gens)
-            xb = x.expand(b, -1, -1, -1)
-            z = _noise(shape, gens, device, dtype)
-            for i in range(steps):
-                a_t = lam * tau[i]
-                a_s = lam * tau[i + 1]
-                gamma_t = torch.exp(-a_t)
-                var_t = (-torch.expm1(-a_t)).clamp_min(1e-12)
-                ratio = torch.exp(-(a_t - a_s))  # γ_t / γ_s  (< 1)
-                var_ts = (-torch.expm1(-(a_t - a_s))).clamp_min(0.0)  # 1 − γ_t/γ_s
-                eps_hat = denoise(z, xb, gamma_t.expand(b, -1, -1, -1))
-                y_hat = (z - var_t.sqrt() * eps_hat) / gamma_t.sqrt()
+        gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        chunks = [(start, min(start + chunk, n_samples)) for start in range(0, n_samples, chunk)]
+        z_all = torch.cat([_noise(shape, gens[a:b], device, dtype) for a, b in chunks])  # z_1, becomes y at the end
+        for i in range(steps):
+            coef = step_coefficients(lam, tau[i], tau[i + 1])  # per step, shared by all chunks
+            films = noise_embedding(coef.gamma_t) if noise_embedding is not None else None
+            for a, b in chunks:
+                z = z_all[a:b]  # a view: updated in place
+                gamma = coef.gamma_t.expand(b - a, -1, -1, -1)
+                xb = x.expand(b - a, -1, -1, -1)
+                eps_hat = denoise(z, xb, gamma) if films is None else denoise(z, xb, gamma, films=films)
+                y_hat = (z * coef.inv_sqrt_gamma_t).addcmul_(eps_hat.to(dtype), coef.eps_to_y, value=-1.0)
                 if clip is not None:
-                    y_hat = y_hat.clamp(clip[0], clip[1])
-                gamma_s = torch.exp(-a_s)
-                var_s = (-torch.expm1(-a_s)).clamp_min(0.0)
-                # posterior mean: α_{t|s}·σ_s²/σ_t²·z_t + α_s·σ_{t|s}²/σ_t²·ŷ
-                z = (ratio.sqrt() * var_s * z + gamma_s.sqrt() * var_ts * y_hat) / var_t
-                if i < steps - 1:
-                    std = (var_ts * var_s / var_t).sqrt()
-                    z = z + std * _noise(shape, gens, device, dtype)
+                    y_hat.clamp_(clip[0], clip[1])
+                if i == steps - 1:
+                    z.copy_(y_hat)  # the last step's estimate of y
+                else:
+                    z.mul_(coef.keep_z).addcmul_(coef.take_y, y_hat)  # posterior mean
+                    z.addcmul_(coef.noise_std, _noise(shape, gens[a:b], device, dtype))
                 done += 1
                 if callback is not None and callback(SamplingProgress(done, total)) is False:
                     raise SamplingCancelled(f"sampling cancelled after {done} of {total} steps")
-            out[start:start + b] = y_hat  # the last step's estimate of y
-    return out
+    return z_all
