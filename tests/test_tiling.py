@@ -142,3 +142,45 @@ def test_bf16_autocast_sampling_path_runs_on_cpu_and_follows_fp32():
         bf16 = sample(net, x, 2, 4, torch.Generator().manual_seed(3))
     assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
     assert np.corrcoef(bf16.numpy().ravel(), fp32.numpy().ravel())[0, 1] > 0.95
+
+
+def _assert_same_samples(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Equal up to float rounding, which the sampler's 1/√γ amplifies at the noisiest steps of a random net."""
+    rel = float((a - b).norm() / b.norm())
+    assert rel < 1e-3, rel
+
+
+def test_channels_last_and_compiled_denoisers_give_the_same_samples(tmp_path):
+    from napari_cvdm.models import save_model
+    from napari_cvdm.predict import compile_network, prepare_network, sampling_memory_format
+
+    assert sampling_memory_format(torch.device("cuda")) == torch.channels_last
+    assert sampling_memory_format(torch.device("mps")) == torch.contiguous_format
+    net = _random_net()
+    x = _smooth(np.random.default_rng(4))
+    plain = sample(net, x, 3, 4, torch.Generator().manual_seed(3), chunk_size=2)
+    prepare_network(net, torch.device("cpu"))
+    assert net.denoiser.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not net.denoiser.unet.conv_in.weight.is_contiguous()
+    channels_last = sample(net, x, 3, 4, torch.Generator().manual_seed(3), chunk_size=2)
+    _assert_same_samples(channels_last, plain)
+    # a model file written from a channels-last network loads and samples alike
+    path = save_model(tmp_path / "m.safetensors", net, "sr", load_model("sr").normalization, {}, default_steps=4)
+    reloaded = load_model(path).network
+    _assert_same_samples(sample(reloaded, x, 3, 4, torch.Generator().manual_seed(3)), plain)
+    # torch.compile traces our denoiser (both call forms, two batch sizes); "aot_eager" skips the slow code
+    # generation of the default backend, which docs/performance.md measures
+    compile_network(net, backend="aot_eager")
+    compiled = sample(net, x, 3, 4, torch.Generator().manual_seed(3), chunk_size=2)
+    _assert_same_samples(compiled, plain)
+
+
+def test_cpu_chunks_stay_cache_sized_and_gpus_take_what_the_budget_allows(tmp_path):
+    from napari_cvdm.predict import preferred_chunk_pixels
+
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    cpu, gpu = preferred_chunk_pixels(torch.device("cpu")), preferred_chunk_pixels(torch.device("cuda"))
+    assert gpu is None
+    assert plan_sampling(model, (1024, 1024), 8, chunk_pixels=cpu).chunk == 1  # never below one sample
+    assert plan_sampling(model, (256, 256), 8, chunk_pixels=cpu).chunk == cpu // 256**2
+    assert plan_sampling(model, (256, 256), 8, chunk_pixels=gpu).chunk == 8

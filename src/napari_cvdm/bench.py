@@ -119,7 +119,8 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
     t_grid = torch.linspace(1, 0, steps + 1, device=device)
     den = net.denoiser
     with torch.inference_mode(), sampling_autocast(device, autocast):
-        den(z, xb, gamma)  # warm-up
+        den(z, xb, gamma)  # warm-up (and compilation, for a compiled denoiser) of both call forms
+        den(z, xb, gamma, films=den.noise_embedding(gamma[:1]))
         schedule_s = _median_time(lambda: (net.schedule.lam(cond), net.schedule.tau(t_grid)), device, repeats)
         pass_s = _median_time(lambda: den(z, xb, gamma), device, repeats)
         embedding_s = _median_time(lambda: den.noise_embedding(gamma[:1]), device, repeats)

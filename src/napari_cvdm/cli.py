@@ -364,6 +364,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=_positive_int, default=8)
     p.add_argument("--steps", type=_positive_int, default=None, help="default: the model's (sr3 preset: 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--compile", action="store_true", help="time the denoiser compiled with torch.compile")
     p.set_defaults(func=run_bench)
 
 
@@ -387,6 +388,11 @@ def run_bench(args: argparse.Namespace) -> int:
         name, steps = f"{model.name} ({args.size}² input)", args.steps or model.default_steps
         chunk = plan_sampling(model, tuple(cond.shape[-2:]), args.samples,
                               chunk_pixels=preferred_chunk_pixels(device)).chunk
+    if args.compile:
+        from .predict import compile_network
+
+        compile_network(net)
+        name += ", torch.compile"
     print(format_bench(name, bench_network(net, cond, args.samples, steps, chunk_size=chunk,
                                            autocast=autocast_dtype(device))))
     return 0
@@ -605,6 +611,8 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--tile-size", type=_positive_int, default=None, help="tile side for large images")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the denoiser with torch.compile (pays off on GPUs for long runs; slower here on CPU)")
     p.add_argument("--output-dir", type=Path, required=True)
     p.set_defaults(func=run_predict)
 
@@ -615,6 +623,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from .models import load_model
 
     model = load_model(args.model)
+    if args.compile:
+        from .predict import compile_network
+
+        compile_network(model.network)
     failed: list[str] = []
     for path in args.inputs:
         try:

@@ -26,7 +26,7 @@ from .network import CVDMNetwork
 from .tiling import DEFAULT_OVERLAP_FRACTION, tiled
 
 __all__ = ["SamplingProgress", "SamplingCancelled", "ProgressCallback", "StepCoefficients", "step_coefficients",
-           "sample", "sample_seeds"]
+           "time_grid", "sample", "sample_seeds"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,11 @@ def sample_seeds(generator: torch.Generator, n_samples: int) -> list[int]:
 def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device,
            dtype: torch.dtype) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=g, device=device, dtype=dtype) for g in generators])
+
+
+def time_grid(steps: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Times ``1 = t_0 > t_1 > … > t_steps = 0`` of the ancestral steps, shape ``(steps + 1,)``."""
+    return torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -166,8 +171,7 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
         if lam is None:
             lam = lam_fn(x)  # (1, 1, H, W), once
         lam = lam.to(dtype)
-        t_grid = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
-        tau = net.schedule.tau(t_grid)  # (steps + 1,), once
+        tau = net.schedule.tau(time_grid(steps, device, dtype))  # (steps + 1,), once
         gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         chunks = [(start, min(start + chunk, n_samples)) for start in range(0, n_samples, chunk)]
         z_all = torch.cat([_noise(shape, gens[a:b], device, dtype) for a, b in chunks])  # z_1, becomes y at the end
