@@ -184,3 +184,11 @@ def test_cpu_chunks_stay_cache_sized_and_gpus_take_what_the_budget_allows(tmp_pa
     assert plan_sampling(model, (1024, 1024), 8, chunk_pixels=cpu).chunk == 1  # never below one sample
     assert plan_sampling(model, (256, 256), 8, chunk_pixels=cpu).chunk == cpu // 256**2
     assert plan_sampling(model, (256, 256), 8, chunk_pixels=gpu).chunk == 8
+
+
+def test_a_cuda_gpu_gets_half_its_free_memory_as_budget(monkeypatch):
+    from napari_cvdm.predict import memory_budget_bytes
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * 2**30, 141 * 2**30))
+    assert memory_budget_bytes(torch.device("cuda")) == 50 * 2**30
+    assert memory_budget_bytes(torch.device("cpu")) == memory_budget_bytes(torch.device("mps")) == 2 * 2**30

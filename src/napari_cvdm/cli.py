@@ -372,7 +372,8 @@ def run_bench(args: argparse.Namespace) -> int:
     """Print the speed figures of a model (or the SR3 preset)."""
     from .bench import bench_network, format_bench, model_condition, sr3_preset_network
     from .models import load_model
-    from .predict import autocast_dtype, plan_sampling, preferred_chunk_pixels, prepare_network, resolve_device
+    from .predict import (autocast_dtype, memory_budget_bytes, plan_sampling, preferred_chunk_pixels,
+                          prepare_network, resolve_device)
 
     device = resolve_device(args.device)
     if args.preset == "sr3":
@@ -386,7 +387,7 @@ def run_bench(args: argparse.Namespace) -> int:
         model = load_model(args.model)
         net, cond = prepare_network(model.network, device), model_condition(model, args.size, device)
         name, steps = f"{model.name} ({args.size}² input)", args.steps or model.default_steps
-        chunk = plan_sampling(model, tuple(cond.shape[-2:]), args.samples,
+        chunk = plan_sampling(model, tuple(cond.shape[-2:]), args.samples, budget_bytes=memory_budget_bytes(device),
                               chunk_pixels=preferred_chunk_pixels(device)).chunk
     if args.compile:
         from .predict import compile_network

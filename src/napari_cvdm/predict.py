@@ -22,7 +22,7 @@ from .models import CVDMModel, Prediction
 
 __all__ = ["resolve_device", "available_devices", "predict_image", "check_input", "MIN_SIDE", "SamplingPlan",
            "plan_sampling", "autocast_dtype", "sampling_autocast", "cpu_has_native_bf16", "sampling_memory_format",
-           "prepare_network", "preferred_chunk_pixels", "compile_network"]
+           "prepare_network", "preferred_chunk_pixels", "compile_network", "memory_budget_bytes"]
 
 MIN_SIDE = 16
 _MEMORY_BUDGET_BYTES = 2 * 1024**3
@@ -115,6 +115,15 @@ def compile_network(net: CVDMNetwork, **options) -> CVDMNetwork:
     """
     net.denoiser.compile(**options)
     return net
+
+
+def memory_budget_bytes(device: torch.device) -> int:
+    """Activation memory one chunk of samples may use on ``device``: half of the free memory of a CUDA GPU
+    (a GPU wants big batches), 2 GiB elsewhere (CPU and MPS share the machine's memory with everything else)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return max(_MEMORY_BUDGET_BYTES, free // 2)
+    return _MEMORY_BUDGET_BYTES
 
 
 def preferred_chunk_pixels(device: torch.device) -> int | None:
@@ -239,7 +248,7 @@ def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: i
     net = model.network
     padded, (h, w) = _pad_to(cond, net.stride)
     plan = plan_sampling(model, tuple(padded.shape[-2:]), n_samples, tile_size,
-                         chunk_pixels=preferred_chunk_pixels(device))
+                         budget_bytes=memory_budget_bytes(device), chunk_pixels=preferred_chunk_pixels(device))
     overlap = None if plan.tile is None else int(plan.tile * DEFAULT_OVERLAP_FRACTION)
     lam_fn = net.schedule.lam if plan.tile is None else tiled(net.schedule.lam, plan.tile, overlap, net.stride)
     with torch.inference_mode():

@@ -79,7 +79,6 @@ class StepCoefficients:
     ``ŷ = z_t·inv_sqrt_gamma_t − ε̂·eps_to_y`` and ``z_s = keep_z·z_t + take_y·ŷ + noise_std·ε``.
     """
 
-    gamma_t: torch.Tensor  #: ``γ_t``, the denoiser's noise-level input
     inv_sqrt_gamma_t: torch.Tensor  #: ``1/√γ_t``
     eps_to_y: torch.Tensor  #: ``σ_t/√γ_t``
     keep_z: torch.Tensor  #: ``α_{t|s}·σ_s²/σ_t²``
@@ -103,7 +102,6 @@ def step_coefficients(lam: torch.Tensor, tau_t: torch.Tensor, tau_s: torch.Tenso
     var_ts = (-torch.expm1(-(a_t - a_s))).clamp_min(0.0)  # σ_{t|s}² = 1 − γ_t/γ_s
     inv_sqrt_gamma_t = torch.exp(0.5 * a_t)
     return StepCoefficients(
-        gamma_t=torch.exp(-a_t),
         inv_sqrt_gamma_t=inv_sqrt_gamma_t,
         eps_to_y=var_t.sqrt() * inv_sqrt_gamma_t,
         keep_z=torch.exp(-0.5 * (a_t - a_s)) * var_s / var_t,
@@ -176,13 +174,15 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
         chunks = [(start, min(start + chunk, n_samples)) for start in range(0, n_samples, chunk)]
         z_all = torch.cat([_noise(shape, gens[a:b], device, dtype) for a, b in chunks])  # z_1, becomes y at the end
         for i in range(steps):
-            coef = step_coefficients(lam, tau[i], tau[i + 1])  # per step, shared by all chunks
-            films = noise_embedding(coef.gamma_t) if noise_embedding is not None else None
+            gamma_t = torch.exp(-lam * tau[i])  # the denoiser's noise-level input, shared by all chunks
+            films = noise_embedding(gamma_t) if noise_embedding is not None else None
+            coef = None  # the update's maps: made after the first pass, so they never sit beside its activations
             for a, b in chunks:
                 z = z_all[a:b]  # a view: updated in place
-                gamma = coef.gamma_t.expand(b - a, -1, -1, -1)
-                xb = x.expand(b - a, -1, -1, -1)
+                gamma, xb = gamma_t.expand(b - a, -1, -1, -1), x.expand(b - a, -1, -1, -1)
                 eps_hat = denoise(z, xb, gamma) if films is None else denoise(z, xb, gamma, films=films)
+                if coef is None:
+                    coef = step_coefficients(lam, tau[i], tau[i + 1])
                 y_hat = (z * coef.inv_sqrt_gamma_t).addcmul_(eps_hat.to(dtype), coef.eps_to_y, value=-1.0)
                 if clip is not None:
                     y_hat.clamp_(clip[0], clip[1])
