@@ -59,7 +59,9 @@ def sample_seeds(generator: torch.Generator, n_samples: int) -> list[int]:
     Each sample then has its own noise stream, so results do not depend on how
     the samples are split into chunks.
     """
-    return [int(s) for s in torch.randint(0, 2**62, (n_samples,), generator=generator)]
+    # drawn on the generator's own device: a CUDA generator cannot draw on the default (CPU) device
+    seeds = torch.randint(0, 2**62, (n_samples,), generator=generator, device=generator.device)
+    return [int(s) for s in seeds.tolist()]
 
 
 def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device,
