@@ -145,7 +145,8 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
         per_sample_step_s=per_sample_step, amortization=per_sample_step / (pass_s / chunk),
         sample_steps_per_s=samples * steps / total_s, denoiser_gflop=flops_per_step / samples / 1e9,
         achieved_gflops=flops_per_step * steps / total_s / 1e9,
-        peak_gflops=matmul_peak_gflops(device, dtype=autocast or torch.float32),
+        peak_gflops=matmul_peak_gflops(device, size=8192 if device.type == "cuda" else 2048,  # big enough to fill a GPU
+                                       dtype=autocast or torch.float32),
         peak_memory_mib=_peak_memory_mib(device),
     )
 
