@@ -183,8 +183,8 @@ def format_bench(name: str, r: BenchResult) -> str:
         f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   ({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",
         f"  one denoiser pass         {r.denoiser_pass_s:8.3f} s   for {r.chunk} sample(s) at once: noise-level "
         f"embedding {r.embedding_s:.3f} s (once per step for all samples) + the rest {r.rest_of_pass_s:.3f} s",
-        f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one whole denoiser pass "
-        f"per sample",
+        f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one whole denoiser "
+        f"pass per sample",
         f"  denoiser work             {r.denoiser_gflop:8.1f} GFLOP per sample·step; achieved {r.achieved_gflops:.1f} "
         f"GFLOP/s = {100 * r.achieved_gflops / r.peak_gflops:.0f} % of the measured {r.precision} matmul peak "
         f"({r.peak_gflops:.1f} GFLOP/s)",
