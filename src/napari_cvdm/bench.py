@@ -180,7 +180,8 @@ def format_bench(name: str, r: BenchResult) -> str:
         f"{name}: {d['parameters_m']:.1f} M parameters, output {r.output_shape[0]}×{r.output_shape[1]}, "
         f"{r.samples} samples × {r.steps} steps, device {r.device} ({r.precision} denoiser), {r.threads} threads",
         f"  whole sampling run        {r.sample_total_s:8.2f} s   ({r.sample_steps_per_s:.2f} sample·steps/s)",
-        f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   ({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",
+        f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   "
+        f"({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",
         f"  one denoiser pass         {r.denoiser_pass_s:8.3f} s   for {r.chunk} sample(s) at once: noise-level "
         f"embedding {r.embedding_s:.3f} s (once per step for all samples) + the rest {r.rest_of_pass_s:.3f} s",
         f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one whole denoiser "
