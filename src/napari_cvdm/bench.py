@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
-from .diffusion.sampler import sample
+from .diffusion.sampler import sample, time_grid
 from .models import CVDMModel
 
-__all__ = ["BenchResult", "matmul_peak_gflops", "bench_network", "sr3_preset_network", "format_bench"]
+__all__ = ["BenchResult", "matmul_peak_gflops", "bench_network", "sr3_preset_network", "model_condition",
+           "random_condition", "format_bench"]
 
 
 @dataclass(frozen=True)
@@ -116,15 +117,15 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
     z = torch.randn((chunk, c_y, *cond.shape[-2:]), device=device)
     xb = cond.expand(chunk, -1, -1, -1)
     gamma = torch.full((chunk, 1, *cond.shape[-2:]), 0.5, device=device)
-    t_grid = torch.linspace(1, 0, steps + 1, device=device)
+    t_grid = time_grid(steps, device, torch.float32)
     den = net.denoiser
     with torch.inference_mode(), sampling_autocast(device, autocast):
+        films = den.noise_embedding(gamma[:1])
         den(z, xb, gamma)  # warm-up (and compilation, for a compiled denoiser) of both call forms
-        den(z, xb, gamma, films=den.noise_embedding(gamma[:1]))
+        den(z, xb, gamma, films=films)
         schedule_s = _median_time(lambda: (net.schedule.lam(cond), net.schedule.tau(t_grid)), device, repeats)
         pass_s = _median_time(lambda: den(z, xb, gamma), device, repeats)
         embedding_s = _median_time(lambda: den.noise_embedding(gamma[:1]), device, repeats)
-        films = den.noise_embedding(gamma[:1])
         rest_s = _median_time(lambda: den(z, xb, gamma, films=films), device, repeats)
         with FlopCounterMode(display=False) as counter:
             den.noise_embedding(gamma[:1])
@@ -156,12 +157,11 @@ def sr3_preset_network(device: torch.device) -> CVDMNetwork:
     with a learned schedule, randomly initialised: for setting the cost per step beside the reference."""
     from .diffusion.denoiser import sr3_config
     from .diffusion.schedule import ScheduleConfig
+    from .predict import prepare_network
 
     torch.manual_seed(0)
     config = NetworkConfig(target_channels=1, cond_channels=1, denoiser=sr3_config(),
                            schedule_net=ScheduleConfig())
-    from .predict import prepare_network
-
     return prepare_network(build_network(config), device)
 
 
@@ -170,7 +170,12 @@ def model_condition(model: CVDMModel, size: int, device: torch.device) -> torch.
     factor = 2 if model.task == "sr" else 1
     channels = model.network.config.cond_channels
     side = -(-size * factor // model.network.stride) * model.network.stride
-    return torch.rand((1, channels, side, side), generator=torch.Generator().manual_seed(0)).to(device)
+    return random_condition((1, channels, side, side), device)
+
+
+def random_condition(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Uniform random tensor of ``shape`` on ``device``, the same every run (seed 0)."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 def format_bench(name: str, r: BenchResult) -> str:

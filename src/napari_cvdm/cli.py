@@ -11,10 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the console script starts fast: torch is imported by the subcommands that need it
-    import torch
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -370,16 +366,16 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Print the speed figures of a model (or the SR3 preset)."""
-    from .bench import bench_network, format_bench, model_condition, sr3_preset_network
+    from .bench import bench_network, format_bench, model_condition, random_condition, sr3_preset_network
     from .models import load_model
-    from .predict import (autocast_dtype, memory_budget_bytes, plan_sampling, preferred_chunk_pixels,
-                          prepare_network, resolve_device)
+    from .predict import (autocast_dtype, device_sampling_plan, preferred_chunk_pixels, prepare_network,
+                          resolve_device)
 
     device = resolve_device(args.device)
     if args.preset == "sr3":
         net = sr3_preset_network(device)
         side = -(-args.size // net.stride) * net.stride
-        cond = _torch_rand((1, 1, side, side), device)
+        cond = random_condition((1, 1, side, side), device)
         name, steps = f"SR3-sized preset ({args.size}² → {side}²)", args.steps or 2
         limit = preferred_chunk_pixels(device)
         chunk = None if limit is None else max(1, limit // side**2)
@@ -387,8 +383,7 @@ def run_bench(args: argparse.Namespace) -> int:
         model = load_model(args.model)
         net, cond = prepare_network(model.network, device), model_condition(model, args.size, device)
         name, steps = f"{model.name} ({args.size}² input)", args.steps or model.default_steps
-        chunk = plan_sampling(model, tuple(cond.shape[-2:]), args.samples, budget_bytes=memory_budget_bytes(device),
-                              chunk_pixels=preferred_chunk_pixels(device)).chunk
+        chunk = device_sampling_plan(model, tuple(cond.shape[-2:]), args.samples, device).chunk
     if args.compile:
         from .predict import compile_network
 
@@ -397,13 +392,6 @@ def run_bench(args: argparse.Namespace) -> int:
     print(format_bench(name, bench_network(net, cond, args.samples, steps, chunk_size=chunk,
                                            autocast=autocast_dtype(device))))
     return 0
-
-
-def _torch_rand(shape: tuple[int, ...], device) -> torch.Tensor:
-    """Uniform random tensor (seeded) on ``device``."""
-    import torch
-
-    return torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:

@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from .data.normalize import qpi_base, qpi_condition, sr_affine, sr_condition
-from .diffusion.sampler import ProgressCallback, SamplingProgress, sample
-from .diffusion.schedule import LearnedSchedule
-from .diffusion.tiling import DEFAULT_OVERLAP_FRACTION, tiled
 from .diffusion.network import CVDMNetwork
+from .diffusion.sampler import ProgressCallback, SamplingProgress, sample, schedule_map
+from .diffusion.schedule import LearnedSchedule
 from .models import CVDMModel, Prediction
 
 __all__ = ["resolve_device", "available_devices", "predict_image", "check_input", "MIN_SIDE", "SamplingPlan",
-           "plan_sampling", "autocast_dtype", "sampling_autocast", "cpu_has_native_bf16", "sampling_memory_format",
-           "prepare_network", "preferred_chunk_pixels", "compile_network", "memory_budget_bytes"]
+           "plan_sampling", "device_sampling_plan", "autocast_dtype", "sampling_autocast", "cpu_has_native_bf16",
+           "sampling_memory_format", "prepare_network", "preferred_chunk_pixels", "compile_network",
+           "memory_budget_bytes"]
 
 MIN_SIDE = 16
 _MEMORY_BUDGET_BYTES = 2 * 1024**3
@@ -242,21 +242,25 @@ def plan_sampling(model: CVDMModel, shape: tuple[int, int], n_samples: int, tile
     return SamplingPlan(int(max(1, chunk)), tile)
 
 
+def device_sampling_plan(model: CVDMModel, shape: tuple[int, int], n_samples: int, device: torch.device,
+                         tile_size: int | None = None) -> SamplingPlan:
+    """:func:`plan_sampling` with ``device``'s memory budget (:func:`memory_budget_bytes`) and chunk limit
+    (:func:`preferred_chunk_pixels`)."""
+    return plan_sampling(model, shape, n_samples, tile_size, budget_bytes=memory_budget_bytes(device),
+                         chunk_pixels=preferred_chunk_pixels(device))
+
+
 def _sample_plane(model: CVDMModel, cond: torch.Tensor, n_samples: int, steps: int, seed: int,
                   device: torch.device, callback: ProgressCallback | None,
                   tile_size: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     net = model.network
     padded, (h, w) = _pad_to(cond, net.stride)
-    plan = plan_sampling(model, tuple(padded.shape[-2:]), n_samples, tile_size,
-                         budget_bytes=memory_budget_bytes(device), chunk_pixels=preferred_chunk_pixels(device))
-    overlap = None if plan.tile is None else int(plan.tile * DEFAULT_OVERLAP_FRACTION)
-    lam_fn = net.schedule.lam if plan.tile is None else tiled(net.schedule.lam, plan.tile, overlap, net.stride)
-    with torch.inference_mode():
-        lam_map = lam_fn(padded)  # once per plane: used by the sampler and returned
+    plan = device_sampling_plan(model, tuple(padded.shape[-2:]), n_samples, device, tile_size)
+    lam_map = schedule_map(net, padded, plan.tile)  # once per plane: used by the sampler and returned
     gen = torch.Generator(device=device).manual_seed(seed)
     with sampling_autocast(device, autocast_dtype(device)):
         out = sample(net, padded, n_samples, steps, gen, chunk_size=plan.chunk, callback=callback, tile=plan.tile,
-                     overlap=overlap, lam=lam_map)
+                     lam=lam_map)
     lam = lam_map[0, 0, :h, :w] if isinstance(net.schedule, LearnedSchedule) else None
     return out[..., :h, :w], lam
 

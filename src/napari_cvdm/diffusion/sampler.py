@@ -26,7 +26,7 @@ from .network import CVDMNetwork
 from .tiling import DEFAULT_OVERLAP_FRACTION, tiled
 
 __all__ = ["SamplingProgress", "SamplingCancelled", "ProgressCallback", "StepCoefficients", "step_coefficients",
-           "time_grid", "sample", "sample_seeds"]
+           "time_grid", "schedule_map", "sample", "sample_seeds"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,21 @@ def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: to
 def time_grid(steps: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Times ``1 = t_0 > t_1 > … > t_steps = 0`` of the ancestral steps, shape ``(steps + 1,)``."""
     return torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
+
+
+def schedule_map(net: CVDMNetwork, x: torch.Tensor, tile: int | None = None,
+                 overlap: int | None = None) -> torch.Tensor:
+    """The schedule's per-pixel map ``λ(x)``, shape ``(1, 1, H, W)``, for a condition ``(1, C, H, W)``.
+
+    With ``tile``, the schedule network runs on overlapping tiles blended as in :func:`sample` (``overlap``
+    defaults to :data:`~napari_cvdm.diffusion.tiling.DEFAULT_OVERLAP_FRACTION` of the tile).
+    """
+    lam_fn = net.schedule.lam
+    if tile is not None:
+        overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
+        lam_fn = tiled(lam_fn, tile, overlap, net.stride)
+    with torch.inference_mode():
+        return lam_fn(x)
 
 
 @dataclass(frozen=True)
@@ -161,15 +176,15 @@ def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, genera
     shape = (c_y, x.shape[-2], x.shape[-1])
     seeds = sample_seeds(generator, n_samples)
     done, total = 0, steps * n_chunks
-    denoise, lam_fn = net.denoiser, net.schedule.lam
+    denoise = net.denoiser
     # what depends on the noise level alone is the same for every sample: once per step (whole images only)
     noise_embedding = net.denoiser.noise_embedding if isinstance(net.denoiser, Denoiser) and tile is None else None
     if tile is not None:
         overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
-        denoise, lam_fn = tiled(denoise, tile, overlap, net.stride), tiled(lam_fn, tile, overlap, net.stride)
+        denoise = tiled(denoise, tile, overlap, net.stride)
+    if lam is None:
+        lam = schedule_map(net, x, tile, overlap)  # once
     with torch.inference_mode():
-        if lam is None:
-            lam = lam_fn(x)  # (1, 1, H, W), once
         lam = lam.to(dtype)
         tau = net.schedule.tau(time_grid(steps, device, dtype))  # (steps + 1,), once
         gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
