@@ -24,7 +24,7 @@ def test_bench_result_amortizes_the_schedule(tmp_path):
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     cond = model_condition(model, 32, torch.device("cpu"))
-    r = bench_network(model.network.eval(), cond, samples=2, steps=4, repeats=2)
+    r = bench_network(model.network.eval(), cond, samples=2, steps=4, repeats=5)  # medians: timer jitter
     assert r.sample_steps_per_s > 0 and r.peak_gflops > 0 and r.denoiser_gflop > 0
     assert abs(r.sample_total_s - r.per_sample_step_s * 8) < 1e-9
     assert r.amortization > 0.3  # a sample·step costs about one denoiser pass (noisy on a busy machine)
