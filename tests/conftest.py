@@ -23,20 +23,61 @@ def tiny_net():
     return tiny_network()
 
 
+def tiny_config(task: str, attention: bool = True) -> NetworkConfig:
+    """A tiny network config for ``task`` (its condition channels come from the task)."""
+    import dataclasses
+
+    from napari_cvdm.tasks import get_task
+
+    t = get_task(task)
+    denoiser = TINY_UNET if attention else dataclasses.replace(TINY_UNET, attention_levels=())
+    return NetworkConfig(cond_channels=t.cond_channels(t.default_normalization()), denoiser=denoiser,
+                         schedule_net=TINY_SCHEDULE)
+
+
 def untrained_model_file(directory, task: str, default_steps: int = 2):
     """A tiny, untrained model file of ``task`` without attention (fast to sample on large images; for GUI
     and I/O tests)."""
-    import dataclasses
-
-    from napari_cvdm.data.normalize import default_normalization
     from napari_cvdm.models import save_model
+    from napari_cvdm.tasks import get_task
 
     torch.manual_seed(0)
-    net = build_network(NetworkConfig(target_channels=1, cond_channels=1 if task == "sr" else 3,
-                                      denoiser=dataclasses.replace(TINY_UNET, attention_levels=()),
-                                      schedule_net=TINY_SCHEDULE))
-    return save_model(directory / f"tiny-{task}.safetensors", net, task, default_normalization(task),
-                      {"note": "test"}, {"steps": 0}, default_steps=default_steps)
+    t = get_task(task)
+    return save_model(directory / f"tiny-{task}.safetensors", build_network(tiny_config(task, attention=False)), t,
+                      t.default_normalization(), t.default_optics(), {"steps": 0}, default_steps=default_steps)
+
+
+def make_trainer(task="sr", steps=6, tmp_path=None, validator=None, **kw):
+    """A trainer of a tiny network on 6 simulated 32² pairs (checkpoints every 3 steps when ``tmp_path``)."""
+    from napari_cvdm.data.dataset import SimulatedPairs
+    from napari_cvdm.job import pair_batches
+    from napari_cvdm.tasks import get_task
+    from napari_cvdm.train import Trainer, TrainConfig, new_network
+
+    t = get_task(task)
+    pairs = SimulatedPairs(task=t, n=6, size=32, seed=1)
+    kw.setdefault("validate_every", 0)
+    cfg = TrainConfig(steps=steps, batch_size=2, patch_size=16, checkpoint_every=3, seed=3, **kw)
+    ckpt = tmp_path / "run.ckpt.safetensors" if tmp_path else None
+    return Trainer(new_network(tiny_config(task), 0), pair_batches(t, pairs, t.default_normalization(), cfg), cfg,
+                   validator=validator, checkpoint=ckpt, log=tmp_path / "log.jsonl" if tmp_path else None,
+                   identity={"task": t.name})
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory):
+    """Tiny model files ``{"sr": path, "qpi": path}`` trained for 3 steps (default 4 sampling steps)."""
+    from napari_cvdm.models import save_model
+    from napari_cvdm.tasks import get_task
+
+    d = tmp_path_factory.mktemp("trained")
+    out = {}
+    for task in ("sr", "qpi"):
+        t = get_task(task)
+        result = make_trainer(task, steps=3).run()
+        out[task] = save_model(d / f"{task}.safetensors", result.network, t, t.default_normalization(),
+                               t.default_optics(), {"steps": 3}, default_steps=4)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +90,12 @@ def model_files(tmp_path_factory):
 @pytest.fixture
 def errors(monkeypatch):
     """Messages the widgets show as napari error notifications (collected instead of shown)."""
+    import napari_cvdm._widgets._common as common
+    import napari_cvdm._widgets._runner as runner
     import napari_cvdm._widgets.finetune as finetune
     import napari_cvdm._widgets.reconstruct as reconstruct
 
     shown = []
-    for module in (finetune, reconstruct):
+    for module in (finetune, reconstruct, common, runner):
         monkeypatch.setattr(module, "show_error", shown.append)
     return shown

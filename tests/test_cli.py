@@ -5,15 +5,17 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from napari_cvdm.cli import main
 from napari_cvdm.data.tiff import read_tiff
+from napari_cvdm.models import load_model
 
 
 def test_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "napari_cvdm", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for command in ("demo", "toy", "simulate", "train", "predict", "evaluate"):
+    for command in ("demo", "toy", "simulate", "train", "predict", "evaluate", "bench"):
         assert command in out.stdout
 
 
@@ -36,3 +38,55 @@ def test_bad_arguments_exit_with_a_message(capsys):
         main(["toy", "--samples", "0"])
     assert info.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_train_cli_from_changes_weights_and_keeps_lineage(tmp_path, trained_models):
+    sim = tmp_path / "pairs"
+    assert main(["simulate", "--task", "sr", "--n", "3", "--size", "32", "--output-dir", str(sim)]) == 0
+    out = tmp_path / "tuned.safetensors"
+    assert main(["train", "--task", "sr", "--pairs", str(sim), "--from", str(trained_models["sr"]), "--steps", "3",
+                 "--batch-size", "2", "--patch-size", "16", "--validate-every", "0", "--output", str(out)]) == 0
+    parent, child = load_model(trained_models["sr"]), load_model(out)
+    assert child.network.config == parent.network.config
+    changed = [not torch.equal(a, b) for a, b in zip(parent.network.state_dict().values(),
+                                                     child.network.state_dict().values())]
+    assert any(changed)
+    lineage = child.metadata["training"]["lineage"]
+    assert lineage[-1]["path"] == str(trained_models["sr"]) and lineage[-1]["training"] == {"steps": 3}
+    assert child.metadata["training"]["from"] == str(trained_models["sr"])
+    assert (tmp_path / "tuned.ckpt.safetensors").exists() and (tmp_path / "tuned.log.jsonl").exists()
+
+
+def test_demo_runs_a_model_and_writes_the_images(tmp_path, trained_models, capsys):
+    from napari_cvdm.data.tiff import read_tiff
+
+    assert main(["demo", "--model", str(trained_models["sr"]), "--size", "32", "--samples", "2", "--steps", "2",
+                 "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "CVDM mean" in out and "richardson-lucy" in out
+    mean = read_tiff(tmp_path / "widefield_mean.tif")
+    assert mean.data.shape == (64, 64) and mean.pixel_size_um == pytest.approx((0.0313, 0.0313))
+    assert read_tiff(tmp_path / "widefield.tif").data.shape == (32, 32)
+
+
+def test_predict_cli_writes_good_files_and_lists_bad_ones(tmp_path, trained_models, capsys):
+    from napari_cvdm.data.tiff import read_tiff, write_tiff
+
+    good = write_tiff(tmp_path / "cell.tif", np.random.default_rng(0).random((24, 24)).astype(np.float32),
+                      pixel_size_um=0.0626)
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff")
+    rc = main(["predict", str(good), str(bad), "--model", str(trained_models["sr"]), "--samples", "2", "--steps", "2",
+               "--output-dir", str(tmp_path / "out")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "broken.tif" in err and "1 of 2" in err
+    mean = read_tiff(tmp_path / "out" / "cell_mean.tif")
+    assert mean.data.shape == (48, 48) and mean.data.dtype == np.float32
+    assert mean.pixel_size_um == pytest.approx((0.0313, 0.0313))
+    assert (tmp_path / "out" / "cell_std.tif").exists() and not (tmp_path / "out" / "broken_mean.tif").exists()
+
+
+def test_optics_options_of_another_task_are_refused(tmp_path, capsys):
+    rc = main(["simulate", "--task", "qpi", "--n", "1", "--size", "32", "--na", "1.1", "--output-dir", str(tmp_path)])
+    assert rc == 2 and "na" in capsys.readouterr().err

@@ -42,26 +42,26 @@ def test_fine_tune_from_layers_plots_previews_saves_and_shows_up_in_reconstruct(
     reconstruct = ReconstructWidget(viewer)
     widget = _widget(viewer, model_files["sr"])
     widget.source_box.setCurrentIndex(0)
-    widget.input_box.setCurrentText("widefield stack")
-    widget.target_box.setCurrentText("SIM stack")
+    widget.pages.input_box.setCurrentText("widefield stack")
+    widget.pages.target_box.setCurrentText("SIM stack")
     widget.start()
     assert widget.worker is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert widget.result is not None and widget.result.steps_done == 6
-    assert [s for s, _ in widget._losses] == list(range(1, 7))
-    xs, ys = widget.loss_curve.getData()
+    assert [s for s, _ in widget.plots.losses] == list(range(1, 7))
+    xs, ys = widget.plots.loss_curve.getData()
     assert len(xs) == 6 and np.all(np.isfinite(ys))
-    assert [s for s, _ in widget._psnrs] == [3, 6]
-    assert widget.psnr_curve.getData()[0].tolist() == [3.0, 6.0]
+    assert [s for s, _ in widget.plots.psnrs] == [3, 6]
+    assert widget.plots.psnr_curve.getData()[0].tolist() == [3.0, 6.0]
     assert viewer.layers[PREVIEW_LAYER].data.shape == (64, 64)
     path = widget.save(tmp_path / "my sr")
     model = load_model(path)
-    assert model.task == "sr" and model.metadata["training"]["steps"] == 6
+    assert model.task.name == "sr" and model.metadata["training"]["steps"] == 6
     assert model.metadata["training"]["lineage"][0]["name"] == "tiny-sr"
     assert model.metadata["training"]["data"]["layers"] == ["widefield stack", "SIM stack"]
     items = [reconstruct.model_box.itemText(i) for i in range(reconstruct.model_box.count())]
-    assert "my sr" in items
-    reconstruct.model_box.setCurrentText("my sr")
+    assert f"my sr.safetensors ({tmp_path})" in items
+    reconstruct.model_box.setCurrentText(f"my sr.safetensors ({tmp_path})")
     assert reconstruct.current_model().path == path
 
 
@@ -74,13 +74,13 @@ def test_fine_tune_from_a_folder_stops_when_asked_and_keeps_a_checkpoint(make_na
     viewer = make_napari_viewer()
     widget = _widget(viewer, model_files["sr"], steps=100_000)
     widget.source_box.setCurrentIndex(1)
-    widget.folder_edit.setText(str(tmp_path / "pairs"))
+    widget.pages.folder_edit.setText(str(tmp_path / "pairs"))
     widget.start()
-    qtbot.waitUntil(lambda: len(widget._losses) >= 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(widget.plots.losses) >= 2, timeout=60_000)
     widget.stop()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     assert widget.result.stopped_early and widget.result.steps_done < 100
-    assert widget._job["checkpoint"].exists()
+    assert widget.job.trainer.checkpoint.exists()
     assert widget.save_button.isEnabled() and widget.start_button.isEnabled()
 
 
@@ -88,15 +88,16 @@ def test_fine_tune_qpi_on_simulated_optics(make_napari_viewer, qtbot, model_file
     viewer = make_napari_viewer()
     widget = _widget(viewer, model_files["qpi"], steps=2)
     widget.source_box.setCurrentIndex(2)
-    assert widget.dz_spin.isVisibleTo(widget) and not widget.na_spin.isVisibleTo(widget)
-    widget.wavelength_spin.setValue(0.6)
-    widget.dz_spin.setValue(2.0)
-    widget.n_pairs_spin.setValue(4)
+    boxes = widget.pages.optics_form.boxes
+    assert "dz_um" in boxes and "na" not in boxes  # the form is the qpi optics class's
+    boxes["wavelength_um"].setValue(0.6)
+    boxes["dz_um"].setValue(2.0)
+    widget.pages.n_pairs_spin.setValue(4)
     widget.val_every_spin.setValue(100)
     widget.start()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert widget.result.steps_done == 2
-    assert widget._job["optics"]["dz_um"] == 2.0 and widget._job["optics"]["wavelength_um"] == 0.6
+    assert widget.job.start.optics.dz_um == 2.0 and widget.job.start.optics.wavelength_um == 0.6
 
 
 @pytest.mark.parametrize("case", ["mismatched", "same layer", "nan", "empty folder"])
@@ -110,13 +111,13 @@ def test_bad_training_data_gives_a_notification_and_starts_nothing(make_napari_v
         tgt[1, 1] = np.nan
     viewer.add_image(inp, name="in")
     viewer.add_image(tgt, name="out")
-    widget.input_box.setCurrentText("in")
-    widget.target_box.setCurrentText("in" if case == "same layer" else "out")
+    widget.pages.input_box.setCurrentText("in")
+    widget.pages.target_box.setCurrentText("in" if case == "same layer" else "out")
     if case == "empty folder":
         (tmp_path / "inputs").mkdir()
         (tmp_path / "targets").mkdir()
         widget.source_box.setCurrentIndex(1)
-        widget.folder_edit.setText(str(tmp_path))
+        widget.pages.folder_edit.setText(str(tmp_path))
     before = [layer.name for layer in viewer.layers]
     widget.start()
     assert widget.worker is None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cvdm.data.simulate import QPIOptics, defocused_pair
+from napari_cvdm.physics.fresnel import QPIOptics, defocused_pair
 from napari_cvdm.physics.fresnel import (
     angular_spectrum_propagate,
     defocus_stack,

@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from napari_cvdm.data.normalize import default_normalization, sr_affine
 from napari_cvdm.data.tiff import read_tiff, write_tiff
-from napari_cvdm.predict import check_input
+from napari_cvdm.tasks import get_task
+from napari_cvdm.tasks.sr import sr_affine
 
 DTYPES = st.sampled_from([np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64])
 
@@ -24,10 +24,11 @@ def _image(dtype, shape):
 @given(data=st.data(), dtype=DTYPES, h=st.integers(16, 40), w=st.integers(16, 40))
 def test_sr_normalisation_is_finite_and_invertible_for_any_dtype_and_range(data, dtype, h, w):
     image = data.draw(_image(dtype, (h, w)))
-    planes = check_input(image, "sr")  # integer types are widened, never wrapped
+    sr = get_task("sr")
+    planes = sr.check_input(image)  # integer types are widened, never wrapped
     assert planes.dtype == np.float64 and planes.shape == (1, h, w)
     np.testing.assert_array_equal(planes[0], image.astype(np.float64))
-    offset, scale = sr_affine(planes[0], default_normalization("sr"))
+    offset, scale = sr_affine(planes[0], sr.default_normalization())
     assert np.isfinite(offset) and np.isfinite(scale) and scale > 0
     normalised = (planes[0] - offset) / scale
     assert np.isfinite(normalised).all()
@@ -41,16 +42,17 @@ def test_input_checks_accept_exactly_the_documented_shapes(shape, task):
     image = np.zeros(shape, np.float32)
     h_ok = len(shape) >= 2 and min(shape[-2:]) >= 16
     if task == "sr":
-        ok = len(shape) in (2, 3) and h_ok and not (len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4)
+        shape_ok = len(shape) in (2, 3) and not (len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4)
     else:
-        ok = h_ok and ((len(shape) == 3 and shape[0] == 2) or (len(shape) == 4 and shape[1] == 2))
-    if ok:
-        planes = check_input(image, task)
+        shape_ok = (len(shape) == 3 and shape[0] == 2) or (len(shape) == 4 and shape[1] == 2)
+    if shape_ok and h_ok:
+        planes = get_task(task).check_input(image)
         assert planes.shape[-2:] == tuple(shape[-2:])
     else:
         with pytest.raises(ValueError) as err:
-            check_input(image, task)
-        assert str(shape[-1]) in str(err.value) or "expects" in str(err.value)
+            get_task(task).check_input(image)
+        # the message names what is wrong: the shape it got, or the size it needs
+        assert ("at least 16×16" if shape_ok else f"shape {tuple(shape)}") in str(err.value), str(err.value)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

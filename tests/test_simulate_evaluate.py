@@ -7,18 +7,19 @@ import pytest
 import torch
 
 from napari_cvdm.cli import main
+from napari_cvdm.data.dataset import ArrayPairs, PairError
 from napari_cvdm.data.simulate import (
     SR_STRUCTURES,
-    QPIOptics,
     phase_map,
     simulate_qpi_pair,
     simulate_sr_pair,
 )
 from napari_cvdm.data.tiff import read_tiff
-from napari_cvdm.evaluate import evaluate, qpi_baselines, qpi_test_set, read_pair_folder, sr_baselines, sr_test_set
+from napari_cvdm.evaluate import evaluate, read_pair_folder, held_out_set
 from napari_cvdm.metrics import affine_fit, calibration, qpi_scores, sr_scores
-from napari_cvdm.physics.fresnel import angular_spectrum_propagate, phase_object
+from napari_cvdm.physics.fresnel import QPIOptics, angular_spectrum_propagate, phase_object
 from napari_cvdm.physics.widefield import WidefieldOptics
+from napari_cvdm.tasks import get_task
 
 
 @pytest.mark.parametrize("structure", list(SR_STRUCTURES))
@@ -101,12 +102,12 @@ def test_metrics():
 
 
 def test_evaluate_ranks_the_baselines_sensibly():
-    optics = WidefieldOptics()
-    rows = evaluate(sr_test_set(1, 48, structures=["microtubules", "ccps"]), sr_baselines(optics), "sr")
+    sr, qpi = get_task("sr"), get_task("qpi")
+    rows = evaluate(held_out_set(sr, 1, 48, classes=["microtubules", "ccps"]), sr.baselines(WidefieldOptics()), sr)
     table = {(r.group, r.method.split()[0]): r for r in rows}
     assert {g for g, _ in table} == {"microtubules", "ccps", "all"}
     assert table[("all", "richardson-lucy")].psnr > table[("all", "bicubic")].psnr
-    rows = evaluate(qpi_test_set(1, 64), qpi_baselines(), "qpi")
+    rows = evaluate(held_out_set(qpi, 1, 64), qpi.baselines(), qpi)
     assert all(r.psnr > 15 for r in rows)
 
 
@@ -114,3 +115,12 @@ def test_evaluate_command_prints_a_table(capsys):
     assert main(["evaluate", "--model", "qpi", "--n-per-class", "1", "--size", "64"]) == 0
     out = capsys.readouterr().out
     assert "| cells | TIE" in out and "| all |" in out
+
+
+def test_mismatched_pairs_are_rejected_before_training():
+    with pytest.raises(PairError, match="twice the input"):
+        ArrayPairs("sr", [np.zeros((32, 32))], [np.zeros((32, 32))])
+    with pytest.raises(PairError, match="NaN"):
+        ArrayPairs("sr", [np.full((32, 32), np.nan)], [np.zeros((64, 64))])
+    with pytest.raises(PairError, match="at least"):
+        ArrayPairs("sr", [np.zeros((8, 8))], [np.zeros((16, 16))])

@@ -109,14 +109,14 @@ def test_tiled_sampling_is_finite_and_follows_the_whole_image():
 
 def test_plan_tiles_only_when_the_image_does_not_fit(tmp_path):
     model = load_model(untrained_model_file(tmp_path, "sr"))
-    small = plan_sampling(model, (128, 128), 8)
+    small = plan_sampling(model.network, model.task.gain, (128, 128), 8)
     assert small.tile is None and small.chunk == 8
-    huge = plan_sampling(model, (8192, 8192), 1)
+    huge = plan_sampling(model.network, model.task.gain, (8192, 8192), 1)
     assert huge.tile is not None and huge.tile % model.network.stride == 0 and huge.chunk == 1
-    asked = plan_sampling(model, (512, 512), 4, tile_size=64)
+    asked = plan_sampling(model.network, model.task.gain, (512, 512), 4, tile_size=64)
     assert asked.tile == 128  # sr: 64 input pixels are 128 output pixels
     with pytest.raises(ValueError, match="too small"):
-        plan_sampling(model, (512, 512), 4, tile_size=4)
+        plan_sampling(model.network, model.task.gain, (512, 512), 4, tile_size=4)
 
 
 def test_predict_with_tiles_is_finite_and_close_to_whole_image(tmp_path):
@@ -130,7 +130,7 @@ def test_predict_with_tiles_is_finite_and_close_to_whole_image(tmp_path):
 
 
 def test_bf16_autocast_sampling_path_runs_on_cpu_and_follows_fp32():
-    from napari_cvdm.predict import autocast_dtype, cpu_has_native_bf16, sampling_autocast
+    from napari_cvdm.devices import autocast_dtype, cpu_has_native_bf16, sampling_autocast
 
     assert autocast_dtype(torch.device("cuda")) == torch.bfloat16
     assert autocast_dtype(torch.device("mps")) is None
@@ -152,7 +152,7 @@ def _assert_same_samples(a: torch.Tensor, b: torch.Tensor) -> None:
 
 def test_channels_last_and_compiled_denoisers_give_the_same_samples(tmp_path):
     from napari_cvdm.models import save_model
-    from napari_cvdm.predict import compile_network, prepare_network, sampling_memory_format
+    from napari_cvdm.devices import compile_network, prepare_network, sampling_memory_format
 
     assert sampling_memory_format(torch.device("cuda")) == torch.channels_last
     assert sampling_memory_format(torch.device("mps")) == torch.contiguous_format
@@ -165,7 +165,8 @@ def test_channels_last_and_compiled_denoisers_give_the_same_samples(tmp_path):
     channels_last = sample(net, x, 3, 4, torch.Generator().manual_seed(3), chunk_size=2)
     _assert_same_samples(channels_last, plain)
     # a model file written from a channels-last network loads and samples alike
-    path = save_model(tmp_path / "m.safetensors", net, "sr", load_model("sr").normalization, {}, default_steps=4)
+    bundled = load_model("sr")
+    path = save_model(tmp_path / "m.safetensors", net, "sr", bundled.normalization, bundled.optics, default_steps=4)
     reloaded = load_model(path).network
     _assert_same_samples(sample(reloaded, x, 3, 4, torch.Generator().manual_seed(3)), plain)
     # torch.compile traces our denoiser (both call forms, two batch sizes); "aot_eager" skips the slow code
@@ -176,18 +177,18 @@ def test_channels_last_and_compiled_denoisers_give_the_same_samples(tmp_path):
 
 
 def test_cpu_chunks_stay_cache_sized_and_gpus_take_what_the_budget_allows(tmp_path):
-    from napari_cvdm.predict import preferred_chunk_pixels
+    from napari_cvdm.devices import preferred_chunk_pixels
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     cpu, gpu = preferred_chunk_pixels(torch.device("cpu")), preferred_chunk_pixels(torch.device("cuda"))
     assert gpu is None
-    assert plan_sampling(model, (1024, 1024), 8, chunk_pixels=cpu).chunk == 1  # never below one sample
-    assert plan_sampling(model, (256, 256), 8, chunk_pixels=cpu).chunk == cpu // 256**2
-    assert plan_sampling(model, (256, 256), 8, chunk_pixels=gpu).chunk == 8
+    assert plan_sampling(model.network, model.task.gain, (1024, 1024), 8, chunk_pixels=cpu).chunk == 1  # never below one sample
+    assert plan_sampling(model.network, model.task.gain, (256, 256), 8, chunk_pixels=cpu).chunk == cpu // 256**2
+    assert plan_sampling(model.network, model.task.gain, (256, 256), 8, chunk_pixels=gpu).chunk == 8
 
 
 def test_a_cuda_gpu_gets_half_its_free_memory_as_budget(monkeypatch):
-    from napari_cvdm.predict import memory_budget_bytes
+    from napari_cvdm.devices import memory_budget_bytes
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * 2**30, 141 * 2**30))
     assert memory_budget_bytes(torch.device("cuda")) == 50 * 2**30

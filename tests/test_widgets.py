@@ -163,12 +163,12 @@ def test_bad_inputs_become_notifications_and_add_nothing(make_napari_viewer, qtb
 
 def test_a_failure_in_the_worker_becomes_a_notification(make_napari_viewer, qtbot, model_files, errors,
                                                          monkeypatch):
-    import napari_cvdm._widgets.reconstruct as rec
+    import napari_cvdm.models as models
 
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes")
 
-    monkeypatch.setattr(rec, "predict_image", out_of_memory)
+    monkeypatch.setattr(models, "predict_image", out_of_memory)
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64), np.float32), name="img")
     widget = _widget(viewer, model_files["sr"])
@@ -194,9 +194,9 @@ def test_session_models_appear_in_the_model_list(make_napari_viewer, model_files
 
     viewer = make_napari_viewer()
     widget = _widget(viewer, model_files["sr"])
-    SESSION_MODELS.add("my fine-tuned sr", model_files["sr"])
+    SESSION_MODELS.add(model_files["sr"])
     items = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
-    assert "my fine-tuned sr" in items and items[:2] == ["sr", "qpi"]
+    assert f"{model_files['sr'].name} ({model_files['sr'].parent})" in items and items[:2] == ["sr", "qpi"]
 
 
 def test_writer_keeps_pixel_size_through_the_reader(tmp_path):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data.simulate import QPIOptics, simulate_qpi_pair, simulate_sr_pair
-from .layers import LayerData, output_geometry, robust_limits
+from .data.simulate import simulate_qpi_pair, simulate_sr_pair
+from .layers import LayerData, robust_limits
+from .physics.fresnel import QPIOptics
 from .physics.widefield import WidefieldOptics
+from .tasks import get_task
 
 __all__ = ["sr_sample", "qpi_sample", "SAMPLE_SIZE"]
 
@@ -25,7 +27,7 @@ def sr_sample() -> list[LayerData]:
     optics = WidefieldOptics()
     pair = simulate_sr_pair("microtubules", (SAMPLE_SIZE, SAMPLE_SIZE), 50.0, np.random.default_rng(_SEED), optics)
     scale = (optics.pixel_um, optics.pixel_um)
-    target_scale, target_translate = output_geometry("sr", scale, (0.0, 0.0), plane_axis=False)
+    target_scale, target_translate = get_task("sr").output_geometry(scale, (0.0, 0.0), plane_axis=False)
     units = ("µm", "µm")
     return [
         (pair.input, {"name": "widefield", "scale": scale, "units": units,

@@ -23,10 +23,13 @@ import torch
 
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .diffusion.sampler import sample, time_grid
-from .models import CVDMModel
+from .devices import (autocast_dtype, compile_network, preferred_chunk_pixels, prepare_network,
+                      resolve_device)
+from .models import CVDMModel, load_model
+from .predict import device_sampling_plan
 
 __all__ = ["BenchResult", "matmul_peak_gflops", "bench_network", "sr3_preset_network", "model_condition",
-           "random_condition", "format_bench"]
+           "random_condition", "format_bench", "bench_model", "bench_sr3_preset"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
     autocast
         Reduced precision of the denoiser (as :func:`napari_cvdm.predict.autocast_dtype` chooses), or ``None``.
     """
-    from .predict import sampling_autocast
+    from .devices import sampling_autocast
 
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -157,7 +160,6 @@ def sr3_preset_network(device: torch.device) -> CVDMNetwork:
     with a learned schedule, randomly initialised: for setting the cost per step beside the reference."""
     from .diffusion.denoiser import sr3_config
     from .diffusion.schedule import ScheduleConfig
-    from .predict import prepare_network
 
     torch.manual_seed(0)
     config = NetworkConfig(target_channels=1, cond_channels=1, denoiser=sr3_config(),
@@ -167,7 +169,7 @@ def sr3_preset_network(device: torch.device) -> CVDMNetwork:
 
 def model_condition(model: CVDMModel, size: int, device: torch.device) -> torch.Tensor:
     """A random condition for ``model`` of an ``size``² input, on the output grid."""
-    factor = 2 if model.task == "sr" else 1
+    factor = model.task.gain
     channels = model.network.config.cond_channels
     side = -(-size * factor // model.network.stride) * model.network.stride
     return random_condition((1, channels, side, side), device)
@@ -196,3 +198,34 @@ def format_bench(name: str, r: BenchResult) -> str:
         f"({r.peak_gflops:.1f} GFLOP/s)",
         f"  peak memory               {r.peak_memory_mib:8.0f} MiB",
     ])
+
+
+def _bench(name: str, net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int, chunk: int | None,
+           device: torch.device, compile: bool) -> tuple[str, BenchResult]:
+    if compile:
+        compile_network(net)
+        name += ", torch.compile"
+    return name, bench_network(net, cond, samples, steps, chunk_size=chunk, autocast=autocast_dtype(device))
+
+
+def bench_model(model: str, size: int = 256, samples: int = 8, steps: int | None = None, device: str = "auto",
+                compile: bool = False) -> tuple[str, BenchResult]:
+    """Benchmark a model (``sr``, ``qpi`` or a file) on a random ``size``² input as :func:`predict` would run it
+    (its chunk plan and precision). Returns a display name and the figures."""
+    dev = resolve_device(device)
+    m = load_model(model)
+    net, cond = prepare_network(m.network, dev), model_condition(m, size, dev)
+    chunk = device_sampling_plan(m.network, m.task.gain, tuple(cond.shape[-2:]), samples, dev).chunk
+    return _bench(f"{m.name} ({size}² input)", net, cond, samples, steps or m.default_steps, chunk, dev, compile)
+
+
+def bench_sr3_preset(size: int = 256, samples: int = 1, steps: int = 2, device: str = "auto",
+                     compile: bool = False) -> tuple[str, BenchResult]:
+    """Benchmark the paper's SR3-sized network (random weights) on a ``size``² output."""
+    dev = resolve_device(device)
+    net = sr3_preset_network(dev)
+    side = -(-size // net.stride) * net.stride
+    limit = preferred_chunk_pixels(dev)
+    chunk = None if limit is None else max(1, limit // side**2)
+    return _bench(f"SR3-sized preset ({size}² → {side}²)", net, random_condition((1, 1, side, side), dev), samples,
+                  steps, chunk, dev, compile)

@@ -1,8 +1,8 @@
 """Held-out evaluation against the classical baselines.
 
 The default test sets are simulated on the fly with :data:`TEST_SEED`, which no
-training run may use; baseline parameters (Richardson–Lucy iterations, TIE
-regularization) are chosen on a separate validation set (:data:`VALIDATION_SEED`).
+training run may use; baseline parameters (the task's: Richardson–Lucy iterations,
+TIE regularization) are chosen on a separate validation set (:data:`VALIDATION_SEED`).
 A method maps an input to ``(mean, std)`` (``std`` may be ``None``).
 """
 
@@ -12,35 +12,19 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .data.simulate import (
-    QPI_SOURCES,
-    SR_STRUCTURES,
-    QPIOptics,
-    simulate_qpi_pair,
-    simulate_sr_pair,
-)
 from .data.dataset import paired_tiffs
+from .data.simulate import TEST_SEED, VALIDATION_SEED
 from .data.tiff import read_tiff
-from .metrics import calibration, qpi_scores, sr_scores
-from .physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase
-from .physics.widefield import DEFAULT_RL_ITERATIONS, WidefieldOptics, bicubic_upsample, richardson_lucy_sr
+from .metrics import calibration
+from .physics.optics import Optics
+from .tasks import Method, Task
 
-__all__ = [
-    "TEST_SEED", "VALIDATION_SEED", "PHOTON_RANGE", "Example", "Method", "Row",
-    "sr_test_set", "qpi_test_set", "read_pair_folder", "sr_baselines", "qpi_baselines",
-    "evaluate", "format_table", "choose_rl_iterations", "choose_tie_regularization",
-    "DEFAULT_RL_ITERATIONS", "DEFAULT_TIE_REGULARIZATION",
-]
-
-#: Seed of the default held-out test sets (never used for training).
-TEST_SEED = 90_210_001
-#: Seed of the validation sets used to choose baseline parameters.
-VALIDATION_SEED = 90_210_002
-#: Signal range of the sr simulator, photons per pixel.
-PHOTON_RANGE = (15.0, 600.0)
+__all__ = ["TEST_SEED", "VALIDATION_SEED", "Example", "Method", "Row", "held_out_set", "read_pair_folder", "evaluate",
+           "format_table", "model_method", "evaluation_methods"]
 
 
 @dataclass(frozen=True)
@@ -53,38 +37,16 @@ class Example:
     target: np.ndarray
 
 
-#: ``input → (mean, std or None)``
-Method = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-
-def sr_test_set(n_per_class: int = 6, size: int = 64, seed: int = TEST_SEED,
-                optics: WidefieldOptics | None = None, structures: Sequence[str] | None = None) -> list[Example]:
-    """Simulated sr pairs, ``n_per_class`` per structure, photons log-uniform in :data:`PHOTON_RANGE`."""
+def held_out_set(task: Task, n_per_class: int = 6, size: int | None = None, seed: int = TEST_SEED,
+             optics: Optics | None = None, classes: Sequence[str] | None = None,
+             images: list[np.ndarray] | None = None) -> list[Example]:
+    """Simulated pairs, ``n_per_class`` per class (default: the task's training classes), from one generator."""
     rng = np.random.default_rng(seed)
     out = []
-    for structure in structures or list(SR_STRUCTURES):
+    for cls in classes or task.default_classes(with_images=bool(images)):
         for i in range(n_per_class):
-            pair = simulate_sr_pair(structure, (size, size), _log_uniform(rng, *PHOTON_RANGE), rng, optics)
-            out.append(Example(f"{structure}_{i:04d}", structure, pair.input, pair.target))
-    return out
-
-
-def qpi_test_set(n_per_class: int = 6, size: int = 128, seed: int = TEST_SEED, optics: QPIOptics | None = None,
-                 sources: Sequence[str] = ("cells", "textures"),
-                 images: list[np.ndarray] | None = None) -> list[Example]:
-    """Simulated qpi pairs, ``n_per_class`` per phase source."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for source in sources:
-        if source not in QPI_SOURCES:
-            raise ValueError(f"unknown phase source {source!r}")
-        for i in range(n_per_class):
-            pair = simulate_qpi_pair(source, (size, size), rng, optics, images)
-            out.append(Example(f"{source}_{i:04d}", source, pair.input, pair.target))
+            inp, tgt = task.simulate(cls, size or task.eval_size, rng, optics, images)
+            out.append(Example(f"{cls}_{i:04d}", cls, inp, tgt))
     return out
 
 
@@ -95,26 +57,6 @@ def read_pair_folder(folder: str | Path) -> list[Example]:
     """
     return [Example(i.stem, i.stem.split("_")[0], read_tiff(i).data.astype(np.float32),
                     read_tiff(t).data.astype(np.float32)) for _, i, t in paired_tiffs(folder)]
-
-
-def sr_baselines(optics: WidefieldOptics | None = None,
-                 rl_iterations: int = DEFAULT_RL_ITERATIONS) -> dict[str, Method]:
-    """Bicubic interpolation and Richardson–Lucy deconvolution."""
-    optics = optics or WidefieldOptics()
-    return {
-        "bicubic": lambda x: (bicubic_upsample(x, optics.gain), None),
-        f"richardson-lucy ({rl_iterations} it.)": lambda x: (richardson_lucy_sr(x, optics, rl_iterations), None),
-    }
-
-
-def qpi_baselines(optics: QPIOptics | None = None,
-                  regularization: float = DEFAULT_TIE_REGULARIZATION) -> dict[str, Method]:
-    """The transport-of-intensity equation."""
-    optics = optics or QPIOptics()
-    return {
-        f"TIE (alpha={regularization:g}/um^2)": lambda x: (
-            tie_phase(x[0], x[1], optics.dz_um, optics.wavelength_um, optics.pixel_um, regularization), None),
-    }
 
 
 @dataclass(frozen=True)
@@ -130,29 +72,25 @@ class Row:
     coverage_2sigma: float = float("nan")
 
 
-def evaluate(examples: Sequence[Example], methods: dict[str, Method], task: str) -> list[Row]:
-    """Score every method on every example; rows per group and overall.
+def evaluate(examples: Sequence[Example], methods: dict[str, Method], task: Task,
+             progress: Callable[[int, int], None] | None = None) -> list[Row]:
+    """Score every method on every example with the task's scores; rows per group and overall.
 
-    Parameters
-    ----------
-    task
-        ``"sr"`` (affine intensity fit) or ``"qpi"`` (means removed).
+    ``progress(done, total)`` is called after each example.
     """
-    if task not in ("sr", "qpi"):
-        raise ValueError(f"task must be 'sr' or 'qpi', got {task!r}")
-    score = sr_scores if task == "sr" else qpi_scores
     per: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
-    for ex in examples:
+    for k, ex in enumerate(examples):
         for name, method in methods.items():
             mean, std = method(ex.input)
-            s = score(mean, ex.target)
+            s = task.scores(mean, ex.target)
             rho, cov = float("nan"), float("nan")
             if std is not None:
-                err = mean - ex.target if task == "sr" else (mean - mean.mean()) - (ex.target - ex.target.mean())
-                c = calibration(std, err)
+                c = calibration(std, task.error(mean, ex.target))
                 rho, cov = c.spearman, c.coverage_2sigma
             for group in (ex.group, "all"):
                 per.setdefault((group, name), []).append((s.psnr, s.ssim, rho, cov))
+        if progress is not None:
+            progress(k + 1, len(examples))
     rows = []
     for (group, name), vals in per.items():
         arr = np.asarray(vals)
@@ -173,24 +111,32 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def choose_rl_iterations(examples: Sequence[Example], optics: WidefieldOptics | None = None,
-                         candidates: Sequence[int] = (3, 5, 10, 20, 40, 80)) -> tuple[int, dict[int, float]]:
-    """Richardson–Lucy iteration count with the best mean PSNR on validation examples."""
-    optics = optics or WidefieldOptics()
-    means = {}
-    for it in candidates:
-        means[it] = float(np.mean([sr_scores(richardson_lucy_sr(ex.input, optics, it), ex.target).psnr
-                                   for ex in examples]))
-    return max(means, key=means.get), means
+def model_method(model: Any, options: Any) -> Method:
+    """A :class:`~napari_cvdm.models.CVDMModel` as an evaluation method (mean and std)."""
+
+    def method(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        pred = model.predict_with(x, options)
+        return pred.mean, pred.std
+
+    return method
 
 
-def choose_tie_regularization(examples: Sequence[Example], optics: QPIOptics | None = None,
-                              candidates: Sequence[float] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1)
-                              ) -> tuple[float, dict[float, float]]:
-    """TIE Tikhonov α (µm⁻²) with the best mean PSNR on validation examples."""
-    optics = optics or QPIOptics()
-    means = {}
-    for a in candidates:
-        means[a] = float(np.mean([qpi_scores(tie_phase(ex.input[0], ex.input[1], optics.dz_um, optics.wavelength_um,
-                                                       optics.pixel_um, a), ex.target).psnr for ex in examples]))
-    return max(means, key=means.get), means
+def evaluation_methods(task: Task, optics: Optics, tune_on: Sequence[Example] = (), model: Any = None,
+                       options: Any = None) -> tuple[dict[str, Method], str | None]:
+    """The task's baselines (their parameter tuned on ``tune_on`` when given) and the model, if any.
+
+    Returns
+    -------
+    methods, tuning
+        Methods by display name, and a line reporting the tuning (``None`` without it).
+    """
+    tuning, parameter = None, None
+    if tune_on:
+        parameter, table = task.tune_baselines(tune_on, optics)
+        tuning = f"validation PSNR by {task.baseline_parameter}: " + ", ".join(
+            f"{k:g}: {v:.2f}" for k, v in table.items())
+    methods = task.baselines(optics, parameter)
+    if model is not None:
+        steps = options.steps or model.default_steps
+        methods[f"CVDM {model.name} ({options.n_samples} samples, {steps} steps)"] = model_method(model, options)
+    return methods, tuning

@@ -9,60 +9,39 @@ network from the architecture and loads the tensors — nothing is ever unpickle
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from .data.normalize import Normalization
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
-
-if TYPE_CHECKING:
-    from .diffusion.sampler import ProgressCallback
+from .diffusion.sampler import ProgressCallback
+from .physics.optics import Optics
+from .predict import Prediction, SamplingOptions, predict_image
+from .tasks import TASKS, Task, get_task
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "CVDMModel", "Prediction", "save_model", "load_model",
-           "bundled_model_path", "BUNDLED"]
+           "bundled_model_path", "BUNDLED", "atomic_write", "DEFAULT_STEPS"]
 
 FORMAT = "napari-cvdm-model"
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_cvdm"
-BUNDLED = ("sr", "qpi")
+BUNDLED = tuple(TASKS)  # one bundled model per task, named after it
+#: Sampling steps of a model file that records none.
+DEFAULT_STEPS = 20
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".h5", ".keras")
 
 
 class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and what is wrong."""
-
-
-@dataclass
-class Prediction:
-    """Result of :meth:`CVDMModel.predict` (numpy float32).
-
-    Attributes
-    ----------
-    mean
-        The reconstruction: mean of the samples, ``(2H, 2W)`` for ``sr`` (input
-        units), ``(H, W)`` phase in radians (zero mean) for ``qpi``; a leading
-        axis for stacks.
-    std
-        Per-pixel standard deviation of the samples, same shape and units.
-    samples
-        ``(N, ...)`` the samples themselves, or ``None``.
-    schedule
-        The learned per-pixel rate ``λ(x)`` on the output grid, or ``None`` for a
-        fixed schedule.
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-    samples: np.ndarray | None = None
-    schedule: np.ndarray | None = None
 
 
 @dataclass
@@ -74,11 +53,11 @@ class CVDMModel:
     network
         The CVDM network (EMA weights), in eval mode.
     task
-        ``"sr"`` or ``"qpi"``.
+        The task object (:mod:`napari_cvdm.tasks`); ``task.name`` is ``"sr"`` or ``"qpi"``.
     normalization
         How inputs and targets are scaled.
     optics
-        The optics the model was trained for (µm).
+        The optics the model was trained for (the task's optics class; µm).
     metadata
         The whole metadata block (provenance included).
     path
@@ -86,21 +65,21 @@ class CVDMModel:
     """
 
     network: CVDMNetwork
-    task: str
+    task: Task
     normalization: Normalization
-    optics: dict[str, Any] = field(default_factory=dict)
+    optics: Optics
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     @property
     def default_steps(self) -> int:
         """Sampling steps used when ``steps=None``."""
-        return int(self.metadata.get("sampling", {}).get("default_steps", 50))
+        return int(self.metadata.get("sampling", {}).get("default_steps", DEFAULT_STEPS))
 
     @property
     def name(self) -> str:
         """A short name for lists and layer names."""
-        return str(self.metadata.get("name") or (self.path.stem if self.path else self.task))
+        return str(self.metadata.get("name") or (self.path.stem if self.path else self.task.name))
 
     def predict(self, image: np.ndarray, n_samples: int = 8, steps: int | None = None, seed: int = 0,
                 device: str = "auto", tile_size: int | None = None,
@@ -127,13 +106,19 @@ class CVDMModel:
             Progress callback (see :mod:`napari_cvdm.diffusion.sampler`); returning
             ``False`` cancels with :class:`~napari_cvdm.diffusion.SamplingCancelled`.
         """
-        from .predict import predict_image
+        return self.predict_with(image, SamplingOptions(n_samples, steps, seed, device, tile_size), callback)
 
-        return predict_image(self, image, n_samples=n_samples, steps=steps, seed=seed, device=device,
-                             tile_size=tile_size, callback=callback)
+    def predict_with(self, image: np.ndarray, options: SamplingOptions,
+                     callback: ProgressCallback | None = None) -> Prediction:
+        """:meth:`predict` with the options as one object (``options.steps=None``: the model's default)."""
+        if options.steps is None:
+            options = dataclasses.replace(options, steps=self.default_steps)
+        return predict_image(self.network, self.task, self.normalization, image, options, callback)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """Write ``path`` through ``write(tmp)`` on a temporary name in the same folder, then rename: an
+    interruption never leaves a half-written file and a failed write keeps the previous one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -145,8 +130,8 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def save_model(path: str | Path, network: CVDMNetwork, task: str, normalization: Normalization,
-               optics: dict[str, Any], training: dict[str, Any] | None = None, default_steps: int = 50,
+def save_model(path: str | Path, network: CVDMNetwork, task: Task | str, normalization: Normalization,
+               optics: Optics, training: dict[str, Any] | None = None, default_steps: int = DEFAULT_STEPS,
                name: str | None = None) -> Path:
     """Write a model file (atomically: a temporary file, then a rename).
 
@@ -157,7 +142,7 @@ def save_model(path: str | Path, network: CVDMNetwork, task: str, normalization:
     network
         The network whose weights are saved (pass the EMA copy).
     task, normalization, optics
-        Recorded so that the file is self-describing.
+        Recorded so that the file is self-describing (``optics``: an instance of the task's optics class).
     training
         Provenance: data, steps, seed, parent model (``from``), command, ...
     default_steps
@@ -168,27 +153,30 @@ def save_model(path: str | Path, network: CVDMNetwork, task: str, normalization:
     from . import __version__
 
     path = Path(path)
+    task = get_task(task)
     if path.suffix != ".safetensors":
         raise ModelFileError(f"{path}: model files must end in .safetensors")
+    if not isinstance(optics, task.optics_class):
+        raise TypeError(f"a {task.name} model records {task.optics_class.__name__}, got {type(optics).__name__}")
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "name": name or path.stem,
-        "task": task,
+        "task": task.name,
         "network": network.config.to_dict(),
         "normalization": normalization.to_dict(),
-        "optics": optics,
+        "optics": optics.to_dict(),
         "sampling": {"default_steps": int(default_steps)},
         "training": training or {},
         "napari_cvdm_version": __version__,
     }
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)}))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)}))
     return path
 
 
 def bundled_model_path(name: str) -> Path:
-    """Path of a bundled model file (``"sr"`` or ``"qpi"``)."""
+    """Path of a bundled model file (:data:`BUNDLED`)."""
     return Path(str(files("napari_cvdm") / "weights" / f"{name}.safetensors"))
 
 
@@ -213,8 +201,8 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     if version != FORMAT_VERSION:
         raise ModelFileError(f"{path}: model format version {version} is not supported by this napari-cvdm "
                              f"(it reads version {FORMAT_VERSION}); update napari-cvdm or re-export the model")
-    if meta.get("task") not in ("sr", "qpi"):
-        raise ModelFileError(f"{path}: unknown task {meta.get('task')!r} (expected 'sr' or 'qpi')")
+    if meta.get("task") not in TASKS:
+        raise ModelFileError(f"{path}: unknown task {meta.get('task')!r} (expected {' or '.join(map(repr, TASKS))})")
     return meta
 
 
@@ -232,8 +220,8 @@ def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
     ------
     ModelFileError
         Missing file, a pickle-based file (refused before it is opened), corrupt
-        or foreign safetensors, unsupported format version, wrong task, or
-        weights that do not match the recorded architecture.
+        or foreign safetensors, unsupported format version, wrong task, invalid
+        optics, or weights that do not match the recorded architecture.
     """
     from safetensors.torch import load_file
 
@@ -252,13 +240,16 @@ def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
         if path.suffix.lower() != ".safetensors":
             raise ModelFileError(f"{path}: not a model file (napari-cvdm model files end in .safetensors)")
     meta = _read_metadata(path)
-    if task is not None and meta["task"] != task:
-        raise ModelFileError(f"{path}: this is a '{meta['task']}' model, but a '{task}' model is needed")
+    model_task = get_task(meta["task"])
+    if task is not None and model_task is not get_task(task):
+        raise ModelFileError(f"{path}: this is a '{model_task.name}' model, but a '{get_task(task).name}' model "
+                             "is needed")
     try:
         config = NetworkConfig.from_dict(meta["network"])
         normalization = Normalization(**meta["normalization"])
+        optics = _recorded_optics(model_task, meta.get("optics"))
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{path}: invalid architecture or normalisation in the metadata ({err})") from None
+        raise ModelFileError(f"{path}: invalid architecture, normalisation or optics in the metadata ({err})") from None
     network = build_network(config)
     try:
         tensors = load_file(str(path))
@@ -266,5 +257,14 @@ def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
     except Exception as err:
         raise ModelFileError(f"{path}: the weights do not match the recorded architecture ({err})") from None
     network.eval()
-    return CVDMModel(network=network, task=meta["task"], normalization=normalization, optics=meta.get("optics", {}),
-                     metadata=meta, path=path)
+    return CVDMModel(network=network, task=model_task, normalization=normalization, optics=optics, metadata=meta,
+                     path=path)
+
+
+def _recorded_optics(task: Task, recorded: dict[str, Any] | None) -> Optics:
+    """The optics block of a model file. Files written by the Fine-tune widget before the optics had one schema
+    record ``{"pixel_size_um": [y, x]}`` (or nothing): they become the task's default optics at that pixel size."""
+    recorded = dict(recorded or {})
+    if "pixel_size_um" in recorded:
+        return task.default_optics().replace(pixel_um=float(recorded.pop("pixel_size_um")[-1]), **recorded)
+    return task.optics_from_dict(recorded)

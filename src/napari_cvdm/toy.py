@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion.denoiser import UNetConfig
-from .diffusion.loss import training_loss
-from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
+from .diffusion.network import CVDMNetwork, NetworkConfig
 from .diffusion.sampler import ProgressCallback, sample
 from .diffusion.schedule import ScheduleConfig
 from .metrics import psnr
+from .train import BatchSource, Trainer, TrainConfig, TrainProgress, new_network
 
 __all__ = ["ToyConfig", "ToyResult", "toy_pairs", "toy_network_config", "train_toy", "evaluate_toy"]
 
@@ -44,7 +44,7 @@ class ToyConfig:
     batch
         Pairs per step.
     lr
-        Adam learning rate.
+        AdamW learning rate (50 warm-up steps, then a cosine decay).
     max_seconds
         Wall-clock cap on training (training stops early at this time).
     schedule
@@ -114,40 +114,41 @@ class ToyResult:
     steps_done: int
 
 
+def toy_batches(cfg: ToyConfig) -> BatchSource:
+    """Fresh toy pairs for every step, drawn from the step's generator."""
+
+    def draw(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return toy_pairs(cfg.batch, cfg, torch.Generator().manual_seed(int(rng.integers(2**62))))
+
+    return draw
+
+
 def train_toy(cfg: ToyConfig, callback: Callable[[int, float], None] | None = None) -> ToyResult:
-    """Train a small CVDM on freshly drawn toy pairs (CPU-friendly).
+    """Train a small CVDM on freshly drawn toy pairs with the project's :class:`~napari_cvdm.train.Trainer`.
 
     Parameters
     ----------
     cfg
-        Problem and budget.
+        Problem and budget (training stops after ``cfg.steps`` or ``cfg.max_seconds``).
     callback
         Called as ``callback(step, loss)`` after every step.
     """
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    net = build_network(toy_network_config(cfg))
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    config = TrainConfig(steps=cfg.steps, batch_size=cfg.batch, patch_size=cfg.size, lr=cfg.lr, warmup_steps=50,
+                         ema_decay=0.99, seed=cfg.seed, checkpoint_every=cfg.steps, validate_every=0,
+                         log_every=cfg.steps, bf16=False)
+    trainer = Trainer(new_network(toy_network_config(cfg), cfg.seed), toy_batches(cfg), config)
     losses: list[float] = []
     t0 = time.perf_counter()
-    step = 0
-    for step in range(1, cfg.steps + 1):
-        x, y = toy_pairs(cfg.batch, cfg, gen)
-        lr_scale = min(1.0, step / 50)  # short warm-up
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_scale
-        terms = training_loss(net, x, y, generator=gen)
-        loss = terms.total.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
+
+    def report(progress: TrainProgress) -> bool:
+        losses.append(progress.loss["total"])
         if callback is not None:
-            callback(step, losses[-1])
-        if time.perf_counter() - t0 > cfg.max_seconds:
-            break
-    return ToyResult(network=net, losses=losses, seconds=time.perf_counter() - t0, steps_done=step)
+            callback(progress.step, losses[-1])
+        return time.perf_counter() - t0 <= cfg.max_seconds
+
+    result = trainer.run(report)
+    return ToyResult(network=result.network, losses=losses, seconds=time.perf_counter() - t0,
+                     steps_done=result.steps_done)
 
 
 @dataclass

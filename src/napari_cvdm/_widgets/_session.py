@@ -1,4 +1,4 @@
-"""Models made in this napari session, shared by the Fine-tune and Reconstruct widgets."""
+"""Model files made or opened in this napari session, shared by the Fine-tune and Reconstruct widgets."""
 
 from __future__ import annotations
 
@@ -10,21 +10,27 @@ __all__ = ["SessionModels", "SESSION_MODELS"]
 
 
 class SessionModels:
-    """Model files saved in this session, by display name; ``changed`` fires when one is added."""
+    """Model files saved or opened in this session, in order; ``changed`` fires when one is added.
+
+    They are known by their path, never by a short name, so a file called ``sr.safetensors`` cannot hide the
+    bundled ``sr`` model.
+    """
 
     changed = Signal()
 
     def __init__(self) -> None:
-        self._paths: dict[str, Path] = {}
+        self._paths: list[Path] = []
 
-    def add(self, name: str, path: str | Path) -> None:
-        """Register (or replace) a model file under ``name``."""
-        self._paths[name] = Path(path)
+    def add(self, path: str | Path) -> None:
+        """Register a model file (once; a file saved again is not listed twice)."""
+        path = Path(path).resolve()
+        if path not in self._paths:
+            self._paths.append(path)
         self.changed.emit()
 
-    def items(self) -> list[tuple[str, Path]]:
-        """``(name, path)`` pairs in the order they were added."""
-        return list(self._paths.items())
+    def paths(self) -> list[Path]:
+        """The files, in the order they were added."""
+        return list(self._paths)
 
 
 #: The session's registry (one per process).

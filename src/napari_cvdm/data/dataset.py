@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..physics.widefield import WidefieldOptics
-from .normalize import Normalization, qpi_base, qpi_condition, qpi_target, sr_affine, sr_condition
-from .simulate import QPIOptics, SR_STRUCTURES, simulate_qpi_pair, simulate_sr_pair
+from ..physics.optics import Optics
+from .normalize import Normalization
 from .tiff import read_tiff
+
+if TYPE_CHECKING:
+    from ..tasks import Task
 
 __all__ = ["PairError", "paired_tiffs", "FolderPairs", "SimulatedPairs", "ArrayPairs", "make_batch", "check_pair"]
 
@@ -27,18 +30,13 @@ class PairError(ValueError):
     """Training pairs that cannot be used; the message names the pair and the problem."""
 
 
-def check_pair(inp: np.ndarray, tgt: np.ndarray, task: str, name: str, min_side: int = 16) -> None:
-    """Shapes, size and finiteness of one 2-D pair (one plane)."""
-    if task == "sr":
-        if inp.ndim != 2 or tgt.ndim != 2:
-            raise PairError(f"{name}: sr pairs are (H, W) inputs with (2H, 2W) targets; got {inp.shape} and {tgt.shape}")
-        if tgt.shape != (2 * inp.shape[0], 2 * inp.shape[1]):
-            raise PairError(f"{name}: the target must be twice the input's size: input {inp.shape} needs target "
-                            f"{(2 * inp.shape[0], 2 * inp.shape[1])}, got {tgt.shape}")
-    else:
-        if inp.ndim != 3 or inp.shape[0] != 2 or tgt.shape != inp.shape[1:]:
-            raise PairError(f"{name}: qpi pairs are (2, H, W) inputs with (H, W) phase targets; got {inp.shape} "
-                            f"and {tgt.shape}")
+def check_pair(inp: np.ndarray, tgt: np.ndarray, task: Task | str, name: str, min_side: int = 16) -> None:
+    """Shapes (as the task defines them), size and finiteness of one pair (one plane)."""
+    from ..tasks import get_task
+
+    problem = get_task(task).pair_shape_error(inp, tgt)
+    if problem:
+        raise PairError(f"{name}: {problem}")
     if min(inp.shape[-2:]) < min_side:
         raise PairError(f"{name}: the input is {inp.shape[-2]}×{inp.shape[-1]} pixels; patches of {min_side} "
                         "pixels need at least that much")
@@ -51,7 +49,7 @@ def check_pair(inp: np.ndarray, tgt: np.ndarray, task: str, name: str, min_side:
 class ArrayPairs:
     """Pairs held in memory (e.g. from napari layers); stacks are split into planes."""
 
-    task: str
+    task: Task | str
     inputs: Sequence[np.ndarray]
     targets: Sequence[np.ndarray]
     names: Sequence[str] | None = None
@@ -59,12 +57,15 @@ class ArrayPairs:
     _pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        from ..tasks import get_task
+
+        self.task = get_task(self.task)
         if len(self.inputs) != len(self.targets):
             raise PairError(f"{len(self.inputs)} inputs but {len(self.targets)} targets")
         if not len(self.inputs):
             raise PairError("no training pairs")
         names = list(self.names) if self.names is not None else [f"pair {i}" for i in range(len(self.inputs))]
-        plane_ndim = 2 if self.task == "sr" else 3
+        plane_ndim = self.task.plane_ndim
         for inp, tgt, name in zip(self.inputs, self.targets, names):
             inp = np.asarray(inp, dtype=np.float32)
             tgt = np.asarray(tgt, dtype=np.float32)
@@ -105,7 +106,7 @@ def paired_tiffs(folder: str | Path) -> list[tuple[str, Path, Path]]:
     return out
 
 
-def FolderPairs(folder: str | Path, task: str, min_side: int = 16) -> ArrayPairs:
+def FolderPairs(folder: str | Path, task: Task | str, min_side: int = 16) -> ArrayPairs:
     """Pairs from ``DIR/inputs/NAME.tif`` + ``DIR/targets/NAME.tif`` (2-D or stacks), checked up front."""
     files = paired_tiffs(folder)
     return ArrayPairs(task, [read_tiff(i).data for _, i, _ in files], [read_tiff(t).data for _, _, t in files],
@@ -119,34 +120,38 @@ class SimulatedPairs:
     Parameters
     ----------
     task
-        ``"sr"`` or ``"qpi"``.
+        The task (or its name): it simulates the pairs.
     n
         Number of distinct pairs.
     size
         Input side in pixels.
+    seed
+        Seed of the set.
+    optics
+        The task's optics (default: the bundled model's).
     classes
-        ``sr`` structure classes or ``qpi`` sources, cycled through.
-    photon_range
-        ``sr`` signal range (log-uniform), photons per pixel.
+        Structure classes or phase sources, cycled through (default: the task's training classes).
+    images
+        Grayscale images for the ``images`` phase source.
     """
 
-    task: str
+    task: Task | str
     n: int
     size: int
     seed: int = 0
-    sr_optics: WidefieldOptics = field(default_factory=WidefieldOptics)
-    qpi_optics: QPIOptics = field(default_factory=QPIOptics)
+    optics: Optics | None = None
     classes: Sequence[str] = ()
-    photon_range: tuple[float, float] = (15.0, 600.0)
     images: list[np.ndarray] | None = None
     _cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        from ..tasks import get_task
+
+        self.task = get_task(self.task)
         if self.n < 1:
             raise PairError("--simulate needs at least 1 pair")
         if not self.classes:
-            self.classes = list(SR_STRUCTURES) if self.task == "sr" else (
-                ["cells", "textures"] + (["images"] if self.images else []))
+            self.classes = self.task.default_classes(with_images=bool(self.images))
 
     def __len__(self) -> int:
         return self.n
@@ -155,13 +160,7 @@ class SimulatedPairs:
         if i not in self._cache:
             rng = np.random.default_rng([self.seed, i])
             cls = self.classes[i % len(self.classes)]
-            if self.task == "sr":
-                lo, hi = np.log(self.photon_range)
-                pair = simulate_sr_pair(cls, (self.size, self.size), float(np.exp(rng.uniform(lo, hi))), rng,
-                                        self.sr_optics)
-            else:
-                pair = simulate_qpi_pair(cls, (self.size, self.size), rng, self.qpi_optics, self.images)
-            self._cache[i] = (pair.input, pair.target)
+            self._cache[i] = self.task.simulate(cls, self.size, rng, self.optics, self.images)
         return self._cache[i]
 
 
@@ -175,46 +174,32 @@ def _augment(arrs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarra
     return out
 
 
-def make_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], task: str, norm: Normalization, patch: int,
-               rng: np.random.Generator, augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised condition and target tensors from random patches.
+def make_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], task: Task, norm: Normalization, patch: int,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised condition and target tensors from random patches, flips and 90° rotations.
 
     Parameters
     ----------
     pairs
         ``(input, target)`` pairs (one plane each).
+    task
+        The task: it normalises the patches and builds the condition and what the network learns.
     patch
         Patch side on the input grid (the ``sr`` target patch is twice that).
 
     Returns
     -------
     x, y
-        ``sr``: ``(B, 1, 2p, 2p)`` condition (bicubic-upsampled normalised input)
-        and residual target; ``qpi``: ``(B, 2, p, p)`` and ``(B, 1, p, p)``.
+        The network's condition and target, ``(B, C, h, w)`` and ``(B, 1, h, w)`` on the output grid.
     """
     xs, ys = [], []
     for inp, tgt in pairs:
         h, w = inp.shape[-2:]
         p = min(patch, h, w)
         y0, x0 = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-        if task == "sr":
-            offset, scale = sr_affine(inp, norm)
-            a = (inp[y0:y0 + p, x0:x0 + p] - offset) / scale
-            b = (tgt[2 * y0:2 * (y0 + p), 2 * x0:2 * (x0 + p)] - offset) / scale
-        else:  # the condition (with its TIE channel) is computed on the whole image, then cropped
-            full = qpi_condition(torch.from_numpy(np.asarray(inp, np.float32))[None], norm)[0].numpy()
-            a, b = full[:, y0:y0 + p, x0:x0 + p], tgt[y0:y0 + p, x0:x0 + p]
-        if augment:
-            a, b = _augment([a, b], rng)
+        a, b = _augment(list(task.normalized_patch(inp, tgt, norm, y0, x0, p)), rng)
         xs.append(torch.from_numpy(np.asarray(a, np.float32)))
         ys.append(torch.from_numpy(np.asarray(b, np.float32)))
     if len({tuple(x.shape) for x in xs}) > 1:
         raise PairError("pairs smaller than the patch size differ in size; use a smaller --patch-size")
-    if task == "sr":
-        x = sr_condition(torch.stack(xs)[:, None])
-        y = torch.stack(ys)[:, None] - x
-    else:
-        x = torch.stack(xs)
-        y = qpi_target(torch.stack(ys)[:, None], norm) - qpi_base(x, norm)
-        y = y - y.mean(dim=(-2, -1), keepdim=True)  # phase is defined up to a constant
-    return x, y
+    return task.collate(torch.stack(xs), torch.stack(ys), norm)

@@ -15,22 +15,29 @@ Gaussian noise is added; the target is φ.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
-from ..physics.fresnel import fresnel_propagate, phase_object
+from ..physics.fresnel import QPIOptics, defocused_pair
 from ..physics.widefield import WidefieldOptics, airy_psf, camera_noise
 
 __all__ = [
-    "SR_STRUCTURES", "SR_HELDOUT_STRUCTURES", "QPI_SOURCES", "QPIOptics", "SRPair", "QPIPair",
+    "SR_STRUCTURES", "SR_HELDOUT_STRUCTURES", "QPI_SOURCES", "SRPair", "QPIPair", "PHOTON_RANGE", "draw_photons", "TEST_SEED",
+    "VALIDATION_SEED", "write_simulated_pairs",
     "draw_structure", "simulate_sr_pair", "phase_map", "simulate_qpi_pair", "load_grayscale_images",
 ]
+
+#: Seed of the default held-out test sets: no training run may use it.
+TEST_SEED = 90_210_001
+#: Seed of the validation sets (baseline parameters, validation of simulated training runs).
+VALIDATION_SEED = 90_210_002
 
 FINE = 4  # fine-grid sub-pixels per camera pixel and axis
 
@@ -217,6 +224,16 @@ def draw_structure(name: str, shape: tuple[int, int], pixel_um: float, rng: np.r
 
 # ------------------------------------------------------------------ sr pairs
 
+#: Signal range of the sr simulator, photons per pixel (drawn log-uniformly by :func:`draw_photons`).
+PHOTON_RANGE = (15.0, 600.0)
+
+
+def draw_photons(rng: np.random.Generator, photon_range: tuple[float, float] = PHOTON_RANGE) -> float:
+    """A signal level drawn log-uniformly from ``photon_range`` (photons per pixel)."""
+    lo, hi = np.log(photon_range)
+    return float(np.exp(rng.uniform(lo, hi)))
+
+
 
 @dataclass(frozen=True)
 class SRPair:
@@ -274,43 +291,6 @@ def simulate_sr_pair(structure: str, shape: tuple[int, int], photons: float, rng
 
 
 # ------------------------------------------------------------------ qpi
-
-
-@dataclass(frozen=True)
-class QPIOptics:
-    """Optics of the ``qpi`` task (defaults: the bundled model's).
-
-    Parameters
-    ----------
-    wavelength_um
-        Illumination wavelength, µm.
-    pixel_um
-        Pixel size at the sample, µm.
-    dz_um
-        Defocus distance; the input planes are at ``−dz`` and ``+dz``.
-    noise
-        Standard deviation of the additive Gaussian noise (unit illumination = 1).
-    max_phase
-        Phase range of the objects, rad.
-    """
-
-    wavelength_um: float = 0.521
-    pixel_um: float = 0.21
-    dz_um: float = 1.0
-    noise: float = 0.02
-    max_phase: float = 3.5
-
-    def __post_init__(self) -> None:
-        if self.wavelength_um <= 0 or self.pixel_um <= 0 or self.dz_um <= 0:
-            raise ValueError("wavelength, pixel size and dz must be positive (in µm)")
-        if self.wavelength_um > 5 or self.pixel_um > 50:
-            raise ValueError("wavelength and pixel size are in µm: these values look like nm")
-        if self.noise < 0 or self.max_phase <= 0:
-            raise ValueError("noise must be >= 0 and max_phase > 0")
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable form."""
-        return asdict(self)
 
 
 #: Phase-object sources: procedural cells, random textures, grayscale images from a folder.
@@ -434,21 +414,6 @@ class QPIPair:
     optics: QPIOptics
 
 
-def defocused_pair(phase: np.ndarray, optics: QPIOptics) -> np.ndarray:
-    """Noise-free intensities at ``−dz`` and ``+dz`` of ``exp(iφ)``, ``(2, H, W)`` float64.
-
-    The field is mirror-padded by half its size on each side before the
-    (periodic) FFT propagation, then cropped.
-    """
-    h, w = phase.shape
-    py, px = h // 2, w // 2
-    padded = np.pad(phase, ((py, py), (px, px)), mode="symmetric")
-    field = phase_object(torch.from_numpy(padded))
-    planes = [fresnel_propagate(field, dz, optics.wavelength_um, optics.pixel_um).abs() ** 2
-              for dz in (-optics.dz_um, optics.dz_um)]
-    return torch.stack(planes).numpy()[:, py:py + h, px:px + w]
-
-
 def simulate_qpi_pair(source: str, shape: tuple[int, int], rng: np.random.Generator,
                       optics: QPIOptics | None = None, images: list[np.ndarray] | None = None) -> QPIPair:
     """Simulate a defocused brightfield pair and its phase."""
@@ -457,3 +422,44 @@ def simulate_qpi_pair(source: str, shape: tuple[int, int], rng: np.random.Genera
     clean = defocused_pair(phase, optics)
     noisy = clean + rng.normal(0.0, optics.noise, size=clean.shape)
     return QPIPair(input=noisy.astype(np.float32), target=phase.astype(np.float32), source=source, optics=optics)
+
+
+def write_simulated_pairs(task: Any, folder: str | Path, n: int, seed: int, optics: Any, size: int | None = None,
+                          classes: Sequence[str] | None = None, images: list[np.ndarray] | None = None,
+                          level: float | None = None, progress: Callable[[int, int], None] | None = None
+                          ) -> dict[str, Any]:
+    """Write ``n`` simulated pairs as ``DIR/inputs/<class>_<i>.tif`` and ``DIR/targets/<class>_<i>.tif`` (float32,
+    pixel sizes in the metadata) and ``DIR/simulation.json``; returns that record.
+
+    Parameters
+    ----------
+    task
+        A :class:`~napari_cvdm.tasks.Task`: it simulates the pairs.
+    classes
+        Cycled through (default: the task's training classes, plus ``images`` when images are given).
+    level
+        A fixed signal level (``sr``: photons per pixel) instead of the training range.
+    """
+    import json
+
+    from .tiff import write_tiff
+
+    folder = Path(folder)
+    (folder / "inputs").mkdir(parents=True, exist_ok=True)
+    (folder / "targets").mkdir(parents=True, exist_ok=True)
+    classes = list(classes or task.default_classes(with_images=bool(images)))
+    size = size or task.simulate_size
+    rng = np.random.default_rng(seed)
+    px = (optics.pixel_um, optics.pixel_um)
+    for i in range(n):
+        cls = classes[i % len(classes)]
+        inp, tgt = task.simulate(cls, size, rng, optics, images, level)
+        name = f"{cls}_{i:04d}.tif"
+        write_tiff(folder / "inputs" / name, inp, pixel_size_um=px, axes="YX" if inp.ndim == 2 else "CYX")
+        write_tiff(folder / "targets" / name, tgt, pixel_size_um=task.output_pixel_size(px))
+        if progress is not None:
+            progress(i + 1, n)
+    record = {"task": task.name, "n": n, "seed": seed, "optics": optics.to_dict(), "classes": classes, "size": size,
+              "level": level}
+    (folder / "simulation.json").write_text(json.dumps(record, indent=2))
+    return record

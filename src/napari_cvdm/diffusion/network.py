@@ -8,7 +8,7 @@ from typing import Literal
 
 from torch import nn
 
-from .denoiser import Denoiser, UNetConfig, small_config
+from .denoiser import Denoiser, UNetConfig
 from .schedule import CosineSchedule, LearnedSchedule, ScheduleConfig
 
 __all__ = ["NetworkConfig", "CVDMNetwork", "build_network"]
@@ -23,7 +23,7 @@ class NetworkConfig:
     target_channels
         Channels of the target ``y`` (1 for both bundled tasks).
     cond_channels
-        Channels of the condition ``x`` on the output grid (``sr``: 1; ``qpi``: 2).
+        Channels of the condition ``x`` on the output grid (the task says: :meth:`~napari_cvdm.tasks.Task.cond_channels`).
     schedule
         ``"learned"`` (CVDM) or ``"cosine"`` (the fixed-schedule ablation).
     denoiser
@@ -35,7 +35,7 @@ class NetworkConfig:
     target_channels: int = 1
     cond_channels: int = 1
     schedule: Literal["learned", "cosine"] = "learned"
-    denoiser: UNetConfig = field(default_factory=small_config)
+    denoiser: UNetConfig = field(default_factory=UNetConfig)
     schedule_net: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def __post_init__(self) -> None:

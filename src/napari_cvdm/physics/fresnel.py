@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+from .optics import Optics
 
 __all__ = [
     "frequency_grid",
@@ -32,6 +36,8 @@ __all__ = [
     "phase_object",
     "defocus_stack",
     "polychromatic_intensity",
+    "QPIOptics",
+    "defocused_pair",
 ]
 
 
@@ -137,3 +143,51 @@ def polychromatic_intensity(phase_rad: torch.Tensor, dz_um: float, reference_wav
         field = phase_object(phase_rad * (reference_wavelength_um / lam))
         total = total + float(wk) * fresnel_propagate(field, dz_um, lam, pixel_um).abs() ** 2
     return total
+
+
+@dataclass(frozen=True)
+class QPIOptics(Optics):
+    """Optics of the ``qpi`` task (defaults: the bundled model's).
+
+    Parameters
+    ----------
+    wavelength_um
+        Illumination wavelength, µm.
+    pixel_um
+        Pixel size at the sample, µm.
+    dz_um
+        Defocus distance; the input planes are at ``−dz`` and ``+dz``.
+    noise
+        Standard deviation of the additive Gaussian noise (unit illumination = 1).
+    max_phase
+        Phase range of the objects, rad.
+    """
+
+    wavelength_um: float = field(default=0.521, metadata={"cli": "--wavelength"})
+    pixel_um: float = field(default=0.21, metadata={"cli": "--pixel-size"})
+    dz_um: float = field(default=1.0, metadata={"cli": "--dz"})
+    noise: float = field(default=0.02, metadata={"cli": "--noise"})
+    max_phase: float = field(default=3.5, metadata={"cli": "--max-phase"})
+
+    def __post_init__(self) -> None:
+        if self.wavelength_um <= 0 or self.pixel_um <= 0 or self.dz_um <= 0:
+            raise ValueError("wavelength, pixel size and dz must be positive (in µm)")
+        if self.wavelength_um > 5 or self.pixel_um > 50:
+            raise ValueError("wavelength and pixel size are in µm: these values look like nm")
+        if self.noise < 0 or self.max_phase <= 0:
+            raise ValueError("noise must be >= 0 and max_phase > 0")
+
+
+def defocused_pair(phase: np.ndarray, optics: QPIOptics) -> np.ndarray:
+    """Noise-free intensities at ``−dz`` and ``+dz`` of ``exp(iφ)``, ``(2, H, W)`` float64.
+
+    The field is mirror-padded by half its size on each side before the
+    (periodic) FFT propagation, then cropped.
+    """
+    h, w = phase.shape
+    py, px = h // 2, w // 2
+    padded = np.pad(phase, ((py, py), (px, px)), mode="symmetric")
+    wave = phase_object(torch.from_numpy(padded))
+    planes = [fresnel_propagate(wave, dz, optics.wavelength_um, optics.pixel_um).abs() ** 2
+              for dz in (-optics.dz_um, optics.dz_um)]
+    return torch.stack(planes).numpy()[:, py:py + h, px:px + w]

@@ -9,7 +9,7 @@ FFTs and a Tikhonov term:
 
 ``∂I/∂z ≈ (I(+dz) − I(−dz))/(2dz)``. ``α`` (µm⁻²) damps the low frequencies,
 where noise is amplified most; its default was chosen on a validation set
-(:func:`napari_cvdm.evaluate.choose_tie_regularization`). The images are
+(``QPITask.tune_baselines``, ``napari-cvdm evaluate --tune-baselines``). The images are
 mirror-padded to twice their size so that the FFT sees no edges.
 """
 

@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import j1
+
+from .optics import Optics
 
 __all__ = [
     "WidefieldOptics",
@@ -33,7 +35,7 @@ DEFAULT_RL_ITERATIONS = 5
 
 
 @dataclass(frozen=True)
-class WidefieldOptics:
+class WidefieldOptics(Optics):
     """Optics and camera of the ``sr`` task (defaults: the bundled model's).
 
     Parameters
@@ -53,12 +55,12 @@ class WidefieldOptics:
         Gaussian read noise, standard deviation in photo-electrons.
     """
 
-    na: float = 1.3
-    wavelength_um: float = 0.525
-    pixel_um: float = 0.0626
+    na: float = field(default=1.3, metadata={"cli": "--na"})
+    wavelength_um: float = field(default=0.525, metadata={"cli": "--wavelength"})
+    pixel_um: float = field(default=0.0626, metadata={"cli": "--pixel-size"})
     gain: int = 2
-    background_fraction: float = 0.1
-    read_noise: float = 2.0
+    background_fraction: float = field(default=0.1, metadata={"cli": "--background"})
+    read_noise: float = field(default=2.0, metadata={"cli": "--read-noise"})
 
     def __post_init__(self) -> None:
         if not (0 < self.na < 1.7):
@@ -77,9 +79,6 @@ class WidefieldOptics:
         """Pixel size of the target grid, µm."""
         return self.pixel_um / self.gain
 
-    def to_dict(self) -> dict:
-        """JSON-serialisable form (recorded in model files and TIFF metadata)."""
-        return asdict(self)
 
 
 def _airy(r_um: np.ndarray, na: float, wavelength_um: float) -> np.ndarray:

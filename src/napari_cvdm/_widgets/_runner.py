@@ -1,0 +1,171 @@
+"""Running one long job at a time from a widget: a worker thread, a progress bar, a status line, a stop button.
+
+:class:`RunController` owns the worker; the job receives a :class:`JobContext` through which it reports progress,
+asks whether to go on (the stop button, or napari asking the worker to quit when the viewer closes) and hands
+values to the GUI thread. Failures come back as notifications, never as a dead viewer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
+
+__all__ = ["JobContext", "RunController", "describe_error", "format_eta"]
+
+
+def format_eta(done: int, total: int, elapsed_s: float, unit: str = "denoiser passes") -> str:
+    """``"about 40 s left (12 of 128 denoiser passes)"`` (no estimate before the first unit of work)."""
+    counted = f"{done} of {total} {unit}"
+    if not 0 < done < total:
+        return counted
+    left = elapsed_s * (total - done) / done
+    eta = f"about {left:.0f} s left" if left < 120 else f"about {left / 60:.1f} min left"
+    return f"{eta} ({counted})"
+
+
+def describe_error(err: BaseException) -> str:
+    """A worker's error in a microscopist's words (running out of memory says what to change)."""
+    message = str(err)
+    if isinstance(err, (MemoryError, RuntimeError)) and "alloc" in message.lower():
+        return (
+            "not enough memory for this image with these settings: use fewer samples, or a smaller crop "
+            f"({type(err).__name__})"
+        )
+    return message
+
+
+class _Failure:
+    """An error raised in the worker, carried back as a value (superqt treats a returned exception as its own)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Bridge(QObject):
+    """Crosses from the worker thread to the GUI thread."""
+
+    call = Signal(object, object)  # function, arguments
+
+
+class JobContext:
+    """What a job running in the worker thread may do."""
+
+    def __init__(self, controller: RunController) -> None:
+        self._controller = controller
+
+    def keep_going(self) -> bool:
+        """``False`` once the user pressed stop or napari asked the worker to quit (the viewer is closing)."""
+        worker = self._controller.worker
+        return not (self._controller.stop_requested.is_set() or (worker is not None and worker.abort_requested))
+
+    def progress(self, done: int, total: int, unit: str = "denoiser passes") -> None:
+        """Move the progress bar and the time-left estimate."""
+        self.in_gui(self._controller.show_progress, done, total, unit)
+
+    def in_gui(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` in the GUI thread (layers, plots and labels are only touched there)."""
+        self._controller.bridge.call.emit(fn, args)
+
+
+class RunController:
+    """One job at a time: starts it in a napari worker, wires the buttons, progress bar and status label.
+
+    Parameters
+    ----------
+    start_button, stop_button
+        Disabled / enabled while a job runs.
+    progress_bar, status
+        Progress and messages.
+    what
+        Names the job in failure notifications (``"CVDM reconstruction"``).
+    """
+
+    def __init__(
+        self,
+        start_button: QPushButton,
+        stop_button: QPushButton,
+        progress_bar: QProgressBar | None,
+        status: QLabel,
+        what: str,
+    ) -> None:
+        self.start_button, self.stop_button, self.bar, self.status, self.what = (
+            start_button,
+            stop_button,
+            progress_bar,
+            status,
+            what,
+        )
+        self.worker = None
+        self.stop_requested = threading.Event()
+        self.bridge = _Bridge()
+        self.bridge.call.connect(lambda fn, args: fn(*args))
+        self._t0 = 0.0
+        stop_button.setEnabled(False)
+
+    @property
+    def running(self) -> bool:
+        """Whether a job is running."""
+        return self.worker is not None
+
+    def start(self, job: Callable[[JobContext], Any], on_done: Callable[[Any], None], message: str) -> None:
+        """Run ``job(context)`` in a worker thread; ``on_done(result)`` runs in the GUI thread when it returns
+        (not when it fails: the failure becomes a notification)."""
+        context = JobContext(self)
+
+        def work() -> Any:
+            try:
+                return job(context)
+            except Exception as err:  # noqa: BLE001 - every failure reaches the user as a notification
+                return _Failure(err)
+
+        self.stop_requested.clear()
+        self.worker = create_worker(work, _start_thread=False)
+        self.worker.returned.connect(lambda result: self._returned(result, on_done))
+        self.worker.finished.connect(self._finished)
+        self.start_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        if self.bar is not None:
+            self.bar.setRange(0, 0)  # busy until the first step reports
+        self.status.setText(message)
+        self._t0 = time.perf_counter()
+        self.worker.start()
+
+    def stop(self, message: str = "stopping…") -> None:
+        """Ask the job to stop at its next check."""
+        if self.running:
+            self.stop_requested.set()
+            self.status.setText(message)
+
+    def elapsed(self) -> float:
+        """Seconds since the job started."""
+        return time.perf_counter() - self._t0
+
+    def show_progress(self, done: int, total: int, unit: str) -> None:
+        """Progress bar and time left (GUI thread)."""
+        if self.bar is not None:
+            self.bar.setRange(0, total)
+            self.bar.setValue(done)
+        if not self.stop_requested.is_set():
+            self.status.setText(format_eta(done, total, self.elapsed(), unit))
+
+    def _returned(self, result: Any, on_done: Callable[[Any], None]) -> None:
+        if isinstance(result, _Failure):
+            message = describe_error(result.error)
+            self.status.setText(f"failed: {message}")
+            show_error(f"{self.what} failed: {message}")
+            return
+        on_done(result)
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.start_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        if self.bar is not None and self.bar.maximum() == 0:
+            self.bar.setRange(0, 1)

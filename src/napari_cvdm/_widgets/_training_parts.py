@@ -1,0 +1,125 @@
+"""Parts of the Fine-tune widget: where the pairs come from, and the live plots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QStackedWidget, QWidget
+
+from ..data.dataset import PairError
+from ..job import TrainingData, array_data, folder_data, simulated_data
+from ..physics.optics import Optics
+from ..tasks import Task
+from ._common import LayerPicker, OpticsForm, int_spin
+
+__all__ = ["PairSource", "TrainingPlots", "SOURCES"]
+
+#: The data sources, in the order of :class:`PairSource`'s pages.
+SOURCES = ("image layers", "folder (inputs/ + targets/)", "simulated from optics")
+
+
+class PairSource(QStackedWidget):
+    """Training pairs from two layers, a folder of TIFFs, or the simulator with optics typed by the user."""
+
+    def __init__(self, viewer: Any, exclude: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.input_box = LayerPicker(viewer, exclude=exclude)
+        self.target_box = LayerPicker(viewer, exclude=exclude)
+        layers = QWidget()
+        form = QFormLayout(layers)
+        form.addRow("Input", self.input_box)
+        form.addRow("Target", self.target_box)
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("folder with inputs/ and targets/")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        folder = QWidget()
+        row = QHBoxLayout(folder)
+        row.addWidget(self.folder_edit)
+        row.addWidget(browse)
+        self.optics_form = OpticsForm()
+        self.n_pairs_spin = int_spin(4, 100000, 200, "number of simulated pairs")
+        simulated = QWidget()
+        sim = QFormLayout(simulated)
+        sim.addRow(self.optics_form)
+        sim.addRow("pairs", self.n_pairs_spin)
+        for page in (layers, folder, simulated):
+            self.addWidget(page)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder with inputs/ and targets/")
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def optics(self, base: Optics) -> Optics:
+        """The optics of the pairs: typed (simulated), the input layer's pixel size (layers), else ``base``."""
+        if self.currentIndex() == 2:
+            return self.optics_form.optics()
+        layer = self.input_box.layer()
+        if self.currentIndex() == 0 and layer is not None and str(layer.units[-1]) in ("micrometer", "µm", "um"):
+            return base.replace(pixel_um=float(layer.scale[-1]))
+        return base
+
+    def data(self, task: Task, seed: int, fraction: float, min_side: int, optics: Optics) -> TrainingData:
+        """The pairs of the chosen source, checked and split (``PairError`` with a message for the user)."""
+        if self.currentIndex() == 0:
+            inp, tgt = self.input_box.layer(), self.target_box.layer()
+            if inp is None or tgt is None:
+                raise PairError("choose an input and a target layer (open your image pairs first)")
+            if inp is tgt:
+                raise PairError("the input and the target are the same layer")
+            return array_data(
+                task,
+                [np.asarray(inp.data)],
+                [np.asarray(tgt.data)],
+                [f"'{inp.name}' / '{tgt.name}'"],
+                fraction,
+                seed,
+                min_side,
+                {"layers": [inp.name, tgt.name]},
+            )
+        if self.currentIndex() == 1:
+            folder = self.folder_edit.text().strip()
+            if not folder:
+                raise PairError("choose a folder with inputs/ and targets/")
+            return folder_data(task, folder, fraction, seed, min_side)
+        return simulated_data(task, self.n_pairs_spin.value(), seed, optics=optics)
+
+
+class TrainingPlots(QWidget):
+    """Live training loss (log scale) and validation PSNR."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losses: list[tuple[int, float]] = []
+        self.psnrs: list[tuple[int, float]] = []
+        self.loss_plot = pg.PlotWidget(title="training loss")
+        self.loss_plot.setLogMode(y=True)
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#4fc3f7", width=1))
+        self.psnr_plot = pg.PlotWidget(title="validation PSNR (dB)")
+        self.psnr_curve = self.psnr_plot.plot([], [], pen=pg.mkPen("#ffb74d", width=2), symbol="o", symbolSize=6)
+        layout = QFormLayout(self)
+        for plot in (self.loss_plot, self.psnr_plot):
+            plot.setLabel("bottom", "step")
+            plot.setMinimumHeight(120)
+            layout.addRow(plot)
+
+    def clear(self) -> None:
+        """Empty both plots."""
+        self.losses, self.psnrs = [], []
+        self.loss_curve.setData([], [])
+        self.psnr_curve.setData([], [])
+
+    def add_loss(self, step: int, loss: float) -> None:
+        """One more training step."""
+        self.losses.append((step, loss))
+        steps, values = zip(*self.losses)
+        self.loss_curve.setData(np.asarray(steps, float), np.maximum(np.asarray(values), 1e-8))
+
+    def add_psnr(self, step: int, psnr: float) -> None:
+        """One more validation."""
+        self.psnrs.append((step, psnr))
+        steps, values = zip(*self.psnrs)
+        self.psnr_curve.setData(np.asarray(steps, float), np.asarray(values))

@@ -1,0 +1,227 @@
+"""One training job for the command line and the Fine-tune widget: data, split, network, trainer, model file.
+
+>>> job = TrainingJob.create(get_task("sr"), simulated_data(get_task("sr"), 3000, seed=1),
+...                          TrainConfig(steps=6000, seed=1))          # doctest: +SKIP
+>>> result = job.run()                                                # doctest: +SKIP
+>>> job.save("sr.safetensors", result, command="...")                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.dataset import ArrayPairs, FolderPairs, PairError, SimulatedPairs, make_batch
+from .data.normalize import Normalization
+from .data.simulate import TEST_SEED, VALIDATION_SEED
+from .diffusion.denoiser import UNetConfig
+from .diffusion.network import CVDMNetwork, NetworkConfig
+from .diffusion.schedule import ScheduleConfig
+from .distributed import DistributedContext
+from .models import CVDMModel, load_model, save_model
+from .physics.optics import Optics
+from .predict import SamplingOptions, predict_image
+from .tasks import Task
+from .train import BatchSource, Trainer, TrainConfig, TrainResult, Validator, new_network
+
+__all__ = ["NetworkOptions", "network_config", "TrainingData", "folder_data", "array_data", "simulated_data",
+           "split_validation", "StartingPoint", "starting_point", "pair_batches", "pair_validator", "TrainingJob",
+           "VALIDATION_SEED", "TEST_SEED"]
+
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Architecture of a new model; ``None`` keeps the default of :class:`~napari_cvdm.diffusion.UNetConfig`.
+
+    Parameters
+    ----------
+    schedule
+        ``learned`` (CVDM) or the fixed ``cosine`` ablation baseline.
+    base_channels
+        U-Net width at the finest level.
+    channel_mults
+        Width multipliers per level, e.g. 1,2,2,4.
+    res_blocks
+        Residual blocks per level.
+    space_to_depth
+        Pixel-unshuffle factor (default: the task's; 2 doubles the receptive field at the same cost).
+    """
+
+    schedule: str = field(default="learned", metadata={"cli": "--schedule", "choices": ("learned", "cosine")})
+    base_channels: int | None = field(default=None, metadata={"cli": "--base-channels"})
+    channel_mults: tuple[int, ...] | None = field(default=None, metadata={"cli": "--channel-mults"})
+    res_blocks: int | None = field(default=None, metadata={"cli": "--res-blocks"})
+    space_to_depth: int | None = field(default=None, metadata={"cli": "--space-to-depth"})
+
+
+def network_config(task: Task, normalization: Normalization, options: NetworkOptions = NetworkOptions()
+                   ) -> NetworkConfig:
+    """The architecture of a new model of ``task``: :class:`UNetConfig`'s defaults, the task's condition
+    channels and pixel-unshuffle factor, and the options given."""
+    changes = {k: v for k, v in (("base_channels", options.base_channels), ("channel_mults", options.channel_mults),
+                                 ("num_res_blocks", options.res_blocks),
+                                 ("space_to_depth", options.space_to_depth or task.space_to_depth)) if v is not None}
+    return NetworkConfig(cond_channels=task.cond_channels(normalization), schedule=options.schedule,
+                         denoiser=UNetConfig(**changes), schedule_net=ScheduleConfig())
+
+
+@dataclass
+class TrainingData:
+    """Training pairs, held-out validation pairs and the record of where they came from (model metadata)."""
+
+    train: Any
+    validation: list[tuple[np.ndarray, np.ndarray]]
+    record: dict[str, Any]
+
+
+def split_validation(pairs: ArrayPairs, fraction: float, seed: int) -> tuple[ArrayPairs, list]:
+    """Hold out ``fraction`` of the pairs (at least one when there are two or more) for validation."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the validation fraction must be in [0, 1), got {fraction}")
+    n = len(pairs)
+    n_val = 0 if n < 2 or fraction <= 0 else max(1, int(round(fraction * n)))
+    order = np.random.default_rng(seed).permutation(n)
+    train_idx = order[n_val:]
+    if len(train_idx) < 1:
+        raise PairError("no pairs are left for training after the validation split")
+    train = ArrayPairs(pairs.task, [pairs[int(i)][0] for i in train_idx], [pairs[int(i)][1] for i in train_idx])
+    return train, [pairs[int(i)] for i in order[:n_val]]
+
+
+def array_data(task: Task, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], names: Sequence[str],
+               fraction: float, seed: int, min_side: int = 16, source: dict[str, Any] | None = None
+               ) -> TrainingData:
+    """Pairs held in memory (napari layers; stacks are split into planes), checked and split."""
+    train, val = split_validation(ArrayPairs(task, inputs, targets, names, min_side), fraction, seed)
+    return TrainingData(train, val, {**(source or {}), "n_pairs": len(train) + len(val), "n_validation": len(val)})
+
+
+def folder_data(task: Task, folder: str | Path, fraction: float, seed: int, min_side: int = 16) -> TrainingData:
+    """Pairs from ``DIR/inputs`` + ``DIR/targets``, checked and split."""
+    pairs = FolderPairs(folder, task, min_side)
+    train, val = split_validation(pairs, fraction, seed)
+    return TrainingData(train, val, {"pairs": str(folder), "n_pairs": len(pairs), "n_validation": len(val)})
+
+
+def simulated_data(task: Task, n: int, seed: int, size: int | None = None, optics: Optics | None = None,
+                   classes: Sequence[str] = (), images: list[np.ndarray] | None = None) -> TrainingData:
+    """``n`` pairs simulated on the fly with ``optics``, and one validation pair per class (another seed)."""
+    size = size or task.train_size
+    kw: dict[str, Any] = dict(task=task, size=size, optics=optics, images=images, classes=list(classes))
+    train = SimulatedPairs(n=n, seed=seed, **kw)
+    val_source = SimulatedPairs(n=len(train.classes), seed=VALIDATION_SEED + 1, **kw)
+    optics = optics or task.default_optics()
+    record = {"simulate": n, "size": size, "classes": list(train.classes), "optics": optics.to_dict()}
+    return TrainingData(train, [val_source[i] for i in range(len(val_source))], record)
+
+
+@dataclass
+class StartingPoint:
+    """What a run starts from: a network, its normalisation and optics, and the parent model (or ``None``)."""
+
+    network: CVDMNetwork
+    normalization: Normalization
+    optics: Optics
+    parent: CVDMModel | None
+    start: str | None
+
+
+def starting_point(task: Task, start: str | Path | None, optics: Optics | None = None,
+                   options: NetworkOptions = NetworkOptions(), seed: int = 0) -> StartingPoint:
+    """A model to fine-tune (``"sr"``, ``"qpi"`` or a file: its architecture and normalisation are kept), or a
+    new network. ``optics``: the optics of the new data (default: the parent's, or the task's)."""
+    if start is None:
+        optics = optics or task.default_optics()
+        norm = task.default_normalization(optics)
+        return StartingPoint(new_network(network_config(task, norm, options), seed), norm, optics, None, None)
+    parent = load_model(start, task=task)
+    return StartingPoint(parent.network, parent.normalization, optics or parent.optics, parent, str(start))
+
+
+def pair_batches(task: Task, pairs: Any, normalization: Normalization, config: TrainConfig) -> BatchSource:
+    """Batches of ``config.batch_size`` random pairs, random patches, flips and rotations."""
+    if len(pairs) < 1:
+        raise PairError("no training pairs")
+
+    def draw(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = rng.integers(len(pairs), size=config.batch_size)
+        return make_batch([pairs[int(i)] for i in idx], task, normalization, config.patch_size, rng)
+
+    return draw
+
+
+def pair_validator(task: Task, pairs: Sequence[tuple[np.ndarray, np.ndarray]], normalization: Normalization,
+                   options: SamplingOptions) -> Validator | None:
+    """Mean PSNR (the task's score) of the prediction path users get, pair ``i`` sampled with seed ``i``."""
+    if not pairs:
+        return None
+
+    def score(network: CVDMNetwork) -> float:
+        return float(np.mean([task.scores(predict_image(network, task, normalization, inp,
+                                                        dataclasses.replace(options, seed=i)).mean, tgt).psnr
+                              for i, (inp, tgt) in enumerate(pairs)]))
+
+    return score
+
+
+@dataclass
+class TrainingJob:
+    """A training run of a task: the trainer, and how to write its result as a model file with its lineage."""
+
+    task: Task
+    start: StartingPoint
+    data: TrainingData
+    config: TrainConfig
+    trainer: Trainer
+
+    @classmethod
+    def create(cls, task: Task, data: TrainingData, config: TrainConfig, start: StartingPoint | None = None,
+               device: torch.device | str = "cpu", checkpoint: str | Path | None = None,
+               log: str | Path | None = None, dist: DistributedContext | None = None,
+               validation: SamplingOptions | None = None) -> TrainingJob:
+        """Build the trainer (``start``: a new network with the default architecture when ``None``;
+        ``validation``: how validation samples, default 4 samples × 20 steps on ``device``)."""
+        start = start or starting_point(task, None, seed=config.seed)
+        validation = validation or SamplingOptions(config.validation_samples, config.validation_steps,
+                                                   device=str(torch.device(device)))
+        trainer = Trainer(start.network, pair_batches(task, data.train, start.normalization, config), config,
+                          device, pair_validator(task, data.validation, start.normalization, validation),
+                          checkpoint, log, dist,
+                          identity={"task": task.name, "normalization": start.normalization.to_dict()})
+        return cls(task, start, data, config, trainer)
+
+    def run(self, callback: Any = None) -> TrainResult:
+        """Train (see :meth:`~napari_cvdm.train.Trainer.run`); ``callback(TrainProgress)`` may return False."""
+        return self.trainer.run(callback)
+
+    def record(self, result: TrainResult, command: str) -> dict[str, Any]:
+        """The ``training`` block of the model file, with the lineage of fine-tuned models."""
+        lineage = []
+        parent = self.start.parent
+        if parent is not None:
+            lineage = list(parent.metadata.get("training", {}).get("lineage", []))
+            lineage.append({"name": parent.name, "path": str(parent.path) if parent.path else None,
+                            "training": {k: v for k, v in parent.metadata.get("training", {}).items()
+                                         if k != "lineage"}})
+        return {"task": self.task.name, "steps": result.steps_done, "seed": self.config.seed, "data": self.data.record,
+                "config": dataclasses.asdict(self.config), "from": self.start.start, "lineage": lineage,
+                "best_val_psnr": result.best_val_psnr, "stopped_early": result.stopped_early, "command": command,
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"), "world_size": self.trainer.dist.world_size}
+
+    def save(self, path: str | Path, result: TrainResult, command: str, default_steps: int | None = None,
+             name: str | None = None) -> Path:
+        """Write the trained model (the parent's default steps when fine-tuning)."""
+        parent = self.start.parent
+        steps = parent.default_steps if parent is not None and default_steps is None else default_steps
+        kwargs = {} if steps is None else {"default_steps": steps}
+        return save_model(path, result.network, self.task, self.start.normalization, self.start.optics,
+                          self.record(result, command), name=name, **kwargs)
+

@@ -1,0 +1,60 @@
+"""One schema for the optics of every task: frozen dataclasses of plain numbers (lengths in µm).
+
+An optics class lists its fields with defaults (the bundled model's optics) and validates them in
+``__post_init__``; :class:`Optics` gives every such class the same dictionary form, which model files,
+simulation records and TIFF metadata store, and the same way back. A field may carry the command-line
+option that sets it (``field(metadata={"cli": "--wavelength"})``); the help text comes from the class's
+numpy-style docstring, so a default and its description live in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+__all__ = ["Optics", "field_help"]
+
+O = TypeVar("O", bound="Optics")
+
+
+def field_help(cls: type, name: str) -> str:
+    """The description of field ``name`` in the ``Parameters`` section of ``cls``'s numpy docstring."""
+    lines = (cls.__doc__ or "").splitlines()
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if line.strip() == name or line.strip().startswith(f"{name},") or line.strip().endswith(f", {name}"):
+            indent = len(line) - len(line.lstrip())
+            for follow in lines[i + 1:]:
+                if not follow.strip() or len(follow) - len(follow.lstrip()) <= indent:
+                    break
+                out.append(follow.strip())
+            break
+    return " ".join(out).replace("``", "")
+
+
+class Optics:
+    """Mixin of the optics dataclasses (:class:`~napari_cvdm.physics.widefield.WidefieldOptics`,
+    :class:`~napari_cvdm.physics.fresnel.QPIOptics`): one dictionary schema for all of them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{field: value}`` with JSON types (recorded in model files, TIFF metadata and simulation records)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[O], values: dict[str, Any]) -> O:
+        """The optics recorded by :meth:`to_dict` (missing fields take their defaults).
+
+        Raises
+        ------
+        ValueError
+            Unknown fields (e.g. the optics of another task) or values out of range.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}; it has {', '.join(sorted(names))}")
+        return cls(**values)
+
+    def replace(self: O, **changes: Any) -> O:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]

@@ -1,0 +1,213 @@
+"""The task interface: everything that differs between super-resolution and phase imaging.
+
+Code outside ``napari_cvdm.tasks`` never asks *which* task it has; it asks the task object (see
+docs/architecture.md). A new task is a new subclass of :class:`Task` registered in
+:data:`napari_cvdm.tasks.TASKS`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..data.normalize import Normalization
+from ..metrics import Scores
+from ..physics.optics import Optics
+
+__all__ = ["Task", "Conditioned", "Method", "MIN_SIDE"]
+
+#: Smallest image side (pixels) any task accepts.
+MIN_SIDE = 16
+
+#: A reconstruction method: ``input → (mean, std or None)``.
+Method = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
+
+
+@dataclass
+class Conditioned:
+    """One input plane prepared for the network.
+
+    Attributes
+    ----------
+    cond
+        ``(1, C, H', W')`` condition on the output grid (normalised units).
+    to_values
+        Maps network samples ``(N, 1, H', W')`` (normalised, relative to the task's base) to values in
+        physical units ``(N, H', W')``.
+    warnings
+        Plain-text remarks about this input (e.g. a flat image).
+    """
+
+    cond: torch.Tensor
+    to_values: Callable[[torch.Tensor], torch.Tensor]
+    warnings: list[str] = field(default_factory=list)
+
+
+class Task(ABC):
+    """What one reconstruction task is: its inputs, conditions, optics, data, baselines, scores and layers.
+
+    Class attributes
+    ----------------
+    name
+        ``"sr"`` or ``"qpi"`` (model files record it).
+    title
+        Human-readable name.
+    gain
+        Output pixels per input pixel along each axis.
+    input_planes
+        Images per input position: 1 (widefield) or 2 (defocused pair).
+    optics_class
+        The optics dataclass of the task.
+    value_units
+        Units of the reconstruction.
+    classes, test_only_classes
+        Structure classes / phase sources of the simulator used for training, and those kept for tests.
+    train_size, eval_size, simulate_size
+        Default simulated input sides (pixels) for training, evaluation and ``simulate``.
+    patch_size
+        Default training patch side on the input grid.
+    space_to_depth
+        Pixel-unshuffle factor of new networks.
+    baseline_parameter
+        What :meth:`tune_baselines` chooses (for messages).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    gain: ClassVar[int]
+    input_planes: ClassVar[int]
+    optics_class: ClassVar[type[Optics]]
+    value_units: ClassVar[str]
+    classes: ClassVar[tuple[str, ...]]
+    test_only_classes: ClassVar[tuple[str, ...]] = ()
+    train_size: ClassVar[int]
+    eval_size: ClassVar[int]
+    simulate_size: ClassVar[int]
+    patch_size: ClassVar[int]
+    space_to_depth: ClassVar[int]
+    baseline_parameter: ClassVar[str]
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}: {self.title}>"
+
+    # ------------------------------------------------------------------ inputs
+
+    @property
+    def plane_ndim(self) -> int:
+        """Dimensions of one input plane: 2 ``(H, W)`` or 3 ``(2, H, W)``."""
+        return 2 if self.input_planes == 1 else 3
+
+    def is_single(self, image: np.ndarray) -> bool:
+        """Whether ``image`` is one plane (not a stack)."""
+        return np.ndim(image) == self.plane_ndim
+
+    @abstractmethod
+    def _as_planes(self, arr: np.ndarray) -> np.ndarray:
+        """``arr`` as a stack of planes ``(P, ...)``, or a ``ValueError`` naming the expected shapes."""
+
+    def check_input(self, image: np.ndarray) -> np.ndarray:
+        """Validate an input array; return it as float64 planes ``(P, H, W)`` or ``(P, 2, H, W)``.
+
+        Raises
+        ------
+        ValueError
+            Not numeric, wrong shape, smaller than :data:`MIN_SIDE`, or non-finite values.
+        """
+        arr = np.asarray(image)
+        if arr.dtype.kind not in "iufb":
+            raise ValueError(f"the image has data type {arr.dtype}; a numeric image is needed")
+        arr = self._as_planes(arr.astype(np.float64))
+        if min(arr.shape[-2:]) < MIN_SIDE:
+            raise ValueError(f"the image is {arr.shape[-2]}×{arr.shape[-1]} pixels; at least {MIN_SIDE}×{MIN_SIDE} "
+                             "is needed")
+        if not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise ValueError(f"the image contains {bad} NaN or infinite values; replace them (e.g. with the "
+                             "background level) before reconstruction")
+        return arr
+
+    @abstractmethod
+    def pair_shape_error(self, inp: np.ndarray, tgt: np.ndarray) -> str | None:
+        """Why ``(inp, tgt)`` is not one training pair of this task (``None`` when the shapes fit)."""
+
+    # ------------------------------------------------------------------ optics and normalisation
+
+    def default_optics(self) -> Optics:
+        """The bundled model's optics."""
+        return self.optics_class()
+
+    def optics_from_dict(self, values: dict[str, Any] | None) -> Optics:
+        """Optics recorded in a model file or simulation record (``None``/empty: the defaults)."""
+        return self.optics_class.from_dict(dict(values or {}))
+
+    @abstractmethod
+    def default_normalization(self, optics: Optics | None = None) -> Normalization:
+        """How new models of this task scale inputs and targets."""
+
+    @abstractmethod
+    def cond_channels(self, norm: Normalization) -> int:
+        """Channels of the condition the network receives."""
+
+    # ------------------------------------------------------------------ conditions
+
+    @abstractmethod
+    def condition(self, plane: np.ndarray, norm: Normalization, device: torch.device) -> Conditioned:
+        """One input plane (from :meth:`check_input`) → condition and the way back to physical units."""
+
+    @abstractmethod
+    def normalized_patch(self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int,
+                         p: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``p``-pixel training patch at input pixel ``(y0, x0)``, normalised: ``(condition, target)`` on
+        the input grid (the target on its own grid)."""
+
+    @abstractmethod
+    def collate(self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked patches → the network's condition ``x`` and what it learns ``y`` (``(B, C, h, w)``)."""
+
+    # ------------------------------------------------------------------ data and evaluation
+
+    def default_classes(self, with_images: bool = False) -> list[str]:
+        """Classes a simulated training set cycles through."""
+        return list(self.classes)
+
+    @abstractmethod
+    def simulate(self, cls: str, size: int, rng: np.random.Generator, optics: Optics | None = None,
+                 images: Sequence[np.ndarray] | None = None, level: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """One simulated ``(input, target)`` pair of class ``cls`` with ``size``-pixel inputs (``level``: a fixed
+        signal level where the task has one — ``sr`` photons per pixel —, else drawn as for training)."""
+
+    @abstractmethod
+    def baselines(self, optics: Optics | None = None, parameter: float | None = None) -> dict[str, Method]:
+        """The classical methods, by display name (``parameter``: see :attr:`baseline_parameter`)."""
+
+    @abstractmethod
+    def tune_baselines(self, examples: Sequence[Any], optics: Optics | None = None
+                       ) -> tuple[float, dict[float, float]]:
+        """The baseline parameter with the best mean PSNR on ``examples`` and the PSNR of every candidate."""
+
+    @abstractmethod
+    def scores(self, estimate: np.ndarray, target: np.ndarray) -> Scores:
+        """PSNR and SSIM as the task defines them."""
+
+    @abstractmethod
+    def error(self, estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Per-pixel error in the units the std is in."""
+
+    # ------------------------------------------------------------------ layers
+
+    @abstractmethod
+    def output_geometry(self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
+                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Scale and translate of the output layers from the input layer's (one value per axis; µm or
+        pixels). ``plane_axis``: the input carries its defocus planes on axis ``-3``."""
+
+    def output_pixel_size(self, pixel_um: tuple[float, float] | None) -> tuple[float, float] | None:
+        """Pixel size ``(y, x)`` of the output, µm."""
+        return None if pixel_um is None else (pixel_um[0] / self.gain, pixel_um[1] / self.gain)

@@ -1,0 +1,147 @@
+"""Task ``qpi``: two defocused brightfield images ``(2, H, W)`` at (−dz, +dz) → phase ``(H, W)`` in radians.
+
+Normalisation: intensities under unit illumination map as ``(I − 1)/s_I``, the phase as ``(φ − mean φ)/s_φ``
+(phase is defined up to a constant). Models with a TIE channel also receive the TIE phase of the pair
+(divided by ``s_φ``); ``tie_residual`` models learn the correction to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..data.normalize import Normalization
+from ..data.simulate import simulate_qpi_pair
+from ..metrics import Scores, qpi_scores
+from ..physics.fresnel import QPIOptics
+from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase, tie_phase_torch
+from .base import Conditioned, Method, Task
+
+__all__ = ["QPITask", "qpi_condition", "qpi_base", "qpi_target"]
+
+
+def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """Intensities ``(B, 2, H, W)`` under unit illumination → condition ``(B, C, H, W)``.
+
+    Channels ``(I₋ − 1)/s_I`` and ``(I₊ − 1)/s_I``, plus ``TIE(I₋, I₊)/s_φ`` when ``norm.tie`` is set
+    (computed on the whole image given).
+    """
+    x = (intensities - 1.0) / norm.intensity_scale
+    if norm.tie is None:
+        return x
+    dz, lam, px, alpha = norm.tie
+    phase = tie_phase_torch(intensities[:, 0], intensities[:, 1], dz, lam, px, alpha).to(x.dtype)
+    return torch.cat([x, phase[:, None] / norm.phase_scale], dim=1)
+
+
+def qpi_base(cond: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """What the network's output is added to: the TIE channel ``(B, 1, H, W)`` for ``tie_residual`` models,
+    zeros otherwise (normalised units)."""
+    if norm.tie_residual:
+        return cond[:, 2:3]
+    return torch.zeros_like(cond[:, :1])
+
+
+def qpi_target(phase: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """Phase ``(B, 1, H, W)`` → ``(φ − mean φ)/s_φ`` per image."""
+    return (phase - phase.mean(dim=(-2, -1), keepdim=True)) / norm.phase_scale
+
+
+def _zero_mean(values: torch.Tensor) -> torch.Tensor:
+    return values - values.mean(dim=(-2, -1), keepdim=True)
+
+
+class QPITask(Task):
+    """Quantitative phase from a defocused pair (see the module docstring)."""
+
+    name = "qpi"
+    title = "quantitative phase imaging"
+    gain = 1
+    input_planes = 2
+    optics_class = QPIOptics
+    value_units = "rad"
+    classes = ("cells", "textures")
+    train_size = 128
+    eval_size = 128
+    simulate_size = 256
+    patch_size = 64
+    space_to_depth = 1
+    baseline_parameter = "TIE alpha (1/um^2)"
+
+    def _as_planes(self, arr: np.ndarray) -> np.ndarray:
+        if arr.ndim == 3 and arr.shape[0] == 2:
+            return arr[None]
+        if not (arr.ndim == 4 and arr.shape[1] == 2):
+            raise ValueError(f"qpi expects two planes (2, H, W) ordered (-dz, +dz), or (T, 2, H, W); got shape "
+                             f"{arr.shape}")
+        return arr
+
+    def pair_shape_error(self, inp: np.ndarray, tgt: np.ndarray) -> str | None:
+        if inp.ndim != 3 or inp.shape[0] != 2 or tgt.shape != inp.shape[1:]:
+            return f"qpi pairs are (2, H, W) inputs with (H, W) phase targets; got {inp.shape} and {tgt.shape}"
+        return None
+
+    def default_normalization(self, optics: QPIOptics | None = None) -> Normalization:
+        o = optics or QPIOptics()
+        return Normalization(task=self.name, tie=(o.dz_um, o.wavelength_um, o.pixel_um, DEFAULT_TIE_REGULARIZATION),
+                             tie_residual=True)
+
+    def cond_channels(self, norm: Normalization) -> int:
+        return 3 if norm.tie is not None else 2
+
+    def condition(self, plane: np.ndarray, norm: Normalization, device: torch.device) -> Conditioned:
+        cond = qpi_condition(torch.from_numpy(plane).float()[None].to(device), norm)
+        base = qpi_base(cond, norm)
+        return Conditioned(cond, lambda s: _zero_mean((s + base)[:, 0] * norm.phase_scale))
+
+    def normalized_patch(self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int,
+                         p: int) -> tuple[np.ndarray, np.ndarray]:
+        # the condition (with its TIE channel) is computed on the whole image, then cropped
+        full = qpi_condition(torch.from_numpy(np.asarray(inp, np.float32))[None], norm)[0].numpy()
+        return full[:, y0:y0 + p, x0:x0 + p], tgt[y0:y0 + p, x0:x0 + p]
+
+    def collate(self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        y = qpi_target(targets[:, None], norm) - qpi_base(conds, norm)
+        return conds, _zero_mean(y)  # phase is defined up to a constant
+
+    def default_classes(self, with_images: bool = False) -> list[str]:
+        return [*self.classes, *(["images"] if with_images else [])]
+
+    def simulate(self, cls: str, size: int, rng: np.random.Generator, optics: QPIOptics | None = None,
+                 images: Sequence[np.ndarray] | None = None, level: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        pair = simulate_qpi_pair(cls, (size, size), rng, optics, list(images) if images else None)
+        return pair.input, pair.target
+
+    def baselines(self, optics: QPIOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
+        o = optics or QPIOptics()
+        alpha = DEFAULT_TIE_REGULARIZATION if parameter is None else float(parameter)
+        return {f"TIE (alpha={alpha:g}/um^2)": lambda x: (
+            tie_phase(x[0], x[1], o.dz_um, o.wavelength_um, o.pixel_um, alpha), None)}
+
+    def tune_baselines(self, examples, optics: QPIOptics | None = None,
+                       candidates: Sequence[float] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1)
+                       ) -> tuple[float, dict[float, float]]:
+        o = optics or QPIOptics()
+        means = {a: float(np.mean([self.scores(tie_phase(ex.input[0], ex.input[1], o.dz_um, o.wavelength_um,
+                                                         o.pixel_um, a), ex.target).psnr for ex in examples]))
+                 for a in candidates}
+        return max(means, key=means.get), means
+
+    def scores(self, estimate: np.ndarray, target: np.ndarray) -> Scores:
+        return qpi_scores(estimate, target)
+
+    def error(self, estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
+        e, t = np.asarray(estimate, np.float64), np.asarray(target, np.float64)
+        return (e - e.mean()) - (t - t.mean())
+
+    def output_geometry(self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
+                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The input's geometry; the defocus axis (``-3``) is dropped when the input carries the planes."""
+        s, t = [float(v) for v in scale], [float(v) for v in translate]
+        if plane_axis:
+            del s[-3], t[-3]
+        return tuple(s), tuple(t)

@@ -1,0 +1,139 @@
+"""Task ``sr``: widefield fluorescence ``(H, W)`` → SIM-like ``(2H, 2W)`` in the input's units.
+
+Normalisation: each input plane is scaled by its own robust percentiles, ``x̃ = (x − p_lo)/(p_hi − p_lo)``;
+the target is scaled with the *input's* affine map so that predictions go back to the input's units. The
+condition is ``x̃`` bicubically upsampled to the output grid and the network learns ``ỹ − up(x̃)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.normalize import FLAT_EPS, Normalization
+from ..data.simulate import SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_photons, simulate_sr_pair
+from ..metrics import Scores, sr_scores
+from ..physics.widefield import DEFAULT_RL_ITERATIONS, WidefieldOptics, bicubic_upsample, richardson_lucy_sr
+from .base import Conditioned, Method, Task
+
+__all__ = ["SRTask", "sr_affine", "sr_condition"]
+
+
+def sr_affine(image: np.ndarray, norm: Normalization) -> tuple[float, float]:
+    """``(offset, scale)`` of one input such that ``(x − offset)/scale`` is in about [0, 1].
+
+    A flat image gets ``scale = 1`` (no division by zero).
+    """
+    lo, hi = np.percentile(np.asarray(image, dtype=np.float64), [norm.low_percentile, norm.high_percentile])
+    scale = float(hi - lo)
+    return float(lo), scale if scale > FLAT_EPS * max(1.0, abs(float(hi))) else 1.0
+
+
+def sr_condition(x_norm: torch.Tensor, gain: int = 2) -> torch.Tensor:
+    """Normalised input ``(B, 1, h, w)`` → condition on the output grid ``(B, 1, gain·h, gain·w)`` (bicubic)."""
+    return F.interpolate(x_norm, scale_factor=gain, mode="bicubic", align_corners=False)
+
+
+class SRTask(Task):
+    """Super-resolution of widefield fluorescence images (see the module docstring)."""
+
+    name = "sr"
+    title = "super-resolution"
+    gain = 2
+    input_planes = 1
+    optics_class = WidefieldOptics
+    value_units = "input units"
+    classes = tuple(SR_STRUCTURES)
+    test_only_classes = tuple(SR_HELDOUT_STRUCTURES)
+    train_size = 64
+    eval_size = 64
+    simulate_size = 128
+    patch_size = 48
+    space_to_depth = 2
+    baseline_parameter = "Richardson-Lucy iterations"
+
+    def _as_planes(self, arr: np.ndarray) -> np.ndarray:
+        if arr.ndim == 2:
+            arr = arr[None]
+        elif arr.ndim != 3:
+            raise ValueError(f"sr expects one plane (H, W) or a stack (Z or T, H, W); got shape {arr.shape}. "
+                             "RGB or multi-channel images: pick one channel first")
+        if arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+            raise ValueError(f"shape {arr.shape} looks like an RGB image; sr expects a single-channel widefield image")
+        return arr
+
+    def pair_shape_error(self, inp: np.ndarray, tgt: np.ndarray) -> str | None:
+        if inp.ndim != 2 or tgt.ndim != 2:
+            return f"sr pairs are (H, W) inputs with (2H, 2W) targets; got {inp.shape} and {tgt.shape}"
+        want = (self.gain * inp.shape[0], self.gain * inp.shape[1])
+        if tgt.shape != want:
+            return f"the target must be twice the input's size: input {inp.shape} needs target {want}, got {tgt.shape}"
+        return None
+
+    def default_normalization(self, optics: WidefieldOptics | None = None) -> Normalization:
+        return Normalization(task=self.name)
+
+    def cond_channels(self, norm: Normalization) -> int:
+        return 1
+
+    def condition(self, plane: np.ndarray, norm: Normalization, device: torch.device) -> Conditioned:
+        offset, scale = sr_affine(plane, norm)
+        remarks = []
+        if scale == 1.0 and float(np.ptp(plane)) < 1e-6:
+            remarks.append("the image is flat (constant): the reconstruction carries no structure")
+        cond = sr_condition(torch.from_numpy((plane - offset) / scale).float()[None, None].to(device), self.gain)
+        return Conditioned(cond, lambda s: ((s + cond) * scale + offset)[:, 0], remarks)
+
+    def normalized_patch(self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int,
+                         p: int) -> tuple[np.ndarray, np.ndarray]:
+        offset, scale = sr_affine(inp, norm)
+        g = self.gain
+        return ((inp[y0:y0 + p, x0:x0 + p] - offset) / scale,
+                (tgt[g * y0:g * (y0 + p), g * x0:g * (x0 + p)] - offset) / scale)
+
+    def collate(self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = sr_condition(conds[:, None], self.gain)
+        return x, targets[:, None] - x
+
+    def simulate(self, cls: str, size: int, rng: np.random.Generator, optics: WidefieldOptics | None = None,
+                 images: Sequence[np.ndarray] | None = None, level: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        pair = simulate_sr_pair(cls, (size, size), level or draw_photons(rng), rng, optics)
+        return pair.input, pair.target
+
+    def baselines(self, optics: WidefieldOptics | None = None, parameter: float | None = None
+                  ) -> dict[str, Method]:
+        optics = optics or WidefieldOptics()
+        iterations = int(parameter or DEFAULT_RL_ITERATIONS)
+        return {
+            "bicubic": lambda x: (bicubic_upsample(x, optics.gain), None),
+            f"richardson-lucy ({iterations} it.)": lambda x: (richardson_lucy_sr(x, optics, iterations), None),
+        }
+
+    def tune_baselines(self, examples, optics: WidefieldOptics | None = None,
+                       candidates: Sequence[int] = (3, 5, 10, 20, 40, 80)) -> tuple[float, dict[float, float]]:
+        optics = optics or WidefieldOptics()
+        means = {it: float(np.mean([self.scores(richardson_lucy_sr(ex.input, optics, it), ex.target).psnr
+                                    for ex in examples])) for it in candidates}
+        return max(means, key=means.get), means
+
+    def scores(self, estimate: np.ndarray, target: np.ndarray) -> Scores:
+        return sr_scores(estimate, target)
+
+    def error(self, estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return np.asarray(estimate, np.float64) - np.asarray(target, np.float64)
+
+    def output_geometry(self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
+                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The last two axes at ``1/gain`` of the pixel size, shifted so that the output overlays the input:
+        input pixel ``i`` covers ``[i − ½, i + ½]``, so output pixels ``2i`` and ``2i + 1`` are centred at
+        ``i ∓ ¼`` (napari places pixel ``i`` at ``translate + i·scale``)."""
+        s, t = [float(v) for v in scale], [float(v) for v in translate]
+        for ax in (-2, -1):
+            t[ax] -= s[ax] * (self.gain - 1) / (2 * self.gain)
+            s[ax] /= self.gain
+        return tuple(s), tuple(t)

@@ -1,0 +1,81 @@
+"""Model files: save/load round trips, validation of foreign and broken files, optics records."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cvdm.models import ModelFileError, load_model, save_model
+from napari_cvdm.physics.widefield import WidefieldOptics
+from napari_cvdm.tasks import get_task
+
+
+def test_save_load_round_trip_gives_identical_predictions(trained_models):
+    model = load_model(trained_models["sr"])
+    img = np.random.default_rng(0).random((24, 40)).astype(np.float32) * 100
+    a = model.predict(img, n_samples=2, steps=3, seed=5)
+    b = load_model(trained_models["sr"]).predict(img, n_samples=2, steps=3, seed=5)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.std, b.std)
+    assert model.metadata["training"] == {"steps": 3}
+    assert model.default_steps == 4
+
+
+def test_model_files_are_validated(tmp_path, trained_models):
+    pickle_file = tmp_path / "model.pt"
+    pickle_file.write_bytes(b"\x80\x04this would be unpickled")
+    with pytest.raises(ModelFileError, match="refusing"):
+        load_model(pickle_file)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(ModelFileError, match="not a valid safetensors"):
+        load_model(corrupt)
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(ModelFileError, match="not a napari-cvdm model"):
+        load_model(foreign)
+    with pytest.raises(ModelFileError, match="'sr' model, but a 'qpi' model"):
+        load_model(trained_models["sr"], task="qpi")
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(trained_models["sr"]), framework="pt") as f:
+        meta = json.loads(f.metadata()["napari_cvdm"])
+    meta["format_version"] = 99
+    future = tmp_path / "future.safetensors"
+    save_file(load_file(str(trained_models["sr"])), str(future), metadata={"napari_cvdm": json.dumps(meta)})
+    with pytest.raises(ModelFileError, match="version 99"):
+        load_model(future)
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_model_files_record_the_tasks_optics_and_read_the_old_pixel_size_form(tmp_path, trained_models):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model = load_model(trained_models["sr"])
+    assert isinstance(model.optics, WidefieldOptics) and model.optics == WidefieldOptics()
+    with safe_open(str(trained_models["sr"]), framework="pt") as f:
+        meta = json.loads(f.metadata()["napari_cvdm"])
+    meta["optics"] = {"pixel_size_um": [0.1, 0.1]}  # what the Fine-tune widget wrote before the optics schema
+    old = tmp_path / "old.safetensors"
+    save_file(load_file(str(trained_models["sr"])), str(old), metadata={"napari_cvdm": json.dumps(meta)})
+    assert load_model(old).optics == WidefieldOptics(pixel_um=0.1)
+    meta["optics"] = {"dz_um": 1.0}  # qpi optics in an sr model
+    save_file(load_file(str(trained_models["sr"])), str(old), metadata={"napari_cvdm": json.dumps(meta)})
+    with pytest.raises(ModelFileError, match="dz_um"):
+        load_model(old)
+    qpi = get_task("qpi")
+    with pytest.raises(TypeError, match="WidefieldOptics"):
+        save_model(tmp_path / "x.safetensors", model.network, qpi, qpi.default_normalization(), model.optics)
+
+
+def test_bundled_models_load_with_their_recorded_optics():
+    for name in ("sr", "qpi"):
+        model = load_model(name)
+        assert model.task is get_task(name) and isinstance(model.optics, model.task.optics_class)
+        assert model.optics == model.task.default_optics()

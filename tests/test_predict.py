@@ -1,0 +1,59 @@
+"""The prediction path: shapes, units, stacks, progress, cancellation."""
+
+import numpy as np
+import pytest
+
+from napari_cvdm.models import load_model
+from napari_cvdm.predict import SamplingOptions
+
+
+def test_sr_predict_shapes_dtypes_units_and_stacks(trained_models):
+    model = load_model(trained_models["sr"])
+    img = np.random.default_rng(0).random((20, 30)) * 50 + 10
+    pred = model.predict(img, n_samples=3, steps=2, seed=1)
+    assert pred.mean.shape == pred.std.shape == (40, 60)
+    assert pred.mean.dtype == pred.std.dtype == np.float32
+    assert pred.samples.shape == (3, 40, 60) and pred.schedule.shape == (40, 60)
+    np.testing.assert_allclose(pred.mean, pred.samples.mean(0), rtol=1e-5, atol=1e-4)
+    assert (pred.std >= 0).all()
+    scaled = model.predict(img * 10, n_samples=3, steps=2, seed=1)  # output in the input's units
+    np.testing.assert_allclose(scaled.mean, 10 * pred.mean, rtol=1e-4, atol=1e-3)
+    stack = model.predict(np.stack([img, img[::-1], img * 2]), n_samples=2, steps=2)
+    assert stack.mean.shape == (3, 40, 60) and stack.samples.shape == (2, 3, 40, 60)
+    u16 = model.predict((img * 100).astype(np.uint16), n_samples=2, steps=2)
+    assert np.isfinite(u16.mean).all()
+
+
+def test_qpi_predict_gives_zero_mean_phase(trained_models):
+    model = load_model(trained_models["qpi"])
+    pair = 1 + 0.1 * np.random.default_rng(0).standard_normal((2, 32, 32))
+    pred = model.predict(pair, n_samples=2, steps=2)
+    assert pred.mean.shape == (32, 32) and pred.mean.dtype == np.float32
+    assert abs(float(pred.mean.mean())) < 1e-5
+    with pytest.raises(ValueError, match="qpi expects two planes"):
+        model.predict(pair[0], n_samples=2, steps=2)
+
+
+def test_progress_covers_all_planes_and_cancel_stops(trained_models):
+    from napari_cvdm.diffusion.sampler import SamplingCancelled
+
+    model = load_model(trained_models["sr"])
+    seen = []
+    model.predict(np.ones((2, 16, 16)) + np.eye(16), n_samples=2, steps=3, callback=seen.append)
+    assert [p.done for p in seen] == list(range(1, 7)) and seen[-1].total == 6
+    with pytest.raises(SamplingCancelled):
+        model.predict(np.eye(16) + 1, n_samples=2, steps=50, callback=lambda p: p.done < 2)
+
+
+def test_sampling_options_are_checked_when_made():
+    for bad in ({"n_samples": 0}, {"steps": 0}, {"tile_size": 8}):
+        with pytest.raises(ValueError):
+            SamplingOptions(**bad)
+
+
+def test_a_flat_image_carries_a_warning(trained_models):
+    model = load_model(trained_models["sr"])
+    with pytest.warns(UserWarning, match="flat"):
+        pred = model.predict(np.full((16, 16), 7.0), n_samples=2, steps=1)
+    assert any("flat" in w for w in pred.warnings)
+    assert model.predict(np.eye(16) + 1, n_samples=2, steps=1).warnings == []
