@@ -44,10 +44,20 @@ def main() -> None:
     for s in SR_STRUCTURES:
         pair = simulate_sr_pair(s, (96, 96), 100.0, rng)
         up = np.asarray(Image.fromarray(_gray(pair.input)).resize((192, 192), Image.NEAREST))
-        rows.append([up, _gray(bicubic_upsample(pair.input)), _gray(richardson_lucy_sr(pair.input, pair.optics)),
-                     _gray(pair.target)])
-    _grid(rows, ["widefield input", "bicubic 2x", "Richardson-Lucy", "SIM-like target"], list(SR_STRUCTURES),
-          OUT / "physics_sr.png")
+        rows.append(
+            [
+                up,
+                _gray(bicubic_upsample(pair.input)),
+                _gray(richardson_lucy_sr(pair.input, pair.optics)),
+                _gray(pair.target),
+            ]
+        )
+    _grid(
+        rows,
+        ["widefield input", "bicubic 2x", "Richardson-Lucy", "SIM-like target"],
+        list(SR_STRUCTURES),
+        OUT / "physics_sr.png",
+    )
     rows = []
     for source in ("cells", "textures"):
         pair = simulate_qpi_pair(source, (160, 160), rng)
@@ -55,8 +65,9 @@ def main() -> None:
         tie = tie_phase(pair.input[0], pair.input[1], o.dz_um, o.wavelength_um, o.pixel_um)
         t = pair.target - pair.target.mean()
         lo, hi = float(t.min()), float(t.max())
-        rows.append([_gray(pair.input[0], 0.5, 1.5), _gray(pair.input[1], 0.5, 1.5), _gray(tie, lo, hi),
-                     _gray(t, lo, hi)])
+        rows.append(
+            [_gray(pair.input[0], 0.5, 1.5), _gray(pair.input[1], 0.5, 1.5), _gray(tie, lo, hi), _gray(t, lo, hi)]
+        )
     _grid(rows, ["I(-1 um)", "I(+1 um)", "TIE phase", "true phase"], ["cells", "textures"], OUT / "physics_qpi.png")
 
 

@@ -29,8 +29,9 @@ def ensure_display() -> subprocess.Popen | None:
         return None
     if shutil.which("Xvfb") is None:
         raise SystemExit("no display and no Xvfb: install xvfb or run on a desktop")
-    proc = subprocess.Popen(["Xvfb", ":97", "-screen", "0", "1600x1000x24"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["Xvfb", ":97", "-screen", "0", "1600x1000x24"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     os.environ["DISPLAY"] = ":97"
     time.sleep(1.5)
     return proc
@@ -72,8 +73,10 @@ def shoot(task: str, sample_key: str, input_name: str, shown: list[str], samples
         time.sleep(0.02)
     widget.grab().save(str(out / f"gui_{task}_widget_running.png"))
     wait_for(widget, app)
-    print(f"{task}: Run → layers in {time.perf_counter() - t0:.1f} s ({samples} samples, "
-          f"{widget.steps_spin.value()} steps); status: {widget.status.text()}")
+    print(
+        f"{task}: Run → layers in {time.perf_counter() - t0:.1f} s ({samples} samples, "
+        f"{widget.steps_spin.value()} steps); status: {widget.status.text()}"
+    )
     for layer in viewer.layers:
         layer.visible = layer.name in shown
     viewer.grid.enabled = True
@@ -134,11 +137,22 @@ def main() -> None:
         if args.finetune_pairs is not None:
             shoot_finetune(args.finetune_pairs, args.finetune_output, args.steps, args.output)
             return
-        shoot("sr", "sr", "widefield", ["widefield", "widefield CVDM mean", "widefield CVDM std",
-                                        "SIM-like target"], args.samples, args.output)
-        shoot("qpi", "qpi", "brightfield ±1 µm", ["brightfield ±1 µm", "brightfield ±1 µm CVDM mean",
-                                                  "brightfield ±1 µm CVDM std", "phase (ground truth)"],
-              args.samples, args.output)
+        shoot(
+            "sr",
+            "sr",
+            "widefield",
+            ["widefield", "widefield CVDM mean", "widefield CVDM std", "SIM-like target"],
+            args.samples,
+            args.output,
+        )
+        shoot(
+            "qpi",
+            "qpi",
+            "brightfield ±1 µm",
+            ["brightfield ±1 µm", "brightfield ±1 µm CVDM mean", "brightfield ±1 µm CVDM std", "phase (ground truth)"],
+            args.samples,
+            args.output,
+        )
     finally:
         if xvfb is not None:
             xvfb.terminate()

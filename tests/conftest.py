@@ -7,15 +7,30 @@ from napari_cvdm.diffusion.denoiser import UNetConfig
 from napari_cvdm.diffusion.network import NetworkConfig, build_network
 from napari_cvdm.diffusion.schedule import ScheduleConfig
 
-TINY_UNET = UNetConfig(in_channels=1, out_channels=1, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
-                       attention_levels=(1,), num_heads=2, embed_channels=8)
+TINY_UNET = UNetConfig(
+    in_channels=1,
+    out_channels=1,
+    base_channels=8,
+    channel_mults=(1, 2),
+    num_res_blocks=1,
+    attention_levels=(1,),
+    num_heads=2,
+    embed_channels=8,
+)
 TINY_SCHEDULE = ScheduleConfig(base_channels=4, channel_mults=(1, 2), hidden=16)
 
 
 def tiny_network(schedule: str = "learned", cond_channels: int = 1, seed: int = 0):
     torch.manual_seed(seed)
-    return build_network(NetworkConfig(target_channels=1, cond_channels=cond_channels, schedule=schedule,
-                                       denoiser=TINY_UNET, schedule_net=TINY_SCHEDULE))
+    return build_network(
+        NetworkConfig(
+            target_channels=1,
+            cond_channels=cond_channels,
+            schedule=schedule,
+            denoiser=TINY_UNET,
+            schedule_net=TINY_SCHEDULE,
+        )
+    )
 
 
 @pytest.fixture
@@ -31,8 +46,9 @@ def tiny_config(task: str, attention: bool = True) -> NetworkConfig:
 
     t = get_task(task)
     denoiser = TINY_UNET if attention else dataclasses.replace(TINY_UNET, attention_levels=())
-    return NetworkConfig(cond_channels=t.cond_channels(t.default_normalization()), denoiser=denoiser,
-                         schedule_net=TINY_SCHEDULE)
+    return NetworkConfig(
+        cond_channels=t.cond_channels(t.default_normalization()), denoiser=denoiser, schedule_net=TINY_SCHEDULE
+    )
 
 
 def untrained_model_file(directory, task: str, default_steps: int = 2):
@@ -43,8 +59,15 @@ def untrained_model_file(directory, task: str, default_steps: int = 2):
 
     torch.manual_seed(0)
     t = get_task(task)
-    return save_model(directory / f"tiny-{task}.safetensors", build_network(tiny_config(task, attention=False)), t,
-                      t.default_normalization(), t.default_optics(), {"steps": 0}, default_steps=default_steps)
+    return save_model(
+        directory / f"tiny-{task}.safetensors",
+        build_network(tiny_config(task, attention=False)),
+        t,
+        t.default_normalization(),
+        t.default_optics(),
+        {"steps": 0},
+        default_steps=default_steps,
+    )
 
 
 def make_trainer(task="sr", steps=6, tmp_path=None, validator=None, **kw):
@@ -52,16 +75,22 @@ def make_trainer(task="sr", steps=6, tmp_path=None, validator=None, **kw):
     from napari_cvdm.data.dataset import SimulatedPairs
     from napari_cvdm.job import pair_batches
     from napari_cvdm.tasks import get_task
-    from napari_cvdm.train import Trainer, TrainConfig, new_network
+    from napari_cvdm.train import TrainConfig, Trainer, new_network
 
     t = get_task(task)
     pairs = SimulatedPairs(task=t, n=6, size=32, seed=1)
     kw.setdefault("validate_every", 0)
     cfg = TrainConfig(steps=steps, batch_size=2, patch_size=16, checkpoint_every=3, seed=3, **kw)
     ckpt = tmp_path / "run.ckpt.safetensors" if tmp_path else None
-    return Trainer(new_network(tiny_config(task), 0), pair_batches(t, pairs, t.default_normalization(), cfg), cfg,
-                   validator=validator, checkpoint=ckpt, log=tmp_path / "log.jsonl" if tmp_path else None,
-                   identity={"task": t.name})
+    return Trainer(
+        new_network(tiny_config(task), 0),
+        pair_batches(t, pairs, t.default_normalization(), cfg),
+        cfg,
+        validator=validator,
+        checkpoint=ckpt,
+        log=tmp_path / "log.jsonl" if tmp_path else None,
+        identity={"task": t.name},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +104,15 @@ def trained_models(tmp_path_factory):
     for task in ("sr", "qpi"):
         t = get_task(task)
         result = make_trainer(task, steps=3).run()
-        out[task] = save_model(d / f"{task}.safetensors", result.network, t, t.default_normalization(),
-                               t.default_optics(), {"steps": 3}, default_steps=4)
+        out[task] = save_model(
+            d / f"{task}.safetensors",
+            result.network,
+            t,
+            t.default_normalization(),
+            t.default_optics(),
+            {"steps": 3},
+            default_steps=4,
+        )
     return out
 
 

@@ -12,8 +12,15 @@ def test_bench_prints_consistent_figures(tmp_path, capsys):
     assert main(["bench", "--model", str(path), "--size", "32", "--samples", "2", "--steps", "3"]) == 0
     out = capsys.readouterr().out
     assert "2 samples × 3 steps" in out and "output 64×64" in out
-    for words in ("whole sampling run", "schedule λ(x), τ(t), once", "cost per sample·step", "GFLOP/s",
-                  "matmul peak", "noise-level embedding", "peak memory"):
+    for words in (
+        "whole sampling run",
+        "schedule λ(x), τ(t), once",
+        "cost per sample·step",
+        "GFLOP/s",
+        "matmul peak",
+        "noise-level embedding",
+        "peak memory",
+    ):
         assert words in out, words
 
 

@@ -44,12 +44,35 @@ def test_train_cli_from_changes_weights_and_keeps_lineage(tmp_path, trained_mode
     sim = tmp_path / "pairs"
     assert main(["simulate", "--task", "sr", "--n", "3", "--size", "32", "--output-dir", str(sim)]) == 0
     out = tmp_path / "tuned.safetensors"
-    assert main(["train", "--task", "sr", "--pairs", str(sim), "--from", str(trained_models["sr"]), "--steps", "3",
-                 "--batch-size", "2", "--patch-size", "16", "--validate-every", "0", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "sr",
+                "--pairs",
+                str(sim),
+                "--from",
+                str(trained_models["sr"]),
+                "--steps",
+                "3",
+                "--batch-size",
+                "2",
+                "--patch-size",
+                "16",
+                "--validate-every",
+                "0",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     parent, child = load_model(trained_models["sr"]), load_model(out)
     assert child.network.config == parent.network.config
-    changed = [not torch.equal(a, b) for a, b in zip(parent.network.state_dict().values(),
-                                                     child.network.state_dict().values())]
+    changed = [
+        not torch.equal(a, b) for a, b in zip(parent.network.state_dict().values(), child.network.state_dict().values())
+    ]
     assert any(changed)
     lineage = child.metadata["training"]["lineage"]
     assert lineage[-1]["path"] == str(trained_models["sr"]) and lineage[-1]["training"] == {"steps": 3}
@@ -60,8 +83,24 @@ def test_train_cli_from_changes_weights_and_keeps_lineage(tmp_path, trained_mode
 def test_demo_runs_a_model_and_writes_the_images(tmp_path, trained_models, capsys):
     from napari_cvdm.data.tiff import read_tiff
 
-    assert main(["demo", "--model", str(trained_models["sr"]), "--size", "32", "--samples", "2", "--steps", "2",
-                 "--output-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--model",
+                str(trained_models["sr"]),
+                "--size",
+                "32",
+                "--samples",
+                "2",
+                "--steps",
+                "2",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "CVDM mean" in out and "richardson-lucy" in out
     mean = read_tiff(tmp_path / "widefield_mean.tif")
@@ -72,12 +111,26 @@ def test_demo_runs_a_model_and_writes_the_images(tmp_path, trained_models, capsy
 def test_predict_cli_writes_good_files_and_lists_bad_ones(tmp_path, trained_models, capsys):
     from napari_cvdm.data.tiff import read_tiff, write_tiff
 
-    good = write_tiff(tmp_path / "cell.tif", np.random.default_rng(0).random((24, 24)).astype(np.float32),
-                      pixel_size_um=0.0626)
+    good = write_tiff(
+        tmp_path / "cell.tif", np.random.default_rng(0).random((24, 24)).astype(np.float32), pixel_size_um=0.0626
+    )
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"not a tiff")
-    rc = main(["predict", str(good), str(bad), "--model", str(trained_models["sr"]), "--samples", "2", "--steps", "2",
-               "--output-dir", str(tmp_path / "out")])
+    rc = main(
+        [
+            "predict",
+            str(good),
+            str(bad),
+            "--model",
+            str(trained_models["sr"]),
+            "--samples",
+            "2",
+            "--steps",
+            "2",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert "broken.tif" in err and "1 of 2" in err

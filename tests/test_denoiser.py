@@ -8,8 +8,15 @@ from napari_cvdm.diffusion.denoiser import Denoiser, UNetConfig, count_parameter
 
 def test_shapes_and_noise_level_input():
     torch.manual_seed(0)
-    cfg = UNetConfig(in_channels=1, out_channels=1, base_channels=8, channel_mults=(1, 2, 2), num_res_blocks=2,
-                     attention_levels=(2,), embed_channels=8)
+    cfg = UNetConfig(
+        in_channels=1,
+        out_channels=1,
+        base_channels=8,
+        channel_mults=(1, 2, 2),
+        num_res_blocks=2,
+        attention_levels=(2,),
+        embed_channels=8,
+    )
     net = Denoiser(target_channels=1, cond_channels=2, config=cfg)
     with torch.no_grad():  # the output layer starts at zero: give it weights
         for p in net.parameters():

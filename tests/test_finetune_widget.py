@@ -30,8 +30,9 @@ def _widget(viewer, start_file, steps=6):
     return widget
 
 
-def test_fine_tune_from_layers_plots_previews_saves_and_shows_up_in_reconstruct(make_napari_viewer, qtbot,
-                                                                                 model_files, tmp_path):
+def test_fine_tune_from_layers_plots_previews_saves_and_shows_up_in_reconstruct(
+    make_napari_viewer, qtbot, model_files, tmp_path
+):
     from napari_cvdm._widgets import ReconstructWidget
     from napari_cvdm._widgets.finetune import PREVIEW_LAYER
 
@@ -65,8 +66,9 @@ def test_fine_tune_from_layers_plots_previews_saves_and_shows_up_in_reconstruct(
     assert reconstruct.current_model().path == path
 
 
-def test_fine_tune_from_a_folder_stops_when_asked_and_keeps_a_checkpoint(make_napari_viewer, qtbot, model_files,
-                                                                        tmp_path):
+def test_fine_tune_from_a_folder_stops_when_asked_and_keeps_a_checkpoint(
+    make_napari_viewer, qtbot, model_files, tmp_path
+):
     inputs, targets = _sr_pairs(4, seed=1)
     for i, (a, b) in enumerate(zip(inputs, targets)):
         write_tiff(tmp_path / "pairs" / "inputs" / f"p{i}.tif", a)
@@ -101,8 +103,9 @@ def test_fine_tune_qpi_on_simulated_optics(make_napari_viewer, qtbot, model_file
 
 
 @pytest.mark.parametrize("case", ["mismatched", "same layer", "nan", "empty folder"])
-def test_bad_training_data_gives_a_notification_and_starts_nothing(make_napari_viewer, model_files, errors,
-                                                                  tmp_path, case):
+def test_bad_training_data_gives_a_notification_and_starts_nothing(
+    make_napari_viewer, model_files, errors, tmp_path, case
+):
     viewer = make_napari_viewer()
     widget = _widget(viewer, model_files["sr"])
     inp = np.ones((32, 32), np.float32)
@@ -121,7 +124,8 @@ def test_bad_training_data_gives_a_notification_and_starts_nothing(make_napari_v
     before = [layer.name for layer in viewer.layers]
     widget.start()
     assert widget.worker is None
-    expected = {"mismatched": "twice the input", "same layer": "same layer", "nan": "NaN",
-                "empty folder": "inputs"}[case]
+    expected = {"mismatched": "twice the input", "same layer": "same layer", "nan": "NaN", "empty folder": "inputs"}[
+        case
+    ]
     assert errors and expected in errors[-1], errors
     assert [layer.name for layer in viewer.layers] == before

@@ -3,8 +3,14 @@
 import subprocess
 import sys
 
-CORE_MODULES = ["napari_cvdm", "napari_cvdm.diffusion", "napari_cvdm.data.tiff", "napari_cvdm._reader",
-                "napari_cvdm.cli", "napari_cvdm.toy"]
+CORE_MODULES = [
+    "napari_cvdm",
+    "napari_cvdm.diffusion",
+    "napari_cvdm.data.tiff",
+    "napari_cvdm._reader",
+    "napari_cvdm.cli",
+    "napari_cvdm.toy",
+]
 
 
 def test_core_leaves_qt_napari_and_magicgui_unimported():

@@ -23,8 +23,12 @@ def test_terms_are_per_example_and_combine_as_in_the_paper(tiny_net):
 def test_every_part_of_the_network_gets_gradients(tiny_net):
     x, y = torch.randn(2, 1, 16, 16), torch.randn(2, 1, 16, 16)
     cvdm_loss(tiny_net, x, y).total.mean().backward()
-    for part in (tiny_net.schedule.lambda_net, tiny_net.schedule.tau_gamma, tiny_net.schedule.tau_beta,
-                 tiny_net.denoiser):
+    for part in (
+        tiny_net.schedule.lambda_net,
+        tiny_net.schedule.tau_gamma,
+        tiny_net.schedule.tau_beta,
+        tiny_net.denoiser,
+    ):
         grads = [p.grad for p in part.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), type(part).__name__
 

@@ -23,8 +23,13 @@ def test_manifest_validates_and_every_python_name_resolves():
 
 def test_napari_opens_a_tiff_with_its_pixel_size(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
-    path = write_tiff(tmp_path / "widefield.tif", np.random.default_rng(0).random((3, 32, 40)).astype(np.float32),
-                      pixel_size_um=0.0626, axes="ZYX", z_spacing_um=0.2)
+    path = write_tiff(
+        tmp_path / "widefield.tif",
+        np.random.default_rng(0).random((3, 32, 40)).astype(np.float32),
+        pixel_size_um=0.0626,
+        axes="ZYX",
+        z_spacing_um=0.2,
+    )
     layers = viewer.open(str(path), plugin="napari-cvdm")
     assert len(layers) == 1
     layer = viewer.layers["widefield"]

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cvdm.physics.fresnel import QPIOptics, defocused_pair
 from napari_cvdm.physics.fresnel import (
+    QPIOptics,
     angular_spectrum_propagate,
     defocus_stack,
+    defocused_pair,
     fresnel_propagate,
     phase_object,
     polychromatic_intensity,

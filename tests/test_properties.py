@@ -15,8 +15,11 @@ DTYPES = st.sampled_from([np.uint8, np.uint16, np.int16, np.int32, np.float32, n
 
 def _image(dtype, shape):
     info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
-    elements = (st.integers(int(info.min), int(info.max)) if info is not None
-                else st.floats(-2.0**100, 2.0**100, allow_nan=False, allow_infinity=False, width=32))
+    elements = (
+        st.integers(int(info.min), int(info.max))
+        if info is not None
+        else st.floats(-(2.0**100), 2.0**100, allow_nan=False, allow_infinity=False, width=32)
+    )
     return arrays(dtype, shape, elements=elements)
 
 
@@ -56,13 +59,16 @@ def test_input_checks_accept_exactly_the_documented_shapes(shape, task):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data(), dtype=st.sampled_from([np.uint8, np.uint16, np.float32]),
-       shape=st.sampled_from([(17, 23), (3, 16, 20), (2, 31, 18)]),
-       pixel=st.floats(0.005, 5.0), z=st.floats(0.05, 10.0))
+@given(
+    data=st.data(),
+    dtype=st.sampled_from([np.uint8, np.uint16, np.float32]),
+    shape=st.sampled_from([(17, 23), (3, 16, 20), (2, 31, 18)]),
+    pixel=st.floats(0.005, 5.0),
+    z=st.floats(0.05, 10.0),
+)
 def test_tiff_round_trip_keeps_data_pixel_size_and_z_spacing(tmp_path, data, dtype, shape, pixel, z):
     image = data.draw(_image(dtype, shape))
-    path = write_tiff(tmp_path / "img.tif", image, pixel_size_um=pixel,
-                      z_spacing_um=z if len(shape) == 3 else None)
+    path = write_tiff(tmp_path / "img.tif", image, pixel_size_um=pixel, z_spacing_um=z if len(shape) == 3 else None)
     read = read_tiff(path)
     np.testing.assert_array_equal(read.data, image)
     assert read.data.dtype == image.dtype

@@ -10,15 +10,19 @@ from napari_cvdm.data.tiff import write_tiff
 from napari_cvdm.models import load_model
 
 
-@pytest.mark.parametrize("name, data, task, words", [
-    ("nan.tif", np.where(np.eye(32, dtype=bool), np.nan, 1.0).astype(np.float32), "sr", "NaN"),
-    ("rgb.tif", np.zeros((32, 32, 3), np.uint8), "sr", "RGB"),
-    ("one-plane.tif", np.ones((32, 32), np.float32), "qpi", "two planes (2, H, W)"),
-    ("three-planes.tif", np.ones((3, 32, 32), np.float32), "qpi", "two planes (2, H, W)"),
-    ("tiny.tif", np.ones((8, 12), np.float32), "sr", "at least 16×16"),
-])
-def test_bad_images_give_one_line_naming_the_file_and_write_nothing(tmp_path, capsys, model_files, name, data, task,
-                                                                   words):
+@pytest.mark.parametrize(
+    "name, data, task, words",
+    [
+        ("nan.tif", np.where(np.eye(32, dtype=bool), np.nan, 1.0).astype(np.float32), "sr", "NaN"),
+        ("rgb.tif", np.zeros((32, 32, 3), np.uint8), "sr", "RGB"),
+        ("one-plane.tif", np.ones((32, 32), np.float32), "qpi", "two planes (2, H, W)"),
+        ("three-planes.tif", np.ones((3, 32, 32), np.float32), "qpi", "two planes (2, H, W)"),
+        ("tiny.tif", np.ones((8, 12), np.float32), "sr", "at least 16×16"),
+    ],
+)
+def test_bad_images_give_one_line_naming_the_file_and_write_nothing(
+    tmp_path, capsys, model_files, name, data, task, words
+):
     path = tmp_path / name
     if data.ndim == 3 and data.shape[-1] == 3:
         import tifffile
@@ -27,8 +31,20 @@ def test_bad_images_give_one_line_naming_the_file_and_write_nothing(tmp_path, ca
     else:
         write_tiff(path, data)
     out = tmp_path / "out"
-    rc = main(["predict", str(path), "--model", str(model_files[task]), "--samples", "2", "--steps", "1",
-               "--output-dir", str(out)])
+    rc = main(
+        [
+            "predict",
+            str(path),
+            "--model",
+            str(model_files[task]),
+            "--samples",
+            "2",
+            "--steps",
+            "1",
+            "--output-dir",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc != 0
     assert name in err and words in err, err
@@ -36,9 +52,10 @@ def test_bad_images_give_one_line_naming_the_file_and_write_nothing(tmp_path, ca
     assert not list(out.glob("*.tif")) if out.exists() else True
 
 
-@pytest.mark.parametrize("content, words", [(None, "not found"), (b"", "empty"), (b"II*\x00garbage", "contains no image")])
-def test_missing_empty_and_corrupt_files_are_one_line_errors(tmp_path, capsys, model_files,
-                                                                                          content, words):
+@pytest.mark.parametrize(
+    "content, words", [(None, "not found"), (b"", "empty"), (b"II*\x00garbage", "contains no image")]
+)
+def test_missing_empty_and_corrupt_files_are_one_line_errors(tmp_path, capsys, model_files, content, words):
     path = tmp_path / "img.tif"
     if content is not None:
         path.write_bytes(content)
@@ -52,10 +69,12 @@ def test_missing_empty_and_corrupt_files_are_one_line_errors(tmp_path, capsys, m
 def test_integer_negative_and_huge_values_do_not_overflow(model_files):
     model = load_model(model_files["sr"])
     rng = np.random.default_rng(0)
-    for image in (rng.integers(0, 65536, (32, 32)).astype(np.uint16),
-                  rng.integers(-2**31, 2**31 - 1, (32, 32)).astype(np.int32),
-                  (rng.random((32, 32)) * 1e30).astype(np.float32),
-                  rng.integers(0, 256, (32, 32)).astype(np.uint8)):
+    for image in (
+        rng.integers(0, 65536, (32, 32)).astype(np.uint16),
+        rng.integers(-(2**31), 2**31 - 1, (32, 32)).astype(np.int32),
+        (rng.random((32, 32)) * 1e30).astype(np.float32),
+        rng.integers(0, 256, (32, 32)).astype(np.uint8),
+    ):
         pred = model.predict(image, n_samples=2, steps=2)
         assert np.isfinite(pred.mean).all() and np.isfinite(pred.std).all()
         lo, hi = float(image.min()), float(image.max())
@@ -75,8 +94,19 @@ def test_flat_image_gives_finite_output_and_a_warning(model_files):
 def test_training_on_an_empty_folder_is_refused_before_training(tmp_path, capsys):
     (tmp_path / "pairs" / "inputs").mkdir(parents=True)
     (tmp_path / "pairs" / "targets").mkdir()
-    rc = main(["train", "--task", "sr", "--pairs", str(tmp_path / "pairs"), "--steps", "5",
-               "--output", str(tmp_path / "m.safetensors")])
+    rc = main(
+        [
+            "train",
+            "--task",
+            "sr",
+            "--pairs",
+            str(tmp_path / "pairs"),
+            "--steps",
+            "5",
+            "--output",
+            str(tmp_path / "m.safetensors"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc != 0 and "inputs" in err and "Traceback" not in err
     assert not (tmp_path / "m.ckpt.safetensors").exists()
@@ -86,8 +116,19 @@ def test_debug_flag_shows_the_full_error(tmp_path, model_files):
     from napari_cvdm.data.tiff import TiffReadError
 
     with pytest.raises(TiffReadError, match="not found"):
-        main(["--debug", "predict", str(tmp_path / "missing.tif"), "--model", str(model_files["sr"]), "--samples", "2",
-              "--output-dir", str(tmp_path)])
+        main(
+            [
+                "--debug",
+                "predict",
+                str(tmp_path / "missing.tif"),
+                "--model",
+                str(model_files["sr"]),
+                "--samples",
+                "2",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
 
 
 class _Payload:
@@ -100,8 +141,10 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
-@pytest.mark.parametrize("suffix, words", [(".pt", "refusing"), (".pth", "refusing"), (".ckpt", "refusing"),
-                                           (".safetensors", "not a valid safetensors")])
+@pytest.mark.parametrize(
+    "suffix, words",
+    [(".pt", "refusing"), (".pth", "refusing"), (".ckpt", "refusing"), (".safetensors", "not a valid safetensors")],
+)
 def test_a_malicious_pickle_is_never_executed(tmp_path, suffix, words):
     import pickle
 

@@ -29,9 +29,18 @@ def test_stack_keeps_pixel_size_and_z_spacing(tmp_path):
 
 def test_ome_pixel_size_in_nanometres(tmp_path):
     path = tmp_path / "ome.ome.tif"
-    tifffile.imwrite(path, np.zeros((2, 16, 16), np.float32), ome=True,
-                     metadata={"axes": "CYX", "PhysicalSizeX": 210.0, "PhysicalSizeXUnit": "nm",
-                               "PhysicalSizeY": 210.0, "PhysicalSizeYUnit": "nm"})
+    tifffile.imwrite(
+        path,
+        np.zeros((2, 16, 16), np.float32),
+        ome=True,
+        metadata={
+            "axes": "CYX",
+            "PhysicalSizeX": 210.0,
+            "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeY": 210.0,
+            "PhysicalSizeYUnit": "nm",
+        },
+    )
     got = read_tiff(path)
     assert got.pixel_size_um == pytest.approx((0.21, 0.21))
     assert got.data.shape == (2, 16, 16)
@@ -64,8 +73,9 @@ def test_reader_declines_other_files():
     assert napari_get_reader(["a.tif", "b.png"]) is None
 
 
-@pytest.mark.parametrize("content, match", [(b"", "empty"), (b"this is not a tiff at all", "cannot be read"),
-                                            (None, "not found")])
+@pytest.mark.parametrize(
+    "content, match", [(b"", "empty"), (b"this is not a tiff at all", "cannot be read"), (None, "not found")]
+)
 def test_unreadable_files_give_a_clear_error(tmp_path, content, match):
     path = tmp_path / "bad.tif"
     if content is not None:

@@ -17,8 +17,12 @@ from napari_cvdm.predict import plan_sampling
 
 
 @settings(max_examples=60, deadline=None)
-@given(size=st.integers(8, 300), tile=st.integers(8, 128), overlap_frac=st.floats(0, 0.49),
-       stride=st.sampled_from([1, 2, 4, 8]))
+@given(
+    size=st.integers(8, 300),
+    tile=st.integers(8, 128),
+    overlap_frac=st.floats(0, 0.49),
+    stride=st.sampled_from([1, 2, 4, 8]),
+)
 def test_tiles_cover_the_image_on_the_stride_grid(size, tile, overlap_frac, stride):
     size, tile = size // stride * stride or stride, tile // stride * stride or stride
     overlap = int(overlap_frac * tile)
@@ -26,17 +30,22 @@ def test_tiles_cover_the_image_on_the_stride_grid(size, tile, overlap_frac, stri
     covered = np.zeros(size, bool)
     for s in starts:
         assert s % stride == 0 and 0 <= s <= size - min(tile, size)
-        covered[s:s + min(tile, size)] = True
+        covered[s : s + min(tile, size)] = True
     assert covered.all()
     assert starts == sorted(set(starts))
 
 
 @settings(max_examples=40, deadline=None)
-@given(h=st.integers(16, 90), w=st.integers(16, 90), tile=st.integers(16, 40), overlap=st.integers(0, 7),
-       channels=st.integers(1, 3))
+@given(
+    h=st.integers(16, 90),
+    w=st.integers(16, 90),
+    tile=st.integers(16, 40),
+    overlap=st.integers(0, 7),
+    channels=st.integers(1, 3),
+)
 def test_blending_a_pointwise_map_is_exact(h, w, tile, overlap, channels):
     def pointwise(a, b):  # any per-pixel function gives the same result tiled or not
-        return torch.tanh(a) * b[:, :1] + a ** 2
+        return torch.tanh(a) * b[:, :1] + a**2
 
     gen = torch.Generator().manual_seed(h * 1000 + w)
     a = torch.randn((2, channels, h, w), generator=gen, dtype=torch.float64)
@@ -62,8 +71,14 @@ def _seam_stats(image: np.ndarray, borders: list[int]) -> tuple[float, float]:
 def _random_net():
     """The tiny network with its zero-initialised output layers randomised, so that it computes something."""
     torch.manual_seed(0)
-    net = build_network(NetworkConfig(target_channels=1, cond_channels=1, denoiser=dataclasses.replace(
-        TINY_UNET, attention_levels=()), schedule_net=TINY_SCHEDULE)).eval()
+    net = build_network(
+        NetworkConfig(
+            target_channels=1,
+            cond_channels=1,
+            denoiser=dataclasses.replace(TINY_UNET, attention_levels=()),
+            schedule_net=TINY_SCHEDULE,
+        )
+    ).eval()
     gen = torch.Generator().manual_seed(5)
     with torch.no_grad():
         for p in net.parameters():
@@ -151,8 +166,8 @@ def _assert_same_samples(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 def test_channels_last_and_compiled_denoisers_give_the_same_samples(tmp_path):
-    from napari_cvdm.models import save_model
     from napari_cvdm.devices import compile_network, prepare_network, sampling_memory_format
+    from napari_cvdm.models import save_model
 
     assert sampling_memory_format(torch.device("cuda")) == torch.channels_last
     assert sampling_memory_format(torch.device("mps")) == torch.contiguous_format
@@ -182,7 +197,9 @@ def test_cpu_chunks_stay_cache_sized_and_gpus_take_what_the_budget_allows(tmp_pa
     model = load_model(untrained_model_file(tmp_path, "sr"))
     cpu, gpu = preferred_chunk_pixels(torch.device("cpu")), preferred_chunk_pixels(torch.device("cuda"))
     assert gpu is None
-    assert plan_sampling(model.network, model.task.gain, (1024, 1024), 8, chunk_pixels=cpu).chunk == 1  # never below one sample
+    assert (
+        plan_sampling(model.network, model.task.gain, (1024, 1024), 8, chunk_pixels=cpu).chunk == 1
+    )  # never below one sample
     assert plan_sampling(model.network, model.task.gain, (256, 256), 8, chunk_pixels=cpu).chunk == cpu // 256**2
     assert plan_sampling(model.network, model.task.gain, (256, 256), 8, chunk_pixels=gpu).chunk == 8
 

@@ -14,7 +14,9 @@ def test_sampled_mean_beats_the_condition_by_3_db_after_a_short_training():
     assert np.mean(result.losses[-50:]) < np.mean(result.losses[:50])
     scores = evaluate_toy(result.network, cfg, n_images=8, n_samples=4, steps=20)
     gain = scores.psnr_mean - scores.psnr_condition
-    print(f"toy: {result.steps_done} steps in {result.seconds:.1f} s; PSNR input {scores.psnr_condition:.2f} dB, "
-          f"CVDM mean {scores.psnr_mean:.2f} dB, gain {gain:+.2f} dB")
+    print(
+        f"toy: {result.steps_done} steps in {result.seconds:.1f} s; PSNR input {scores.psnr_condition:.2f} dB, "
+        f"CVDM mean {scores.psnr_mean:.2f} dB, gain {gain:+.2f} dB"
+    )
     assert gain >= 3.0
     assert np.all(scores.std >= 0) and scores.std.mean() > 0

@@ -100,19 +100,53 @@ def _small_trainer(config):
     """A trainer whose network has ``config`` (to read the checkpoints of the command-line runs below)."""
     from napari_cvdm.train import TrainConfig, Trainer, new_network
 
-    return Trainer(new_network(config, 0), lambda rng: None, TrainConfig(steps=5, patch_size=16),
-                   identity={"task": "sr"})
+    return Trainer(
+        new_network(config, 0), lambda rng: None, TrainConfig(steps=5, patch_size=16), identity={"task": "sr"}
+    )
 
 
-_SMALL = ["--base-channels", "8", "--channel-mults", "1,2", "--device", "cpu", "--validate-every", "0",
-          "--size", "32", "--patch-size", "16", "--batch-size", "2", "--task", "sr", "--simulate", "4"]
+_SMALL = [
+    "--base-channels",
+    "8",
+    "--channel-mults",
+    "1,2",
+    "--device",
+    "cpu",
+    "--validate-every",
+    "0",
+    "--size",
+    "32",
+    "--patch-size",
+    "16",
+    "--batch-size",
+    "2",
+    "--task",
+    "sr",
+    "--simulate",
+    "4",
+]
 
 
 def test_ddp_with_two_gloo_processes_trains_and_its_checkpoint_loads(tmp_path):
     out = tmp_path / "ddp.safetensors"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "napari_cvdm", "train", *_SMALL, "--steps", "3", "--output", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "napari_cvdm",
+        "train",
+        *_SMALL,
+        "--steps",
+        "3",
+        "--output",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout
@@ -130,10 +164,10 @@ def test_sigterm_stops_training_with_a_complete_resumable_checkpoint(tmp_path):
     out = tmp_path / "run.safetensors"
     log = tmp_path / "run.log.jsonl"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    base = [sys.executable, "-m", "napari_cvdm", "train", *_SMALL, "--checkpoint-every", "100000",
-            "--output", str(out)]
-    proc = subprocess.Popen(base + ["--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    base = [sys.executable, "-m", "napari_cvdm", "train", *_SMALL, "--checkpoint-every", "100000", "--output", str(out)]
+    proc = subprocess.Popen(
+        base + ["--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.time() + 120
     while not (log.exists() and log.read_text().strip()) and time.time() < deadline:
         time.sleep(0.2)
@@ -146,14 +180,15 @@ def test_sigterm_stops_training_with_a_complete_resumable_checkpoint(tmp_path):
     from napari_cvdm.job import NetworkOptions, network_config
 
     sr = get_task("sr")
-    trainer = _small_trainer(network_config(sr, sr.default_normalization(), NetworkOptions(base_channels=8,
-                                                                                            channel_mults=(1, 2))))
+    trainer = _small_trainer(
+        network_config(sr, sr.default_normalization(), NetworkOptions(base_channels=8, channel_mults=(1, 2)))
+    )
     trainer.load_checkpoint(checkpoint)
     stopped_at = trainer.step
     assert stopped_at >= 10
-    done = subprocess.run(base + ["--steps", str(stopped_at + 2), "--resume"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        base + ["--steps", str(stopped_at + 2), "--resume"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resumed at step {stopped_at}" in done.stdout
     assert load_model(out).metadata["training"]["steps"] == stopped_at + 2
-

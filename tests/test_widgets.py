@@ -117,8 +117,7 @@ def test_cancel_adds_nothing_and_stops_within_a_step(make_napari_viewer, qtbot, 
     assert widget.run_button.isEnabled()
 
 
-def test_second_run_updates_instead_of_duplicating_and_stacks_go_plane_by_plane(make_napari_viewer, qtbot,
-                                                                               model_files):
+def test_second_run_updates_instead_of_duplicating_and_stacks_go_plane_by_plane(make_napari_viewer, qtbot, model_files):
     viewer = make_napari_viewer()
     stack = np.random.default_rng(2).random((3, 40, 48)).astype(np.float32)
     viewer.add_image(stack, name="stack", scale=(0.3, 0.0626, 0.0626))
@@ -161,8 +160,7 @@ def test_bad_inputs_become_notifications_and_add_nothing(make_napari_viewer, qtb
     assert [layer.name for layer in viewer.layers] == before
 
 
-def test_a_failure_in_the_worker_becomes_a_notification(make_napari_viewer, qtbot, model_files, errors,
-                                                         monkeypatch):
+def test_a_failure_in_the_worker_becomes_a_notification(make_napari_viewer, qtbot, model_files, errors, monkeypatch):
     import napari_cvdm.models as models
 
     def out_of_memory(*args, **kwargs):

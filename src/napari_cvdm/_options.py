@@ -13,11 +13,12 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from .physics.optics import field_help
 
-__all__ = ["positive_int", "positive_float", "int_tuple", "add_options", "given_values"]
+__all__ = ["positive_int", "positive_float", "int_tuple", "add_options", "given_values", "from_args"]
 
 
 def positive_int(text: str) -> int:
@@ -48,13 +49,22 @@ def int_tuple(text: str) -> tuple[int, ...]:
 
 
 def _parser_type(annotation: Any) -> Any:
-    """The argparse type of a field annotation (``X | None`` → the type of ``X``)."""
+    """The argparse type of a field annotation (``X | None`` → the type of ``X``; ``list[X]`` → ``X``)."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return _parser_type(args[0])
     if typing.get_origin(annotation) is tuple:
         return int_tuple
-    return {int: int, float: float, str: str}[annotation]
+    if typing.get_origin(annotation) is list:
+        return _parser_type(args[0])
+    return {int: positive_int, float: float, str: str, Path: Path, bool: bool}[annotation]
+
+
+def _is_list(annotation: Any) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return _is_list(args[0])
+    return typing.get_origin(annotation) is list
 
 
 def _cli_fields(cls: type) -> Iterable[tuple[dataclasses.Field, Any]]:
@@ -64,8 +74,24 @@ def _cli_fields(cls: type) -> Iterable[tuple[dataclasses.Field, Any]]:
             yield f, hints[f.name]
 
 
-def add_options(parser: argparse._ActionsContainer, classes: type | Iterable[type], only: Iterable[str] = (),
-                keep_defaults: bool = True, required: Iterable[str] = ()) -> None:
+def _default_text(defaults: list[tuple[type, Any]], labels: dict[type, str], required: bool) -> str:
+    """`` (default 8)``, `` (default sr 0.525, qpi 0.521)`` or nothing (required, flags, no default)."""
+    shown = [(labels.get(c, c.__name__), d) for c, d in defaults if d is not None and not isinstance(d, bool)]
+    if required or not shown:
+        return ""
+    if len(defaults) == 1 and defaults[0][0] not in labels:
+        return f" (default {shown[0][1]})"
+    return " (default " + ", ".join(f"{label} {d}" for label, d in shown) + ")"
+
+
+def add_options(
+    parser: argparse._ActionsContainer,
+    classes: type | Iterable[type],
+    only: Iterable[str] = (),
+    keep_defaults: bool = True,
+    required: Iterable[str] = (),
+    labels: dict[type, str] | None = None,
+) -> None:
     """Add the options of one dataclass, or of several that share option names (e.g. the optics of each task).
 
     Parameters
@@ -81,6 +107,8 @@ def add_options(parser: argparse._ActionsContainer, classes: type | Iterable[typ
         for classes whose defaults depend on something else (the task, the model).
     required
         Field names whose option must be given.
+    labels
+        How the help names each class when several share an option (e.g. the task of an optics class).
     """
     classes = [classes] if isinstance(classes, type) else list(classes)
     only, required = set(only), set(required)
@@ -91,25 +119,31 @@ def add_options(parser: argparse._ActionsContainer, classes: type | Iterable[typ
                 seen.setdefault(f.metadata["cli"], []).append((cls, f, annotation))
     for option, owners in seen.items():
         cls, f, annotation = owners[0]
-        kind = f.metadata.get("parse") or {int: positive_int}.get(_parser_type(annotation), _parser_type(annotation))
+        kind = f.metadata.get("parse") or _parser_type(annotation)
         defaults = [(c, o.default) for c, o, _ in owners if o.default is not dataclasses.MISSING]
-        text = field_help(cls, f.name).rstrip(".")
-        if len(classes) > 1:
-            text += " (default " + ", ".join(f"{c.__name__} {d}" for c, d in defaults) + ")" if defaults else ""
-        elif defaults and defaults[0][1] is not None:
-            text += f" (default {defaults[0][1]})"
+        text = field_help(cls, f.name).rstrip(".") + _default_text(defaults, labels or {}, f.name in required)
         kwargs: dict[str, Any] = {"type": kind, "help": text, "dest": f.name, "metavar": f.name.upper()}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
             kwargs.pop("metavar")
-        if f.name in required or (not defaults and keep_defaults):
+        if _is_list(annotation):
+            kwargs["nargs"] = "+"
+        if kind is bool:
+            kwargs = {"help": text, "dest": f.name, "action": "store_true"}
+        elif f.name in required or (not defaults and keep_defaults):
             kwargs["required"] = True
         else:
             kwargs["default"] = defaults[0][1] if keep_defaults and len(owners) == 1 else None
-        parser.add_argument(option, **kwargs)
+        if not option.startswith("-"):  # a positional argument: argparse names it itself
+            kwargs.pop("dest"), kwargs.pop("required", None), kwargs.pop("metavar", None)
+        parser.add_argument(*option.split("|"), **kwargs)
 
 
 def given_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """The fields of ``cls`` whose options were given (not ``None``) in ``args``."""
-    return {f.name: getattr(args, f.name) for f, _ in _cli_fields(cls)
-            if getattr(args, f.name, None) is not None}
+    return {f.name: getattr(args, f.name) for f, _ in _cli_fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def from_args(cls: type, args: argparse.Namespace) -> Any:
+    """An instance of ``cls`` from the options given (the others keep the class's defaults)."""
+    return cls(**given_values(cls, args))

@@ -51,11 +51,16 @@ def read_layers(path: str | list[str]) -> list[tuple]:
             "name": Path(p).stem,
             "scale": scale_for_axes(img, axes),
             "axis_labels": tuple(_AXIS_LABELS.get(a, a.lower()) for a in axes),
-            "units": tuple("µm" if (a in "YX" and img.pixel_size_um) or (a == "Z" and img.z_spacing_um)
-                           else "pixel" for a in axes),
+            "units": tuple(
+                "µm" if (a in "YX" and img.pixel_size_um) or (a == "Z" and img.z_spacing_um) else "pixel" for a in axes
+            ),
             "rgb": rgb,
-            "metadata": {"pixel_size_um": img.pixel_size_um, "z_spacing_um": img.z_spacing_um,
-                         "axes": img.axes, "source": str(img.path)},
+            "metadata": {
+                "pixel_size_um": img.pixel_size_um,
+                "z_spacing_um": img.z_spacing_um,
+                "axes": img.axes,
+                "source": str(img.path),
+            },
         }
         layers.append((data, kwargs, "image"))
     return layers

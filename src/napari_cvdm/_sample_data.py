@@ -30,11 +30,30 @@ def sr_sample() -> list[LayerData]:
     target_scale, target_translate = get_task("sr").output_geometry(scale, (0.0, 0.0), plane_axis=False)
     units = ("µm", "µm")
     return [
-        (pair.input, {"name": "widefield", "scale": scale, "units": units,
-                      "contrast_limits": robust_limits(pair.input), "metadata": {"pixel_size_um": scale}}, "image"),
-        (pair.target, {"name": "SIM-like target", "scale": target_scale, "translate": target_translate,
-                       "units": units, "visible": False, "contrast_limits": robust_limits(pair.target),
-                       "metadata": {"pixel_size_um": target_scale}}, "image"),
+        (
+            pair.input,
+            {
+                "name": "widefield",
+                "scale": scale,
+                "units": units,
+                "contrast_limits": robust_limits(pair.input),
+                "metadata": {"pixel_size_um": scale},
+            },
+            "image",
+        ),
+        (
+            pair.target,
+            {
+                "name": "SIM-like target",
+                "scale": target_scale,
+                "translate": target_translate,
+                "units": units,
+                "visible": False,
+                "contrast_limits": robust_limits(pair.target),
+                "metadata": {"pixel_size_um": target_scale},
+            },
+            "image",
+        ),
     ]
 
 
@@ -45,12 +64,30 @@ def qpi_sample() -> list[LayerData]:
     pair = simulate_qpi_pair("cells", (SAMPLE_SIZE, SAMPLE_SIZE), np.random.default_rng(_SEED), optics)
     px = optics.pixel_um
     return [
-        (pair.input, {"name": "brightfield ±1 µm", "scale": (2 * optics.dz_um, px, px),
-                      "translate": (-optics.dz_um, 0.0, 0.0), "units": ("µm", "µm", "µm"),
-                      "axis_labels": ("z", "y", "x"), "contrast_limits": robust_limits(pair.input),
-                      "metadata": {"pixel_size_um": (px, px)}}, "image"),
-        (pair.target, {"name": "phase (ground truth)", "scale": (px, px), "units": ("µm", "µm"),
-                       "visible": False, "colormap": "gray",
-                       "contrast_limits": robust_limits(pair.target), "metadata": {"pixel_size_um": (px, px)}},
-         "image"),
+        (
+            pair.input,
+            {
+                "name": "brightfield ±1 µm",
+                "scale": (2 * optics.dz_um, px, px),
+                "translate": (-optics.dz_um, 0.0, 0.0),
+                "units": ("µm", "µm", "µm"),
+                "axis_labels": ("z", "y", "x"),
+                "contrast_limits": robust_limits(pair.input),
+                "metadata": {"pixel_size_um": (px, px)},
+            },
+            "image",
+        ),
+        (
+            pair.target,
+            {
+                "name": "phase (ground truth)",
+                "scale": (px, px),
+                "units": ("µm", "µm"),
+                "visible": False,
+                "colormap": "gray",
+                "contrast_limits": robust_limits(pair.target),
+                "metadata": {"pixel_size_um": (px, px)},
+            },
+            "image",
+        ),
     ]

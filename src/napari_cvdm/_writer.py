@@ -10,8 +10,16 @@ from .data.tiff import write_tiff
 
 __all__ = ["write_image", "pixel_size_from_layer"]
 
-_TO_UM = {"micrometer": 1.0, "micron": 1.0, "µm": 1.0, "um": 1.0, "nanometer": 1e-3, "nm": 1e-3,
-          "millimeter": 1e3, "mm": 1e3}
+_TO_UM = {
+    "micrometer": 1.0,
+    "micron": 1.0,
+    "µm": 1.0,
+    "um": 1.0,
+    "nanometer": 1e-3,
+    "nm": 1e-3,
+    "millimeter": 1e3,
+    "mm": 1e3,
+}
 
 
 def _unit_factor(unit: Any) -> float | None:

@@ -17,19 +17,30 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
+from .devices import autocast_dtype, compile_network, preferred_chunk_pixels, prepare_network, resolve_device
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .diffusion.sampler import sample, time_grid
-from .devices import (autocast_dtype, compile_network, preferred_chunk_pixels, prepare_network,
-                      resolve_device)
 from .models import CVDMModel, load_model
 from .predict import device_sampling_plan
 
-__all__ = ["BenchResult", "matmul_peak_gflops", "bench_network", "sr3_preset_network", "model_condition",
-           "random_condition", "format_bench", "bench_model", "bench_sr3_preset"]
+__all__ = [
+    "BenchResult",
+    "matmul_peak_gflops",
+    "bench_network",
+    "sr3_preset_network",
+    "model_condition",
+    "random_condition",
+    "format_bench",
+    "bench_model",
+    "BenchRequest",
+    "run_bench",
+    "bench_sr3_preset",
+]
 
 
 @dataclass(frozen=True)
@@ -74,8 +85,9 @@ def _median_time(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def matmul_peak_gflops(device: torch.device, size: int = 2048, seconds: float = 1.0,
-                       dtype: torch.dtype = torch.float32) -> float:
+def matmul_peak_gflops(
+    device: torch.device, size: int = 2048, seconds: float = 1.0, dtype: torch.dtype = torch.float32
+) -> float:
     """Dense matrix-product rate of this machine in ``dtype`` (GFLOP/s), the best of repeated ``size``² products."""
     a = torch.randn((size, size), device=device).to(dtype)
     b = torch.randn((size, size), device=device).to(dtype)
@@ -93,8 +105,15 @@ def _peak_memory_mib(device: torch.device) -> float:
     return rss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int, repeats: int = 3,
-                  chunk_size: int | None = None, autocast: torch.dtype | None = None) -> BenchResult:
+def bench_network(
+    net: CVDMNetwork,
+    cond: torch.Tensor,
+    samples: int,
+    steps: int,
+    repeats: int = 3,
+    chunk_size: int | None = None,
+    autocast: torch.dtype | None = None,
+) -> BenchResult:
     """Time the schedule, one denoiser pass of a full chunk, and a whole sampling run.
 
     Parameters
@@ -110,9 +129,9 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
     autocast
         Reduced precision of the denoiser (as :func:`napari_cvdm.predict.autocast_dtype` chooses), or ``None``.
     """
-    from .devices import sampling_autocast
-
     from torch.utils.flop_counter import FlopCounterMode
+
+    from .devices import sampling_autocast
 
     device = cond.device
     chunk = samples if chunk_size is None else min(chunk_size, samples)
@@ -142,15 +161,29 @@ def bench_network(net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int
     flops_per_step = embedding_flops + samples * rest_flops  # what the sampler does in one step
     per_sample_step = total_s / (samples * steps)
     return BenchResult(
-        device=str(device), precision="fp32" if autocast is None else str(autocast).replace("torch.", ""),
-        threads=torch.get_num_threads(), output_shape=tuple(cond.shape[-2:]), samples=samples,
-        steps=steps, chunk=chunk, parameters_m=sum(p.numel() for p in net.parameters()) / 1e6, schedule_s=schedule_s,
-        denoiser_pass_s=pass_s, embedding_s=embedding_s, rest_of_pass_s=rest_s, sample_total_s=total_s,
-        per_sample_step_s=per_sample_step, amortization=per_sample_step / (pass_s / chunk),
-        sample_steps_per_s=samples * steps / total_s, denoiser_gflop=flops_per_step / samples / 1e9,
+        device=str(device),
+        precision="fp32" if autocast is None else str(autocast).replace("torch.", ""),
+        threads=torch.get_num_threads(),
+        output_shape=tuple(cond.shape[-2:]),
+        samples=samples,
+        steps=steps,
+        chunk=chunk,
+        parameters_m=sum(p.numel() for p in net.parameters()) / 1e6,
+        schedule_s=schedule_s,
+        denoiser_pass_s=pass_s,
+        embedding_s=embedding_s,
+        rest_of_pass_s=rest_s,
+        sample_total_s=total_s,
+        per_sample_step_s=per_sample_step,
+        amortization=per_sample_step / (pass_s / chunk),
+        sample_steps_per_s=samples * steps / total_s,
+        denoiser_gflop=flops_per_step / samples / 1e9,
         achieved_gflops=flops_per_step * steps / total_s / 1e9,
-        peak_gflops=matmul_peak_gflops(device, size=8192 if device.type == "cuda" else 2048,  # big enough to fill a GPU
-                                       dtype=autocast or torch.float32),
+        peak_gflops=matmul_peak_gflops(
+            device,
+            size=8192 if device.type == "cuda" else 2048,  # big enough to fill a GPU
+            dtype=autocast or torch.float32,
+        ),
         peak_memory_mib=_peak_memory_mib(device),
     )
 
@@ -162,8 +195,7 @@ def sr3_preset_network(device: torch.device) -> CVDMNetwork:
     from .diffusion.schedule import ScheduleConfig
 
     torch.manual_seed(0)
-    config = NetworkConfig(target_channels=1, cond_channels=1, denoiser=sr3_config(),
-                           schedule_net=ScheduleConfig())
+    config = NetworkConfig(target_channels=1, cond_channels=1, denoiser=sr3_config(), schedule_net=ScheduleConfig())
     return prepare_network(build_network(config), device)
 
 
@@ -183,33 +215,73 @@ def random_condition(shape: tuple[int, ...], device: torch.device) -> torch.Tens
 def format_bench(name: str, r: BenchResult) -> str:
     """The figures as readable lines."""
     d = asdict(r)
-    return "\n".join([
-        f"{name}: {d['parameters_m']:.1f} M parameters, output {r.output_shape[0]}×{r.output_shape[1]}, "
-        f"{r.samples} samples × {r.steps} steps, device {r.device} ({r.precision} denoiser), {r.threads} threads",
-        f"  whole sampling run        {r.sample_total_s:8.2f} s   ({r.sample_steps_per_s:.2f} sample·steps/s)",
-        f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   "
-        f"({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",
-        f"  one denoiser pass         {r.denoiser_pass_s:8.3f} s   for {r.chunk} sample(s) at once: noise-level "
-        f"embedding {r.embedding_s:.3f} s (once per step for all samples) + the rest {r.rest_of_pass_s:.3f} s",
-        f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one whole denoiser "
-        f"pass per sample",
-        f"  denoiser work             {r.denoiser_gflop:8.1f} GFLOP per sample·step; achieved {r.achieved_gflops:.1f} "
-        f"GFLOP/s = {100 * r.achieved_gflops / r.peak_gflops:.0f} % of the measured {r.precision} matmul peak "
-        f"({r.peak_gflops:.1f} GFLOP/s)",
-        f"  peak memory               {r.peak_memory_mib:8.0f} MiB",
-    ])
+    return "\n".join(
+        [
+            f"{name}: {d['parameters_m']:.1f} M parameters, output {r.output_shape[0]}×{r.output_shape[1]}, "
+            f"{r.samples} samples × {r.steps} steps, device {r.device} ({r.precision} denoiser), {r.threads} threads",
+            f"  whole sampling run        {r.sample_total_s:8.2f} s   ({r.sample_steps_per_s:.2f} sample·steps/s)",
+            f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   "
+            f"({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",
+            f"  one denoiser pass         {r.denoiser_pass_s:8.3f} s   for {r.chunk} sample(s) at once: noise-level "
+            f"embedding {r.embedding_s:.3f} s (once per step for all samples) + the rest {r.rest_of_pass_s:.3f} s",
+            f"  cost per sample·step      {r.per_sample_step_s:8.3f} s   = {r.amortization:.2f} × one whole denoiser "
+            f"pass per sample",
+            f"  denoiser work             {r.denoiser_gflop:8.1f} GFLOP per sample·step; "
+            f"achieved {r.achieved_gflops:.1f} GFLOP/s = {100 * r.achieved_gflops / r.peak_gflops:.0f} % "
+            f"of the measured {r.precision} matmul peak ({r.peak_gflops:.1f} GFLOP/s)",
+            f"  peak memory               {r.peak_memory_mib:8.0f} MiB",
+        ]
+    )
 
 
-def _bench(name: str, net: CVDMNetwork, cond: torch.Tensor, samples: int, steps: int, chunk: int | None,
-           device: torch.device, compile: bool) -> tuple[str, BenchResult]:
+@dataclass(frozen=True)
+class BenchRequest:
+    """Speed figures: where the time of a sampling run goes, GFLOP/s against this machine's own peak, memory.
+
+    Parameters
+    ----------
+    model
+        sr, qpi or a model file.
+    preset
+        sr3: time the paper-sized network (random weights) instead.
+    size
+        Input side in pixels.
+    compile
+        Time the denoiser compiled with torch.compile.
+    """
+
+    model: str = field(default="sr", metadata={"cli": "--model"})
+    preset: str | None = field(default=None, metadata={"cli": "--preset", "choices": ("sr3",)})
+    size: int = field(default=256, metadata={"cli": "--size"})
+    compile: bool = field(default=False, metadata={"cli": "--compile"})
+
+
+def run_bench(request: BenchRequest, options: Any) -> tuple[str, BenchResult]:
+    """Time the request with ``options``' samples, steps (SR3 preset: 2 by default) and device."""
+    if request.preset == "sr3":
+        return bench_sr3_preset(request.size, options.n_samples, options.steps or 2, options.device, request.compile)
+    return bench_model(request.model, request.size, options.n_samples, options.steps, options.device, request.compile)
+
+
+def _bench(
+    name: str,
+    net: CVDMNetwork,
+    cond: torch.Tensor,
+    samples: int,
+    steps: int,
+    chunk: int | None,
+    device: torch.device,
+    compile: bool,
+) -> tuple[str, BenchResult]:
     if compile:
         compile_network(net)
         name += ", torch.compile"
     return name, bench_network(net, cond, samples, steps, chunk_size=chunk, autocast=autocast_dtype(device))
 
 
-def bench_model(model: str, size: int = 256, samples: int = 8, steps: int | None = None, device: str = "auto",
-                compile: bool = False) -> tuple[str, BenchResult]:
+def bench_model(
+    model: str, size: int = 256, samples: int = 8, steps: int | None = None, device: str = "auto", compile: bool = False
+) -> tuple[str, BenchResult]:
     """Benchmark a model (``sr``, ``qpi`` or a file) on a random ``size``² input as :func:`predict` would run it
     (its chunk plan and precision). Returns a display name and the figures."""
     dev = resolve_device(device)
@@ -219,13 +291,22 @@ def bench_model(model: str, size: int = 256, samples: int = 8, steps: int | None
     return _bench(f"{m.name} ({size}² input)", net, cond, samples, steps or m.default_steps, chunk, dev, compile)
 
 
-def bench_sr3_preset(size: int = 256, samples: int = 1, steps: int = 2, device: str = "auto",
-                     compile: bool = False) -> tuple[str, BenchResult]:
+def bench_sr3_preset(
+    size: int = 256, samples: int = 1, steps: int = 2, device: str = "auto", compile: bool = False
+) -> tuple[str, BenchResult]:
     """Benchmark the paper's SR3-sized network (random weights) on a ``size``² output."""
     dev = resolve_device(device)
     net = sr3_preset_network(dev)
     side = -(-size // net.stride) * net.stride
     limit = preferred_chunk_pixels(dev)
     chunk = None if limit is None else max(1, limit // side**2)
-    return _bench(f"SR3-sized preset ({size}² → {side}²)", net, random_condition((1, 1, side, side), dev), samples,
-                  steps, chunk, dev, compile)
+    return _bench(
+        f"SR3-sized preset ({size}² → {side}²)",
+        net,
+        random_condition((1, 1, side, side), dev),
+        samples,
+        steps,
+        chunk,
+        dev,
+        compile,
+    )

@@ -86,7 +86,7 @@ def read_checkpoint(path: str | Path, device: torch.device, param_ids: list[list
     tensors = load_file(str(path), device=str(device) if device.type != "mps" else "cpu")
 
     def part(prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in part("opt.").items():

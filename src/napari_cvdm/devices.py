@@ -12,9 +12,19 @@ import torch
 
 from .diffusion.network import CVDMNetwork
 
-__all__ = ["resolve_device", "available_devices", "autocast_dtype", "sampling_autocast", "cpu_has_native_bf16",
-           "sampling_memory_format", "prepare_network", "preferred_chunk_pixels", "compile_network",
-           "memory_budget_bytes", "MEMORY_BUDGET_BYTES"]
+__all__ = [
+    "resolve_device",
+    "available_devices",
+    "autocast_dtype",
+    "sampling_autocast",
+    "cpu_has_native_bf16",
+    "sampling_memory_format",
+    "prepare_network",
+    "preferred_chunk_pixels",
+    "compile_network",
+    "memory_budget_bytes",
+    "MEMORY_BUDGET_BYTES",
+]
 
 MEMORY_BUDGET_BYTES = 2 * 1024**3
 #: Output pixels denoised together on a CPU (samples × pixels per chunk): larger batches fall out of the caches.

@@ -11,8 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["DistributedContext", "init_distributed", "broadcast_from_main", "average_gradients", "finish",
-           "StopOnSignal"]
+__all__ = [
+    "DistributedContext",
+    "init_distributed",
+    "broadcast_from_main",
+    "average_gradients",
+    "finish",
+    "StopOnSignal",
+]
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,9 @@ def init_distributed(device: torch.device) -> DistributedContext:
 
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                              local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistributedContext(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def broadcast_from_main(tensors: Iterable[torch.Tensor], ctx: DistributedContext) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,54 @@ from .metrics import calibration
 from .physics.optics import Optics
 from .tasks import Method, Task
 
-__all__ = ["TEST_SEED", "VALIDATION_SEED", "Example", "Method", "Row", "held_out_set", "read_pair_folder", "evaluate",
-           "format_table", "model_method", "evaluation_methods"]
+__all__ = [
+    "TEST_SEED",
+    "VALIDATION_SEED",
+    "Example",
+    "Method",
+    "Row",
+    "held_out_set",
+    "read_pair_folder",
+    "evaluate",
+    "format_table",
+    "model_method",
+    "evaluation_methods",
+    "EvaluationRequest",
+    "Evaluation",
+    "prepare_evaluation",
+]
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """Score a model on held-out data beside the classical baselines: PSNR, SSIM and the calibration of the
+    std, per class.
+
+    Parameters
+    ----------
+    model
+        sr, qpi (the bundled models; without the file, the baselines alone) or a model file.
+    data
+        Folder with inputs/ and targets/ (default: simulated with the held-out seed).
+    n_per_class
+        Simulated pairs per class.
+    size
+        Simulated input side in pixels (default: the task's).
+    classes
+        Structure classes (sr) or phase sources (qpi), test-only classes included (default: the training classes).
+    images
+        Folder of grayscale images to draw phase from (qpi).
+    tune_baselines
+        Choose the baselines' parameter on a validation set first.
+    """
+
+    model: str = field(metadata={"cli": "--model"})
+    data: Path | None = field(default=None, metadata={"cli": "--data"})
+    n_per_class: int = field(default=6, metadata={"cli": "--n-per-class"})
+    size: int | None = field(default=None, metadata={"cli": "--size"})
+    classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
+    images: Path | None = field(default=None, metadata={"cli": "--images"})
+    tune_baselines: bool = field(default=False, metadata={"cli": "--tune-baselines"})
 
 
 @dataclass(frozen=True)
@@ -37,9 +83,15 @@ class Example:
     target: np.ndarray
 
 
-def held_out_set(task: Task, n_per_class: int = 6, size: int | None = None, seed: int = TEST_SEED,
-             optics: Optics | None = None, classes: Sequence[str] | None = None,
-             images: list[np.ndarray] | None = None) -> list[Example]:
+def held_out_set(
+    task: Task,
+    n_per_class: int = 6,
+    size: int | None = None,
+    seed: int = TEST_SEED,
+    optics: Optics | None = None,
+    classes: Sequence[str] | None = None,
+    images: list[np.ndarray] | None = None,
+) -> list[Example]:
     """Simulated pairs, ``n_per_class`` per class (default: the task's training classes), from one generator."""
     rng = np.random.default_rng(seed)
     out = []
@@ -55,8 +107,12 @@ def read_pair_folder(folder: str | Path) -> list[Example]:
 
     The group of a pair is its name up to the first underscore (``er_0003`` → ``er``).
     """
-    return [Example(i.stem, i.stem.split("_")[0], read_tiff(i).data.astype(np.float32),
-                    read_tiff(t).data.astype(np.float32)) for _, i, t in paired_tiffs(folder)]
+    return [
+        Example(
+            i.stem, i.stem.split("_")[0], read_tiff(i).data.astype(np.float32), read_tiff(t).data.astype(np.float32)
+        )
+        for _, i, t in paired_tiffs(folder)
+    ]
 
 
 @dataclass(frozen=True)
@@ -72,8 +128,12 @@ class Row:
     coverage_2sigma: float = float("nan")
 
 
-def evaluate(examples: Sequence[Example], methods: dict[str, Method], task: Task,
-             progress: Callable[[int, int], None] | None = None) -> list[Row]:
+def evaluate(
+    examples: Sequence[Example],
+    methods: dict[str, Method],
+    task: Task,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Row]:
     """Score every method on every example with the task's scores; rows per group and overall.
 
     ``progress(done, total)`` is called after each example.
@@ -103,8 +163,10 @@ def evaluate(examples: Sequence[Example], methods: dict[str, Method], task: Task
 
 def format_table(rows: Sequence[Row]) -> str:
     """A Markdown table (also readable in a terminal)."""
-    lines = ["| group | method | n | PSNR (dB) | SSIM | Spearman ρ(std, abs err) | within ±2σ |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| group | method | n | PSNR (dB) | SSIM | Spearman ρ(std, abs err) | within ±2σ |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         cal = ("—", "—") if math.isnan(r.spearman) else (f"{r.spearman:.2f}", f"{r.coverage_2sigma:.3f}")
         lines.append(f"| {r.group} | {r.method} | {r.n} | {r.psnr:.2f} | {r.ssim:.3f} | {cal[0]} | {cal[1]} |")
@@ -121,8 +183,9 @@ def model_method(model: Any, options: Any) -> Method:
     return method
 
 
-def evaluation_methods(task: Task, optics: Optics, tune_on: Sequence[Example] = (), model: Any = None,
-                       options: Any = None) -> tuple[dict[str, Method], str | None]:
+def evaluation_methods(
+    task: Task, optics: Optics, tune_on: Sequence[Example] = (), model: Any = None, options: Any = None
+) -> tuple[dict[str, Method], str | None]:
     """The task's baselines (their parameter tuned on ``tune_on`` when given) and the model, if any.
 
     Returns
@@ -134,9 +197,61 @@ def evaluation_methods(task: Task, optics: Optics, tune_on: Sequence[Example] = 
     if tune_on:
         parameter, table = task.tune_baselines(tune_on, optics)
         tuning = f"validation PSNR by {task.baseline_parameter}: " + ", ".join(
-            f"{k:g}: {v:.2f}" for k, v in table.items())
+            f"{k:g}: {v:.2f}" for k, v in table.items()
+        )
     methods = task.baselines(optics, parameter)
     if model is not None:
         steps = options.steps or model.default_steps
         methods[f"CVDM {model.name} ({options.n_samples} samples, {steps} steps)"] = model_method(model, options)
     return methods, tuning
+
+
+@dataclass
+class Evaluation:
+    """A prepared evaluation: the task, the pairs, the methods, and notes for the reader."""
+
+    task: Task
+    examples: list[Example]
+    methods: dict[str, Method]
+    notes: list[str]
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> list[Row]:
+        """Score every method on every pair."""
+        return evaluate(self.examples, self.methods, self.task, progress)
+
+
+def prepare_evaluation(request: EvaluationRequest, options: Any, optics: dict[str, Any] | None = None) -> Evaluation:
+    """The pairs and methods of a request: the model (or, for a bundled name without its file, the baselines
+    alone), the optics (the model's, with ``optics`` changed), the held-out or given pairs.
+
+    Parameters
+    ----------
+    options
+        :class:`~napari_cvdm.predict.SamplingOptions` of the model.
+    """
+    from .data.simulate import load_grayscale_images
+    from .models import ModelFileError, load_model
+    from .tasks import TASKS, get_task
+
+    notes, model = [], None
+    try:
+        model = load_model(request.model)
+    except ModelFileError as err:
+        if request.model not in TASKS:
+            raise
+        notes.append(f"note: {err}; scoring the classical baselines only")
+    task = model.task if model is not None else get_task(request.model)
+    o = task.optics_with(optics or {}, model.optics if model is not None else None)
+    images = load_grayscale_images(request.images) if request.images else None
+    classes = task.check_classes(request.classes, with_images=bool(images))
+    if request.data:
+        examples = read_pair_folder(request.data)
+    else:
+        examples = held_out_set(task, request.n_per_class, request.size, optics=o, classes=classes, images=images)
+    tune_on = held_out_set(task, 4, request.size, VALIDATION_SEED, o, classes, images) if request.tune_baselines else ()
+    methods, tuning = evaluation_methods(task, o, tune_on, model, options)
+    notes += [tuning] if tuning else []
+    notes.append(
+        f"{task.name}: {len(examples)} held-out pairs" + ("" if request.data else f" (simulated, seed {TEST_SEED})")
+    )
+    return Evaluation(task, examples, methods, notes)

@@ -21,20 +21,35 @@ import torch
 from .data.dataset import ArrayPairs, FolderPairs, PairError, SimulatedPairs, make_batch
 from .data.normalize import Normalization
 from .data.simulate import TEST_SEED, VALIDATION_SEED
+from .devices import resolve_device
 from .diffusion.denoiser import UNetConfig
 from .diffusion.network import CVDMNetwork, NetworkConfig
 from .diffusion.schedule import ScheduleConfig
-from .distributed import DistributedContext
+from .distributed import DistributedContext, init_distributed
 from .models import CVDMModel, load_model, save_model
 from .physics.optics import Optics
 from .predict import SamplingOptions, predict_image
 from .tasks import Task
-from .train import BatchSource, Trainer, TrainConfig, TrainResult, Validator, new_network
+from .train import BatchSource, TrainConfig, Trainer, TrainResult, Validator, new_network
 
-__all__ = ["NetworkOptions", "network_config", "TrainingData", "folder_data", "array_data", "simulated_data",
-           "split_validation", "StartingPoint", "starting_point", "pair_batches", "pair_validator", "TrainingJob",
-           "VALIDATION_SEED", "TEST_SEED"]
-
+__all__ = [
+    "NetworkOptions",
+    "network_config",
+    "TrainingData",
+    "folder_data",
+    "array_data",
+    "simulated_data",
+    "split_validation",
+    "StartingPoint",
+    "starting_point",
+    "pair_batches",
+    "pair_validator",
+    "TrainingJob",
+    "VALIDATION_SEED",
+    "TEST_SEED",
+    "TrainingRequest",
+    "prepare_training",
+]
 
 
 @dataclass(frozen=True)
@@ -62,15 +77,27 @@ class NetworkOptions:
     space_to_depth: int | None = field(default=None, metadata={"cli": "--space-to-depth"})
 
 
-def network_config(task: Task, normalization: Normalization, options: NetworkOptions = NetworkOptions()
-                   ) -> NetworkConfig:
+def network_config(
+    task: Task, normalization: Normalization, options: NetworkOptions = NetworkOptions()
+) -> NetworkConfig:
     """The architecture of a new model of ``task``: :class:`UNetConfig`'s defaults, the task's condition
     channels and pixel-unshuffle factor, and the options given."""
-    changes = {k: v for k, v in (("base_channels", options.base_channels), ("channel_mults", options.channel_mults),
-                                 ("num_res_blocks", options.res_blocks),
-                                 ("space_to_depth", options.space_to_depth or task.space_to_depth)) if v is not None}
-    return NetworkConfig(cond_channels=task.cond_channels(normalization), schedule=options.schedule,
-                         denoiser=UNetConfig(**changes), schedule_net=ScheduleConfig())
+    changes = {
+        k: v
+        for k, v in (
+            ("base_channels", options.base_channels),
+            ("channel_mults", options.channel_mults),
+            ("num_res_blocks", options.res_blocks),
+            ("space_to_depth", options.space_to_depth or task.space_to_depth),
+        )
+        if v is not None
+    }
+    return NetworkConfig(
+        cond_channels=task.cond_channels(normalization),
+        schedule=options.schedule,
+        denoiser=UNetConfig(**changes),
+        schedule_net=ScheduleConfig(),
+    )
 
 
 @dataclass
@@ -96,9 +123,16 @@ def split_validation(pairs: ArrayPairs, fraction: float, seed: int) -> tuple[Arr
     return train, [pairs[int(i)] for i in order[:n_val]]
 
 
-def array_data(task: Task, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], names: Sequence[str],
-               fraction: float, seed: int, min_side: int = 16, source: dict[str, Any] | None = None
-               ) -> TrainingData:
+def array_data(
+    task: Task,
+    inputs: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    names: Sequence[str],
+    fraction: float,
+    seed: int,
+    min_side: int = 16,
+    source: dict[str, Any] | None = None,
+) -> TrainingData:
     """Pairs held in memory (napari layers; stacks are split into planes), checked and split."""
     train, val = split_validation(ArrayPairs(task, inputs, targets, names, min_side), fraction, seed)
     return TrainingData(train, val, {**(source or {}), "n_pairs": len(train) + len(val), "n_validation": len(val)})
@@ -111,8 +145,15 @@ def folder_data(task: Task, folder: str | Path, fraction: float, seed: int, min_
     return TrainingData(train, val, {"pairs": str(folder), "n_pairs": len(pairs), "n_validation": len(val)})
 
 
-def simulated_data(task: Task, n: int, seed: int, size: int | None = None, optics: Optics | None = None,
-                   classes: Sequence[str] = (), images: list[np.ndarray] | None = None) -> TrainingData:
+def simulated_data(
+    task: Task,
+    n: int,
+    seed: int,
+    size: int | None = None,
+    optics: Optics | None = None,
+    classes: Sequence[str] = (),
+    images: list[np.ndarray] | None = None,
+) -> TrainingData:
     """``n`` pairs simulated on the fly with ``optics``, and one validation pair per class (another seed)."""
     size = size or task.train_size
     kw: dict[str, Any] = dict(task=task, size=size, optics=optics, images=images, classes=list(classes))
@@ -134,8 +175,13 @@ class StartingPoint:
     start: str | None
 
 
-def starting_point(task: Task, start: str | Path | None, optics: Optics | None = None,
-                   options: NetworkOptions = NetworkOptions(), seed: int = 0) -> StartingPoint:
+def starting_point(
+    task: Task,
+    start: str | Path | None,
+    optics: Optics | None = None,
+    options: NetworkOptions = NetworkOptions(),
+    seed: int = 0,
+) -> StartingPoint:
     """A model to fine-tune (``"sr"``, ``"qpi"`` or a file: its architecture and normalisation are kept), or a
     new network. ``optics``: the optics of the new data (default: the parent's, or the task's)."""
     if start is None:
@@ -158,16 +204,24 @@ def pair_batches(task: Task, pairs: Any, normalization: Normalization, config: T
     return draw
 
 
-def pair_validator(task: Task, pairs: Sequence[tuple[np.ndarray, np.ndarray]], normalization: Normalization,
-                   options: SamplingOptions) -> Validator | None:
+def pair_validator(
+    task: Task, pairs: Sequence[tuple[np.ndarray, np.ndarray]], normalization: Normalization, options: SamplingOptions
+) -> Validator | None:
     """Mean PSNR (the task's score) of the prediction path users get, pair ``i`` sampled with seed ``i``."""
     if not pairs:
         return None
 
     def score(network: CVDMNetwork) -> float:
-        return float(np.mean([task.scores(predict_image(network, task, normalization, inp,
-                                                        dataclasses.replace(options, seed=i)).mean, tgt).psnr
-                              for i, (inp, tgt) in enumerate(pairs)]))
+        return float(
+            np.mean(
+                [
+                    task.scores(
+                        predict_image(network, task, normalization, inp, dataclasses.replace(options, seed=i)).mean, tgt
+                    ).psnr
+                    for i, (inp, tgt) in enumerate(pairs)
+                ]
+            )
+        )
 
     return score
 
@@ -183,19 +237,35 @@ class TrainingJob:
     trainer: Trainer
 
     @classmethod
-    def create(cls, task: Task, data: TrainingData, config: TrainConfig, start: StartingPoint | None = None,
-               device: torch.device | str = "cpu", checkpoint: str | Path | None = None,
-               log: str | Path | None = None, dist: DistributedContext | None = None,
-               validation: SamplingOptions | None = None) -> TrainingJob:
+    def create(
+        cls,
+        task: Task,
+        data: TrainingData,
+        config: TrainConfig,
+        start: StartingPoint | None = None,
+        device: torch.device | str = "cpu",
+        checkpoint: str | Path | None = None,
+        log: str | Path | None = None,
+        dist: DistributedContext | None = None,
+        validation: SamplingOptions | None = None,
+    ) -> TrainingJob:
         """Build the trainer (``start``: a new network with the default architecture when ``None``;
         ``validation``: how validation samples, default 4 samples × 20 steps on ``device``)."""
         start = start or starting_point(task, None, seed=config.seed)
-        validation = validation or SamplingOptions(config.validation_samples, config.validation_steps,
-                                                   device=str(torch.device(device)))
-        trainer = Trainer(start.network, pair_batches(task, data.train, start.normalization, config), config,
-                          device, pair_validator(task, data.validation, start.normalization, validation),
-                          checkpoint, log, dist,
-                          identity={"task": task.name, "normalization": start.normalization.to_dict()})
+        validation = validation or SamplingOptions(
+            config.validation_samples, config.validation_steps, device=str(torch.device(device))
+        )
+        trainer = Trainer(
+            start.network,
+            pair_batches(task, data.train, start.normalization, config),
+            config,
+            device,
+            pair_validator(task, data.validation, start.normalization, validation),
+            checkpoint,
+            log,
+            dist,
+            identity={"task": task.name, "normalization": start.normalization.to_dict()},
+        )
         return cls(task, start, data, config, trainer)
 
     def run(self, callback: Any = None) -> TrainResult:
@@ -208,20 +278,172 @@ class TrainingJob:
         parent = self.start.parent
         if parent is not None:
             lineage = list(parent.metadata.get("training", {}).get("lineage", []))
-            lineage.append({"name": parent.name, "path": str(parent.path) if parent.path else None,
-                            "training": {k: v for k, v in parent.metadata.get("training", {}).items()
-                                         if k != "lineage"}})
-        return {"task": self.task.name, "steps": result.steps_done, "seed": self.config.seed, "data": self.data.record,
-                "config": dataclasses.asdict(self.config), "from": self.start.start, "lineage": lineage,
-                "best_val_psnr": result.best_val_psnr, "stopped_early": result.stopped_early, "command": command,
-                "date": time.strftime("%Y-%m-%d %H:%M:%S"), "world_size": self.trainer.dist.world_size}
+            lineage.append(
+                {
+                    "name": parent.name,
+                    "path": str(parent.path) if parent.path else None,
+                    "training": {k: v for k, v in parent.metadata.get("training", {}).items() if k != "lineage"},
+                }
+            )
+        return {
+            "task": self.task.name,
+            "steps": result.steps_done,
+            "seed": self.config.seed,
+            "data": self.data.record,
+            "config": dataclasses.asdict(self.config),
+            "from": self.start.start,
+            "lineage": lineage,
+            "best_val_psnr": result.best_val_psnr,
+            "stopped_early": result.stopped_early,
+            "command": command,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "world_size": self.trainer.dist.world_size,
+        }
 
-    def save(self, path: str | Path, result: TrainResult, command: str, default_steps: int | None = None,
-             name: str | None = None) -> Path:
+    def save(
+        self,
+        path: str | Path,
+        result: TrainResult,
+        command: str,
+        default_steps: int | None = None,
+        name: str | None = None,
+    ) -> Path:
         """Write the trained model (the parent's default steps when fine-tuning)."""
         parent = self.start.parent
         steps = parent.default_steps if parent is not None and default_steps is None else default_steps
         kwargs = {} if steps is None else {"default_steps": steps}
-        return save_model(path, result.network, self.task, self.start.normalization, self.start.optics,
-                          self.record(result, command), name=name, **kwargs)
+        return save_model(
+            path,
+            result.network,
+            self.task,
+            self.start.normalization,
+            self.start.optics,
+            self.record(result, command),
+            name=name,
+            **kwargs,
+        )
 
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """Train or fine-tune a model and write a .safetensors file, with checkpoints and --resume (several GPUs:
+    torchrun --nproc_per_node N -m napari_cvdm train ...).
+
+    The optimisation (:class:`~napari_cvdm.train.TrainConfig`), the architecture of a new model
+    (:class:`NetworkOptions`) and the optics are given beside the request.
+
+    Parameters
+    ----------
+    task
+        sr or qpi.
+    output
+        Model file to write (.safetensors).
+    pairs
+        Folder with inputs/ and targets/ to train on.
+    simulate
+        Train on this many pairs simulated on the fly instead.
+    from_model
+        Fine-tune this model (sr, qpi or a file): its architecture, normalisation and optics are kept.
+    size
+        Simulated input side in pixels (default: the task's).
+    classes
+        Structure classes (sr) or phase sources (qpi) to simulate (default: the task's training classes).
+    images
+        Folder of grayscale images to draw phase from (qpi).
+    validation_fraction
+        Share of the pairs held out for validation (with pairs).
+    checkpoint
+        Checkpoint file (default: the output with .ckpt.safetensors).
+    resume
+        Continue from the checkpoint.
+    log
+        JSON-lines log (default: the output with .log.jsonl).
+    device
+        auto, cpu, cuda or mps.
+    default_steps
+        Sampling steps recorded in a new model.
+    """
+
+    task: str = field(metadata={"cli": "--task", "choices": ("sr", "qpi")})
+    output: Path = field(metadata={"cli": "--output"})
+    pairs: Path | None = field(default=None, metadata={"cli": "--pairs"})
+    simulate: int | None = field(default=None, metadata={"cli": "--simulate"})
+    from_model: str | None = field(default=None, metadata={"cli": "--from"})
+    size: int | None = field(default=None, metadata={"cli": "--size"})
+    classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
+    images: Path | None = field(default=None, metadata={"cli": "--images"})
+    validation_fraction: float = field(default=0.1, metadata={"cli": "--validation-fraction"})
+    checkpoint: Path | None = field(default=None, metadata={"cli": "--checkpoint"})
+    resume: bool = field(default=False, metadata={"cli": "--resume"})
+    log: Path | None = field(default=None, metadata={"cli": "--log"})
+    device: str = field(default="auto", metadata={"cli": "--device"})
+    default_steps: int = field(default=20, metadata={"cli": "--default-steps"})
+
+    def __post_init__(self) -> None:
+        if Path(self.output).suffix != ".safetensors":
+            raise ValueError(f"--output {self.output}: model files end in .safetensors")
+        if (self.pairs is None) == (self.simulate is None):
+            raise ValueError(
+                "give either a folder of pairs (--pairs DIR) or a number of pairs to simulate (--simulate N)"
+            )
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where checkpoints go."""
+        return self.checkpoint or Path(self.output).with_suffix(".ckpt.safetensors")
+
+
+def prepare_training(
+    request: TrainingRequest,
+    config: TrainConfig,
+    network: NetworkOptions = NetworkOptions(),
+    optics: dict[str, Any] | None = None,
+) -> TrainingJob:
+    """A :class:`TrainingJob` for a request: device (joining the process group under torchrun), the starting
+    model (loaded before the data, so that a bad ``from_model`` fails at once), the data, and the checkpoint when
+    resuming.
+
+    Parameters
+    ----------
+    optics
+        Optics values that differ from the starting model's (or the task's defaults).
+    """
+    from .data.simulate import load_grayscale_images
+    from .tasks import get_task
+
+    if config.seed in (TEST_SEED, VALIDATION_SEED):
+        raise ValueError(f"seed {config.seed} is reserved for the held-out evaluation sets")
+    task = get_task(request.task)
+    device = resolve_device(request.device)
+    dist = init_distributed(device)
+    if dist.world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    parent = load_model(request.from_model, task=task) if request.from_model else None
+    o = task.optics_with(optics or {}, parent.optics if parent else None)
+    start = (
+        StartingPoint(parent.network, parent.normalization, o, parent, str(request.from_model))
+        if parent
+        else starting_point(task, None, o, network, config.seed)
+    )
+    if request.pairs is not None:
+        data = folder_data(task, request.pairs, request.validation_fraction, config.seed, min(16, config.patch_size))
+    else:
+        images = load_grayscale_images(request.images) if request.images else None
+        classes = task.check_classes(request.classes, with_images=bool(images)) or ()
+        data = simulated_data(task, request.simulate, config.seed, request.size, o, classes, images)
+        data.record["images"] = str(request.images) if request.images else None
+    job = TrainingJob.create(
+        task,
+        data,
+        config,
+        start,
+        device,
+        request.checkpoint_path,
+        request.log or Path(request.output).with_suffix(".log.jsonl"),
+        dist,
+    )
+    if request.resume:
+        if not request.checkpoint_path.exists():
+            raise ValueError(f"--resume: no checkpoint at {request.checkpoint_path}")
+        job.trainer.load_checkpoint(request.checkpoint_path)
+    return job

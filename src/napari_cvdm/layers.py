@@ -43,9 +43,16 @@ def result_layer_names(input_name: str) -> dict[str, str]:
     return {suffix: f"{input_name} CVDM {suffix}" for suffix in RESULT_SUFFIXES}
 
 
-def result_layers(input_name: str, task: Task, prediction: Prediction, scale: Sequence[float],
-                  translate: Sequence[float], units: Sequence[str] | None = None,
-                  with_samples: bool = False, with_schedule: bool = False) -> list[LayerData]:
+def result_layers(
+    input_name: str,
+    task: Task,
+    prediction: Prediction,
+    scale: Sequence[float],
+    translate: Sequence[float],
+    units: Sequence[str] | None = None,
+    with_samples: bool = False,
+    with_schedule: bool = False,
+) -> list[LayerData]:
     """Layer-data tuples for a prediction.
 
     Parameters
@@ -82,12 +89,19 @@ def result_layers(input_name: str, task: Task, prediction: Prediction, scale: Se
             kwargs["translate"] = (0.0, *kwargs["translate"])
             if units is not None:
                 kwargs["units"] = ("pixel", *kwargs["units"])
-        kwargs.update(name=names[suffix], colormap=colormap, contrast_limits=robust_limits(data),
-                      blending="translucent", metadata={"cvdm": {"task": task.name, "kind": suffix, **meta}})
+        kwargs.update(
+            name=names[suffix],
+            colormap=colormap,
+            contrast_limits=robust_limits(data),
+            blending="translucent",
+            metadata={"cvdm": {"task": task.name, "kind": suffix, **meta}},
+        )
         return np.ascontiguousarray(data, np.float32), kwargs, "image"
 
-    out = [layer("mean", prediction.mean, "gray", values=value_units),
-           layer("std", prediction.std, "magma", values=value_units)]
+    out = [
+        layer("mean", prediction.mean, "gray", values=value_units),
+        layer("std", prediction.std, "magma", values=value_units),
+    ]
     if with_samples and prediction.samples is not None:
         out.append(layer("samples", prediction.samples, "gray", extra_axis=True, values=value_units))
     if with_schedule and prediction.schedule is not None:

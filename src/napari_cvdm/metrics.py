@@ -46,8 +46,9 @@ def ssim(estimate: np.ndarray, target: np.ndarray, data_range: float | None = No
     from skimage.metrics import structural_similarity
 
     rng = _range(target) if data_range is None else data_range
-    return float(structural_similarity(np.asarray(estimate, np.float64), np.asarray(target, np.float64),
-                                       data_range=rng))
+    return float(
+        structural_similarity(np.asarray(estimate, np.float64), np.asarray(target, np.float64), data_range=rng)
+    )
 
 
 @dataclass(frozen=True)

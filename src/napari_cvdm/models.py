@@ -28,8 +28,19 @@ from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions, predict_image
 from .tasks import TASKS, Task, get_task
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "CVDMModel", "Prediction", "save_model", "load_model",
-           "bundled_model_path", "BUNDLED", "atomic_write", "DEFAULT_STEPS"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "CVDMModel",
+    "Prediction",
+    "save_model",
+    "load_model",
+    "bundled_model_path",
+    "BUNDLED",
+    "atomic_write",
+    "DEFAULT_STEPS",
+]
 
 FORMAT = "napari-cvdm-model"
 FORMAT_VERSION = 1
@@ -81,9 +92,16 @@ class CVDMModel:
         """A short name for lists and layer names."""
         return str(self.metadata.get("name") or (self.path.stem if self.path else self.task.name))
 
-    def predict(self, image: np.ndarray, n_samples: int = 8, steps: int | None = None, seed: int = 0,
-                device: str = "auto", tile_size: int | None = None,
-                callback: ProgressCallback | None = None) -> Prediction:
+    def predict(
+        self,
+        image: np.ndarray,
+        n_samples: int = 8,
+        steps: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        tile_size: int | None = None,
+        callback: ProgressCallback | None = None,
+    ) -> Prediction:
         """Reconstruct an image: mean and per-pixel std of ``n_samples`` samples.
 
         Parameters
@@ -108,8 +126,9 @@ class CVDMModel:
         """
         return self.predict_with(image, SamplingOptions(n_samples, steps, seed, device, tile_size), callback)
 
-    def predict_with(self, image: np.ndarray, options: SamplingOptions,
-                     callback: ProgressCallback | None = None) -> Prediction:
+    def predict_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
         """:meth:`predict` with the options as one object (``options.steps=None``: the model's default)."""
         if options.steps is None:
             options = dataclasses.replace(options, steps=self.default_steps)
@@ -130,9 +149,16 @@ def atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def save_model(path: str | Path, network: CVDMNetwork, task: Task | str, normalization: Normalization,
-               optics: Optics, training: dict[str, Any] | None = None, default_steps: int = DEFAULT_STEPS,
-               name: str | None = None) -> Path:
+def save_model(
+    path: str | Path,
+    network: CVDMNetwork,
+    task: Task | str,
+    normalization: Normalization,
+    optics: Optics,
+    training: dict[str, Any] | None = None,
+    default_steps: int = DEFAULT_STEPS,
+    name: str | None = None,
+) -> Path:
     """Write a model file (atomically: a temporary file, then a rename).
 
     Parameters
@@ -189,8 +215,10 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         raise ModelFileError(f"{path}: not a valid safetensors file ({err})") from None
     if METADATA_KEY not in header:
-        raise ModelFileError(f"{path}: a safetensors file, but not a napari-cvdm model (no '{METADATA_KEY}' "
-                             "metadata); it may belong to another program")
+        raise ModelFileError(
+            f"{path}: a safetensors file, but not a napari-cvdm model (no '{METADATA_KEY}' "
+            "metadata); it may belong to another program"
+        )
     try:
         meta = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError as err:
@@ -199,8 +227,10 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: unknown model format {meta.get('format') if isinstance(meta, dict) else meta!r}")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model format version {version} is not supported by this napari-cvdm "
-                             f"(it reads version {FORMAT_VERSION}); update napari-cvdm or re-export the model")
+        raise ModelFileError(
+            f"{path}: model format version {version} is not supported by this napari-cvdm "
+            f"(it reads version {FORMAT_VERSION}); update napari-cvdm or re-export the model"
+        )
     if meta.get("task") not in TASKS:
         raise ModelFileError(f"{path}: unknown task {meta.get('task')!r} (expected {' or '.join(map(repr, TASKS))})")
     return meta
@@ -228,13 +258,17 @@ def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
     if str(name_or_path) in BUNDLED:
         path = bundled_model_path(str(name_or_path))
         if not path.exists():
-            raise ModelFileError(f"the bundled '{name_or_path}' model is not in this installation ({path} is "
-                                 "missing); train one with 'napari-cvdm train' or pass a model file")
+            raise ModelFileError(
+                f"the bundled '{name_or_path}' model is not in this installation ({path} is "
+                "missing); train one with 'napari-cvdm train' or pass a model file"
+            )
     else:
         path = Path(name_or_path)
         if path.suffix.lower() in _PICKLE_SUFFIXES:
-            raise ModelFileError(f"{path}: refusing to load a '{path.suffix}' file — such files are Python pickles "
-                                 "that can run arbitrary code; napari-cvdm only loads .safetensors model files")
+            raise ModelFileError(
+                f"{path}: refusing to load a '{path.suffix}' file — such files are Python pickles "
+                "that can run arbitrary code; napari-cvdm only loads .safetensors model files"
+            )
         if not path.exists():
             raise ModelFileError(f"{path}: model file not found")
         if path.suffix.lower() != ".safetensors":
@@ -242,8 +276,9 @@ def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
     meta = _read_metadata(path)
     model_task = get_task(meta["task"])
     if task is not None and model_task is not get_task(task):
-        raise ModelFileError(f"{path}: this is a '{model_task.name}' model, but a '{get_task(task).name}' model "
-                             "is needed")
+        raise ModelFileError(
+            f"{path}: this is a '{model_task.name}' model, but a '{get_task(task).name}' model is needed"
+        )
     try:
         config = NetworkConfig.from_dict(meta["network"])
         normalization = Normalization(**meta["normalization"])
@@ -257,8 +292,9 @@ def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
     except Exception as err:
         raise ModelFileError(f"{path}: the weights do not match the recorded architecture ({err})") from None
     network.eval()
-    return CVDMModel(network=network, task=model_task, normalization=normalization, optics=optics, metadata=meta,
-                     path=path)
+    return CVDMModel(
+        network=network, task=model_task, normalization=normalization, optics=optics, metadata=meta, path=path
+    )
 
 
 def _recorded_optics(task: Task, recorded: dict[str, Any] | None) -> Optics:

@@ -16,15 +16,21 @@ import torch
 import torch.nn.functional as F
 
 from .data.normalize import Normalization
-from .devices import (MEMORY_BUDGET_BYTES, autocast_dtype, memory_budget_bytes, preferred_chunk_pixels,
-                      prepare_network, resolve_device, sampling_autocast)
+from .devices import (
+    MEMORY_BUDGET_BYTES,
+    autocast_dtype,
+    memory_budget_bytes,
+    preferred_chunk_pixels,
+    prepare_network,
+    resolve_device,
+    sampling_autocast,
+)
 from .diffusion.network import CVDMNetwork
 from .diffusion.sampler import ProgressCallback, SamplingProgress, sample, schedule_map
 from .diffusion.schedule import LearnedSchedule
 from .tasks import MIN_SIDE, Task, get_task
 
-__all__ = ["SamplingOptions", "Prediction", "predict_image", "SamplingPlan", "plan_sampling",
-           "device_sampling_plan"]
+__all__ = ["SamplingOptions", "Prediction", "predict_image", "SamplingPlan", "plan_sampling", "device_sampling_plan"]
 
 
 @dataclass(frozen=True)
@@ -36,14 +42,14 @@ class SamplingOptions:
     n_samples
         Samples per image; their mean is the reconstruction, their spread the uncertainty (the std needs 2).
     steps
-        Sampling steps (``None``: the model's default).
+        Sampling steps (default: the model's).
     seed
         Random seed: the same seed gives the same result.
     device
         ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
     tile_size
-        Tile side in input pixels for large images (tiles overlap and are blended at every step); ``None`` tiles
-        only when the image does not fit the memory budget.
+        Tile side in input pixels for large images (tiles overlap and are blended at every step; default: tiles
+        only when the image does not fit the memory budget).
     """
 
     n_samples: int = field(default=8, metadata={"cli": "--samples"})
@@ -117,9 +123,15 @@ def _bytes_per_pixel(network: CVDMNetwork) -> int:
     return network.config.denoiser.base_channels * 4 * 16
 
 
-def plan_sampling(network: CVDMNetwork, gain: int, shape: tuple[int, int], n_samples: int,
-                  tile_size: int | None = None, budget_bytes: int = MEMORY_BUDGET_BYTES,
-                  chunk_pixels: int | None = None) -> SamplingPlan:
+def plan_sampling(
+    network: CVDMNetwork,
+    gain: int,
+    shape: tuple[int, int],
+    n_samples: int,
+    tile_size: int | None = None,
+    budget_bytes: int = MEMORY_BUDGET_BYTES,
+    chunk_pixels: int | None = None,
+) -> SamplingPlan:
     """Choose the chunk of samples and, when the image does not fit the budget, the tile side.
 
     Parameters
@@ -156,24 +168,52 @@ def plan_sampling(network: CVDMNetwork, gain: int, shape: tuple[int, int], n_sam
     return SamplingPlan(int(max(1, chunk)), tile)
 
 
-def device_sampling_plan(network: CVDMNetwork, gain: int, shape: tuple[int, int], n_samples: int,
-                         device: torch.device, tile_size: int | None = None) -> SamplingPlan:
+def device_sampling_plan(
+    network: CVDMNetwork,
+    gain: int,
+    shape: tuple[int, int],
+    n_samples: int,
+    device: torch.device,
+    tile_size: int | None = None,
+) -> SamplingPlan:
     """:func:`plan_sampling` with ``device``'s memory budget and chunk limit."""
-    return plan_sampling(network, gain, shape, n_samples, tile_size, budget_bytes=memory_budget_bytes(device),
-                         chunk_pixels=preferred_chunk_pixels(device))
+    return plan_sampling(
+        network,
+        gain,
+        shape,
+        n_samples,
+        tile_size,
+        budget_bytes=memory_budget_bytes(device),
+        chunk_pixels=preferred_chunk_pixels(device),
+    )
 
 
-def _sample_plane(network: CVDMNetwork, gain: int, cond: torch.Tensor, options: SamplingOptions, steps: int,
-                  seed: int, device: torch.device,
-                  callback: ProgressCallback | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _sample_plane(
+    network: CVDMNetwork,
+    gain: int,
+    cond: torch.Tensor,
+    options: SamplingOptions,
+    steps: int,
+    seed: int,
+    device: torch.device,
+    callback: ProgressCallback | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     padded, (h, w) = _pad_to(cond, network.stride)
-    plan = device_sampling_plan(network, gain, tuple(padded.shape[-2:]), options.n_samples, device,
-                                options.tile_size)
+    plan = device_sampling_plan(network, gain, tuple(padded.shape[-2:]), options.n_samples, device, options.tile_size)
     lam_map = schedule_map(network, padded, plan.tile)  # once per plane: used by the sampler and returned
     gen = torch.Generator(device=device).manual_seed(seed)
     with sampling_autocast(device, autocast_dtype(device)):
-        out = sample(network, padded, options.n_samples, steps, gen, chunk_size=plan.chunk, callback=callback,
-                     tile=plan.tile, lam=lam_map)
+        out = sample(
+            network,
+            padded,
+            options.n_samples,
+            steps,
+            gen,
+            chunk_size=plan.chunk,
+            callback=callback,
+            tile=plan.tile,
+            lam=lam_map,
+        )
     lam = lam_map[0, 0, :h, :w] if isinstance(network.schedule, LearnedSchedule) else None
     return out[..., :h, :w], lam
 
@@ -189,8 +229,14 @@ def _plane_callback(callback: ProgressCallback | None, plane: int, n_planes: int
     return report
 
 
-def predict_image(network: CVDMNetwork, task: Task | str, normalization: Normalization, image: np.ndarray,
-                  options: SamplingOptions, callback: ProgressCallback | None = None) -> Prediction:
+def predict_image(
+    network: CVDMNetwork,
+    task: Task | str,
+    normalization: Normalization,
+    image: np.ndarray,
+    options: SamplingOptions,
+    callback: ProgressCallback | None = None,
+) -> Prediction:
     """Reconstruct an image: mean and per-pixel std of ``options.n_samples`` samples.
 
     Parameters
@@ -224,8 +270,16 @@ def predict_image(network: CVDMNetwork, task: Task | str, normalization: Normali
             if remark not in remarks:
                 remarks.append(remark)
                 warnings.warn(remark, stacklevel=2)
-        s, lam = _sample_plane(network, task.gain, conditioned.cond, options, options.steps, options.seed + p,
-                               dev, _plane_callback(callback, p, len(planes)))
+        s, lam = _sample_plane(
+            network,
+            task.gain,
+            conditioned.cond,
+            options,
+            options.steps,
+            options.seed + p,
+            dev,
+            _plane_callback(callback, p, len(planes)),
+        )
         v = conditioned.to_values(s).double()
         means.append(v.mean(0))
         stds.append(v.std(0, unbiased=True) if options.n_samples > 1 else torch.zeros_like(v[0]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,9 +23,9 @@ from .diffusion.network import CVDMNetwork, NetworkConfig
 from .diffusion.sampler import ProgressCallback, sample
 from .diffusion.schedule import ScheduleConfig
 from .metrics import psnr
-from .train import BatchSource, Trainer, TrainConfig, TrainProgress, new_network
+from .train import BatchSource, TrainConfig, Trainer, TrainProgress, new_network
 
-__all__ = ["ToyConfig", "ToyResult", "toy_pairs", "toy_network_config", "train_toy", "evaluate_toy"]
+__all__ = ["ToyConfig", "ToyRequest", "ToyResult", "toy_pairs", "toy_network_config", "train_toy", "evaluate_toy"]
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,11 @@ class ToyConfig:
     lr
         AdamW learning rate (50 warm-up steps, then a cosine decay).
     max_seconds
-        Wall-clock cap on training (training stops early at this time).
+        Wall-clock budget of the training, seconds.
     schedule
-        ``"learned"`` (CVDM) or ``"cosine"`` (baseline).
+        learned (CVDM) or the fixed cosine baseline.
+    seed
+        Random seed of the training run.
     """
 
     size: int = 32
@@ -57,18 +60,32 @@ class ToyConfig:
     steps: int = 5000
     batch: int = 16
     lr: float = 2e-3
-    max_seconds: float = 100.0
-    schedule: str = "learned"
-    seed: int = 0
-    denoiser: UNetConfig = field(default_factory=lambda: UNetConfig(
-        in_channels=1, out_channels=1, base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1,
-        attention_levels=(2,), num_heads=2, embed_channels=16))
+    max_seconds: float = field(default=60.0, metadata={"cli": "--seconds"})
+    schedule: str = field(default="learned", metadata={"cli": "--schedule", "choices": ("learned", "cosine")})
+    seed: int = field(default=0, metadata={"cli": "--seed", "parse": int})
+    denoiser: UNetConfig = field(
+        default_factory=lambda: UNetConfig(
+            in_channels=1,
+            out_channels=1,
+            base_channels=16,
+            channel_mults=(1, 2, 2),
+            num_res_blocks=1,
+            attention_levels=(2,),
+            num_heads=2,
+            embed_channels=16,
+        )
+    )
 
 
 def toy_network_config(cfg: ToyConfig) -> NetworkConfig:
     """Network of the toy problem: a small denoiser and a tiny schedule net."""
-    return NetworkConfig(target_channels=1, cond_channels=1, schedule=cfg.schedule, denoiser=cfg.denoiser,
-                         schedule_net=ScheduleConfig(base_channels=8, channel_mults=(1, 2), hidden=64))
+    return NetworkConfig(
+        target_channels=1,
+        cond_channels=1,
+        schedule=cfg.schedule,
+        denoiser=cfg.denoiser,
+        schedule_net=ScheduleConfig(base_channels=8, channel_mults=(1, 2), hidden=64),
+    )
 
 
 def _gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -89,8 +106,7 @@ def toy_pairs(n: int, cfg: ToyConfig, generator: torch.Generator) -> tuple[torch
         Condition and target, each ``(n, 1, size, size)``, float32.
     """
     s = cfg.size
-    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij")
     y = torch.zeros(n, 1, s, s)
     n_obj = 6
     cx = torch.rand(n, n_obj, 1, 1, generator=generator) * s
@@ -102,6 +118,20 @@ def toy_pairs(n: int, cfg: ToyConfig, generator: torch.Generator) -> tuple[torch
     y = blobs.sum(dim=1, keepdim=True).clamp(max=2.0) - 1.0
     x = _gaussian_blur(y, cfg.blur) + cfg.noise * torch.randn(y.shape, generator=generator)
     return x, y
+
+
+@dataclass(frozen=True)
+class ToyRequest:
+    """Train a tiny CVDM on a toy problem for about a minute and write its input, target, mean and std as
+    TIFFs (a self-check of the core).
+
+    Parameters
+    ----------
+    output_dir
+        Folder for the TIFFs.
+    """
+
+    output_dir: Path = field(default=Path("cvdm-toy"), metadata={"cli": "--output-dir"})
 
 
 @dataclass
@@ -133,9 +163,19 @@ def train_toy(cfg: ToyConfig, callback: Callable[[int, float], None] | None = No
     callback
         Called as ``callback(step, loss)`` after every step.
     """
-    config = TrainConfig(steps=cfg.steps, batch_size=cfg.batch, patch_size=cfg.size, lr=cfg.lr, warmup_steps=50,
-                         ema_decay=0.99, seed=cfg.seed, checkpoint_every=cfg.steps, validate_every=0,
-                         log_every=cfg.steps, bf16=False)
+    config = TrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch,
+        patch_size=cfg.size,
+        lr=cfg.lr,
+        warmup_steps=50,
+        ema_decay=0.99,
+        seed=cfg.seed,
+        checkpoint_every=cfg.steps,
+        validate_every=0,
+        log_every=cfg.steps,
+        bf16=False,
+    )
     trainer = Trainer(new_network(toy_network_config(cfg), cfg.seed), toy_batches(cfg), config)
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -147,8 +187,9 @@ def train_toy(cfg: ToyConfig, callback: Callable[[int, float], None] | None = No
         return time.perf_counter() - t0 <= cfg.max_seconds
 
     result = trainer.run(report)
-    return ToyResult(network=result.network, losses=losses, seconds=time.perf_counter() - t0,
-                     steps_done=result.steps_done)
+    return ToyResult(
+        network=result.network, losses=losses, seconds=time.perf_counter() - t0, steps_done=result.steps_done
+    )
 
 
 @dataclass
@@ -163,8 +204,15 @@ class ToyScores:
     target: np.ndarray
 
 
-def evaluate_toy(net: CVDMNetwork, cfg: ToyConfig, n_images: int = 8, n_samples: int = 8, steps: int = 50,
-                 seed: int = 1234, callback: ProgressCallback | None = None) -> ToyScores:
+def evaluate_toy(
+    net: CVDMNetwork,
+    cfg: ToyConfig,
+    n_images: int = 8,
+    n_samples: int = 8,
+    steps: int = 50,
+    seed: int = 1234,
+    callback: ProgressCallback | None = None,
+) -> ToyScores:
     """Sample held-out toy pairs (a seed never used in training) and score them.
 
     Returns the PSNRs averaged over ``n_images`` and the last image's
@@ -175,8 +223,7 @@ def evaluate_toy(net: CVDMNetwork, cfg: ToyConfig, n_images: int = 8, n_samples:
     p_cond, p_mean = [], []
     net.eval()
     for i in range(n_images):
-        s = sample(net, x[i:i + 1], n_samples, steps, torch.Generator().manual_seed(seed + i),
-                   callback=callback)
+        s = sample(net, x[i : i + 1], n_samples, steps, torch.Generator().manual_seed(seed + i), callback=callback)
         mean, std = s.mean(0)[0].numpy(), s.std(0)[0].numpy()
         tgt = y[i, 0].numpy()
         p_cond.append(psnr(x[i, 0].numpy(), tgt, 2.0))

@@ -166,10 +166,18 @@ class Trainer:
         Recorded in checkpoints and checked on resume (e.g. the task and the normalisation).
     """
 
-    def __init__(self, network: CVDMNetwork, batches: BatchSource, config: TrainConfig,
-                 device: torch.device | str = "cpu", validator: Validator | None = None,
-                 checkpoint: str | Path | None = None, log: str | Path | None = None,
-                 dist: DistributedContext | None = None, identity: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        network: CVDMNetwork,
+        batches: BatchSource,
+        config: TrainConfig,
+        device: torch.device | str = "cpu",
+        validator: Validator | None = None,
+        checkpoint: str | Path | None = None,
+        log: str | Path | None = None,
+        dist: DistributedContext | None = None,
+        identity: dict[str, Any] | None = None,
+    ) -> None:
         self.batches, self.cfg, self.validator = batches, config, validator
         self.device = torch.device(device)
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -192,11 +200,18 @@ class Trainer:
         path = Path(path) if path else self.checkpoint
         if path is None or not self.dist.is_main:
             return None
-        meta = {**self.identity, "step": self.step, "network": self.net.config.to_dict(),
-                "config": asdict(self.cfg), "best_val": self.best_val, "last_val": self.last_val,
-                "history_tail": self.history[-200:]}
-        return write_checkpoint(path, Checkpoint(self.net.state_dict(), self.ema.state_dict(), self.best or {},
-                                                 self.opt.state_dict(), meta))
+        meta = {
+            **self.identity,
+            "step": self.step,
+            "network": self.net.config.to_dict(),
+            "config": asdict(self.cfg),
+            "best_val": self.best_val,
+            "last_val": self.last_val,
+            "history_tail": self.history[-200:],
+        }
+        return write_checkpoint(
+            path, Checkpoint(self.net.state_dict(), self.ema.state_dict(), self.best or {}, self.opt.state_dict(), meta)
+        )
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore the full training state written by :meth:`save_checkpoint`.
@@ -296,8 +311,14 @@ class Trainer:
             if step % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             if callback is not None:
-                progress = TrainProgress(step, self.cfg.steps, {k: v for k, v in losses.items() if k != "lr"},
-                                         losses["lr"], self.last_val, time.perf_counter() - t0)
+                progress = TrainProgress(
+                    step,
+                    self.cfg.steps,
+                    {k: v for k, v in losses.items() if k != "lr"},
+                    losses["lr"],
+                    self.last_val,
+                    time.perf_counter() - t0,
+                )
                 if callback(progress) is False:
                     stopped = True
                     break

@@ -14,7 +14,7 @@ __all__ = ["add_or_update"]
 def add_or_update(viewer: Any, data: np.ndarray, kwargs: dict[str, Any]) -> Image:
     """Add a result layer, or refresh the layer of that name if CVDM made it (``"cvdm"`` in its metadata)."""
     name = kwargs["name"]
-    existing = viewer.layers[name] if name in viewer.layers else None
+    existing = viewer.layers[name] if name in viewer.layers else None  # noqa: SIM401 - LayerList has no get()
     if existing is None or not isinstance(existing, Image) or "cvdm" not in existing.metadata:
         if existing is not None:
             show_info(f"a layer named '{name}' exists and was not made by CVDM; adding a new one beside it")

@@ -8,22 +8,33 @@ patches, flips and 90° rotations, normalisation, the ``sr`` residual).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..physics.optics import Optics
 from .normalize import Normalization
-from .tiff import read_tiff
+from .tiff import read_tiff, write_tiff
 
 if TYPE_CHECKING:
     from ..tasks import Task
 
-__all__ = ["PairError", "paired_tiffs", "FolderPairs", "SimulatedPairs", "ArrayPairs", "make_batch", "check_pair"]
+__all__ = [
+    "PairError",
+    "paired_tiffs",
+    "FolderPairs",
+    "SimulatedPairs",
+    "ArrayPairs",
+    "make_batch",
+    "check_pair",
+    "SimulationRequest",
+    "write_simulated_pairs",
+]
 
 
 class PairError(ValueError):
@@ -38,8 +49,10 @@ def check_pair(inp: np.ndarray, tgt: np.ndarray, task: Task | str, name: str, mi
     if problem:
         raise PairError(f"{name}: {problem}")
     if min(inp.shape[-2:]) < min_side:
-        raise PairError(f"{name}: the input is {inp.shape[-2]}×{inp.shape[-1]} pixels; patches of {min_side} "
-                        "pixels need at least that much")
+        raise PairError(
+            f"{name}: the input is {inp.shape[-2]}×{inp.shape[-1]} pixels; patches of {min_side} "
+            "pixels need at least that much"
+        )
     for what, arr in (("input", inp), ("target", tgt)):
         if not np.isfinite(arr).all():
             raise PairError(f"{name}: the {what} contains NaN or infinite values")
@@ -92,8 +105,10 @@ def paired_tiffs(folder: str | Path) -> list[tuple[str, Path, Path]]:
     folder = Path(folder)
     inputs, targets = folder / "inputs", folder / "targets"
     if not inputs.is_dir() or not targets.is_dir():
-        raise PairError(f"{folder}: expected the sub-folders inputs/ and targets/ with TIFFs of the same names "
-                        "(as napari-cvdm simulate writes)")
+        raise PairError(
+            f"{folder}: expected the sub-folders inputs/ and targets/ with TIFFs of the same names "
+            "(as napari-cvdm simulate writes)"
+        )
     in_files = sorted(p for p in inputs.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
     if not in_files:
         raise PairError(f"{inputs}: no .tif files")
@@ -109,8 +124,13 @@ def paired_tiffs(folder: str | Path) -> list[tuple[str, Path, Path]]:
 def FolderPairs(folder: str | Path, task: Task | str, min_side: int = 16) -> ArrayPairs:
     """Pairs from ``DIR/inputs/NAME.tif`` + ``DIR/targets/NAME.tif`` (2-D or stacks), checked up front."""
     files = paired_tiffs(folder)
-    return ArrayPairs(task, [read_tiff(i).data for _, i, _ in files], [read_tiff(t).data for _, _, t in files],
-                      [name for name, _, _ in files], min_side)
+    return ArrayPairs(
+        task,
+        [read_tiff(i).data for _, i, _ in files],
+        [read_tiff(t).data for _, _, t in files],
+        [name for name, _, _ in files],
+        min_side,
+    )
 
 
 @dataclass
@@ -174,8 +194,13 @@ def _augment(arrs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarra
     return out
 
 
-def make_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], task: Task, norm: Normalization, patch: int,
-               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    task: Task,
+    norm: Normalization,
+    patch: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised condition and target tensors from random patches, flips and 90° rotations.
 
     Parameters
@@ -203,3 +228,90 @@ def make_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], task: Task, norm:
     if len({tuple(x.shape) for x in xs}) > 1:
         raise PairError("pairs smaller than the patch size differ in size; use a smaller --patch-size")
     return task.collate(torch.stack(xs), torch.stack(ys), norm)
+
+
+@dataclass(frozen=True)
+class SimulationRequest:
+    """Write simulated pairs as DIR/inputs/NAME.tif and DIR/targets/NAME.tif (the layout train --pairs and
+    evaluate --data read).
+
+    The optics are given beside the request.
+
+    Parameters
+    ----------
+    task
+        sr or qpi.
+    n
+        Number of pairs.
+    output_dir
+        Folder for inputs/, targets/ and simulation.json.
+    seed
+        Random seed.
+    size
+        Input side in pixels (default: the task's).
+    classes
+        Structure classes (sr) or phase sources (qpi), cycled through (default: the task's training classes).
+    images
+        Folder of grayscale images to draw phase from (qpi; the images source).
+    photons
+        A fixed sr signal level in photons per pixel (default: drawn over the training range).
+    """
+
+    task: str = field(metadata={"cli": "--task", "choices": ("sr", "qpi")})
+    n: int = field(metadata={"cli": "--n"})
+    output_dir: Path = field(metadata={"cli": "--output-dir"})
+    seed: int = field(default=0, metadata={"cli": "--seed", "parse": int})
+    size: int | None = field(default=None, metadata={"cli": "--size"})
+    classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
+    images: Path | None = field(default=None, metadata={"cli": "--images"})
+    photons: float | None = field(default=None, metadata={"cli": "--photons"})
+
+
+def write_simulated_pairs(
+    request: SimulationRequest, optics: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Write simulated pairs as ``DIR/inputs/<class>_<i>.tif`` and ``DIR/targets/<class>_<i>.tif`` (float32, pixel
+    sizes in the metadata) and ``DIR/simulation.json``; returns that record.
+
+    Parameters
+    ----------
+    request
+        What to write.
+    optics
+        Optics values that differ from the task's defaults (``{"dz_um": 1.5}``).
+    progress
+        ``progress(done, total)`` after each pair.
+    """
+    from ..tasks import get_task
+    from .simulate import TEST_SEED, VALIDATION_SEED, load_grayscale_images
+
+    task = get_task(request.task)
+    o = task.optics_with(optics or {})
+    images = load_grayscale_images(request.images) if request.images else None
+    classes = task.check_classes(request.classes, with_images=bool(images)) or task.default_classes(bool(images))
+    size = request.size or task.simulate_size
+    rng = np.random.default_rng(request.seed)
+    px = (o.pixel_um, o.pixel_um)
+    folder = Path(request.output_dir)
+    for i in range(request.n):
+        cls = classes[i % len(classes)]
+        inp, tgt = task.simulate(cls, size, rng, o, images, request.photons)
+        name = f"{cls}_{i:04d}.tif"
+        write_tiff(folder / "inputs" / name, inp, pixel_size_um=px, axes="YX" if inp.ndim == 2 else "CYX")
+        write_tiff(folder / "targets" / name, tgt, pixel_size_um=task.output_pixel_size(px))
+        if progress is not None:
+            progress(i + 1, request.n)
+    record = {
+        "task": task.name,
+        "n": request.n,
+        "seed": request.seed,
+        "optics": o.to_dict(),
+        "classes": classes,
+        "size": size,
+        "photons": request.photons,
+        "images": str(request.images) if request.images else None,
+        "held_out_seed": request.seed in (TEST_SEED, VALIDATION_SEED),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "simulation.json").write_text(json.dumps(record, indent=2))
+    return record

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-
 __all__ = ["Normalization", "FLAT_EPS"]
 
 FLAT_EPS = 1e-6

@@ -19,9 +19,25 @@ __all__ = ["TiffImage", "TiffReadError", "read_tiff", "write_tiff", "scale_for_a
 
 # factor that turns a length in the given unit into micrometres
 _UNIT_TO_UM = {
-    "um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
-    "\\u00b5m": 1.0, "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "mm": 1e3, "millimeter": 1e3,
-    "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6, "in": 25400.0, "inch": 25400.0,
+    "um": 1.0,
+    "µm": 1.0,
+    "μm": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "\\u00b5m": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "nanometre": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+    "in": 25400.0,
+    "inch": 25400.0,
 }
 
 
@@ -176,8 +192,13 @@ def scale_for_axes(image: TiffImage, axes: str | None = None) -> tuple[float, ..
     return tuple(scale)
 
 
-def write_tiff(path: str | Path, data: np.ndarray, pixel_size_um: float | tuple[float, float] | None = None,
-               axes: str | None = None, z_spacing_um: float | None = None) -> Path:
+def write_tiff(
+    path: str | Path,
+    data: np.ndarray,
+    pixel_size_um: float | tuple[float, float] | None = None,
+    axes: str | None = None,
+    z_spacing_um: float | None = None,
+) -> Path:
     """Write an image as an ImageJ-compatible TIFF with its pixel size.
 
     Parameters

@@ -7,9 +7,21 @@ from .sampler import SamplingCancelled, SamplingProgress, sample
 from .schedule import CosineSchedule, LearnedSchedule, ScheduleConfig
 
 __all__ = [
-    "Denoiser", "UNet", "UNetConfig", "sr3_config",
-    "LossTerms", "cvdm_loss", "ddpm_loss", "training_loss",
-    "CVDMNetwork", "NetworkConfig", "build_network",
-    "SamplingCancelled", "SamplingProgress", "sample",
-    "CosineSchedule", "LearnedSchedule", "ScheduleConfig",
+    "Denoiser",
+    "UNet",
+    "UNetConfig",
+    "sr3_config",
+    "LossTerms",
+    "cvdm_loss",
+    "ddpm_loss",
+    "training_loss",
+    "CVDMNetwork",
+    "NetworkConfig",
+    "build_network",
+    "SamplingCancelled",
+    "SamplingProgress",
+    "sample",
+    "CosineSchedule",
+    "LearnedSchedule",
+    "ScheduleConfig",
 ]

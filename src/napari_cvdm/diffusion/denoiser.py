@@ -20,8 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNetConfig", "UNet", "Denoiser", "Film", "noise_features", "N_NOISE_FEATURES",
-           "sr3_config", "count_parameters"]
+__all__ = [
+    "UNetConfig",
+    "UNet",
+    "Denoiser",
+    "Film",
+    "noise_features",
+    "N_NOISE_FEATURES",
+    "sr3_config",
+    "count_parameters",
+]
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,7 @@ class UNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "UNetConfig":
+    def from_dict(cls, data: dict) -> UNetConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         return cls(**data)
 
@@ -210,8 +218,9 @@ class UNet(nn.Module):
                     block.append(AttentionBlock(ch, config.num_heads))
                 self.up.append(block)
             if level > 0:
-                self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"),
-                                              nn.Conv2d(ch, ch, 3, padding=1)]))
+                self.up.append(
+                    nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)])
+                )
         self.norm_out = nn.GroupNorm(_groups(ch), ch)
         self.conv_out = nn.Conv2d(ch, config.out_channels * f2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
@@ -248,8 +257,9 @@ class UNet(nn.Module):
             embs.append(F.avg_pool2d(embs[-1], 2))
         return [block.film_params(embs[level]) for block, level in self._res_block_levels()]
 
-    def forward(self, h: torch.Tensor, emb: torch.Tensor | None = None,
-                films: list[Film] | None = None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, emb: torch.Tensor | None = None, films: list[Film] | None = None
+    ) -> torch.Tensor:
         stride = self.config.stride
         if h.shape[-1] % stride or h.shape[-2] % stride:
             raise ValueError(
@@ -331,8 +341,9 @@ class Denoiser(nn.Module):
         base = config or UNetConfig(in_channels=1, out_channels=1)
         if base.embed_channels < 1:
             raise ValueError("the denoiser needs embed_channels >= 1 to receive the noise level")
-        cfg = UNetConfig(**{**base.to_dict(), "in_channels": target_channels + cond_channels + 1,
-                            "out_channels": target_channels})
+        cfg = UNetConfig(
+            **{**base.to_dict(), "in_channels": target_channels + cond_channels + 1, "out_channels": target_channels}
+        )
         self.config = cfg
         self.target_channels = target_channels
         self.cond_channels = cond_channels
@@ -352,8 +363,9 @@ class Denoiser(nn.Module):
         """
         return self.unet.film_maps(self.embed(noise_features(gamma)))
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor,
-                films: list[Film] | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, films: list[Film] | None = None
+    ) -> torch.Tensor:
         """Predict the noise.
 
         Parameters
@@ -381,8 +393,16 @@ def sr3_config() -> UNetConfig:
     """The paper's SR3-sized denoiser: 64 channels, multipliers (1, 2, 4, 8, 8),
     3 residual blocks per level, attention at the coarsest level (8×8 for a
     128×128 patch, 16×16 for 256×256)."""
-    return UNetConfig(in_channels=1, out_channels=1, base_channels=64, channel_mults=(1, 2, 4, 8, 8),
-                      num_res_blocks=3, attention_levels=(4,), num_heads=1, embed_channels=256)
+    return UNetConfig(
+        in_channels=1,
+        out_channels=1,
+        base_channels=64,
+        channel_mults=(1, 2, 4, 8, 8),
+        num_res_blocks=3,
+        attention_levels=(4,),
+        num_heads=1,
+        embed_channels=256,
+    )
 
 
 def count_parameters(module: nn.Module) -> int:

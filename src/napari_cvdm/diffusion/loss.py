@@ -41,8 +41,9 @@ class LossTerms:
         return {k: float(getattr(self, k).detach().mean()) for k in ("total", "noise", "beta", "prior", "curvature")}
 
 
-def stratified_times(batch: int, generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
+def stratified_times(
+    batch: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Low-discrepancy times ``t_i = (u + i/B) mod 1`` (one uniform draw ``u``), shape ``(B,)``."""
     u = torch.rand((), generator=generator, device=device)
     return torch.remainder(u + torch.arange(batch, device=device) / batch, 1.0)
@@ -52,16 +53,23 @@ def _pixel_mean(v: torch.Tensor) -> torch.Tensor:
     return v.flatten(1).mean(dim=1)
 
 
-def _noise_term(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor,
-                one_minus_gamma: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _noise_term(
+    net: CVDMNetwork,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gamma: torch.Tensor,
+    one_minus_gamma: torch.Tensor,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
     z = gamma.sqrt() * y + one_minus_gamma.clamp_min(1e-12).sqrt() * eps
     eps_hat = net.denoiser(z, x, gamma)
     return _pixel_mean((eps - eps_hat) ** 2)
 
 
-def beta_terms(schedule: LearnedSchedule, lam: torch.Tensor, t: torch.Tensor,
-               g: GammaDerivatives) -> tuple[torch.Tensor, torch.Tensor]:
+def beta_terms(
+    schedule: LearnedSchedule, lam: torch.Tensor, t: torch.Tensor, g: GammaDerivatives
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The two parts of ``L_β``, each ``(B,)``.
 
     Returns
@@ -81,8 +89,14 @@ def beta_terms(schedule: LearnedSchedule, lam: torch.Tensor, t: torch.Tensor,
     return residual, boundary
 
 
-def cvdm_loss(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None,
-              generator: torch.Generator | None = None, alpha: float = DEFAULT_ALPHA) -> LossTerms:
+def cvdm_loss(
+    net: CVDMNetwork,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    t: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    alpha: float = DEFAULT_ALPHA,
+) -> LossTerms:
     """The CVDM loss for a batch.
 
     Parameters
@@ -122,8 +136,13 @@ def cvdm_loss(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, t: torch.Tenso
     return LossTerms(total=total, noise=noise, beta=l_beta, prior=prior, curvature=curvature)
 
 
-def ddpm_loss(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None,
-              generator: torch.Generator | None = None) -> LossTerms:
+def ddpm_loss(
+    net: CVDMNetwork,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    t: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> LossTerms:
     """Noise-prediction loss of the fixed cosine schedule (the ablation baseline).
 
     Shapes as in :func:`cvdm_loss`; the schedule terms are zero.
@@ -141,8 +160,9 @@ def ddpm_loss(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, t: torch.Tenso
     return LossTerms(total=noise, noise=noise, beta=zero, prior=zero, curvature=zero)
 
 
-def training_loss(net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor,
-                  generator: torch.Generator | None = None) -> LossTerms:
+def training_loss(
+    net: CVDMNetwork, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+) -> LossTerms:
     """The loss that matches the network's schedule (CVDM or cosine baseline)."""
     if isinstance(net.schedule, LearnedSchedule):
         return cvdm_loss(net, x, y, generator=generator)

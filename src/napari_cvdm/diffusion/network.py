@@ -23,7 +23,7 @@ class NetworkConfig:
     target_channels
         Channels of the target ``y`` (1 for both bundled tasks).
     cond_channels
-        Channels of the condition ``x`` on the output grid (the task says: :meth:`~napari_cvdm.tasks.Task.cond_channels`).
+        Channels of the condition ``x`` on the output grid (:meth:`~napari_cvdm.tasks.Task.cond_channels`).
     schedule
         ``"learned"`` (CVDM) or ``"cosine"`` (the fixed-schedule ablation).
     denoiser
@@ -48,12 +48,16 @@ class NetworkConfig:
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
-        return {"target_channels": self.target_channels, "cond_channels": self.cond_channels,
-                "schedule": self.schedule, "denoiser": self.denoiser.to_dict(),
-                "schedule_net": self.schedule_net.to_dict()}
+        return {
+            "target_channels": self.target_channels,
+            "cond_channels": self.cond_channels,
+            "schedule": self.schedule,
+            "denoiser": self.denoiser.to_dict(),
+            "schedule_net": self.schedule_net.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NetworkConfig":
+    def from_dict(cls, data: dict) -> NetworkConfig:
         """Inverse of :meth:`to_dict`."""
         return cls(**data)
 
@@ -66,8 +70,7 @@ class CVDMNetwork(nn.Module):
         super().__init__()
         self.config = config
         if config.schedule == "learned":
-            self.schedule: LearnedSchedule | CosineSchedule = LearnedSchedule(config.cond_channels,
-                                                                              config.schedule_net)
+            self.schedule: LearnedSchedule | CosineSchedule = LearnedSchedule(config.cond_channels, config.schedule_net)
         else:
             self.schedule = CosineSchedule()
         self.denoiser = Denoiser(config.target_channels, config.cond_channels, config.denoiser)

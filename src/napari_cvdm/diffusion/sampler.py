@@ -25,8 +25,17 @@ from .denoiser import Denoiser
 from .network import CVDMNetwork
 from .tiling import DEFAULT_OVERLAP_FRACTION, tiled
 
-__all__ = ["SamplingProgress", "SamplingCancelled", "ProgressCallback", "StepCoefficients", "step_coefficients",
-           "time_grid", "schedule_map", "sample", "sample_seeds"]
+__all__ = [
+    "SamplingProgress",
+    "SamplingCancelled",
+    "ProgressCallback",
+    "StepCoefficients",
+    "step_coefficients",
+    "time_grid",
+    "schedule_map",
+    "sample",
+    "sample_seeds",
+]
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,9 @@ def sample_seeds(generator: torch.Generator, n_samples: int) -> list[int]:
     return [int(s) for s in seeds.tolist()]
 
 
-def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device,
-           dtype: torch.dtype) -> torch.Tensor:
+def _noise(
+    shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=g, device=device, dtype=dtype) for g in generators])
 
 
@@ -74,8 +84,9 @@ def time_grid(steps: int, device: torch.device, dtype: torch.dtype) -> torch.Ten
     return torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
 
 
-def schedule_map(net: CVDMNetwork, x: torch.Tensor, tile: int | None = None,
-                 overlap: int | None = None) -> torch.Tensor:
+def schedule_map(
+    net: CVDMNetwork, x: torch.Tensor, tile: int | None = None, overlap: int | None = None
+) -> torch.Tensor:
     """The schedule's per-pixel map ``λ(x)``, shape ``(1, 1, H, W)``, for a condition ``(1, C, H, W)``.
 
     With ``tile``, the schedule network runs on overlapping tiles blended as in :func:`sample` (``overlap``
@@ -127,10 +138,19 @@ def step_coefficients(lam: torch.Tensor, tau_t: torch.Tensor, tau_s: torch.Tenso
     )
 
 
-def sample(net: CVDMNetwork, x: torch.Tensor, n_samples: int, steps: int, generator: torch.Generator,
-           chunk_size: int | None = None, callback: ProgressCallback | None = None,
-           clip: tuple[float, float] | None = None, tile: int | None = None,
-           overlap: int | None = None, lam: torch.Tensor | None = None) -> torch.Tensor:
+def sample(
+    net: CVDMNetwork,
+    x: torch.Tensor,
+    n_samples: int,
+    steps: int,
+    generator: torch.Generator,
+    chunk_size: int | None = None,
+    callback: ProgressCallback | None = None,
+    clip: tuple[float, float] | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    lam: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Draw samples of the target given one condition.
 
     Parameters

@@ -135,9 +135,17 @@ class LearnedSchedule(nn.Module):
         super().__init__()
         cfg = config or ScheduleConfig()
         self.config = cfg
-        self.lambda_net = UNet(UNetConfig(in_channels=cond_channels, out_channels=1,
-                                          base_channels=cfg.base_channels, channel_mults=cfg.channel_mults,
-                                          num_res_blocks=1, attention_levels=(), embed_channels=0))
+        self.lambda_net = UNet(
+            UNetConfig(
+                in_channels=cond_channels,
+                out_channels=1,
+                base_channels=cfg.base_channels,
+                channel_mults=cfg.channel_mults,
+                num_res_blocks=1,
+                attention_levels=(),
+                embed_channels=0,
+            )
+        )
         with torch.no_grad():
             self.lambda_net.conv_out.bias.fill_(_SOFTPLUS_ONE)  # λ = 1 everywhere at first
         self.tau_gamma = MonotoneTimeNet(cfg.hidden, slope=cfg.tau_end, start=0.0)

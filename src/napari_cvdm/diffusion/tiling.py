@@ -37,8 +37,9 @@ def tile_starts(size: int, tile: int, overlap: int, stride: int = 1) -> list[int
     return starts
 
 
-def blend_window(tile: int, overlap: int, at_start: bool, at_end: bool, device: torch.device,
-                 dtype: torch.dtype) -> torch.Tensor:
+def blend_window(
+    tile: int, overlap: int, at_start: bool, at_end: bool, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """1-D weights ``(tile,)``: a raised-cosine ramp over ``overlap`` pixels at the sides that touch another
     tile, flat (1) elsewhere and at the image border."""
     w = torch.ones(tile, device=device, dtype=dtype)
@@ -80,12 +81,12 @@ def tiled(fn: Callable[..., torch.Tensor], tile: int, overlap: int, stride: int 
             wy = blend_window(th, overlap, iy == 0, iy == len(ys) - 1, maps[0].device, maps[0].dtype)
             for ix, x in enumerate(xs):
                 wx = blend_window(tw, overlap, ix == 0, ix == len(xs) - 1, maps[0].device, maps[0].dtype)
-                part = fn(*(m[..., y:y + th, x:x + tw] for m in maps))
+                part = fn(*(m[..., y : y + th, x : x + tw] for m in maps))
                 if out is None:
                     out = torch.zeros((*part.shape[:2], h, w), device=part.device, dtype=part.dtype)
                 win = (wy[:, None] * wx[None, :])[None, None]
-                out[..., y:y + th, x:x + tw] += part * win
-                weight[..., y:y + th, x:x + tw] += win
+                out[..., y : y + th, x : x + tw] += part * win
+                weight[..., y : y + th, x : x + tw] += win
         return out / weight
 
     return run

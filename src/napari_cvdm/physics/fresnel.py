@@ -41,23 +41,38 @@ __all__ = [
 ]
 
 
-def frequency_grid(shape: tuple[int, int], pixel_um: float, device: torch.device | str | None = None,
-                   dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def frequency_grid(
+    shape: tuple[int, int],
+    pixel_um: float,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     """Squared spatial frequency ``|f|²`` in cycles²/µm², shape ``(H, W)``, FFT order."""
     fy = torch.fft.fftfreq(shape[0], d=pixel_um, device=device, dtype=dtype)
     fx = torch.fft.fftfreq(shape[1], d=pixel_um, device=device, dtype=dtype)
     return fy[:, None] ** 2 + fx[None, :] ** 2
 
 
-def fresnel_transfer(shape: tuple[int, int], dz_um: float, wavelength_um: float, pixel_um: float,
-                     device: torch.device | str | None = None) -> torch.Tensor:
+def fresnel_transfer(
+    shape: tuple[int, int],
+    dz_um: float,
+    wavelength_um: float,
+    pixel_um: float,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Paraxial transfer function ``exp(−iπλ·dz·|f|²)``, complex ``(H, W)``."""
     f2 = frequency_grid(shape, pixel_um, device)
     return torch.exp(-1j * math.pi * wavelength_um * dz_um * f2)
 
 
-def angular_spectrum_transfer(shape: tuple[int, int], dz_um: float, wavelength_um: float, pixel_um: float,
-                              n_medium: float = 1.0, device: torch.device | str | None = None) -> torch.Tensor:
+def angular_spectrum_transfer(
+    shape: tuple[int, int],
+    dz_um: float,
+    wavelength_um: float,
+    pixel_um: float,
+    n_medium: float = 1.0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Angular-spectrum transfer function without the constant phase, complex ``(H, W)``.
 
     Frequencies beyond ``n/λ`` (evanescent waves) are set to zero.
@@ -81,8 +96,9 @@ def fresnel_propagate(field: torch.Tensor, dz_um: float, wavelength_um: float, p
     return propagate(field, h)
 
 
-def angular_spectrum_propagate(field: torch.Tensor, dz_um: float, wavelength_um: float, pixel_um: float,
-                               n_medium: float = 1.0) -> torch.Tensor:
+def angular_spectrum_propagate(
+    field: torch.Tensor, dz_um: float, wavelength_um: float, pixel_um: float, n_medium: float = 1.0
+) -> torch.Tensor:
     """Propagate ``(..., H, W)`` complex fields by ``dz_um`` (non-paraxial, scalar)."""
     h = angular_spectrum_transfer(tuple(field.shape[-2:]), dz_um, wavelength_um, pixel_um, n_medium, field.device)
     return propagate(field, h)
@@ -95,8 +111,9 @@ def phase_object(phase_rad: torch.Tensor, amplitude: torch.Tensor | None = None)
     return field if amplitude is None else field * amplitude.to(torch.float64)
 
 
-def defocus_stack(field: torch.Tensor, dz_um: Sequence[float], wavelength_um: float, pixel_um: float,
-                  paraxial: bool = True) -> torch.Tensor:
+def defocus_stack(
+    field: torch.Tensor, dz_um: Sequence[float], wavelength_um: float, pixel_um: float, paraxial: bool = True
+) -> torch.Tensor:
     """Intensities of a field at several defocus distances.
 
     Parameters
@@ -116,8 +133,14 @@ def defocus_stack(field: torch.Tensor, dz_um: Sequence[float], wavelength_um: fl
     return torch.stack(planes, dim=-3)
 
 
-def polychromatic_intensity(phase_rad: torch.Tensor, dz_um: float, reference_wavelength_um: float,
-                            wavelengths_um: Sequence[float], weights: Sequence[float], pixel_um: float) -> torch.Tensor:
+def polychromatic_intensity(
+    phase_rad: torch.Tensor,
+    dz_um: float,
+    reference_wavelength_um: float,
+    wavelengths_um: Sequence[float],
+    weights: Sequence[float],
+    pixel_um: float,
+) -> torch.Tensor:
     """Defocused intensity of a pure phase object under partially coherent (polychromatic) light.
 
     The phase scales as ``φ(λ) = φ_ref·λ_ref/λ`` (optical path fixed, dispersion
@@ -188,6 +211,8 @@ def defocused_pair(phase: np.ndarray, optics: QPIOptics) -> np.ndarray:
     py, px = h // 2, w // 2
     padded = np.pad(phase, ((py, py), (px, px)), mode="symmetric")
     wave = phase_object(torch.from_numpy(padded))
-    planes = [fresnel_propagate(wave, dz, optics.wavelength_um, optics.pixel_um).abs() ** 2
-              for dz in (-optics.dz_um, optics.dz_um)]
-    return torch.stack(planes).numpy()[:, py:py + h, px:px + w]
+    planes = [
+        fresnel_propagate(wave, dz, optics.wavelength_um, optics.pixel_um).abs() ** 2
+        for dz in (-optics.dz_um, optics.dz_um)
+    ]
+    return torch.stack(planes).numpy()[:, py : py + h, px : px + w]

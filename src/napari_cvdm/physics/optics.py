@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 __all__ = ["Optics", "field_help"]
 
-O = TypeVar("O", bound="Optics")
+OpticsT = TypeVar("OpticsT", bound="Optics")
 
 
 def field_help(cls: type, name: str) -> str:
@@ -24,7 +24,7 @@ def field_help(cls: type, name: str) -> str:
     for i, line in enumerate(lines):
         if line.strip() == name or line.strip().startswith(f"{name},") or line.strip().endswith(f", {name}"):
             indent = len(line) - len(line.lstrip())
-            for follow in lines[i + 1:]:
+            for follow in lines[i + 1 :]:
                 if not follow.strip() or len(follow) - len(follow.lstrip()) <= indent:
                     break
                 out.append(follow.strip())
@@ -41,7 +41,7 @@ class Optics:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls: type[O], values: dict[str, Any]) -> O:
+    def from_dict(cls: type[OpticsT], values: dict[str, Any]) -> OpticsT:
         """The optics recorded by :meth:`to_dict` (missing fields take their defaults).
 
         Raises
@@ -55,6 +55,6 @@ class Optics:
             raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}; it has {', '.join(sorted(names))}")
         return cls(**values)
 
-    def replace(self: O, **changes: Any) -> O:
+    def replace(self: OpticsT, **changes: Any) -> OpticsT:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]

@@ -26,15 +26,22 @@ __all__ = ["tie_phase", "tie_phase_torch", "DEFAULT_TIE_REGULARIZATION"]
 DEFAULT_TIE_REGULARIZATION = 1e-3
 
 
-def tie_phase_torch(i_minus: torch.Tensor, i_plus: torch.Tensor, dz_um: float, wavelength_um: float,
-                    pixel_um: float, regularization: float = DEFAULT_TIE_REGULARIZATION) -> torch.Tensor:
+def tie_phase_torch(
+    i_minus: torch.Tensor,
+    i_plus: torch.Tensor,
+    dz_um: float,
+    wavelength_um: float,
+    pixel_um: float,
+    regularization: float = DEFAULT_TIE_REGULARIZATION,
+) -> torch.Tensor:
     """Batched TIE in torch: ``(..., H, W)`` intensities → ``(..., H, W)`` zero-mean phase (rad).
 
     Same solver as :func:`tie_phase` (which wraps this), on CPU or GPU, in float64.
     """
     if i_minus.shape != i_plus.shape or i_minus.ndim < 2:
-        raise ValueError(f"need two (..., H, W) images of the same shape, got {tuple(i_minus.shape)} and "
-                         f"{tuple(i_plus.shape)}")
+        raise ValueError(
+            f"need two (..., H, W) images of the same shape, got {tuple(i_minus.shape)} and {tuple(i_plus.shape)}"
+        )
     if dz_um <= 0 or wavelength_um <= 0 or pixel_um <= 0 or regularization < 0:
         raise ValueError("dz, wavelength and pixel size must be positive and the regularization >= 0")
     i_minus, i_plus = i_minus.double(), i_plus.double()
@@ -57,8 +64,14 @@ def tie_phase_torch(i_minus: torch.Tensor, i_plus: torch.Tensor, dz_um: float, w
     return phase - phase.mean(dim=(-2, -1), keepdim=True)
 
 
-def tie_phase(i_minus: np.ndarray, i_plus: np.ndarray, dz_um: float, wavelength_um: float, pixel_um: float,
-              regularization: float = DEFAULT_TIE_REGULARIZATION) -> np.ndarray:
+def tie_phase(
+    i_minus: np.ndarray,
+    i_plus: np.ndarray,
+    dz_um: float,
+    wavelength_um: float,
+    pixel_um: float,
+    regularization: float = DEFAULT_TIE_REGULARIZATION,
+) -> np.ndarray:
     """Phase (rad) from two defocused intensities.
 
     Parameters
@@ -80,5 +93,6 @@ def tie_phase(i_minus: np.ndarray, i_plus: np.ndarray, dz_um: float, wavelength_
     a, b = np.asarray(i_minus, dtype=np.float64), np.asarray(i_plus, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"need two (H, W) images of the same shape, got {a.shape} and {b.shape}")
-    return tie_phase_torch(torch.from_numpy(a), torch.from_numpy(b), dz_um, wavelength_um, pixel_um,
-                           regularization).numpy()
+    return tie_phase_torch(
+        torch.from_numpy(a), torch.from_numpy(b), dz_um, wavelength_um, pixel_um, regularization
+    ).numpy()

@@ -80,7 +80,6 @@ class WidefieldOptics(Optics):
         return self.pixel_um / self.gain
 
 
-
 def _airy(r_um: np.ndarray, na: float, wavelength_um: float) -> np.ndarray:
     v = 2 * math.pi * na * r_um / wavelength_um
     safe = np.where(v == 0, 1.0, v)
@@ -88,8 +87,14 @@ def _airy(r_um: np.ndarray, na: float, wavelength_um: float) -> np.ndarray:
     return (math.pi * na**2 / wavelength_um**2) * amp**2
 
 
-def airy_psf(na: float, wavelength_um: float, pixel_um: float, radius_um: float | None = None,
-             oversample: int = 7, normalize: bool = True) -> np.ndarray:
+def airy_psf(
+    na: float,
+    wavelength_um: float,
+    pixel_um: float,
+    radius_um: float | None = None,
+    oversample: int = 7,
+    normalize: bool = True,
+) -> np.ndarray:
     """Pixel-integrated Airy PSF.
 
     Parameters
@@ -121,8 +126,9 @@ def airy_psf(na: float, wavelength_um: float, pixel_um: float, radius_um: float 
     return psf / psf.sum() if normalize else psf
 
 
-def camera_noise(signal_photons: np.ndarray, background_photons: float, read_noise: float,
-                 rng: np.random.Generator) -> np.ndarray:
+def camera_noise(
+    signal_photons: np.ndarray, background_photons: float, read_noise: float, rng: np.random.Generator
+) -> np.ndarray:
     """Camera model: ``Poisson(signal + background) + N(0, read_noise²)``.
 
     Parameters
@@ -153,8 +159,9 @@ def bicubic_upsample(image: np.ndarray, factor: int = 2) -> np.ndarray:
     return resize(image, (factor * h, factor * w), order=3, mode="reflect", anti_aliasing=False)
 
 
-def richardson_lucy_sr(image: np.ndarray, optics: WidefieldOptics, iterations: int = DEFAULT_RL_ITERATIONS,
-                       background: float | None = None) -> np.ndarray:
+def richardson_lucy_sr(
+    image: np.ndarray, optics: WidefieldOptics, iterations: int = DEFAULT_RL_ITERATIONS, background: float | None = None
+) -> np.ndarray:
     """Richardson–Lucy deconvolution on the target grid.
 
     The background (default: the image's 1st percentile) is subtracted, the

@@ -7,6 +7,7 @@ docs/architecture.md). A new task is a new subclass of :class:`Task` registered 
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -123,12 +124,15 @@ class Task(ABC):
             raise ValueError(f"the image has data type {arr.dtype}; a numeric image is needed")
         arr = self._as_planes(arr.astype(np.float64))
         if min(arr.shape[-2:]) < MIN_SIDE:
-            raise ValueError(f"the image is {arr.shape[-2]}×{arr.shape[-1]} pixels; at least {MIN_SIDE}×{MIN_SIDE} "
-                             "is needed")
+            raise ValueError(
+                f"the image is {arr.shape[-2]}×{arr.shape[-1]} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed"
+            )
         if not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).sum())
-            raise ValueError(f"the image contains {bad} NaN or infinite values; replace them (e.g. with the "
-                             "background level) before reconstruction")
+            raise ValueError(
+                f"the image contains {bad} NaN or infinite values; replace them (e.g. with the "
+                "background level) before reconstruction"
+            )
         return arr
 
     @abstractmethod
@@ -145,6 +149,20 @@ class Task(ABC):
         """Optics recorded in a model file or simulation record (``None``/empty: the defaults)."""
         return self.optics_class.from_dict(dict(values or {}))
 
+    def optics_with(self, values: dict[str, Any], base: Optics | None = None) -> Optics:
+        """``base`` (default: the task's optics) with some fields changed.
+
+        Raises
+        ------
+        ValueError
+            A field the task's optics does not have (e.g. ``dz_um`` for ``sr``), or a value out of range.
+        """
+        base = base or self.default_optics()
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(base)})
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not part of the {self.name} optics ({type(base).__name__})")
+        return base.replace(**values)
+
     @abstractmethod
     def default_normalization(self, optics: Optics | None = None) -> Normalization:
         """How new models of this task scale inputs and targets."""
@@ -160,14 +178,16 @@ class Task(ABC):
         """One input plane (from :meth:`check_input`) → condition and the way back to physical units."""
 
     @abstractmethod
-    def normalized_patch(self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int,
-                         p: int) -> tuple[np.ndarray, np.ndarray]:
+    def normalized_patch(
+        self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int, p: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``p``-pixel training patch at input pixel ``(y0, x0)``, normalised: ``(condition, target)`` on
         the input grid (the target on its own grid)."""
 
     @abstractmethod
-    def collate(self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def collate(
+        self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked patches → the network's condition ``x`` and what it learns ``y`` (``(B, C, h, w)``)."""
 
     # ------------------------------------------------------------------ data and evaluation
@@ -176,10 +196,34 @@ class Task(ABC):
         """Classes a simulated training set cycles through."""
         return list(self.classes)
 
+    def check_classes(self, names: Sequence[str] | None, with_images: bool = False) -> list[str] | None:
+        """``names`` when every one is a class of this task (training or test-only), ``None`` for none given.
+
+        Raises
+        ------
+        ValueError
+            An unknown class, or images asked for without an image folder.
+        """
+        if not names:
+            return None
+        known = [*self.default_classes(with_images=True), *self.test_only_classes]
+        bad = [c for c in names if c not in known]
+        if bad:
+            raise ValueError(f"unknown class(es) {', '.join(bad)} for {self.name}; choose from {', '.join(known)}")
+        if not with_images and "images" in names:
+            raise ValueError("the class 'images' needs a folder of images (--images DIR)")
+        return list(names)
+
     @abstractmethod
-    def simulate(self, cls: str, size: int, rng: np.random.Generator, optics: Optics | None = None,
-                 images: Sequence[np.ndarray] | None = None, level: float | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    def simulate(
+        self,
+        cls: str,
+        size: int,
+        rng: np.random.Generator,
+        optics: Optics | None = None,
+        images: Sequence[np.ndarray] | None = None,
+        level: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One simulated ``(input, target)`` pair of class ``cls`` with ``size``-pixel inputs (``level``: a fixed
         signal level where the task has one — ``sr`` photons per pixel —, else drawn as for training)."""
 
@@ -188,8 +232,7 @@ class Task(ABC):
         """The classical methods, by display name (``parameter``: see :attr:`baseline_parameter`)."""
 
     @abstractmethod
-    def tune_baselines(self, examples: Sequence[Any], optics: Optics | None = None
-                       ) -> tuple[float, dict[float, float]]:
+    def tune_baselines(self, examples: Sequence[Any], optics: Optics | None = None) -> tuple[float, dict[float, float]]:
         """The baseline parameter with the best mean PSNR on ``examples`` and the PSNR of every candidate."""
 
     @abstractmethod
@@ -203,8 +246,9 @@ class Task(ABC):
     # ------------------------------------------------------------------ layers
 
     @abstractmethod
-    def output_geometry(self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
-                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def output_geometry(
+        self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Scale and translate of the output layers from the input layer's (one value per axis; µm or
         pixels). ``plane_axis``: the input carries its defocus planes on axis ``-3``."""
 

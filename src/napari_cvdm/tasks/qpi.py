@@ -74,8 +74,9 @@ class QPITask(Task):
         if arr.ndim == 3 and arr.shape[0] == 2:
             return arr[None]
         if not (arr.ndim == 4 and arr.shape[1] == 2):
-            raise ValueError(f"qpi expects two planes (2, H, W) ordered (-dz, +dz), or (T, 2, H, W); got shape "
-                             f"{arr.shape}")
+            raise ValueError(
+                f"qpi expects two planes (2, H, W) ordered (-dz, +dz), or (T, 2, H, W); got shape {arr.shape}"
+            )
         return arr
 
     def pair_shape_error(self, inp: np.ndarray, tgt: np.ndarray) -> str | None:
@@ -85,8 +86,9 @@ class QPITask(Task):
 
     def default_normalization(self, optics: QPIOptics | None = None) -> Normalization:
         o = optics or QPIOptics()
-        return Normalization(task=self.name, tie=(o.dz_um, o.wavelength_um, o.pixel_um, DEFAULT_TIE_REGULARIZATION),
-                             tie_residual=True)
+        return Normalization(
+            task=self.name, tie=(o.dz_um, o.wavelength_um, o.pixel_um, DEFAULT_TIE_REGULARIZATION), tie_residual=True
+        )
 
     def cond_channels(self, norm: Normalization) -> int:
         return 3 if norm.tie is not None else 2
@@ -96,39 +98,64 @@ class QPITask(Task):
         base = qpi_base(cond, norm)
         return Conditioned(cond, lambda s: _zero_mean((s + base)[:, 0] * norm.phase_scale))
 
-    def normalized_patch(self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int,
-                         p: int) -> tuple[np.ndarray, np.ndarray]:
+    def normalized_patch(
+        self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int, p: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         # the condition (with its TIE channel) is computed on the whole image, then cropped
         full = qpi_condition(torch.from_numpy(np.asarray(inp, np.float32))[None], norm)[0].numpy()
-        return full[:, y0:y0 + p, x0:x0 + p], tgt[y0:y0 + p, x0:x0 + p]
+        return full[:, y0 : y0 + p, x0 : x0 + p], tgt[y0 : y0 + p, x0 : x0 + p]
 
-    def collate(self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def collate(
+        self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         y = qpi_target(targets[:, None], norm) - qpi_base(conds, norm)
         return conds, _zero_mean(y)  # phase is defined up to a constant
 
     def default_classes(self, with_images: bool = False) -> list[str]:
         return [*self.classes, *(["images"] if with_images else [])]
 
-    def simulate(self, cls: str, size: int, rng: np.random.Generator, optics: QPIOptics | None = None,
-                 images: Sequence[np.ndarray] | None = None, level: float | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    def simulate(
+        self,
+        cls: str,
+        size: int,
+        rng: np.random.Generator,
+        optics: QPIOptics | None = None,
+        images: Sequence[np.ndarray] | None = None,
+        level: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         pair = simulate_qpi_pair(cls, (size, size), rng, optics, list(images) if images else None)
         return pair.input, pair.target
 
     def baselines(self, optics: QPIOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         o = optics or QPIOptics()
         alpha = DEFAULT_TIE_REGULARIZATION if parameter is None else float(parameter)
-        return {f"TIE (alpha={alpha:g}/um^2)": lambda x: (
-            tie_phase(x[0], x[1], o.dz_um, o.wavelength_um, o.pixel_um, alpha), None)}
+        return {
+            f"TIE (alpha={alpha:g}/um^2)": lambda x: (
+                tie_phase(x[0], x[1], o.dz_um, o.wavelength_um, o.pixel_um, alpha),
+                None,
+            )
+        }
 
-    def tune_baselines(self, examples, optics: QPIOptics | None = None,
-                       candidates: Sequence[float] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1)
-                       ) -> tuple[float, dict[float, float]]:
+    def tune_baselines(
+        self,
+        examples,
+        optics: QPIOptics | None = None,
+        candidates: Sequence[float] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1),
+    ) -> tuple[float, dict[float, float]]:
         o = optics or QPIOptics()
-        means = {a: float(np.mean([self.scores(tie_phase(ex.input[0], ex.input[1], o.dz_um, o.wavelength_um,
-                                                         o.pixel_um, a), ex.target).psnr for ex in examples]))
-                 for a in candidates}
+        means = {
+            a: float(
+                np.mean(
+                    [
+                        self.scores(
+                            tie_phase(ex.input[0], ex.input[1], o.dz_um, o.wavelength_um, o.pixel_um, a), ex.target
+                        ).psnr
+                        for ex in examples
+                    ]
+                )
+            )
+            for a in candidates
+        }
         return max(means, key=means.get), means
 
     def scores(self, estimate: np.ndarray, target: np.ndarray) -> Scores:
@@ -138,8 +165,9 @@ class QPITask(Task):
         e, t = np.asarray(estimate, np.float64), np.asarray(target, np.float64)
         return (e - e.mean()) - (t - t.mean())
 
-    def output_geometry(self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
-                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def output_geometry(
+        self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The input's geometry; the defocus axis (``-3``) is dropped when the input carries the planes."""
         s, t = [float(v) for v in scale], [float(v) for v in translate]
         if plane_axis:

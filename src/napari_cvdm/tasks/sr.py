@@ -59,8 +59,10 @@ class SRTask(Task):
         if arr.ndim == 2:
             arr = arr[None]
         elif arr.ndim != 3:
-            raise ValueError(f"sr expects one plane (H, W) or a stack (Z or T, H, W); got shape {arr.shape}. "
-                             "RGB or multi-channel images: pick one channel first")
+            raise ValueError(
+                f"sr expects one plane (H, W) or a stack (Z or T, H, W); got shape {arr.shape}. "
+                "RGB or multi-channel images: pick one channel first"
+            )
         if arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
             raise ValueError(f"shape {arr.shape} looks like an RGB image; sr expects a single-channel widefield image")
         return arr
@@ -87,26 +89,35 @@ class SRTask(Task):
         cond = sr_condition(torch.from_numpy((plane - offset) / scale).float()[None, None].to(device), self.gain)
         return Conditioned(cond, lambda s: ((s + cond) * scale + offset)[:, 0], remarks)
 
-    def normalized_patch(self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int,
-                         p: int) -> tuple[np.ndarray, np.ndarray]:
+    def normalized_patch(
+        self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int, p: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         offset, scale = sr_affine(inp, norm)
         g = self.gain
-        return ((inp[y0:y0 + p, x0:x0 + p] - offset) / scale,
-                (tgt[g * y0:g * (y0 + p), g * x0:g * (x0 + p)] - offset) / scale)
+        return (
+            (inp[y0 : y0 + p, x0 : x0 + p] - offset) / scale,
+            (tgt[g * y0 : g * (y0 + p), g * x0 : g * (x0 + p)] - offset) / scale,
+        )
 
-    def collate(self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def collate(
+        self, conds: torch.Tensor, targets: torch.Tensor, norm: Normalization
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = sr_condition(conds[:, None], self.gain)
         return x, targets[:, None] - x
 
-    def simulate(self, cls: str, size: int, rng: np.random.Generator, optics: WidefieldOptics | None = None,
-                 images: Sequence[np.ndarray] | None = None, level: float | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    def simulate(
+        self,
+        cls: str,
+        size: int,
+        rng: np.random.Generator,
+        optics: WidefieldOptics | None = None,
+        images: Sequence[np.ndarray] | None = None,
+        level: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         pair = simulate_sr_pair(cls, (size, size), level or draw_photons(rng), rng, optics)
         return pair.input, pair.target
 
-    def baselines(self, optics: WidefieldOptics | None = None, parameter: float | None = None
-                  ) -> dict[str, Method]:
+    def baselines(self, optics: WidefieldOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         optics = optics or WidefieldOptics()
         iterations = int(parameter or DEFAULT_RL_ITERATIONS)
         return {
@@ -114,11 +125,16 @@ class SRTask(Task):
             f"richardson-lucy ({iterations} it.)": lambda x: (richardson_lucy_sr(x, optics, iterations), None),
         }
 
-    def tune_baselines(self, examples, optics: WidefieldOptics | None = None,
-                       candidates: Sequence[int] = (3, 5, 10, 20, 40, 80)) -> tuple[float, dict[float, float]]:
+    def tune_baselines(
+        self, examples, optics: WidefieldOptics | None = None, candidates: Sequence[int] = (3, 5, 10, 20, 40, 80)
+    ) -> tuple[float, dict[float, float]]:
         optics = optics or WidefieldOptics()
-        means = {it: float(np.mean([self.scores(richardson_lucy_sr(ex.input, optics, it), ex.target).psnr
-                                    for ex in examples])) for it in candidates}
+        means = {
+            it: float(
+                np.mean([self.scores(richardson_lucy_sr(ex.input, optics, it), ex.target).psnr for ex in examples])
+            )
+            for it in candidates
+        }
         return max(means, key=means.get), means
 
     def scores(self, estimate: np.ndarray, target: np.ndarray) -> Scores:
@@ -127,8 +143,9 @@ class SRTask(Task):
     def error(self, estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
         return np.asarray(estimate, np.float64) - np.asarray(target, np.float64)
 
-    def output_geometry(self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
-                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def output_geometry(
+        self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The last two axes at ``1/gain`` of the pixel size, shifted so that the output overlays the input:
         input pixel ``i`` covers ``[i − ½, i + ½]``, so output pixels ``2i`` and ``2i + 1`` are centred at
         ``i ∓ ¼`` (napari places pixel ``i`` at ``translate + i·scale``)."""
