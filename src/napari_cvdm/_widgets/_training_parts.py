@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QStackedWidget, QWidget
 
 from ..data.dataset import PairError
-from ..job import TrainingData, array_data, folder_data, simulated_data
+from ..data.training import TrainingData, array_data, folder_data, simulated_data
 from ..physics.optics import Optics
 from ..tasks import Task
 from ._common import LayerPicker, OpticsForm, int_spin
