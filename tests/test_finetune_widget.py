@@ -22,11 +22,11 @@ def _widget(viewer, start_file, steps=6):
     widget = FineTuneWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Fine-tune")
     widget.add_start_file(start_file)
-    widget.steps_spin.setValue(steps)
-    widget.batch_spin.setValue(2)
-    widget.patch_spin.setValue(16)
-    widget.val_every_spin.setValue(3)
-    widget.val_fraction_spin.setValue(0.25)
+    widget.settings.steps_spin.setValue(steps)
+    widget.settings.batch_spin.setValue(2)
+    widget.settings.patch_spin.setValue(16)
+    widget.settings.val_every_spin.setValue(3)
+    widget.settings.val_fraction_spin.setValue(0.25)
     return widget
 
 
@@ -95,7 +95,7 @@ def test_fine_tune_qpi_on_simulated_optics(make_napari_viewer, qtbot, model_file
     boxes["wavelength_um"].setValue(0.6)
     boxes["dz_um"].setValue(2.0)
     widget.pages.n_pairs_spin.setValue(4)
-    widget.val_every_spin.setValue(100)
+    widget.settings.val_every_spin.setValue(100)
     widget.start()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert widget.result.steps_done == 2

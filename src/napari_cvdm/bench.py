@@ -22,7 +22,14 @@ from typing import Any
 
 import torch
 
-from .devices import autocast_dtype, compile_network, preferred_chunk_pixels, prepare_network, resolve_device
+from .devices import (
+    autocast_dtype,
+    compile_network,
+    preferred_chunk_pixels,
+    prepare_network,
+    resolve_device,
+    sampling_autocast,
+)
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .diffusion.sampler import sample, time_grid
 from .models import CVDMModel, load_model
@@ -129,37 +136,15 @@ def bench_network(
     autocast
         Reduced precision of the denoiser (as :func:`napari_cvdm.predict.autocast_dtype` chooses), or ``None``.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .devices import sampling_autocast
-
     device = cond.device
     chunk = samples if chunk_size is None else min(chunk_size, samples)
-    c_y = net.config.target_channels
-    z = torch.randn((chunk, c_y, *cond.shape[-2:]), device=device)
-    xb = cond.expand(chunk, -1, -1, -1)
-    gamma = torch.full((chunk, 1, *cond.shape[-2:]), 0.5, device=device)
-    t_grid = time_grid(steps, device, torch.float32)
-    den = net.denoiser
-    with torch.inference_mode(), sampling_autocast(device, autocast):
-        films = den.noise_embedding(gamma[:1])
-        den(z, xb, gamma)  # warm-up (and compilation, for a compiled denoiser) of both call forms
-        den(z, xb, gamma, films=films)
-        schedule_s = _median_time(lambda: (net.schedule.lam(cond), net.schedule.tau(t_grid)), device, repeats)
-        pass_s = _median_time(lambda: den(z, xb, gamma), device, repeats)
-        embedding_s = _median_time(lambda: den.noise_embedding(gamma[:1]), device, repeats)
-        rest_s = _median_time(lambda: den(z, xb, gamma, films=films), device, repeats)
-        with FlopCounterMode(display=False) as counter:
-            den.noise_embedding(gamma[:1])
-        embedding_flops = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
-            den(z[:1], xb[:1], gamma[:1], films=films)
-        rest_flops = counter.get_total_flops()
-    gen = torch.Generator(device=device).manual_seed(0)
     with sampling_autocast(device, autocast):
+        parts = _denoiser_parts(net, cond, chunk, steps, repeats)
+        gen = torch.Generator(device=device).manual_seed(0)
         total_s = _median_time(lambda: sample(net, cond, samples, steps, gen, chunk_size=chunk), device, 1)
-    flops_per_step = embedding_flops + samples * rest_flops  # what the sampler does in one step
+    flops_per_step = parts["embedding_flops"] + samples * parts["rest_flops"]  # the sampler's work in one step
     per_sample_step = total_s / (samples * steps)
+    peak = matmul_peak_gflops(device, size=8192 if device.type == "cuda" else 2048, dtype=autocast or torch.float32)
     return BenchResult(
         device=str(device),
         precision="fp32" if autocast is None else str(autocast).replace("torch.", ""),
@@ -169,23 +154,49 @@ def bench_network(
         steps=steps,
         chunk=chunk,
         parameters_m=sum(p.numel() for p in net.parameters()) / 1e6,
-        schedule_s=schedule_s,
-        denoiser_pass_s=pass_s,
-        embedding_s=embedding_s,
-        rest_of_pass_s=rest_s,
+        schedule_s=parts["schedule_s"],
+        denoiser_pass_s=parts["pass_s"],
+        embedding_s=parts["embedding_s"],
+        rest_of_pass_s=parts["rest_s"],
         sample_total_s=total_s,
         per_sample_step_s=per_sample_step,
-        amortization=per_sample_step / (pass_s / chunk),
+        amortization=per_sample_step / (parts["pass_s"] / chunk),
         sample_steps_per_s=samples * steps / total_s,
         denoiser_gflop=flops_per_step / samples / 1e9,
         achieved_gflops=flops_per_step * steps / total_s / 1e9,
-        peak_gflops=matmul_peak_gflops(
-            device,
-            size=8192 if device.type == "cuda" else 2048,  # big enough to fill a GPU
-            dtype=autocast or torch.float32,
-        ),
+        peak_gflops=peak,
         peak_memory_mib=_peak_memory_mib(device),
     )
+
+
+def _denoiser_parts(net: CVDMNetwork, cond: torch.Tensor, chunk: int, steps: int, repeats: int) -> dict[str, float]:
+    """Median times (s) of the schedule, a whole denoiser pass of ``chunk`` samples, its noise-level embedding and
+    the rest; FLOPs of the embedding and of the rest for one sample (under the caller's autocast)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = cond.device
+    z = torch.randn((chunk, net.config.target_channels, *cond.shape[-2:]), device=device)
+    xb = cond.expand(chunk, -1, -1, -1)
+    gamma = torch.full((chunk, 1, *cond.shape[-2:]), 0.5, device=device)
+    t_grid = time_grid(steps, device, torch.float32)
+    den = net.denoiser
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        films = den.noise_embedding(gamma[:1])
+        den(z, xb, gamma)  # warm-up (and compilation, for a compiled denoiser) of both call forms
+        den(z, xb, gamma, films=films)
+        out["schedule_s"] = _median_time(lambda: (net.schedule.lam(cond), net.schedule.tau(t_grid)), device, repeats)
+        out["pass_s"] = _median_time(lambda: den(z, xb, gamma), device, repeats)
+        out["embedding_s"] = _median_time(lambda: den.noise_embedding(gamma[:1]), device, repeats)
+        out["rest_s"] = _median_time(lambda: den(z, xb, gamma, films=films), device, repeats)
+        for key, work in (
+            ("embedding_flops", lambda: den.noise_embedding(gamma[:1])),
+            ("rest_flops", lambda: den(z[:1], xb[:1], gamma[:1], films=films)),
+        ):
+            with FlopCounterMode(display=False) as counter:
+                work()
+            out[key] = counter.get_total_flops()
+    return out
 
 
 def sr3_preset_network(device: torch.device) -> CVDMNetwork:

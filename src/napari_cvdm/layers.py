@@ -17,7 +17,7 @@ import numpy as np
 from .predict import Prediction
 from .tasks import Task
 
-__all__ = ["LayerData", "robust_limits", "result_layer_names", "result_layers"]
+__all__ = ["LayerData", "robust_limits", "result_layer_names", "result_layers", "model_input"]
 
 #: ``(data, kwargs, layer_type)`` as napari's ``Viewer._add_layer_from_data`` takes it.
 LayerData = tuple[np.ndarray, dict[str, Any], str]
@@ -53,57 +53,96 @@ def result_layers(
     with_samples: bool = False,
     with_schedule: bool = False,
 ) -> list[LayerData]:
-    """Layer-data tuples for a prediction.
+    """Layer-data tuples named after the input: mean (gray), std (magma), then optionally the samples (a stack
+    along a new first axis) and the learned λ map (viridis); contrast from robust percentiles.
+
+    ``scale``/``translate`` come from :meth:`~napari_cvdm.tasks.Task.output_geometry` (one value per axis of the
+    mean ``(..., H', W')``); ``units`` are those of the output axes (e.g. ``("µm", "µm")``) or ``None``.
+    """
+    base = {"scale": tuple(scale), "translate": tuple(translate), **({"units": tuple(units)} if units else {})}
+    names = result_layer_names(input_name)
+    value = {"values": task.value_units}
+    out = [
+        _layer(names["mean"], prediction.mean, "gray", base, task, "mean", value),
+        _layer(names["std"], prediction.std, "magma", base, task, "std", value),
+    ]
+    if with_samples and prediction.samples is not None:
+        stacked = {
+            k: (e, *v)
+            for k, v, e in (
+                ("scale", base["scale"], 1.0),
+                ("translate", base["translate"], 0.0),
+                ("units", base.get("units"), "pixel"),
+            )
+            if v is not None
+        }
+        out.append(_layer(names["samples"], prediction.samples, "gray", stacked, task, "samples", value))
+    if with_schedule and prediction.schedule is not None:
+        out.append(
+            _layer(
+                names["schedule"],
+                prediction.schedule,
+                "viridis",
+                base,
+                task,
+                "schedule",
+                {"values": "learned rate λ(x)"},
+            )
+        )
+    return out
+
+
+def _layer(
+    name: str, data: np.ndarray, colormap: str, geometry: dict[str, Any], task: Task, kind: str, meta: dict[str, Any]
+) -> LayerData:
+    """One result layer: float32 data, geometry, colormap, robust contrast, and what it is in the metadata."""
+    kwargs = {
+        **geometry,
+        "name": name,
+        "colormap": colormap,
+        "contrast_limits": robust_limits(data),
+        "blending": "translucent",
+        "metadata": {"cvdm": {"task": task.name, "kind": kind, **meta}},
+    }
+    return np.ascontiguousarray(data, np.float32), kwargs, "image"
+
+
+def model_input(
+    task: Task, name: str, data: np.ndarray, second: tuple[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, bool]:
+    """The input of a model from one layer, or (for tasks that take a defocused pair) from two layers.
 
     Parameters
     ----------
-    input_name
-        Name of the input layer (the results are named after it).
     task
-        The task (units of the values, recorded in the metadata).
-    prediction
-        Mean and std ``(..., H', W')``; samples ``(N, ..., H', W')``; schedule like the mean.
-    scale, translate
-        Output geometry from :meth:`~napari_cvdm.tasks.Task.output_geometry`, one value per axis of the mean.
-    units
-        Units of the output axes (e.g. ``("µm", "µm")``), or ``None``.
-    with_samples, with_schedule
-        Also return the samples (a stack along a new first axis) and the learned λ map.
+        The model's task.
+    name, data
+        The chosen layer: ``(2, H, W)`` or ``(T, 2, H, W)`` when it carries both planes of a pair.
+    second
+        ``(name, data)`` of the +dz layer when the planes are two layers (ignored by one-plane tasks).
 
     Returns
     -------
-    list of LayerData
-        Mean (gray), std (magma), then optionally samples and schedule (viridis);
-        contrast limits from robust percentiles.
+    data, plane_axis
+        The model's input, and whether the layer carries the planes on axis ``-3`` (dropped from the output).
+
+    Raises
+    ------
+    ValueError
+        A one-plane layer for a pair task, or two layers of different shapes.
     """
-    names = result_layer_names(input_name)
-    value_units = task.value_units
-    base = {"scale": tuple(scale), "translate": tuple(translate)}
-    if units is not None:
-        base["units"] = tuple(units)
-
-    def layer(suffix: str, data: np.ndarray, colormap: str, extra_axis: bool = False, **meta: Any) -> LayerData:
-        kwargs = dict(base)
-        if extra_axis:
-            kwargs["scale"] = (1.0, *kwargs["scale"])
-            kwargs["translate"] = (0.0, *kwargs["translate"])
-            if units is not None:
-                kwargs["units"] = ("pixel", *kwargs["units"])
-        kwargs.update(
-            name=names[suffix],
-            colormap=colormap,
-            contrast_limits=robust_limits(data),
-            blending="translucent",
-            metadata={"cvdm": {"task": task.name, "kind": suffix, **meta}},
+    if task.input_planes == 1:
+        return data, False
+    if second is None:
+        if not (data.ndim >= 3 and data.shape[-3] == 2):
+            raise ValueError(
+                f"'{name}' has shape {data.shape}; {task.name} needs two defocused images: a layer "
+                "with 2 planes (−dz, +dz), or choose the +dz image as the second layer"
+            )
+        return data, True
+    other, plus = second
+    if plus.shape != data.shape:
+        raise ValueError(
+            f"the −dz image '{name}' {data.shape} and the +dz image '{other}' {plus.shape} must have the same shape"
         )
-        return np.ascontiguousarray(data, np.float32), kwargs, "image"
-
-    out = [
-        layer("mean", prediction.mean, "gray", values=value_units),
-        layer("std", prediction.std, "magma", values=value_units),
-    ]
-    if with_samples and prediction.samples is not None:
-        out.append(layer("samples", prediction.samples, "gray", extra_axis=True, values=value_units))
-    if with_schedule and prediction.schedule is not None:
-        out.append(layer("schedule", prediction.schedule, "viridis", values="learned rate λ(x)"))
-    return out
+    return np.stack([data, plus], axis=-3), False

@@ -190,16 +190,21 @@ def device_sampling_plan(
 
 def _sample_plane(
     network: CVDMNetwork,
-    gain: int,
-    cond: torch.Tensor,
+    task: Task,
+    normalization: Normalization,
+    plane: np.ndarray,
     options: SamplingOptions,
-    steps: int,
     seed: int,
     device: torch.device,
     callback: ProgressCallback | None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    padded, (h, w) = _pad_to(cond, network.stride)
-    plan = device_sampling_plan(network, gain, tuple(padded.shape[-2:]), options.n_samples, device, options.tile_size)
+) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
+    """Samples of one plane in physical units ``(N, H', W')`` (float64), its λ map (or ``None``) and the task's
+    remarks about the input."""
+    conditioned = task.condition(plane, normalization, device)
+    padded, (h, w) = _pad_to(conditioned.cond, network.stride)
+    plan = device_sampling_plan(
+        network, task.gain, tuple(padded.shape[-2:]), options.n_samples, device, options.tile_size
+    )
     lam_map = schedule_map(network, padded, plan.tile)  # once per plane: used by the sampler and returned
     gen = torch.Generator(device=device).manual_seed(seed)
     with sampling_autocast(device, autocast_dtype(device)):
@@ -207,7 +212,7 @@ def _sample_plane(
             network,
             padded,
             options.n_samples,
-            steps,
+            options.steps,
             gen,
             chunk_size=plan.chunk,
             callback=callback,
@@ -215,7 +220,28 @@ def _sample_plane(
             lam=lam_map,
         )
     lam = lam_map[0, 0, :h, :w] if isinstance(network.schedule, LearnedSchedule) else None
-    return out[..., :h, :w], lam
+    return conditioned.to_values(out[..., :h, :w]).double(), lam, conditioned.warnings
+
+
+def _prediction(
+    values: list[torch.Tensor], lams: list[torch.Tensor | None], single: bool, remarks: list[str]
+) -> Prediction:
+    """Mean, std, samples and λ maps of the planes as numpy float32 (without the plane axis for one plane)."""
+
+    def stack(items: list[torch.Tensor]) -> np.ndarray:
+        arr = torch.stack(items).cpu().numpy().astype(np.float32)
+        return arr[0] if single else arr
+
+    n = values[0].shape[0]
+    stds = [v.std(0, unbiased=True) if n > 1 else torch.zeros_like(v[0]) for v in values]
+    samples = torch.stack(values, 1).cpu().numpy().astype(np.float32)  # (N, P, ...)
+    return Prediction(
+        mean=stack([v.mean(0) for v in values]),
+        std=stack(stds),
+        samples=samples[:, 0] if single else samples,
+        schedule=None if lams[0] is None else stack([lam.float() for lam in lams]),
+        warnings=remarks,
+    )
 
 
 def _plane_callback(callback: ProgressCallback | None, plane: int, n_planes: int) -> ProgressCallback | None:
@@ -259,42 +285,25 @@ def predict_image(
     task = get_task(task)
     if options.steps is None:
         raise ValueError("the number of sampling steps is not set (load a model, or pass steps)")
-    single = task.is_single(image)
     planes = task.check_input(image)
     dev = resolve_device(options.device)
     prepare_network(network, dev)
-    means, stds, all_samples, lams, remarks = [], [], [], [], []
+    values, lams, remarks = [], [], []
     for p, plane in enumerate(planes):
-        conditioned = task.condition(plane, normalization, dev)
-        for remark in conditioned.warnings:
-            if remark not in remarks:
-                remarks.append(remark)
-                warnings.warn(remark, stacklevel=2)
-        s, lam = _sample_plane(
+        v, lam, notes = _sample_plane(
             network,
-            task.gain,
-            conditioned.cond,
+            task,
+            normalization,
+            plane,
             options,
-            options.steps,
             options.seed + p,
             dev,
             _plane_callback(callback, p, len(planes)),
         )
-        v = conditioned.to_values(s).double()
-        means.append(v.mean(0))
-        stds.append(v.std(0, unbiased=True) if options.n_samples > 1 else torch.zeros_like(v[0]))
-        all_samples.append(v)
+        values.append(v)
         lams.append(lam)
-
-    def stack(items: list[torch.Tensor]) -> np.ndarray:
-        arr = torch.stack(items).cpu().numpy().astype(np.float32)
-        return arr[0] if single else arr
-
-    samples = torch.stack(all_samples, 1).cpu().numpy().astype(np.float32)  # (N, P, ...)
-    return Prediction(
-        mean=stack(means),
-        std=stack(stds),
-        samples=samples[:, 0] if single else samples,
-        schedule=None if lams[0] is None else stack([lam.float() for lam in lams]),
-        warnings=remarks,
-    )
+        for remark in notes:
+            if remark not in remarks:
+                remarks.append(remark)
+                warnings.warn(remark, stacklevel=2)
+    return _prediction(values, lams, task.is_single(image), remarks)

@@ -6,15 +6,26 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QStackedWidget, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QStackedWidget,
+    QWidget,
+)
 
 from ..data.dataset import PairError
 from ..data.training import TrainingData, array_data, folder_data, simulated_data
+from ..devices import available_devices
 from ..physics.optics import Optics
 from ..tasks import Task
-from ._common import LayerPicker, OpticsForm, int_spin
+from ..train import TrainConfig
+from ._common import LayerPicker, OpticsForm, float_spin, int_spin
 
-__all__ = ["PairSource", "TrainingPlots", "SOURCES"]
+__all__ = ["PairSource", "TrainingPlots", "TrainSettings", "SOURCES"]
 
 #: The data sources, in the order of :class:`PairSource`'s pages.
 SOURCES = ("image layers", "folder (inputs/ + targets/)", "simulated from optics")
@@ -123,3 +134,48 @@ class TrainingPlots(QWidget):
         self.psnrs.append((step, psnr))
         steps, values = zip(*self.psnrs)
         self.psnr_curve.setData(np.asarray(steps, float), np.asarray(values))
+
+
+class TrainSettings(QWidget):
+    """Steps, learning rate, batch and patch size, validation and device of a fine-tuning run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps_spin = int_spin(1, 1_000_000, 300, "optimizer steps")
+        self.lr_spin = float_spin(1e-6, 1e-1, 2e-4, 6, "AdamW learning rate (fine-tuning: 1e-4 to 3e-4)")
+        self.batch_spin = int_spin(1, 256, 8, "pairs per step")
+        self.patch_spin = int_spin(16, 1024, 48, "patch side on the input grid, pixels")
+        self.val_fraction_spin = float_spin(0.0, 0.9, 0.1, 2, "share of the pairs held out for validation")
+        self.val_every_spin = int_spin(1, 100000, 50, "steps between validations and preview updates")
+        self.device_box = QComboBox()
+        self.device_box.addItems(["auto", *available_devices()])
+        form = QFormLayout(self)
+        for label, box in (
+            ("Steps", self.steps_spin),
+            ("Learning rate", self.lr_spin),
+            ("Batch size", self.batch_spin),
+            ("Patch size", self.patch_spin),
+            ("Validation fraction", self.val_fraction_spin),
+            ("Validate every", self.val_every_spin),
+            ("Device", self.device_box),
+        ):
+            form.addRow(label, box)
+
+    def config(self) -> TrainConfig:
+        """The settings as a training configuration (validated: ``ValueError`` for impossible values)."""
+        steps = self.steps_spin.value()
+        return TrainConfig(
+            steps=steps,
+            batch_size=self.batch_spin.value(),
+            patch_size=self.patch_spin.value(),
+            lr=self.lr_spin.value(),
+            warmup_steps=min(50, steps // 10),
+            seed=0,
+            checkpoint_every=max(50, self.val_every_spin.value()),
+            validate_every=self.val_every_spin.value(),
+            validation_steps=10,
+        )
+
+    def fraction(self) -> float:
+        """Share of the pairs held out for validation."""
+        return self.val_fraction_spin.value()

@@ -17,18 +17,18 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..data.dataset import PairError
-from ..devices import available_devices, resolve_device
+from ..devices import resolve_device
 from ..job import TrainingJob, starting_point
 from ..layers import robust_limits
 from ..models import ModelFileError
 from ..predict import SamplingOptions, predict_image
 from ..tasks import TASKS, Task, get_task
-from ..train import TrainConfig, TrainProgress, TrainResult
-from ._common import ModelPicker, float_spin, int_spin
+from ..train import TrainProgress, TrainResult
+from ._common import ModelPicker
 from ._results import add_or_update
 from ._runner import JobContext, RunController
 from ._session import SESSION_MODELS
-from ._training_parts import SOURCES, PairSource, TrainingPlots
+from ._training_parts import SOURCES, PairSource, TrainingPlots, TrainSettings
 
 __all__ = ["FineTuneWidget", "PREVIEW_LAYER"]
 
@@ -54,14 +54,7 @@ class FineTuneWidget(QWidget):
         self.source_box = QComboBox()
         self.source_box.addItems(SOURCES)
         self.pages = PairSource(napari_viewer, exclude=(PREVIEW_LAYER,))
-        self.steps_spin = int_spin(1, 1_000_000, 300, "optimizer steps")
-        self.lr_spin = float_spin(1e-6, 1e-1, 2e-4, 6, "AdamW learning rate (fine-tuning: 1e-4 to 3e-4)")
-        self.batch_spin = int_spin(1, 256, 8, "pairs per step")
-        self.patch_spin = int_spin(16, 1024, 48, "patch side on the input grid, pixels")
-        self.val_fraction_spin = float_spin(0.0, 0.9, 0.1, 2, "share of the pairs held out for validation")
-        self.val_every_spin = int_spin(1, 100000, 50, "steps between validations and preview updates")
-        self.device_box = QComboBox()
-        self.device_box.addItems(["auto", *available_devices()])
+        self.settings = TrainSettings()
         self.start_button, self.stop_button = QPushButton("Start"), QPushButton("Stop")
         self.save_button = QPushButton("Save…")
         self.save_button.setEnabled(False)
@@ -73,22 +66,11 @@ class FineTuneWidget(QWidget):
         form = QFormLayout()
         form.addRow("Start from", self.start_box)
         form.addRow("Data", self.source_box)
-        settings = QFormLayout()
-        for label, box in (
-            ("Steps", self.steps_spin),
-            ("Learning rate", self.lr_spin),
-            ("Batch size", self.batch_spin),
-            ("Patch size", self.patch_spin),
-            ("Validation fraction", self.val_fraction_spin),
-            ("Validate every", self.val_every_spin),
-            ("Device", self.device_box),
-        ):
-            settings.addRow(label, box)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.stop_button, self.save_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
-        for part in (form, self.pages, settings, buttons, self.status, self.plots):
+        for part in (form, self.pages, self.settings, buttons, self.status, self.plots):
             (layout.addWidget if isinstance(part, QWidget) else layout.addLayout)(part)
 
         self.source_box.currentIndexChanged.connect(self.pages.setCurrentIndex)
@@ -123,29 +105,15 @@ class FineTuneWidget(QWidget):
         except ModelFileError:
             return
         self.pages.optics_form.show_optics(optics)
-        self.patch_spin.setValue(task.patch_size)
-
-    def _config(self) -> TrainConfig:
-        steps = self.steps_spin.value()
-        return TrainConfig(
-            steps=steps,
-            batch_size=self.batch_spin.value(),
-            patch_size=self.patch_spin.value(),
-            lr=self.lr_spin.value(),
-            warmup_steps=min(50, steps // 10),
-            seed=0,
-            checkpoint_every=max(50, self.val_every_spin.value()),
-            validate_every=self.val_every_spin.value(),
-            validation_steps=10,
-        )
+        self.settings.patch_spin.setValue(task.patch_size)
 
     def _create_job(self) -> TrainingJob:
         """Everything checked before training: settings, data, starting model."""
         task, start, base = self._start()
-        config = self._config()
+        config = self.settings.config()
         optics = self.pages.optics(base)
-        data = self.pages.data(task, config.seed, self.val_fraction_spin.value(), min(16, config.patch_size), optics)
-        device = resolve_device(self.device_box.currentText())
+        data = self.pages.data(task, config.seed, self.settings.fraction(), min(16, config.patch_size), optics)
+        device = resolve_device(self.settings.device_box.currentText())
         workdir = Path(tempfile.mkdtemp(prefix="napari-cvdm-finetune-"))
         return TrainingJob.create(
             task,

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from ..devices import available_devices
 from ..diffusion.sampler import SamplingCancelled, SamplingProgress
-from ..layers import result_layer_names, result_layers
+from ..layers import model_input, result_layers
 from ..models import CVDMModel
 from ..predict import Prediction, SamplingOptions
 from ._common import LayerPicker, ModelPicker, int_spin
@@ -114,6 +114,13 @@ class ReconstructWidget(QWidget):
             self.run_button, self.cancel_button, self.progress_bar, self.status, "CVDM reconstruction"
         )
 
+        self._lay_out()
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.model_box.model_changed.connect(self._on_model_changed)
+        self._on_model_changed(self.model_box.current_model(quiet=True))
+
+    def _lay_out(self) -> None:
         form = QFormLayout()
         for label, box in (
             ("Image", self.layer_box),
@@ -134,11 +141,6 @@ class ReconstructWidget(QWidget):
         for item in (self.samples_check, self.schedule_check, buttons, self.progress_bar, self.status):
             (layout.addLayout if isinstance(item, QHBoxLayout) else layout.addWidget)(item)
         layout.addStretch(1)
-
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.model_box.model_changed.connect(self._on_model_changed)
-        self._on_model_changed(self.model_box.current_model(quiet=True))
 
     @property
     def worker(self) -> Any:
@@ -163,27 +165,14 @@ class ReconstructWidget(QWidget):
 
     def _gather_input(self, model: CVDMModel) -> tuple[Image, np.ndarray, bool]:
         """The input layer, its data as the model takes it, and whether the layer carries the planes."""
-        layer = self.layer_box.layer()
+        layer, other = self.layer_box.layer(), self.second_box.layer()
         if layer is None:
             raise ValueError("open an image first (File > Open, or File > Open Sample > CVDM)")
         if layer.rgb:
             raise ValueError(f"'{layer.name}' is an RGB image; CVDM needs a single-channel microscope image")
-        data = np.asarray(layer.data)
-        other = self.second_box.layer()
-        if model.task.input_planes == 1 or other is None:
-            if model.task.input_planes == 2 and not (data.ndim >= 3 and data.shape[-3] == 2):
-                raise ValueError(
-                    f"'{layer.name}' has shape {data.shape}; {model.task.name} needs two defocused "
-                    "images: a layer with 2 planes (−dz, +dz), or choose the +dz image as the second layer"
-                )
-            return layer, data, model.task.input_planes == 2
-        plus = np.asarray(other.data)
-        if plus.shape != data.shape:
-            raise ValueError(
-                f"the −dz image '{layer.name}' {data.shape} and the +dz image '{other.name}' {plus.shape} "
-                "must have the same shape"
-            )
-        return layer, np.stack([data, plus], axis=-3), False
+        second = None if other is None else (other.name, np.asarray(other.data))
+        data, plane_axis = model_input(model.task, layer.name, np.asarray(layer.data), second)
+        return layer, data, plane_axis
 
     def job(self) -> ReconstructJob:
         """The job the current choices describe, checked (``ValueError`` with a message for the user)."""
@@ -257,8 +246,3 @@ class ReconstructWidget(QWidget):
             show_warning(remark)
         if job.with_schedule and prediction.schedule is None:
             show_warning("this model uses a fixed schedule: there is no λ(x) map to show")
-
-    def result_names(self) -> dict[str, str]:
-        """Names the results of the chosen input will have."""
-        layer = self.layer_box.layer()
-        return result_layer_names(layer.name if layer is not None else "")

@@ -138,6 +138,28 @@ def step_coefficients(lam: torch.Tensor, tau_t: torch.Tensor, tau_s: torch.Tenso
     )
 
 
+def _denoiser_for(net: CVDMNetwork, tile: int | None, overlap: int | None) -> tuple[Callable, Callable | None]:
+    """The denoiser as the sampler calls it (tiled and blended, or whole) and, for whole images, the noise-level
+    embedding that is the same for every sample (computed once per step)."""
+    if tile is None:
+        return net.denoiser, net.denoiser.noise_embedding if isinstance(net.denoiser, Denoiser) else None
+    overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
+    return tiled(net.denoiser, tile, overlap, net.stride), None
+
+
+def _ancestral_update(
+    z: torch.Tensor, eps_hat: torch.Tensor, coef: StepCoefficients, last: bool, noise: Callable[[], torch.Tensor]
+) -> None:
+    """One ancestral step of ``z`` in place: the posterior mean plus fresh noise (the estimate of ``y`` at the
+    last step)."""
+    y_hat = (z * coef.inv_sqrt_gamma_t).addcmul_(eps_hat.to(z.dtype), coef.eps_to_y, value=-1.0)
+    if last:
+        z.copy_(y_hat)
+        return
+    z.mul_(coef.keep_z).addcmul_(coef.take_y, y_hat)
+    z.addcmul_(coef.noise_std, noise())
+
+
 def sample(
     net: CVDMNetwork,
     x: torch.Tensor,
@@ -146,69 +168,36 @@ def sample(
     generator: torch.Generator,
     chunk_size: int | None = None,
     callback: ProgressCallback | None = None,
-    clip: tuple[float, float] | None = None,
     tile: int | None = None,
     overlap: int | None = None,
     lam: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Draw samples of the target given one condition.
+    """Draw ``N`` samples ``(N, C_y, H, W)`` (normalised units) of the target given one condition.
 
-    Parameters
-    ----------
-    net
-        Trained network.
-    x
-        Condition ``(1, C_x, H, W)`` on the output grid; ``H`` and ``W``
-        multiples of ``net.stride``.
-    n_samples
-        Number of samples ``N``.
-    steps
-        Number of ancestral steps (any positive integer).
-    generator
-        Source of randomness (on ``x``'s device): the same seed gives the same samples.
-    chunk_size
-        Samples denoised together in one batch (all of them when ``None``).
-    callback
-        Called after every step with a :class:`SamplingProgress`; returning
-        ``False`` raises :class:`SamplingCancelled` at once.
-    clip
-        Clamp the estimate of ``y`` at every step to this range.
-    tile, overlap
-        Run the schedule and denoiser networks on overlapping tiles of side ``tile`` (a multiple of
-        ``net.stride``), blended at every step (see :mod:`napari_cvdm.diffusion.tiling`); ``None``: whole image.
-        ``overlap`` defaults to a quarter of the tile.
-    lam
-        The schedule map ``net.schedule.lam(x)`` ``(1, 1, H, W)`` if the caller has already computed it.
-
-    Returns
-    -------
-    torch.Tensor
-        Samples ``(N, C_y, H, W)`` in the target's (normalised) units.
+    ``x`` is the condition ``(1, C_x, H, W)`` on the output grid (sides multiples of ``net.stride``); ``steps``
+    ancestral steps on the learned schedule (any positive number); ``generator`` (on ``x``'s device) makes the
+    samples reproducible; ``chunk_size`` samples are denoised together (all by default). ``callback`` gets a
+    :class:`SamplingProgress` after every chunk and step; returning ``False`` raises :class:`SamplingCancelled`.
+    ``tile``/``overlap`` run the networks on overlapping tiles blended at every step (see
+    :mod:`napari_cvdm.diffusion.tiling`; the overlap defaults to a quarter of the tile). ``lam`` is the schedule
+    map ``(1, 1, H, W)`` if the caller has already computed it.
     """
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"sample() takes one condition of shape (1, C, H, W), got {tuple(x.shape)}")
     if n_samples < 1 or steps < 1:
         raise ValueError(f"n_samples and steps must be >= 1, got {n_samples} and {steps}")
     chunk = n_samples if chunk_size is None else max(1, min(chunk_size, n_samples))
-    n_chunks = -(-n_samples // chunk)
+    chunks = [(start, min(start + chunk, n_samples)) for start in range(0, n_samples, chunk)]
     device, dtype = x.device, x.dtype
-    c_y = net.config.target_channels
-    shape = (c_y, x.shape[-2], x.shape[-1])
-    seeds = sample_seeds(generator, n_samples)
-    done, total = 0, steps * n_chunks
-    denoise = net.denoiser
-    # what depends on the noise level alone is the same for every sample: once per step (whole images only)
-    noise_embedding = net.denoiser.noise_embedding if isinstance(net.denoiser, Denoiser) and tile is None else None
-    if tile is not None:
-        overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
-        denoise = tiled(denoise, tile, overlap, net.stride)
+    shape = (net.config.target_channels, x.shape[-2], x.shape[-1])
+    denoise, noise_embedding = _denoiser_for(net, tile, overlap)
     if lam is None:
         lam = schedule_map(net, x, tile, overlap)  # once
+    done, total = 0, steps * len(chunks)
     with torch.inference_mode():
         lam = lam.to(dtype)
         tau = net.schedule.tau(time_grid(steps, device, dtype))  # (steps + 1,), once
-        gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-        chunks = [(start, min(start + chunk, n_samples)) for start in range(0, n_samples, chunk)]
+        gens = [torch.Generator(device=device).manual_seed(s) for s in sample_seeds(generator, n_samples)]
         z_all = torch.cat([_noise(shape, gens[a:b], device, dtype) for a, b in chunks])  # z_1, becomes y at the end
         for i in range(steps):
             gamma_t = torch.exp(-lam * tau[i])  # the denoiser's noise-level input, shared by all chunks
@@ -218,16 +207,10 @@ def sample(
                 z = z_all[a:b]  # a view: updated in place
                 gamma, xb = gamma_t.expand(b - a, -1, -1, -1), x.expand(b - a, -1, -1, -1)
                 eps_hat = denoise(z, xb, gamma) if films is None else denoise(z, xb, gamma, films=films)
-                if coef is None:
-                    coef = step_coefficients(lam, tau[i], tau[i + 1])
-                y_hat = (z * coef.inv_sqrt_gamma_t).addcmul_(eps_hat.to(dtype), coef.eps_to_y, value=-1.0)
-                if clip is not None:
-                    y_hat.clamp_(clip[0], clip[1])
-                if i == steps - 1:
-                    z.copy_(y_hat)  # the last step's estimate of y
-                else:
-                    z.mul_(coef.keep_z).addcmul_(coef.take_y, y_hat)  # posterior mean
-                    z.addcmul_(coef.noise_std, _noise(shape, gens[a:b], device, dtype))
+                coef = coef or step_coefficients(lam, tau[i], tau[i + 1])
+                _ancestral_update(
+                    z, eps_hat, coef, i == steps - 1, lambda a=a, b=b: _noise(shape, gens[a:b], device, dtype)
+                )
                 done += 1
                 if callback is not None and callback(SamplingProgress(done, total)) is False:
                     raise SamplingCancelled(f"sampling cancelled after {done} of {total} steps")
