@@ -98,19 +98,19 @@ def shoot_finetune(pairs: Path, output_model: Path, steps: int, out: Path) -> No
     viewer.window.resize(1500, 1000)
     _, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Fine-tune")
     app = QApplication.instance()
-    widget.start_box.setCurrentText("bundled sr")
+    widget.start_box.setCurrentText("sr")
     widget.source_box.setCurrentIndex(1)
-    widget.folder_edit.setText(str(pairs))
-    widget.steps_spin.setValue(steps)
-    widget.lr_spin.setValue(2e-4)
-    widget.val_every_spin.setValue(50)
+    widget.pages.folder_edit.setText(str(pairs))
+    widget.settings.steps_spin.setValue(steps)
+    widget.settings.lr_spin.setValue(2e-4)
+    widget.settings.val_every_spin.setValue(50)
     t0 = time.perf_counter()
     widget.start()
     shot = False
     while widget.worker is not None:
         app.processEvents()
         time.sleep(0.02)
-        if not shot and len(widget._psnrs) >= 3:
+        if not shot and len(widget.plots.psnrs) >= 3:
             viewer.reset_view()
             for _ in range(10):
                 app.processEvents()
@@ -118,7 +118,7 @@ def shoot_finetune(pairs: Path, output_model: Path, steps: int, out: Path) -> No
             widget.grab().save(str(out / "gui_finetune_widget.png"))
             shot = True
     print(f"fine-tune: {widget.status.text()} (wall {time.perf_counter() - t0:.0f} s)")
-    print("validation PSNR by step: " + ", ".join(f"{s}: {p:.2f}" for s, p in widget._psnrs))
+    print("validation PSNR by step: " + ", ".join(f"{s}: {p:.2f}" for s, p in widget.plots.psnrs))
     widget.save(output_model)
     viewer.close()
 
