@@ -177,7 +177,7 @@ class OpticsForm(QWidget):
                 if "cli" in f.metadata:
                     box = float_spin(0.0, 1000.0, 0.0, 4, field_help(self._cls, f.name))
                     self.boxes[f.name] = box
-                    self._layout.addRow(f.metadata["cli"].strip("-").replace("-", " "), box)
+                    self._layout.addRow(f.metadata.get("label", f.name), box)
         for name, box in self.boxes.items():
             box.setValue(float(getattr(optics, name)))
 

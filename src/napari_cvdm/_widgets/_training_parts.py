@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
     QWidget,
 )
@@ -58,6 +59,15 @@ class PairSource(QStackedWidget):
         sim.addRow("pairs", self.n_pairs_spin)
         for page in (layers, folder, simulated):
             self.addWidget(page)
+        self.currentChanged.connect(self._fit)
+        self._fit(0)
+
+    def _fit(self, index: int) -> None:
+        """Take the height of the shown page only (a stacked widget otherwise keeps the tallest page's)."""
+        for i in range(self.count()):
+            policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
+            self.widget(i).setSizePolicy(policy, policy)
+        self.adjustSize()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder with inputs/ and targets/")

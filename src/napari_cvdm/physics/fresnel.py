@@ -186,11 +186,11 @@ class QPIOptics(Optics):
         Phase range of the objects, rad.
     """
 
-    wavelength_um: float = field(default=0.521, metadata={"cli": "--wavelength"})
-    pixel_um: float = field(default=0.21, metadata={"cli": "--pixel-size"})
-    dz_um: float = field(default=1.0, metadata={"cli": "--dz"})
-    noise: float = field(default=0.02, metadata={"cli": "--noise"})
-    max_phase: float = field(default=3.5, metadata={"cli": "--max-phase"})
+    wavelength_um: float = field(default=0.521, metadata={"cli": "--wavelength", "label": "wavelength (µm)"})
+    pixel_um: float = field(default=0.21, metadata={"cli": "--pixel-size", "label": "pixel size (µm)"})
+    dz_um: float = field(default=1.0, metadata={"cli": "--dz", "label": "defocus dz (µm)"})
+    noise: float = field(default=0.02, metadata={"cli": "--noise", "label": "noise σ (unit illumination)"})
+    max_phase: float = field(default=3.5, metadata={"cli": "--max-phase", "label": "phase range (rad)"})
 
     def __post_init__(self) -> None:
         if self.wavelength_um <= 0 or self.pixel_um <= 0 or self.dz_um <= 0:

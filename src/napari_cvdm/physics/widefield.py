@@ -55,12 +55,14 @@ class WidefieldOptics(Optics):
         Gaussian read noise, standard deviation in photo-electrons.
     """
 
-    na: float = field(default=1.3, metadata={"cli": "--na"})
-    wavelength_um: float = field(default=0.525, metadata={"cli": "--wavelength"})
-    pixel_um: float = field(default=0.0626, metadata={"cli": "--pixel-size"})
+    na: float = field(default=1.3, metadata={"cli": "--na", "label": "NA"})
+    wavelength_um: float = field(default=0.525, metadata={"cli": "--wavelength", "label": "emission wavelength (µm)"})
+    pixel_um: float = field(default=0.0626, metadata={"cli": "--pixel-size", "label": "camera pixel (µm)"})
     gain: int = 2
-    background_fraction: float = field(default=0.1, metadata={"cli": "--background"})
-    read_noise: float = field(default=2.0, metadata={"cli": "--read-noise"})
+    background_fraction: float = field(
+        default=0.1, metadata={"cli": "--background", "label": "background (fraction of signal)"}
+    )
+    read_noise: float = field(default=2.0, metadata={"cli": "--read-noise", "label": "read noise (e⁻)"})
 
     def __post_init__(self) -> None:
         if not (0 < self.na < 1.7):
