@@ -133,7 +133,7 @@ def test_predict_cli_writes_good_files_and_lists_bad_ones(tmp_path, trained_mode
     )
     assert rc == 1
     err = capsys.readouterr().err
-    assert "broken.tif" in err and "1 of 2" in err
+    assert "broken.tif" in err and "1 failed" in err
     mean = read_tiff(tmp_path / "out" / "cell_mean.tif")
     assert mean.data.shape == (48, 48) and mean.data.dtype == np.float32
     assert mean.pixel_size_um == pytest.approx((0.0313, 0.0313))

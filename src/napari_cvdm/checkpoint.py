@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .models import atomic_write
+from ._files import atomic_write
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "write_checkpoint", "read_checkpoint"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -152,39 +153,39 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .batch import PredictRequest, predict_files
-    from .devices import compile_network
+    from .batch import PredictRequest, predict_request
+    from .devices import compile_network, resolve_device
+    from .distributed import finish, init_distributed
     from .models import load_model
 
-    request = from_args(PredictRequest, args)
+    request, options = from_args(PredictRequest, args), _sampling(args)
     model = load_model(request.model)
     if request.compile:
         compile_network(model.network)
-    results = predict_files(
-        model,
-        request.inputs,
-        _sampling(args),
-        request.output_dir,
-        lambda path: _sampling_bar(path.name),
-        raise_errors=args.debug,
-    )
+    dist = init_distributed(resolve_device(options.device))
+    t0 = time.perf_counter()
+    results = predict_request(model, request, options, dist, lambda path: _sampling_bar(path.name), args.debug)
+    finish(dist)
+    if not dist.is_main:
+        return 0
     for r in results:
         if r.error:
             where = "" if r.path.name in r.error else f"{r.path}: "
             print(f"napari-cvdm predict: error: {where}{r.error}", file=sys.stderr)
-        else:
+        elif not r.skipped:
             print(f"{r.path}: {r.shape} in {r.seconds:.1f} s -> {r.outputs[0]}, _std.tif")
-    failed = [str(r.path) for r in results if r.error]
-    if failed and len(results) > 1:
+    failed, skipped = [str(r.path) for r in results if r.error], sum(r.skipped for r in results)
+    if len(results) > 1:
         print(
-            f"napari-cvdm predict: {len(failed)} of {len(results)} file(s) failed: {', '.join(failed)}", file=sys.stderr
+            f"napari-cvdm predict: {len(results) - len(failed) - skipped} done, {skipped} already complete, "
+            f"{len(failed)} failed in {time.perf_counter() - t0:.1f} s ({dist.world_size} process(es))"
+            + (f": {', '.join(failed)}" if failed else ""),
+            file=sys.stderr if failed else sys.stdout,
         )
     return 1 if failed else 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import time
-
     from .evaluate import EvaluationRequest, format_table, prepare_evaluation
 
     evaluation = prepare_evaluation(from_args(EvaluationRequest, args), _sampling(args), _optics_values(args))

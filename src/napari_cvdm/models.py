@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._files import atomic_write
 from .data.normalize import Normalization
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .diffusion.sampler import ProgressCallback
@@ -38,7 +37,6 @@ __all__ = [
     "load_model",
     "bundled_model_path",
     "BUNDLED",
-    "atomic_write",
     "DEFAULT_STEPS",
 ]
 
@@ -133,20 +131,6 @@ class CVDMModel:
         if options.steps is None:
             options = dataclasses.replace(options, steps=self.default_steps)
         return predict_image(self.network, self.task, self.normalization, image, options, callback)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write ``path`` through ``write(tmp)`` on a temporary name in the same folder, then rename: an
-    interruption never leaves a half-written file and a failed write keeps the previous one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_model(

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from .._files import atomic_write
+
 __all__ = ["TiffImage", "TiffReadError", "read_tiff", "write_tiff", "scale_for_axes"]
 
 # factor that turns a length in the given unit into micrometres
@@ -235,5 +237,10 @@ def write_tiff(
     if z_spacing_um is not None:
         metadata["spacing"] = float(z_spacing_um)
     imagej = arr.dtype in (np.uint8, np.uint16, np.float32) and set(axes) <= set("TZCYXS")
-    tifffile.imwrite(path, arr, imagej=imagej, metadata=metadata if imagej else {"axes": axes}, **kwargs)
+    atomic_write(
+        path,
+        lambda tmp: tifffile.imwrite(
+            tmp, arr, imagej=imagej, metadata=metadata if imagej else {"axes": axes}, **kwargs
+        ),
+    )
     return path

@@ -1,0 +1,119 @@
+"""``predict`` under torchrun: the files, and the planes of stacks, dealt out to the ranks.
+
+Work units are whole files, or single planes of stacks (so that one long time-lapse keeps every GPU busy). A rank
+writes whole files itself; a plane goes to a part file under ``DIR/.cvdm-parts`` and rank 0 assembles each stack
+once all ranks are done, then removes the parts. Plane ``p`` of a file is sampled with the seed the one-process run
+gives it (``file_seed + p``), so the outputs equal the one-process outputs bit for bit on the same device type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from ._files import atomic_write
+from .batch import FileResult, _guarded, _write, file_seed, predict_file
+from .data.tiff import read_tiff
+from .distributed import DistributedContext
+from .models import CVDMModel
+from .predict import SamplingOptions
+
+__all__ = ["PARTS", "work_units", "predict_distributed"]
+
+#: Folder (inside the output folder) for the planes of stacks until rank 0 assembles them.
+PARTS = ".cvdm-parts"
+
+
+def _planes(path: Path, plane_ndim: int) -> int:
+    """Planes of a stack (1 for a single image, or a file that cannot be read: its unit reports the error)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.series[0].shape
+    except Exception:  # noqa: BLE001 - the whole-file unit reads it again and reports the problem in words
+        return 1
+    return int(shape[0]) if len(shape) == plane_ndim + 1 and shape[0] > 1 else 1
+
+
+def work_units(paths: list[Path], plane_ndim: int) -> list[tuple[Path, int | None]]:
+    """``(path, None)`` for a single image, ``(path, p)`` for each plane of a stack, in input order."""
+    units: list[tuple[Path, int | None]] = []
+    for path in paths:
+        n = _planes(path, plane_ndim)
+        units += [(path, None)] if n == 1 else [(path, p) for p in range(n)]
+    return units
+
+
+def _part(output_dir: Path, path: Path, plane: int) -> Path:
+    return output_dir / PARTS / f"{path.stem}.{plane}.npz"
+
+
+def _predict_plane(model: CVDMModel, path: Path, plane: int, options: SamplingOptions, output_dir: Path) -> FileResult:
+    data = read_tiff(path).data[plane]
+    pred = model.predict_with(data, dataclasses.replace(options, seed=file_seed(path, options.seed) + plane))
+
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, mean=pred.mean, std=pred.std)
+
+    atomic_write(_part(output_dir, path, plane), save)
+    return FileResult(path, shape=pred.mean.shape)
+
+
+def _assemble(model: CVDMModel, path: Path, n: int, output_dir: Path) -> FileResult:
+    """Rank 0: the stack of ``path`` from its parts, written as the one-process run writes it."""
+    parts = [np.load(_part(output_dir, path, p)) for p in range(n)]
+    mean, std = np.stack([q["mean"] for q in parts]), np.stack([q["std"] for q in parts])
+    outputs = _write(model, path, output_dir, mean, std, read_tiff(path).pixel_size_um)
+    for p in range(n):
+        _part(output_dir, path, p).unlink()
+    return FileResult(path, outputs, mean.shape)
+
+
+def predict_distributed(
+    model: CVDMModel,
+    paths: list[Path],
+    options: SamplingOptions,
+    output_dir: Path,
+    dist: DistributedContext,
+    raise_errors: bool = False,
+) -> list[FileResult]:
+    """This rank's share of the work; rank 0 gathers every result, assembles the stacks and returns all results
+    in input order (the other ranks return theirs)."""
+    import torch
+    import torch.distributed as tdist
+
+    if options.device in ("auto", "cuda") and torch.cuda.is_available():  # one GPU per rank
+        options = dataclasses.replace(options, device=f"cuda:{dist.local_rank}")
+    units = work_units(paths, model.task.plane_ndim)
+    mine = [
+        _guarded(
+            path,
+            lambda path=path, plane=plane: (
+                predict_file(model, path, options, output_dir)
+                if plane is None
+                else _predict_plane(model, path, plane, options, output_dir)
+            ),
+            raise_errors,
+        )
+        for path, plane in units[dist.rank :: dist.world_size]
+    ]
+    gathered: list[list[FileResult]] = [[] for _ in range(dist.world_size)]
+    tdist.all_gather_object(gathered, [dataclasses.asdict(r) for r in mine])
+    if not dist.is_main:
+        return mine
+    results: dict[Path, FileResult] = {}
+    for r in (FileResult(**d) for rank in gathered for d in rank):
+        if r.error or r.path not in results:
+            results[r.path] = r
+    for path in paths:
+        n = sum(1 for p, plane in units if p == path and plane is not None)
+        if n and not results[path].error:
+            results[path] = _guarded(path, lambda path=path, n=n: _assemble(model, path, n, output_dir), raise_errors)
+    parts = output_dir / PARTS
+    if parts.is_dir() and not any(parts.iterdir()):
+        parts.rmdir()
+    return [results[p] for p in paths]

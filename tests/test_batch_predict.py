@@ -1,0 +1,108 @@
+"""predict over many files: torchrun ranks, job-array shards, continuing after a crash (issue 18)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_cvdm.batch import file_seed, outputs_of, parse_shard
+from napari_cvdm.cli import main
+from napari_cvdm.data.tiff import read_tiff, write_tiff
+
+
+@pytest.fixture
+def five_files(tmp_path):
+    """Five small widefield files, one of them a 3-plane stack."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        shape = (3, 24, 32) if i == 2 else (24, 32)
+        paths.append(
+            write_tiff(
+                tmp_path / "in" / f"cell{i}.tif", rng.random(shape).astype(np.float32) * 100, pixel_size_um=0.0626
+            )
+        )
+    return paths
+
+
+def _predict(model, paths, out, *extra):
+    return [
+        "predict",
+        *map(str, paths),
+        "--model",
+        str(model),
+        "--samples",
+        "2",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
+
+
+def _outputs(out):
+    return {p.name: read_tiff(p).data for p in sorted(out.glob("*.tif"))}
+
+
+def test_two_gloo_ranks_write_every_output_once_equal_to_one_process(tmp_path, five_files, model_files):
+    assert main(_predict(model_files["sr"], five_files, tmp_path / "one")) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "napari_cvdm",
+        *_predict(model_files["sr"], five_files, tmp_path / "two"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("5 done, 0 already complete, 0 failed") == 1  # one summary, from rank 0
+    one, two = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
+    assert sorted(one) == sorted(two) and len(one) == 10
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+    assert two["cell2_mean.tif"].shape == (3, 48, 64)
+    assert not (tmp_path / "two" / ".cvdm-parts").exists() and not list((tmp_path / "two").glob(".*"))
+
+
+def test_shards_cover_every_file_exactly_once(tmp_path, five_files, model_files):
+    for k in (0, 1):
+        assert main(_predict(model_files["sr"], five_files, tmp_path / f"s{k}", "--shard", f"{k}/2")) == 0
+    names = [p.name for k in (0, 1) for p in (tmp_path / f"s{k}").glob("*_mean.tif")]
+    assert sorted(names) == sorted(f"{p.stem}_mean.tif" for p in five_files)
+    with pytest.raises(ValueError, match="0..N-1"):
+        parse_shard("2/2")
+
+
+def test_skip_existing_completes_only_what_a_crash_left_missing(tmp_path, five_files, model_files, capsys):
+    out = tmp_path / "out"
+    assert main(_predict(model_files["sr"], five_files, out)) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")}
+    mean0, _ = outputs_of(five_files[0], out)
+    mean0.unlink()  # the crash: one output missing, and one left half-written under its temporary name
+    mean3, _ = outputs_of(five_files[3], out)
+    (out / f".{mean3.name}.abc.tmp").write_bytes(b"half")
+    mean3.unlink()
+    capsys.readouterr()
+    assert main(_predict(model_files["sr"], five_files, out, "--skip-existing")) == 0
+    assert "2 done, 3 already complete, 0 failed" in capsys.readouterr().out
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")}
+    rewritten = {name for name in after if after[name] != before.get(name)}
+    assert rewritten == {mean0.name, "cell0_std.tif", mean3.name, "cell3_std.tif"}
+    assert not list(out.glob(".*"))  # the half-written leftover is gone
+
+
+def test_every_file_has_its_own_seed_from_its_name_and_the_users_seed():
+    assert file_seed("a/cell0.tif", 0) == file_seed("b/cell0.tif", 0)  # not the folder, order or rank
+    assert len({file_seed(f"cell{i}.tif", 0) for i in range(100)}) == 100
+    assert file_seed("cell0.tif", 0) != file_seed("cell0.tif", 1)
