@@ -57,3 +57,25 @@ def test_a_flat_image_carries_a_warning(trained_models):
         pred = model.predict(np.full((16, 16), 7.0), n_samples=2, steps=1)
     assert any("flat" in w for w in pred.warnings)
     assert model.predict(np.eye(16) + 1, n_samples=2, steps=1).warnings == []
+
+
+def test_cancel_on_a_tiled_image_stops_within_one_tile(model_files):
+    """Tiles of λ(x) and of the denoiser ask the callback too: a large image never runs a whole pass after Cancel."""
+    from napari_cvdm.diffusion.sampler import SamplingCancelled
+
+    model = load_model(model_files["sr"])
+    calls = {"lam": 0, "denoiser": 0}
+    lam, den = model.network.schedule.lam, model.network.denoiser.forward
+    model.network.schedule.lam = lambda x: calls.__setitem__("lam", calls["lam"] + 1) or lam(x)
+    model.network.denoiser.forward = lambda *a, **k: (
+        calls.__setitem__("denoiser", calls["denoiser"] + 1) or den(*a, **k)
+    )
+    image = np.random.default_rng(0).random((48, 80)).astype(np.float32)
+    with pytest.raises(SamplingCancelled):  # cancelled during λ(x): one tile of it, no denoiser pass
+        model.predict(image, n_samples=2, steps=5, tile_size=16, callback=lambda p: False)
+    assert calls == {"lam": 1, "denoiser": 0}
+    calls.update(lam=0, denoiser=0)
+    with pytest.raises(SamplingCancelled):  # cancelled after the first denoiser tile of the first step
+        model.predict(image, n_samples=2, steps=5, tile_size=16, callback=lambda p: calls["denoiser"] < 1)
+    tiles = calls["lam"]
+    assert tiles > 4 and calls["denoiser"] == 1  # the whole image has `tiles` tiles

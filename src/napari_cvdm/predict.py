@@ -26,7 +26,7 @@ from .devices import (
     sampling_autocast,
 )
 from .diffusion.network import CVDMNetwork
-from .diffusion.sampler import ProgressCallback, SamplingProgress, sample, schedule_map
+from .diffusion.sampler import ProgressCallback, SamplingProgress, cancel_check, sample, schedule_map
 from .diffusion.schedule import LearnedSchedule
 from .tasks import MIN_SIDE, Task, get_task
 
@@ -205,7 +205,9 @@ def _sample_plane(
     plan = device_sampling_plan(
         network, task.gain, tuple(padded.shape[-2:]), options.n_samples, device, options.tile_size
     )
-    lam_map = schedule_map(network, padded, plan.tile)  # once per plane: used by the sampler and returned
+    total = options.steps * -(-options.n_samples // plan.chunk)
+    check = cancel_check(callback, lambda: SamplingProgress(0, total))  # λ(x) of a large image: cancel per tile
+    lam_map = schedule_map(network, padded, plan.tile, after_tile=check)  # once per plane: sampler and output
     gen = torch.Generator(device=device).manual_seed(seed)
     with sampling_autocast(device, autocast_dtype(device)):
         out = sample(

@@ -33,6 +33,7 @@ __all__ = [
     "step_coefficients",
     "time_grid",
     "schedule_map",
+    "cancel_check",
     "sample",
     "sample_seeds",
 ]
@@ -85,17 +86,22 @@ def time_grid(steps: int, device: torch.device, dtype: torch.dtype) -> torch.Ten
 
 
 def schedule_map(
-    net: CVDMNetwork, x: torch.Tensor, tile: int | None = None, overlap: int | None = None
+    net: CVDMNetwork,
+    x: torch.Tensor,
+    tile: int | None = None,
+    overlap: int | None = None,
+    after_tile: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """The schedule's per-pixel map ``λ(x)``, shape ``(1, 1, H, W)``, for a condition ``(1, C, H, W)``.
 
     With ``tile``, the schedule network runs on overlapping tiles blended as in :func:`sample` (``overlap``
-    defaults to :data:`~napari_cvdm.diffusion.tiling.DEFAULT_OVERLAP_FRACTION` of the tile).
+    defaults to :data:`~napari_cvdm.diffusion.tiling.DEFAULT_OVERLAP_FRACTION` of the tile); ``after_tile`` is
+    called after each tile (it may raise to cancel).
     """
     lam_fn = net.schedule.lam
     if tile is not None:
         overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
-        lam_fn = tiled(lam_fn, tile, overlap, net.stride)
+        lam_fn = tiled(lam_fn, tile, overlap, net.stride, after_tile)
     with torch.inference_mode():
         return lam_fn(x)
 
@@ -138,13 +144,26 @@ def step_coefficients(lam: torch.Tensor, tau_t: torch.Tensor, tau_s: torch.Tenso
     )
 
 
-def _denoiser_for(net: CVDMNetwork, tile: int | None, overlap: int | None) -> tuple[Callable, Callable | None]:
+def cancel_check(callback: ProgressCallback | None, progress: Callable[[], SamplingProgress]) -> Callable[[], None]:
+    """A function that asks ``callback`` (with the current progress) whether to go on, and raises
+    :class:`SamplingCancelled` when it answers ``False``: checked between the tiles of a large image."""
+
+    def check() -> None:
+        if callback is not None and callback(progress()) is False:
+            raise SamplingCancelled("sampling cancelled")
+
+    return check
+
+
+def _denoiser_for(
+    net: CVDMNetwork, tile: int | None, overlap: int | None, after_tile: Callable[[], None] | None = None
+) -> tuple[Callable, Callable | None]:
     """The denoiser as the sampler calls it (tiled and blended, or whole) and, for whole images, the noise-level
     embedding that is the same for every sample (computed once per step)."""
     if tile is None:
         return net.denoiser, net.denoiser.noise_embedding if isinstance(net.denoiser, Denoiser) else None
     overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
-    return tiled(net.denoiser, tile, overlap, net.stride), None
+    return tiled(net.denoiser, tile, overlap, net.stride, after_tile), None
 
 
 def _ancestral_update(
@@ -179,7 +198,8 @@ def sample(
     samples reproducible; ``chunk_size`` samples are denoised together (all by default). ``callback`` gets a
     :class:`SamplingProgress` after every chunk and step; returning ``False`` raises :class:`SamplingCancelled`.
     ``tile``/``overlap`` run the networks on overlapping tiles blended at every step (see
-    :mod:`napari_cvdm.diffusion.tiling`; the overlap defaults to a quarter of the tile). ``lam`` is the schedule
+    :mod:`napari_cvdm.diffusion.tiling`; the overlap defaults to a quarter of the tile); the callback is asked
+    between tiles too, so a large image cancels within one tile. ``lam`` is the schedule
     map ``(1, 1, H, W)`` if the caller has already computed it.
     """
     if x.ndim != 4 or x.shape[0] != 1:
@@ -190,10 +210,11 @@ def sample(
     chunks = [(start, min(start + chunk, n_samples)) for start in range(0, n_samples, chunk)]
     device, dtype = x.device, x.dtype
     shape = (net.config.target_channels, x.shape[-2], x.shape[-1])
-    denoise, noise_embedding = _denoiser_for(net, tile, overlap)
-    if lam is None:
-        lam = schedule_map(net, x, tile, overlap)  # once
     done, total = 0, steps * len(chunks)
+    check = cancel_check(callback, lambda: SamplingProgress(done, total))  # between tiles: Cancel within one tile
+    denoise, noise_embedding = _denoiser_for(net, tile, overlap, check)
+    if lam is None:
+        lam = schedule_map(net, x, tile, overlap, check)  # once
     with torch.inference_mode():
         lam = lam.to(dtype)
         tau = net.schedule.tau(time_grid(steps, device, dtype))  # (steps + 1,), once

@@ -52,7 +52,13 @@ def blend_window(
     return w
 
 
-def tiled(fn: Callable[..., torch.Tensor], tile: int, overlap: int, stride: int = 1) -> Callable[..., torch.Tensor]:
+def tiled(
+    fn: Callable[..., torch.Tensor],
+    tile: int,
+    overlap: int,
+    stride: int = 1,
+    after_tile: Callable[[], None] | None = None,
+) -> Callable[..., torch.Tensor]:
     """Wrap ``fn(*maps) -> (B, C, H, W)`` (all ``maps`` shaped ``(B, ·, H, W)``) to run on overlapping tiles.
 
     Parameters
@@ -65,6 +71,8 @@ def tiled(fn: Callable[..., torch.Tensor], tile: int, overlap: int, stride: int 
         Pixels shared by neighbouring tiles (blended).
     stride
         The network's down-sampling factor; tile offsets are multiples of it where possible.
+    after_tile
+        Called after every tile (it may raise, e.g. to cancel within one tile of a large image).
     """
     if tile < 1 or tile % stride:
         raise ValueError(f"the tile side ({tile}) must be a positive multiple of the network's stride ({stride})")
@@ -87,6 +95,8 @@ def tiled(fn: Callable[..., torch.Tensor], tile: int, overlap: int, stride: int 
                 win = (wy[:, None] * wx[None, :])[None, None]
                 out[..., y : y + th, x : x + tw] += part * win
                 weight[..., y : y + th, x : x + tw] += win
+                if after_tile is not None:
+                    after_tile()
         return out / weight
 
     return run
