@@ -223,3 +223,83 @@ def test_sample_data_from_the_menu(make_napari_viewer):
     assert viewer.layers["widefield"].data.shape == (SAMPLE_SIZE, SAMPLE_SIZE)
     assert viewer.layers["brightfield ±1 µm"].data.shape == (2, SAMPLE_SIZE, SAMPLE_SIZE)
     assert viewer.layers["phase (ground truth)"].data.shape == (SAMPLE_SIZE, SAMPLE_SIZE)
+
+
+def test_closing_the_viewer_mid_run_stops_the_run_and_adds_nothing(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).random((128, 128)).astype(np.float32), name="cells")
+    widget = _widget(viewer, model_files["sr"], samples=2, steps=1000)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress_bar.value() >= 1, timeout=30_000)
+    worker, finished, inserted = widget.worker, [], []
+    worker.finished.connect(lambda: finished.append(time.perf_counter()))
+    viewer.layers.events.inserted.connect(lambda event: inserted.append(event.value.name))
+    t0 = time.perf_counter()
+    viewer.close()  # napari asks the worker to quit; the widget's buttons are destroyed
+    qtbot.waitUntil(lambda: bool(finished), timeout=5_000)
+    assert finished[0] - t0 < 5 and widget.runner.stop_requested.is_set()
+    qtbot.wait(200)
+    assert inserted == []  # nothing was added
+
+
+def test_two_widgets_keep_two_result_sets_and_never_replace_other_layers(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    _add(viewer, qpi_sample())
+    qpi = _widget(viewer, model_files["qpi"])
+    qpi.layer_box.setCurrentText("brightfield ±1 µm")
+    _run(qtbot, qpi)
+    phase = viewer.layers["brightfield ±1 µm CVDM mean"]
+    sr = _widget(viewer, model_files["sr"])  # an sr model on the brightfield pair: warned, and a new layer
+    sr.layer_box.setCurrentText("brightfield ±1 µm")
+    _run(qtbot, sr)
+    assert phase.data.shape == (SAMPLE_SIZE, SAMPLE_SIZE) and viewer.layers[phase.name] is phase
+    assert len([layer for layer in viewer.layers if layer.name.startswith("brightfield ±1 µm CVDM mean")]) == 2
+    a, b = _widget(viewer, model_files["qpi"]), _widget(viewer, model_files["qpi"])
+    for widget, seed in ((a, 0), (b, 7)):
+        widget.layer_box.setCurrentText("brightfield ±1 µm")
+        widget.seed_spin.setValue(seed)
+        widget.run()
+    qtbot.waitUntil(lambda: a.worker is None and b.worker is None, timeout=60_000)
+    means = [layer for layer in viewer.layers if layer.name.startswith("brightfield ±1 µm CVDM mean")]
+    assert len(means) == 4 and viewer.layers[phase.name] is phase
+
+
+def test_the_same_layer_for_both_planes_is_refused(make_napari_viewer, model_files, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((64, 64), np.float32), name="minus")
+    widget = _widget(viewer, model_files["qpi"])
+    widget.layer_box.setCurrentText("minus")
+    widget.second_box.setCurrentText("minus")
+    widget.run()
+    assert widget.worker is None and "both −dz and +dz" in errors[-1]
+    assert "not started" in widget.status.text()
+
+
+def test_a_model_saved_as_sr_is_listed_by_file_and_never_hides_the_bundled_sr(
+    make_napari_viewer, model_files, tmp_path
+):
+    import shutil
+
+    from napari_cvdm.models import bundled_model_path
+
+    viewer = make_napari_viewer()
+    fake = tmp_path / "sr.safetensors"
+    shutil.copy(model_files["sr"], fake)
+    widget = _widget(viewer, fake)
+    items = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
+    assert items.count("sr") == 1 and f"sr.safetensors ({tmp_path})" in items
+    assert widget.current_model().path == fake.resolve()
+    widget.model_box.setCurrentText("sr")
+    assert widget.current_model().path == bundled_model_path("sr")
+
+
+def test_renaming_the_chosen_layer_keeps_it_chosen(make_napari_viewer, model_files):
+    viewer = make_napari_viewer()
+    for name in ("a", "b", "c"):
+        viewer.add_image(np.zeros((32, 32)), name=name)
+    widget = _widget(viewer, model_files["sr"])
+    widget.layer_box.setCurrentText("b")
+    viewer.layers["b"].name = "b renamed"
+    assert widget.layer_box.currentText() == "b renamed"
+    viewer.layers.move(2, 0)
+    assert widget.layer_box.currentText() == "b renamed"

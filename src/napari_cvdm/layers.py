@@ -129,7 +129,7 @@ def model_input(
     Raises
     ------
     ValueError
-        A one-plane layer for a pair task, or two layers of different shapes.
+        A one-plane layer for a pair task, the same layer twice, or two layers of different shapes.
     """
     if task.input_planes == 1:
         return data, False
@@ -141,6 +141,8 @@ def model_input(
             )
         return data, True
     other, plus = second
+    if plus is data or other == name:
+        raise ValueError(f"'{name}' is chosen for both −dz and +dz; choose the +dz image as the second layer")
     if plus.shape != data.shape:
         raise ValueError(
             f"the −dz image '{name}' {data.shape} and the +dz image '{other}' {plus.shape} must have the same shape"

@@ -10,12 +10,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
+
+from ..diffusion.sampler import SamplingCancelled, SamplingProgress
+from ..models import CVDMModel
+from ..predict import Prediction, SamplingOptions
 
 __all__ = ["JobContext", "RunController", "describe_error", "format_eta"]
 
@@ -108,6 +114,15 @@ class RunController:
         self.bridge.call.connect(lambda fn, args: fn(*args))
         self._t0 = 0.0
         stop_button.setEnabled(False)
+        # closing the widget or the viewer destroys the buttons: the job stops at its next check (napari quitting
+        # asks the worker to quit, which JobContext.keep_going sees as well)
+        self.closed = False
+        status.destroyed.connect(lambda *_: self._close())
+
+    def _close(self) -> None:
+        """The widget is gone: stop the job, and touch no Qt object from now on."""
+        self.closed = True
+        self.stop_requested.set()
 
     @property
     def running(self) -> bool:
@@ -149,6 +164,8 @@ class RunController:
 
     def show_progress(self, done: int, total: int, unit: str) -> None:
         """Progress bar and time left (GUI thread)."""
+        if self.closed:
+            return
         if self.bar is not None:
             self.bar.setRange(0, total)
             self.bar.setValue(done)
@@ -156,6 +173,8 @@ class RunController:
             self.status.setText(format_eta(done, total, self.elapsed(), unit))
 
     def _returned(self, result: Any, on_done: Callable[[Any], None]) -> None:
+        if self.closed:
+            return
         if isinstance(result, _Failure):
             message = describe_error(result.error)
             self.status.setText(f"failed: {message}")
@@ -165,7 +184,37 @@ class RunController:
 
     def _finished(self) -> None:
         self.worker = None
+        if self.closed:
+            return
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         if self.bar is not None and self.bar.maximum() == 0:
             self.bar.setRange(0, 1)
+
+
+@dataclass(frozen=True)
+class ReconstructJob:
+    """One reconstruction: the model, the input as the model takes it, the options and where results go."""
+
+    model: CVDMModel
+    data: np.ndarray
+    options: SamplingOptions
+    input_name: str
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    units: tuple[str, ...] | None
+    with_samples: bool
+    with_schedule: bool
+    owner: str
+
+    def run(self, context: JobContext) -> Prediction | None:
+        """Sample in the worker thread (``None`` when stopped)."""
+
+        def callback(progress: SamplingProgress) -> bool:
+            context.progress(progress.done, progress.total)
+            return context.keep_going()
+
+        try:
+            return self.model.predict_with(self.data, self.options, callback)
+        except SamplingCancelled:
+            return None

@@ -14,7 +14,17 @@ from typing import Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..data.dataset import PairError
 from ..devices import resolve_device
@@ -69,9 +79,14 @@ class FineTuneWidget(QWidget):
         buttons = QHBoxLayout()
         for b in (self.start_button, self.stop_button, self.save_button):
             buttons.addWidget(b)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         for part in (form, self.pages, self.settings, buttons, self.status, self.plots):
             (layout.addWidget if isinstance(part, QWidget) else layout.addLayout)(part)
+        scroll = QScrollArea()  # docked beside Reconstruct on a small screen, the plots scroll instead of the window
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        QVBoxLayout(self).addWidget(scroll)
 
         self.source_box.currentIndexChanged.connect(self.pages.setCurrentIndex)
         self.start_box.currentIndexChanged.connect(lambda _: self._on_start_changed())
@@ -133,6 +148,7 @@ class FineTuneWidget(QWidget):
         try:
             job = self._create_job()
         except (PairError, ValueError, OSError) as err:
+            self.status.setText(f"not started: {err}")
             show_error(f"Fine-tune cannot start: {err}")
             return
         self.job, self.result = job, None
@@ -177,18 +193,15 @@ class FineTuneWidget(QWidget):
 
     def _on_preview(self, mean: np.ndarray) -> None:
         px = self.job.task.output_pixel_size((self.job.start.optics.pixel_um,) * 2)
-        add_or_update(
-            self.viewer,
-            mean,
-            {
-                "name": PREVIEW_LAYER,
-                "colormap": "gray",
-                "scale": px,
-                "units": ("µm", "µm"),
-                "contrast_limits": robust_limits(mean),
-                "metadata": {"cvdm": {"kind": "preview"}},
-            },
-        )
+        kwargs = {
+            "name": PREVIEW_LAYER,
+            "colormap": "gray",
+            "scale": px,
+            "units": ("µm", "µm"),
+            "contrast_limits": robust_limits(mean),
+            "metadata": {"cvdm": {"kind": "preview"}},
+        }
+        add_or_update(self.viewer, mean, kwargs, owner=f"fine-tune/{id(self)}")
 
     def _on_done(self, result: TrainResult) -> None:
         self.result = result
@@ -213,6 +226,9 @@ class FineTuneWidget(QWidget):
             show_error("train a model first")
             return None
         path = Path(path)
+        if path.is_dir():
+            show_error(f"{path} is a folder; choose a file name for the model (…/my-model.safetensors)")
+            return None
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
         try:

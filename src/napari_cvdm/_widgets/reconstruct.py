@@ -3,12 +3,11 @@
 The widget gathers choices into a :class:`ReconstructJob`, runs :meth:`~napari_cvdm.models.CVDMModel.predict_with`
 through a :class:`~._runner.RunController` and turns the result into layers with
 :func:`napari_cvdm.layers.result_layers`. Cancel makes the sampler's callback return ``False`` (so does napari
-closing), which stops within one denoiser pass, and nothing is added.
+closing), which stops within one tile or chunk of samples, and nothing is added.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,44 +26,16 @@ from qtpy.QtWidgets import (
 )
 
 from ..devices import available_devices
-from ..diffusion.sampler import SamplingCancelled, SamplingProgress
 from ..layers import model_input, result_layers
 from ..models import CVDMModel
 from ..predict import Prediction, SamplingOptions
 from ._common import LayerPicker, ModelPicker, int_spin
 from ._results import add_or_update
-from ._runner import JobContext, RunController
+from ._runner import ReconstructJob, RunController
 
 __all__ = ["ReconstructJob", "ReconstructWidget"]
 
 _BOTH_PLANES = "(both planes are in the input layer)"
-
-
-@dataclass(frozen=True)
-class ReconstructJob:
-    """One reconstruction: the model, the input as the model takes it, the options and where results go."""
-
-    model: CVDMModel
-    data: np.ndarray
-    options: SamplingOptions
-    input_name: str
-    scale: tuple[float, ...]
-    translate: tuple[float, ...]
-    units: tuple[str, ...] | None
-    with_samples: bool
-    with_schedule: bool
-
-    def run(self, context: JobContext) -> Prediction | None:
-        """Sample in the worker thread (``None`` when stopped)."""
-
-        def callback(progress: SamplingProgress) -> bool:
-            context.progress(progress.done, progress.total)
-            return context.keep_going()
-
-        try:
-            return self.model.predict_with(self.data, self.options, callback)
-        except SamplingCancelled:
-            return None
 
 
 class ReconstructWidget(QWidget):
@@ -170,8 +141,15 @@ class ReconstructWidget(QWidget):
             raise ValueError("open an image first (File > Open, or File > Open Sample > CVDM)")
         if layer.rgb:
             raise ValueError(f"'{layer.name}' is an RGB image; CVDM needs a single-channel microscope image")
+        if other is layer and model.task.input_planes == 2:
+            raise ValueError(f"'{layer.name}' is chosen for both −dz and +dz; choose the +dz image as the second layer")
         second = None if other is None else (other.name, np.asarray(other.data))
         data, plane_axis = model_input(model.task, layer.name, np.asarray(layer.data), second)
+        if model.task.input_planes == 1 and data.ndim == 3 and data.shape[0] == 2:
+            show_warning(
+                f"'{layer.name}' has two planes, as a defocused brightfield pair has; {model.name} "
+                "reconstructs them as two widefield images (for phase, choose a qpi model)"
+            )
         return layer, data, plane_axis
 
     def job(self) -> ReconstructJob:
@@ -190,6 +168,7 @@ class ReconstructWidget(QWidget):
         )
         scale, translate = model.task.output_geometry(layer.scale, layer.translate, plane_axis)
         units = tuple(str(u) for u in layer.units)[-len(scale) :] if hasattr(layer, "units") else None
+        owner = f"{id(self)}/{id(layer)}/{model.path or model.name}/{model.task.name}/{data.shape}"
         return ReconstructJob(
             model,
             data,
@@ -200,6 +179,7 @@ class ReconstructWidget(QWidget):
             units,
             self.samples_check.isChecked(),
             self.schedule_check.isChecked(),
+            owner,
         )
 
     def run(self) -> None:
@@ -209,6 +189,7 @@ class ReconstructWidget(QWidget):
         try:
             job = self.job()
         except ValueError as err:
+            self.status.setText(f"not started: {err}")
             show_error(str(err))
             return
         o = job.options
@@ -236,12 +217,9 @@ class ReconstructWidget(QWidget):
             with_samples=job.with_samples,
             with_schedule=job.with_schedule,
         )
-        for data, kwargs, _ in layers:
-            add_or_update(self.viewer, data, kwargs)
-        self.viewer.layers.selection.active = self.viewer.layers[layers[0][1]["name"]]
-        self.status.setText(
-            f"done in {self.runner.elapsed():.1f} s: '{layers[0][1]['name']}' and '{layers[1][1]['name']}'"
-        )
+        added = [add_or_update(self.viewer, data, kwargs, job.owner) for data, kwargs, _ in layers]
+        self.viewer.layers.selection.active = added[0]
+        self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{added[0].name}' and '{added[1].name}'")
         for remark in prediction.warnings:
             show_warning(remark)
         if job.with_schedule and prediction.schedule is None:
