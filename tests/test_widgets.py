@@ -117,7 +117,9 @@ def test_cancel_adds_nothing_and_stops_within_a_step(make_napari_viewer, qtbot, 
     assert widget.run_button.isEnabled()
 
 
-def test_second_run_updates_instead_of_duplicating_and_stacks_go_plane_by_plane(make_napari_viewer, qtbot, model_files):
+def test_second_run_updates_instead_of_duplicating_and_stacks_go_plane_by_plane(
+    make_napari_viewer, qtbot, model_files, errors
+):
     viewer = make_napari_viewer()
     stack = np.random.default_rng(2).random((3, 40, 48)).astype(np.float32)
     viewer.add_image(stack, name="stack", scale=(0.3, 0.0626, 0.0626))
@@ -133,9 +135,15 @@ def test_second_run_updates_instead_of_duplicating_and_stacks_go_plane_by_plane(
     assert viewer.layers["stack CVDM mean"] is mean
     assert not np.array_equal(mean.data, first)
     np.testing.assert_array_equal(viewer.layers["stack"].data, stack)  # the input is never touched
-    widget.tile_spin.setValue(24)  # tiled: same shapes, finite
+    widget.tile_spin.setValue(24)  # tiles this small are mostly overlap: refused with the reason
+    widget.run()
+    assert widget.worker is None and "at least 64" in errors[-1]
+    viewer.add_image(np.random.default_rng(5).random((72, 140)).astype(np.float32), name="wide")
+    widget.layer_box.setCurrentText("wide")
+    widget.tile_spin.setValue(64)  # tiled: same shape as untiled, finite
     _run(qtbot, widget)
-    assert mean.data.shape == (3, 80, 96) and np.isfinite(mean.data).all()
+    tiled = viewer.layers["wide CVDM mean"].data
+    assert tiled.shape == (144, 280) and np.isfinite(tiled).all()
 
 
 def test_bad_inputs_become_notifications_and_add_nothing(make_napari_viewer, qtbot, model_files, errors):

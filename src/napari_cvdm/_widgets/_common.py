@@ -17,7 +17,7 @@ from ..models import BUNDLED, CVDMModel, ModelFileError, load_model
 from ..physics.optics import Optics, field_help
 from ._session import SESSION_MODELS
 
-__all__ = ["CHOOSE_FILE", "LayerPicker", "ModelPicker", "OpticsForm", "file_label", "float_spin", "int_spin"]
+__all__ = ["preload", "CHOOSE_FILE", "LayerPicker", "ModelPicker", "OpticsForm", "file_label", "float_spin", "int_spin"]
 
 #: The last entry of a model list: opens a file dialog.
 CHOOSE_FILE = "Model file…"
@@ -186,3 +186,12 @@ class OpticsForm(QWidget):
         if self._cls is None:
             raise ValueError("no optics to edit")
         return self._cls().replace(**{name: box.value() for name, box in self.boxes.items()})
+
+
+def preload(*modules: str) -> None:
+    """Import slow modules in a background thread, so that the first Start or Run does not freeze the window
+    (building torch's optimizer imports ``torch._dynamo``: about 2 s on a 2-core machine)."""
+    import importlib
+    import threading
+
+    threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True).start()

@@ -148,7 +148,7 @@ class RunController:
         self.stop_button.setEnabled(True)
         if self.bar is not None:
             self.bar.setRange(0, 0)  # busy until the first step reports
-        self.status.setText(message)
+        self.status.setText(f"{message}\npreparing…")
         self._t0 = time.perf_counter()
         self.worker.start()
 

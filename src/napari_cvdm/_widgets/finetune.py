@@ -34,7 +34,7 @@ from ..models import ModelFileError
 from ..predict import SamplingOptions, predict_image
 from ..tasks import TASKS, Task, get_task
 from ..train import TrainProgress, TrainResult
-from ._common import ModelPicker
+from ._common import ModelPicker, preload
 from ._results import add_or_update
 from ._runner import JobContext, RunController
 from ._session import SESSION_MODELS
@@ -58,6 +58,7 @@ class FineTuneWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        preload("torch._dynamo", "scipy.ndimage", "scipy.signal")
         self.job: TrainingJob | None = None
         self.result: TrainResult | None = None
         self.start_box = ModelPicker([(f"new {name} model", f"new:{name}") for name in TASKS], "Model to fine-tune")
@@ -154,10 +155,11 @@ class FineTuneWidget(QWidget):
         self.job, self.result = job, None
         self.plots.clear()
         self.save_button.setEnabled(False)
-        preview = job.data.validation[0][0] if job.data.validation else None
         preview_options = SamplingOptions(2, 10, device=str(job.trainer.device))
 
         def train(context: JobContext) -> TrainResult:
+            preview = job.data.validation[0][0] if len(job.data.validation) else None  # may simulate: not in the GUI
+
             def callback(p: TrainProgress) -> bool:
                 context.in_gui(self._on_step, p.step, p.total, float(p.loss["total"]))
                 if p.val_psnr is not None and p.step % job.config.validate_every == 0:

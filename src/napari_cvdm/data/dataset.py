@@ -177,6 +177,8 @@ class SimulatedPairs:
         return self.n
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= i < self.n:
+            raise IndexError(f"pair {i} of {self.n}")
         if i not in self._cache:
             rng = np.random.default_rng([self.seed, i])
             cls = self.classes[i % len(self.classes)]

@@ -28,7 +28,7 @@ class TrainingData:
     """Training pairs, held-out validation pairs and the record of where they came from (model metadata)."""
 
     train: Any
-    validation: list[tuple[np.ndarray, np.ndarray]]
+    validation: Sequence[tuple[np.ndarray, np.ndarray]]
     record: dict[str, Any]
 
 
@@ -84,7 +84,7 @@ def simulated_data(
     val_source = SimulatedPairs(n=len(train.classes), seed=VALIDATION_SEED + 1, **kw)
     optics = optics or task.default_optics()
     record = {"simulate": n, "size": size, "classes": list(train.classes), "optics": optics.to_dict()}
-    return TrainingData(train, [val_source[i] for i in range(len(val_source))], record)
+    return TrainingData(train, val_source, record)  # simulated when first needed (off the GUI thread)
 
 
 def pair_batches(task: Task, pairs: Any, normalization: Normalization, config: TrainConfig) -> BatchSource:
