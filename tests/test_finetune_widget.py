@@ -129,3 +129,23 @@ def test_bad_training_data_gives_a_notification_and_starts_nothing(
     ]
     assert errors and expected in errors[-1], errors
     assert [layer.name for layer in viewer.layers] == before
+
+
+def test_closing_the_viewer_stops_training_within_seconds(make_napari_viewer, qtbot, model_files, tmp_path):
+    import time
+
+    inputs, targets = _sr_pairs(4, seed=2)
+    viewer = make_napari_viewer()
+    viewer.add_image(inputs, name="in")
+    viewer.add_image(targets, name="out")
+    widget = _widget(viewer, model_files["sr"], steps=100_000)
+    widget.pages.input_box.setCurrentText("in")
+    widget.pages.target_box.setCurrentText("out")
+    widget.start()
+    qtbot.waitUntil(lambda: len(widget.plots.losses) >= 2, timeout=60_000)
+    worker, finished = widget.worker, []
+    worker.finished.connect(lambda: finished.append(time.perf_counter()))
+    t0 = time.perf_counter()
+    viewer.close()
+    qtbot.waitUntil(lambda: bool(finished), timeout=5_000)
+    assert finished[0] - t0 < 5

@@ -111,7 +111,7 @@ class RunController:
         self.worker = None
         self.stop_requested = threading.Event()
         self.bridge = _Bridge()
-        self.bridge.call.connect(lambda fn, args: fn(*args))
+        self.bridge.call.connect(lambda fn, args: None if self.closed else fn(*args))
         self._t0 = 0.0
         stop_button.setEnabled(False)
         # closing the widget or the viewer destroys the buttons: the job stops at its next check (napari quitting
