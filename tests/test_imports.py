@@ -58,3 +58,10 @@ def test_no_module_outside_the_task_objects_asks_which_task_it_has():
             ):
                 offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert not offenders, f"task branches outside napari_cvdm.tasks: {offenders}"
+
+
+def test_the_reader_and_writer_never_load_torch():
+    """Opening or saving a TIFF in napari must not wait for PyTorch to load."""
+    code = "import sys, napari_cvdm._reader, napari_cvdm._writer\nprint('torch' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

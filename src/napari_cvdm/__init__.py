@@ -11,6 +11,13 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-from .models import CVDMModel, ModelFileError, Prediction, load_model  # noqa: E402
-
 __all__ = ["__version__", "load_model", "Prediction", "CVDMModel", "ModelFileError"]
+
+
+def __getattr__(name: str):
+    """The public API, imported when first used: opening a TIFF in napari (the reader) never loads PyTorch."""
+    if name in ("load_model", "Prediction", "CVDMModel", "ModelFileError"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'napari_cvdm' has no attribute {name!r}")
