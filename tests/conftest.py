@@ -135,3 +135,25 @@ def errors(monkeypatch):
     for module in (finetune, reconstruct, common, runner):
         monkeypatch.setattr(module, "show_error", shown.append)
     return shown
+
+
+def run_torchrun(args: list[str], port: int, processes: int = 2):
+    """``torchrun --nproc_per_node N -m napari_cvdm ARGS`` on the CPU (gloo, one thread each), finished."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        "--master_port",
+        str(port),
+        "-m",
+        "napari_cvdm",
+        *args,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -1,12 +1,9 @@
 """predict over many files: torchrun ranks, job-array shards, continuing after a crash (issue 18)."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
+from conftest import run_torchrun
 from napari_cvdm.batch import file_seed, outputs_of, parse_shard
 from napari_cvdm.cli import main
 from napari_cvdm.data.tiff import read_tiff, write_tiff
@@ -51,20 +48,7 @@ def _outputs(out):
 
 def test_two_gloo_ranks_write_every_output_once_equal_to_one_process(tmp_path, five_files, model_files):
     assert main(_predict(model_files["sr"], five_files, tmp_path / "one")) == 0
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29531",
-        "-m",
-        "napari_cvdm",
-        *_predict(model_files["sr"], five_files, tmp_path / "two"),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = run_torchrun(_predict(model_files["sr"], five_files, tmp_path / "two"), 29531)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("5 done, 0 already complete, 0 failed") == 1  # one summary, from rank 0
     one, two = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")

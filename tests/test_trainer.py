@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import make_trainer
+from conftest import make_trainer, run_torchrun
 from napari_cvdm.models import load_model, save_model
 from napari_cvdm.tasks import get_task
 
@@ -129,25 +129,7 @@ _SMALL = [
 
 def test_ddp_with_two_gloo_processes_trains_and_its_checkpoint_loads(tmp_path):
     out = tmp_path / "ddp.safetensors"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        "-m",
-        "napari_cvdm",
-        "train",
-        *_SMALL,
-        "--steps",
-        "3",
-        "--output",
-        str(out),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = run_torchrun(["train", *_SMALL, "--steps", "3", "--output", str(out)], 29517)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout
     model = load_model(out)
