@@ -91,3 +91,11 @@ def test_truncated_file_gives_a_clear_error(tmp_path):
     bad.write_bytes(good.read_bytes()[:300])
     with pytest.raises(TiffReadError, match="truncated.tif"):
         read_tiff(bad)
+
+
+def test_one_unit_table_for_files_and_layers():
+    from napari_cvdm.data.tiff import um_per_unit
+
+    assert um_per_unit("nm") == um_per_unit("nanometer") == 1e-3 and um_per_unit("µm") == um_per_unit("MICRON") == 1
+    assert um_per_unit("pixel") is None and um_per_unit("furlong") is None  # not a length we can use
+    assert um_per_unit(None) is None and um_per_unit(None, missing=1.0) == 1.0  # napari pixels vs OME's µm default

@@ -6,25 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .data.tiff import write_tiff
+from .data.tiff import um_per_unit, write_tiff
 
 __all__ = ["write_image", "pixel_size_from_layer"]
-
-_TO_UM = {
-    "micrometer": 1.0,
-    "micron": 1.0,
-    "µm": 1.0,
-    "um": 1.0,
-    "nanometer": 1e-3,
-    "nm": 1e-3,
-    "millimeter": 1e3,
-    "mm": 1e3,
-}
-
-
-def _unit_factor(unit: Any) -> float | None:
-    """µm per unit, or ``None`` for pixels and unknown units."""
-    return _TO_UM.get(str(unit).strip().lower()) if unit is not None else None
 
 
 def pixel_size_from_layer(meta: dict[str, Any]) -> tuple[tuple[float, float] | None, float | None]:
@@ -37,7 +21,7 @@ def pixel_size_from_layer(meta: dict[str, Any]) -> tuple[tuple[float, float] | N
     if len(scale) < 2:
         return None, None
     units = list(meta.get("units") or ())
-    factors = [_unit_factor(u) for u in units] if len(units) == len(scale) else [None] * len(scale)
+    factors = [um_per_unit(u) for u in units] if len(units) == len(scale) else [None] * len(scale)
     if all(f is None for f in factors):
         if all(v == 1.0 for v in scale[-2:]):
             return None, None

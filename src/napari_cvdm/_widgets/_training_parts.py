@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..data.dataset import PairError
+from ..data.tiff import um_per_unit
 from ..data.training import TrainingData, array_data, folder_data, simulated_data
 from ..devices import available_devices
 from ..physics.optics import Optics
@@ -79,8 +80,9 @@ class PairSource(QStackedWidget):
         if self.currentIndex() == 2:
             return self.optics_form.optics()
         layer = self.input_box.layer()
-        if self.currentIndex() == 0 and layer is not None and str(layer.units[-1]) in ("micrometer", "µm", "um"):
-            return base.replace(pixel_um=float(layer.scale[-1]))
+        factor = um_per_unit(layer.units[-1]) if self.currentIndex() == 0 and layer is not None else None
+        if factor is not None:
+            return base.replace(pixel_um=float(layer.scale[-1]) * factor)
         return base
 
     def data(self, task: Task, seed: int, fraction: float, min_side: int, optics: Optics) -> TrainingData:

@@ -17,7 +17,7 @@ import tifffile
 
 from .._files import atomic_write
 
-__all__ = ["TiffImage", "TiffReadError", "read_tiff", "write_tiff", "scale_for_axes"]
+__all__ = ["TiffImage", "TiffReadError", "read_tiff", "write_tiff", "scale_for_axes", "um_per_unit"]
 
 # factor that turns a length in the given unit into micrometres
 _UNIT_TO_UM = {
@@ -73,10 +73,12 @@ class TiffImage:
     path: Path
 
 
-def _unit_factor(unit: str | None) -> float | None:
+def um_per_unit(unit: object, missing: float | None = None) -> float | None:
+    """Micrometres per ``unit`` (a name such as ``"nm"`` or a pint unit napari gives), ``missing`` when there is
+    no unit, ``None`` for pixels and unknown units. The one unit table of the package (reader, writer, widgets)."""
     if unit is None:
-        return 1.0  # OME's default unit is µm
-    u = unit.strip()
+        return missing
+    u = str(unit).strip()
     return _UNIT_TO_UM.get(u, _UNIT_TO_UM.get(u.lower()))
 
 
@@ -88,7 +90,7 @@ def _ome_pixel_size(ome_xml: str) -> tuple[tuple[float, float] | None, float | N
 
     def size(axis: str) -> float | None:
         value = pixels.get(f"PhysicalSize{axis}")
-        factor = _unit_factor(pixels.get(f"PhysicalSize{axis}Unit"))
+        factor = um_per_unit(pixels.get(f"PhysicalSize{axis}Unit"), missing=1.0)  # OME's default unit is µm
         if value is None or factor is None or float(value) <= 0:
             return None
         return float(value) * factor
@@ -112,7 +114,7 @@ def _resolution_pixel_size(page: tifffile.TiffPage, unit: str | None) -> tuple[f
     if xres <= 0 or yres <= 0:
         return None
     if unit is not None:
-        factor = _unit_factor(unit)
+        factor = um_per_unit(unit)
     else:
         res_unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
         factor = {3: 1e4, 2: 25400.0}.get(int(res_unit))  # centimetre, inch; 1 = no unit
@@ -159,7 +161,7 @@ def read_tiff(path: str | Path) -> TiffImage:
                 ij = tif.imagej_metadata or {}
                 pixel_size = _resolution_pixel_size(series.pages[0] or tif.pages[0], ij.get("unit"))
                 if z_spacing is None and "spacing" in ij:
-                    factor = _unit_factor(ij.get("unit")) or 1.0
+                    factor = um_per_unit(ij.get("unit"), missing=1.0) or 1.0
                     z_spacing = float(ij["spacing"]) * factor
     except TiffReadError:
         raise
