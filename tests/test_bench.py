@@ -75,3 +75,17 @@ def test_the_schedule_network_runs_once_per_image_not_per_step(tmp_path, monkeyp
     stride = model.network.stride  # output 48×80 in tiles of 32 with an overlap of 8: once per tile and plane
     tiles = len(tile_starts(48, 32, 8, stride)) * len(tile_starts(80, 32, 8, stride))
     assert len(calls) == 2 * tiles  # not multiplied by the 5 steps
+
+
+def test_fp32_can_be_forced_and_bench_says_why(monkeypatch, tmp_path, capsys):
+    import torch
+
+    from napari_cvdm.devices import FORCE_FP32_ENV, autocast_dtype
+
+    assert autocast_dtype(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setenv(FORCE_FP32_ENV, "1")
+    assert autocast_dtype(torch.device("cuda")) is None and autocast_dtype(torch.device("cpu")) is None
+    path = untrained_model_file(tmp_path, "sr")
+    assert main(["bench", "--model", str(path), "--size", "32", "--samples", "2", "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fp32 forced by NAPARI_CVDM_FP32=1" in out and "CPU with" in out and "(fp32 denoiser)" in out

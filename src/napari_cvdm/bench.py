@@ -57,6 +57,7 @@ class BenchResult:
     device: str
     precision: str
     threads: int
+    machine: str
     output_shape: tuple[int, int]
     samples: int
     steps: int
@@ -149,6 +150,7 @@ def bench_network(
         device=str(device),
         precision="fp32" if autocast is None else str(autocast).replace("torch.", ""),
         threads=torch.get_num_threads(),
+        machine=_machine(device, autocast),
         output_shape=tuple(cond.shape[-2:]),
         samples=samples,
         steps=steps,
@@ -167,6 +169,23 @@ def bench_network(
         peak_gflops=peak,
         peak_memory_mib=_peak_memory_mib(device),
     )
+
+
+def _machine(device: torch.device, autocast: torch.dtype | None) -> str:
+    """What decides the speed here: the CPU's instructions (or the GPU) and why this precision was chosen."""
+    import os
+
+    from .devices import FORCE_FP32_ENV, cpu_features
+
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU with {cpu_features()}"
+    why = (
+        f"fp32 forced by {FORCE_FP32_ENV}=1"
+        if os.environ.get(FORCE_FP32_ENV, "") not in ("", "0")
+        else "bf16: native on this device"
+        if autocast is not None
+        else f"fp32 (bf16 would be emulated here; {FORCE_FP32_ENV}=1 forces fp32 elsewhere)"
+    )
+    return f"{where}; {why}"
 
 
 def _denoiser_parts(net: CVDMNetwork, cond: torch.Tensor, chunk: int, steps: int, repeats: int) -> dict[str, float]:
@@ -230,6 +249,7 @@ def format_bench(name: str, r: BenchResult) -> str:
         [
             f"{name}: {d['parameters_m']:.1f} M parameters, output {r.output_shape[0]}×{r.output_shape[1]}, "
             f"{r.samples} samples × {r.steps} steps, device {r.device} ({r.precision} denoiser), {r.threads} threads",
+            f"  machine                   {r.machine}",
             f"  whole sampling run        {r.sample_total_s:8.2f} s   ({r.sample_steps_per_s:.2f} sample·steps/s)",
             f"  schedule λ(x), τ(t), once {r.schedule_s:8.3f} s   "
             f"({100 * r.schedule_s / r.sample_total_s:.1f} % of the run)",

@@ -7,6 +7,7 @@ CPU; bf16 only where the hardware computes it natively; channels-last where conv
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -23,6 +24,8 @@ __all__ = [
     "preferred_chunk_pixels",
     "compile_network",
     "memory_budget_bytes",
+    "cpu_features",
+    "FORCE_FP32_ENV",
     "MEMORY_BUDGET_BYTES",
 ]
 
@@ -62,11 +65,26 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(check()) for check in checks if check is not None)
 
 
+#: Set to 1 to sample in fp32 everywhere (to compare machines, or to measure fp32 figures on a CPU with bf16).
+FORCE_FP32_ENV = "NAPARI_CVDM_FP32"
+
+
+def cpu_features() -> str:
+    """The CPU's vector instructions as torch uses them, e.g. ``"AVX2, no AVX512-BF16, no AMX"``."""
+    native = {
+        name: bool(getattr(torch.cpu, f"_is_{key}_supported", lambda: False)())
+        for name, key in (("AVX512-BF16", "avx512_bf16"), ("AMX", "amx_tile"))
+    }
+    return ", ".join([torch.backends.cpu.get_cpu_capability(), *((k if v else f"no {k}") for k, v in native.items())])
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """Reduced precision for the denoiser when sampling on ``device``: bf16 on CUDA and on CPUs with native
-    bf16, none elsewhere (MPS lacks bf16). On the 2-core AVX512-BF16 machine of docs/performance.md bf16 is
-    1.65× faster at an unchanged held-out PSNR. The schedule always runs in fp32
+    bf16, none elsewhere (MPS lacks bf16) or when ``NAPARI_CVDM_FP32=1``. On the 2-core AVX512-BF16 machine of
+    docs/performance.md bf16 is 1.65× faster at an unchanged held-out PSNR. The schedule always runs in fp32
     (:class:`~napari_cvdm.diffusion.schedule.LearnedSchedule` disables autocast for itself)."""
+    if os.environ.get(FORCE_FP32_ENV, "") not in ("", "0"):
+        return None
     if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
         return torch.bfloat16
     return None
