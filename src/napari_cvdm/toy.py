@@ -169,6 +169,7 @@ def train_toy(cfg: ToyConfig, callback: Callable[[int, float], None] | None = No
         patch_size=cfg.size,
         lr=cfg.lr,
         warmup_steps=50,
+        lr_decay_steps=100 * cfg.steps,  # the learning rate stays at its peak: a minute is all warm-up and climb
         ema_decay=0.0,  # a minute of training is too short for weight averaging
         seed=cfg.seed,
         checkpoint_every=cfg.steps,

@@ -54,6 +54,8 @@ class TrainConfig:
         AdamW learning rate and weight decay.
     warmup_steps
         Linear learning-rate warm-up; afterwards a cosine decay to ``0.1·lr``.
+    lr_decay_steps
+        Steps over which the learning rate decays (default: ``steps``; longer keeps it near its peak).
     ema_decay
         Decay of the exponential moving average of the weights used for sampling.
     grad_clip
@@ -74,6 +76,7 @@ class TrainConfig:
     lr: float = field(default=1e-3, metadata={"cli": "--lr"})
     weight_decay: float = 0.0
     warmup_steps: int = field(default=100, metadata={"cli": "--warmup", "parse": int})
+    lr_decay_steps: int | None = None
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     seed: int = field(default=0, metadata={"cli": "--seed", "parse": int})
@@ -133,7 +136,7 @@ class TrainResult:
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step <= cfg.warmup_steps:
         return cfg.lr * step / max(1, cfg.warmup_steps)
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    progress = (step - cfg.warmup_steps) / max(1, (cfg.lr_decay_steps or cfg.steps) - cfg.warmup_steps)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
