@@ -55,6 +55,7 @@ def test_two_gloo_ranks_write_every_output_once_equal_to_one_process(tmp_path, f
     assert sorted(one) == sorted(two) and len(one) == 10
     for name in one:
         np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+        assert read_tiff(tmp_path / "one" / name).pixel_size_um == read_tiff(tmp_path / "two" / name).pixel_size_um
     assert two["cell2_mean.tif"].shape == (3, 48, 64)
     assert not (tmp_path / "two" / ".cvdm-parts").exists() and not list((tmp_path / "two").glob(".*"))
 

@@ -14,6 +14,7 @@ import torch
 __all__ = [
     "DistributedContext",
     "init_distributed",
+    "rank_device",
     "broadcast_from_main",
     "average_gradients",
     "finish",
@@ -47,6 +48,11 @@ def init_distributed(device: torch.device) -> DistributedContext:
     return DistributedContext(
         rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
     )
+
+
+def rank_device(device: torch.device, ctx: DistributedContext) -> torch.device:
+    """One GPU per process: a CUDA device becomes this process's ``cuda:LOCAL_RANK`` under torchrun."""
+    return torch.device("cuda", ctx.local_rank) if ctx.world_size > 1 and device.type == "cuda" else device
 
 
 def broadcast_from_main(tensors: Iterable[torch.Tensor], ctx: DistributedContext) -> None:

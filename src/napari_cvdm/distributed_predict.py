@@ -9,14 +9,16 @@ gives it (``file_seed + p``), so the outputs equal the one-process outputs bit f
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from ._files import atomic_write
 from .batch import FileResult, _guarded, _write, file_seed, predict_file
-from .data.tiff import read_tiff
-from .distributed import DistributedContext
+from .data.tiff import TiffImage, read_tiff
+from .devices import resolve_device
+from .distributed import DistributedContext, rank_device
 from .models import CVDMModel
 from .predict import SamplingOptions
 
@@ -51,13 +53,17 @@ def _part(output_dir: Path, path: Path, plane: int) -> Path:
     return output_dir / PARTS / f"{path.stem}.{plane}.npz"
 
 
-def _predict_plane(model: CVDMModel, path: Path, plane: int, options: SamplingOptions, output_dir: Path) -> FileResult:
-    data = read_tiff(path).data[plane]
-    pred = model.predict_with(data, dataclasses.replace(options, seed=file_seed(path, options.seed) + plane))
+def _predict_plane(
+    model: CVDMModel, image: TiffImage, path: Path, plane: int, options: SamplingOptions, output_dir: Path
+) -> FileResult:
+    pred = model.predict_with(
+        image.data[plane], dataclasses.replace(options, seed=file_seed(path, options.seed) + plane)
+    )
+    pixel = np.asarray(image.pixel_size_um if image.pixel_size_um is not None else (np.nan, np.nan))
 
     def save(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, mean=pred.mean, std=pred.std)
+            np.savez(fh, mean=pred.mean, std=pred.std, pixel_size_um=pixel)
 
     atomic_write(_part(output_dir, path, plane), save)
     return FileResult(path, shape=pred.mean.shape)
@@ -67,7 +73,8 @@ def _assemble(model: CVDMModel, path: Path, n: int, output_dir: Path) -> FileRes
     """Rank 0: the stack of ``path`` from its parts, written as the one-process run writes it."""
     parts = [np.load(_part(output_dir, path, p)) for p in range(n)]
     mean, std = np.stack([q["mean"] for q in parts]), np.stack([q["std"] for q in parts])
-    outputs = _write(model, path, output_dir, mean, std, read_tiff(path).pixel_size_um)
+    pixel = parts[0]["pixel_size_um"]  # recorded by the rank that read the file: no second read of the stack
+    outputs = _write(model, path, output_dir, mean, std, None if np.isnan(pixel).any() else tuple(map(float, pixel)))
     for p in range(n):
         _part(output_dir, path, p).unlink()
     return FileResult(path, outputs, mean.shape)
@@ -83,19 +90,23 @@ def predict_distributed(
 ) -> list[FileResult]:
     """This rank's share of the work; rank 0 gathers every result, assembles the stacks and returns all results
     in input order (the other ranks return theirs)."""
-    import torch
     import torch.distributed as tdist
 
-    if options.device in ("auto", "cuda") and torch.cuda.is_available():  # one GPU per rank
-        options = dataclasses.replace(options, device=f"cuda:{dist.local_rank}")
+    options = dataclasses.replace(options, device=str(rank_device(resolve_device(options.device), dist)))
     units = work_units(paths, model.task.plane_ndim)
+    read: dict[Path, TiffImage] = {}  # a rank's planes of one stack come one after another: read it once
+
+    def plane_unit(path: Path, plane: int) -> FileResult:
+        if path not in read:
+            read.clear()
+            read[path] = read_tiff(path)
+        return _predict_plane(model, read[path], path, plane, options, output_dir)
+
     mine = [
         _guarded(
             path,
             lambda path=path, plane=plane: (
-                predict_file(model, path, options, output_dir)
-                if plane is None
-                else _predict_plane(model, path, plane, options, output_dir)
+                predict_file(model, path, options, output_dir) if plane is None else plane_unit(path, plane)
             ),
             raise_errors,
         )
@@ -109,8 +120,9 @@ def predict_distributed(
     for r in (FileResult(**d) for rank in gathered for d in rank):
         if r.error or r.path not in results:
             results[r.path] = r
+    planes = Counter(p for p, plane in units if plane is not None)
     for path in paths:
-        n = sum(1 for p, plane in units if p == path and plane is not None)
+        n = planes[path]
         if n and not results[path].error:
             results[path] = _guarded(path, lambda path=path, n=n: _assemble(model, path, n, output_dir), raise_errors)
     parts = output_dir / PARTS

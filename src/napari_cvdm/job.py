@@ -25,7 +25,7 @@ from .devices import resolve_device
 from .diffusion.denoiser import UNetConfig
 from .diffusion.network import CVDMNetwork, NetworkConfig
 from .diffusion.schedule import ScheduleConfig
-from .distributed import DistributedContext, init_distributed
+from .distributed import DistributedContext, init_distributed, rank_device
 from .models import CVDMModel, load_model, save_model
 from .physics.optics import Optics
 from .predict import SamplingOptions, predict_image
@@ -111,15 +111,17 @@ def starting_point(
     optics: Optics | None = None,
     options: NetworkOptions = NetworkOptions(),
     seed: int = 0,
+    changes: dict[str, Any] | None = None,
 ) -> StartingPoint:
     """A model to fine-tune (``"sr"``, ``"qpi"`` or a file: its architecture and normalisation are kept), or a
-    new network. ``optics``: the optics of the new data (default: the parent's, or the task's)."""
-    if start is None:
-        optics = optics or task.default_optics()
+    new network. ``optics``: the optics of the new data (default: the parent's, or the task's), with the fields in
+    ``changes`` changed (``ValueError`` for a field the task's optics lacks)."""
+    parent = load_model(start, task=task) if start is not None else None
+    optics = task.optics_with(changes or {}, optics or (parent.optics if parent is not None else None))
+    if parent is None:
         norm = task.default_normalization(optics)
         return StartingPoint(new_network(network_config(task, norm, options), seed), norm, optics, None, None)
-    parent = load_model(start, task=task)
-    return StartingPoint(parent.network, parent.normalization, optics or parent.optics, parent, str(start))
+    return StartingPoint(parent.network, parent.normalization, optics, parent, str(start))
 
 
 def pair_validator(
@@ -334,15 +336,9 @@ def prepare_training(
     task = get_task(request.task)
     device = resolve_device(request.device)
     dist = init_distributed(device)
-    if dist.world_size > 1 and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-    parent = load_model(request.from_model, task=task) if request.from_model else None
-    o = task.optics_with(optics or {}, parent.optics if parent else None)
-    start = (
-        StartingPoint(parent.network, parent.normalization, o, parent, str(request.from_model))
-        if parent
-        else starting_point(task, None, o, network, config.seed)
-    )
+    device = rank_device(device, dist)
+    start = starting_point(task, request.from_model, None, network, config.seed, optics)
+    o = start.optics
     if request.pairs is not None:
         data = folder_data(task, request.pairs, request.validation_fraction, config.seed, min(16, config.patch_size))
     else:
