@@ -2,7 +2,8 @@
 
 A dataclass field becomes an option when its metadata names one (``field(..., metadata={"cli": "--lr"})``);
 the type, the default and the help (from the class's numpy docstring) come from the field. Integers must be
-positive unless the metadata gives another parser (``"parse": int``); the dataclass validates the rest. No argparse
+positive unless the metadata gives another parser (``"parse": int``), numbers marked ``"positive": True`` must be
+> 0; the dataclass validates the rest. No argparse
 import happens in the core: this module only adds arguments to parsers it is given.
 """
 
@@ -120,6 +121,7 @@ def add_options(
     for option, owners in seen.items():
         cls, f, annotation = owners[0]
         kind = f.metadata.get("parse") or _parser_type(annotation)
+        kind = positive_float if kind is float and f.metadata.get("positive") else kind
         defaults = [(c, o.default) for c, o, _ in owners if o.default is not dataclasses.MISSING]
         text = field_help(cls, f.name).rstrip(".") + _default_text(defaults, labels or {}, f.name in required)
         kwargs: dict[str, Any] = {"type": kind, "help": text, "dest": f.name, "metavar": f.name.upper()}

@@ -57,9 +57,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     request = from_args(DemoRequest, args)
     r = run_demo(request, _sampling(args))
-    size = request.size
+    (h, w), (oh, ow) = r.input.shape, r.prediction.mean.shape
     print(
-        f"{request.structure}, {request.photons:g} photons, {size}x{size} -> {2 * size}x{2 * size}: "
+        f"{request.structure}, {request.photons:g} photons, {w}x{h} -> {ow}x{oh}: "
         f"{r.prediction.samples.shape[0]} samples x {r.steps} steps in {r.seconds:.1f} s"
     )
     for name, sc in r.scores.items():

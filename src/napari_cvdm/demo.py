@@ -39,7 +39,7 @@ class DemoRequest:
     output_dir: Path = field(default=Path("cvdm-demo"), metadata={"cli": "--output-dir"})
     model: str = field(default="sr", metadata={"cli": "--model"})
     structure: str = field(default="microtubules", metadata={"cli": "--structure"})
-    photons: float = field(default=50.0, metadata={"cli": "--photons"})
+    photons: float = field(default=50.0, metadata={"cli": "--photons", "positive": True})
     size: int = field(default=256, metadata={"cli": "--size"})
 
 

@@ -60,7 +60,7 @@ class ToyConfig:
     steps: int = 5000
     batch: int = 16
     lr: float = 2e-3
-    max_seconds: float = field(default=60.0, metadata={"cli": "--seconds"})
+    max_seconds: float = field(default=60.0, metadata={"cli": "--seconds", "positive": True})
     schedule: str = field(default="learned", metadata={"cli": "--schedule", "choices": ("learned", "cosine")})
     seed: int = field(default=0, metadata={"cli": "--seed", "parse": int})
     denoiser: UNetConfig = field(

@@ -266,7 +266,7 @@ class SimulationRequest:
     size: int | None = field(default=None, metadata={"cli": "--size"})
     classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
     images: Path | None = field(default=None, metadata={"cli": "--images"})
-    photons: float | None = field(default=None, metadata={"cli": "--photons"})
+    photons: float | None = field(default=None, metadata={"cli": "--photons", "positive": True})
 
 
 def write_simulated_pairs(
