@@ -160,7 +160,18 @@ class Task(ABC):
         base = base or self.default_optics()
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(base)})
         if unknown:
-            raise ValueError(f"{', '.join(unknown)}: not part of the {self.name} optics ({type(base).__name__})")
+            from . import TASKS
+
+            option = {
+                f.name: f.metadata.get("cli", f.name)
+                for t in TASKS.values()
+                for f in dataclasses.fields(t.optics_class)
+            }
+            own = [f.metadata["cli"] for f in dataclasses.fields(base) if "cli" in f.metadata]
+            raise ValueError(
+                f"{', '.join(option.get(u, u) for u in unknown)} does not apply to {self.name} ("
+                f"{self.title}); its optics are set with {', '.join(own)}"
+            )
         return base.replace(**values)
 
     @abstractmethod
