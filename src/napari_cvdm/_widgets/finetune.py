@@ -36,7 +36,7 @@ from ..tasks import TASKS, Task, get_task
 from ..train import TrainProgress, TrainResult
 from ._common import ModelPicker, preload
 from ._results import add_or_update
-from ._runner import JobContext, RunController
+from ._runner import JobContext, RunController, format_eta
 from ._session import SESSION_MODELS
 from ._training_parts import SOURCES, PairSource, TrainingPlots, TrainSettings
 
@@ -185,13 +185,9 @@ class FineTuneWidget(QWidget):
 
     def _on_step(self, step: int, total: int, loss: float) -> None:
         self.plots.add_loss(step, loss)
-        elapsed = self.runner.elapsed()
         best = f" · best validation {max(p for _, p in self.plots.psnrs):.2f} dB" if self.plots.psnrs else ""
         if not self.runner.stop_requested.is_set():
-            self.status.setText(
-                f"step {step}/{total} · loss {loss:.4f} · about "
-                f"{elapsed * (total - step) / max(step, 1):.0f} s left{best}"
-            )
+            self.status.setText(f"loss {loss:.4f} · {format_eta(step, total, self.runner.elapsed(), 'steps')}{best}")
 
     def _on_preview(self, mean: np.ndarray) -> None:
         px = self.job.task.output_pixel_size((self.job.start.optics.pixel_um,) * 2)
