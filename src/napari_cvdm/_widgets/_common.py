@@ -174,7 +174,7 @@ class OpticsForm(QWidget):
                 self._layout.removeRow(0)
             self._cls, self.boxes = type(optics), {}
             for f in dataclasses.fields(optics):
-                if "cli" in f.metadata:
+                if "cli" in f.metadata and f.metadata.get("form", True):
                     box = float_spin(0.0, 1000.0, 0.0, 4, field_help(self._cls, f.name))
                     self.boxes[f.name] = box
                     self._layout.addRow(f.metadata.get("label", f.name), box)

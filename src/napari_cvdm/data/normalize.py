@@ -31,6 +31,12 @@ class Normalization:
         ``qpi``: ``(dz_um, wavelength_um, pixel_um, alpha)`` to add the TIE phase
         (divided by ``s_φ``) as a third condition channel, or ``None`` for the two
         intensities only.
+    tie_residual
+        ``qpi``: the network learns ``φ − TIE``.
+    retrieval
+        ``qpi``: the nonlinear phase retrieval that conditions the model (``dz_um``, ``wavelength_um``,
+        ``pixel_um``, ``noise`` and the fields of :class:`~napari_cvdm.physics.retrieval.RetrievalOptions`);
+        its phase and amplitude are added as condition channels and the network learns ``φ − φ_retrieval``.
     """
 
     task: str
@@ -40,6 +46,7 @@ class Normalization:
     phase_scale: float = 1.0
     tie: tuple[float, float, float, float] | None = None
     tie_residual: bool = False
+    retrieval: dict | None = None
 
     def __post_init__(self) -> None:
         if self.tie is not None:
@@ -48,6 +55,12 @@ class Normalization:
                 raise ValueError("tie must be (dz_um, wavelength_um, pixel_um, alpha) with positive values")
         if self.tie_residual and self.tie is None:
             raise ValueError("tie_residual needs the TIE channel (tie)")
+        if self.retrieval is not None:
+            missing = {"dz_um", "wavelength_um", "pixel_um", "noise"} - set(self.retrieval)
+            if missing:
+                raise ValueError(f"retrieval needs {', '.join(sorted(missing))}")
+            if self.tie is not None:
+                raise ValueError("a model is conditioned on the TIE or on the retrieval, not both")
         if not 0 <= self.low_percentile < self.high_percentile <= 100:
             raise ValueError("need 0 <= low_percentile < high_percentile <= 100")
         if self.intensity_scale <= 0 or self.phase_scale <= 0:

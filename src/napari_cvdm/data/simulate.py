@@ -7,9 +7,12 @@ structure blurred by a PSF half as wide and integrated over pixels half the
 camera's (2×2 binning). Input in photo-electrons; target noise-free, in the same
 photon density (per camera-pixel area) and without background.
 
-``qpi``: a pure phase object ``exp(iφ)`` (φ in [0, 3.5] rad) under unit
-illumination is propagated to ``−dz`` and ``+dz`` (Fresnel, mirror-padded) and
-Gaussian noise is added; the target is φ.
+``qpi``: a thin object ``A·exp(iφ)`` (φ in [0, 3.5] rad, weak absorption A in
+[0.8, 1]) under unit illumination is drawn on a field larger than the camera's
+and propagated to ``−dz`` and ``+dz`` (Fresnel); the camera image is the centre
+crop, so light crosses its borders as in a real microscope (no mirror or
+wrap-around borders). Gaussian noise with σ drawn from :data:`NOISE_RANGE` is
+added; the target is φ on the crop.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
-from ..physics.fresnel import QPIOptics, defocused_pair
+from ..physics.fresnel import QPIOptics, defocus_stack, phase_object
+from ..physics.retrieval import fresnel_margin
 from ..physics.widefield import WidefieldOptics, airy_psf, camera_noise
 from .structures import SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_structure
 
@@ -32,6 +37,11 @@ __all__ = [
     "QPI_SOURCES",
     "SRPair",
     "QPIPair",
+    "NOISE_RANGE",
+    "ABSORPTION_RANGE",
+    "draw_noise",
+    "absorption_map",
+    "crop_of_larger_field",
     "PHOTON_RANGE",
     "draw_photons",
     "TEST_SEED",
@@ -138,8 +148,10 @@ def _cells(shape: tuple[int, int], pixel_um: float, rng: np.random.Generator) ->
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     thick = np.zeros(shape)
-    for _ in range(int(rng.integers(1, 5))):
-        cy, cx = rng.uniform(0.1 * h, 0.9 * h), rng.uniform(0.1 * w, 0.9 * w)
+    area_um2 = h * w * pixel_um**2
+    most = max(2, int(round(area_um2 / 180)))  # up to a dense, touching layer of cells
+    for _ in range(int(rng.integers(1, most + 1))):
+        cy, cx = rng.uniform(0.05 * h, 0.95 * h), rng.uniform(0.05 * w, 0.95 * w)
         a = rng.uniform(4, 12) / pixel_um
         b = a * rng.uniform(0.5, 1.0)
         ang = rng.uniform(0, math.pi)
@@ -241,14 +253,48 @@ def phase_map(
     return scaled * optics.max_phase * rng.uniform(0.6, 1.0)
 
 
+#: Noise σ of the qpi simulator (unit illumination), drawn log-uniformly by :func:`draw_noise`.
+NOISE_RANGE = (0.003, 0.03)
+#: Amplitude range of absorbing qpi objects (1 = transparent).
+ABSORPTION_RANGE = (0.8, 1.0)
+
+
+def draw_noise(rng: np.random.Generator, noise_range: tuple[float, float] = NOISE_RANGE) -> float:
+    """A noise σ drawn log-uniformly from ``noise_range`` (unit illumination)."""
+    lo, hi = np.log(noise_range)
+    return float(np.exp(rng.uniform(lo, hi)))
+
+
+def absorption_map(phase: np.ndarray, rng: np.random.Generator, pixel_um: float) -> np.ndarray:
+    """Amplitude ``A`` in :data:`ABSORPTION_RANGE` for a phase map ``(H, W)``: half the time following the
+    phase (stained or dense objects absorb where they are thick), half the time an independent smooth texture."""
+    depth = rng.uniform(0.02, 1.0 - ABSORPTION_RANGE[0])
+    if rng.random() < 0.5:
+        shape = phase / (phase.max() + 1e-12)
+    else:
+        shape = _textures(phase.shape, pixel_um, rng)
+        shape = (shape - shape.min()) / (np.ptp(shape) + 1e-12)
+    return 1.0 - depth * shape
+
+
+def crop_of_larger_field(shape: tuple[int, int], optics: QPIOptics) -> tuple[tuple[int, int], int]:
+    """Shape of the simulated field and the context on each side: at least a quarter of the image and
+    twice the Fresnel margin, so the camera's crop sees light from outside and no wrap-around."""
+    context = max(max(shape) // 4, 2 * fresnel_margin((optics.dz_um,), optics.wavelength_um, optics.pixel_um))
+    return (shape[0] + 2 * context, shape[1] + 2 * context), context
+
+
 @dataclass(frozen=True)
 class QPIPair:
-    """One simulated qpi pair: ``input`` ``(2, H, W)`` (−dz, +dz) and ``target`` phase ``(H, W)``, float32."""
+    """One simulated qpi pair: ``input`` ``(2, H, W)`` (−dz, +dz) and ``target`` phase ``(H, W)``, float32;
+    ``amplitude`` ``(H, W)`` and the noise σ that was added."""
 
     input: np.ndarray
     target: np.ndarray
     source: str
     optics: QPIOptics
+    amplitude: np.ndarray | None = None
+    noise: float = 0.0
 
 
 def simulate_qpi_pair(
@@ -257,10 +303,38 @@ def simulate_qpi_pair(
     rng: np.random.Generator,
     optics: QPIOptics | None = None,
     images: list[np.ndarray] | None = None,
+    noise: float | None = None,
+    absorbing: bool | None = None,
 ) -> QPIPair:
-    """Simulate a defocused brightfield pair and its phase."""
+    """Simulate a defocused brightfield pair and its phase, as a camera crop of a larger field.
+
+    Parameters
+    ----------
+    source
+        Phase source (:data:`QPI_SOURCES`).
+    shape
+        Camera image ``(H, W)``.
+    noise
+        Noise σ (unit illumination); default: the optics' ``noise``, or drawn from :data:`NOISE_RANGE`.
+    absorbing
+        Whether the object absorbs (``A`` in :data:`ABSORPTION_RANGE`); default: 70 % of the draws.
+    """
     optics = optics or QPIOptics()
-    phase = phase_map(source, shape, rng, optics, images)
-    clean = defocused_pair(phase, optics)
-    noisy = clean + rng.normal(0.0, optics.noise, size=clean.shape)
-    return QPIPair(input=noisy.astype(np.float32), target=phase.astype(np.float32), source=source, optics=optics)
+    big, c = crop_of_larger_field(shape, optics)
+    phase = phase_map(source, big, rng, optics, images)
+    absorbing = bool(rng.random() < 0.7) if absorbing is None else absorbing
+    amplitude = absorption_map(phase, rng, optics.pixel_um) if absorbing else np.ones(big)
+    field = phase_object(torch.from_numpy(phase), torch.from_numpy(amplitude))
+    planes = defocus_stack(field, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um).numpy()
+    crop = (slice(c, c + shape[0]), slice(c, c + shape[1]))
+    noise = optics.noise if noise is None else noise
+    sigma = draw_noise(rng) if noise is None else float(noise)
+    noisy = planes[(slice(None), *crop)] + rng.normal(0.0, sigma, size=(2, *shape))
+    return QPIPair(
+        input=noisy.astype(np.float32),
+        target=phase[crop].astype(np.float32),
+        source=source,
+        optics=optics,
+        amplitude=amplitude[crop].astype(np.float32),
+        noise=sigma,
+    )

@@ -181,7 +181,7 @@ class QPIOptics(Optics):
     dz_um
         Defocus distance; the input planes are at ``−dz`` and ``+dz``.
     noise
-        Standard deviation of the additive Gaussian noise (unit illumination = 1).
+        Noise σ of simulated images (unit illumination = 1); not given: drawn per image from 0.003–0.03.
     max_phase
         Phase range of the objects, rad.
     """
@@ -189,7 +189,7 @@ class QPIOptics(Optics):
     wavelength_um: float = field(default=0.521, metadata={"cli": "--wavelength", "label": "wavelength (µm)"})
     pixel_um: float = field(default=0.21, metadata={"cli": "--pixel-size", "label": "pixel size (µm)"})
     dz_um: float = field(default=1.0, metadata={"cli": "--dz", "label": "defocus dz (µm)"})
-    noise: float = field(default=0.02, metadata={"cli": "--noise", "label": "noise σ (unit illumination)"})
+    noise: float | None = field(default=None, metadata={"cli": "--noise", "form": False})
     max_phase: float = field(default=3.5, metadata={"cli": "--max-phase", "label": "phase range (rad)"})
 
     def __post_init__(self) -> None:
@@ -197,7 +197,7 @@ class QPIOptics(Optics):
             raise ValueError("wavelength, pixel size and dz must be positive (in µm)")
         if self.wavelength_um > 5 or self.pixel_um > 50:
             raise ValueError("wavelength and pixel size are in µm: these values look like nm")
-        if self.noise < 0 or self.max_phase <= 0:
+        if (self.noise is not None and self.noise < 0) or self.max_phase <= 0:
             raise ValueError("noise must be >= 0 and max_phase > 0")
 
 

@@ -22,8 +22,9 @@ import torch
 
 __all__ = ["tie_phase", "tie_phase_torch", "DEFAULT_TIE_REGULARIZATION"]
 
-#: α in µm⁻², chosen on the validation set of the default qpi optics (see docs/physics.md).
-DEFAULT_TIE_REGULARIZATION = 1e-3
+#: α in µm⁻², chosen on a validation set of camera crops of larger fields (0.03–0.1 best there; 1e-3 was
+#: best on the old mirror-padded fields; see docs/physics.md).
+DEFAULT_TIE_REGULARIZATION = 0.1
 
 
 def tie_phase_torch(

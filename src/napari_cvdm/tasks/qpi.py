@@ -1,12 +1,18 @@
 """Task ``qpi``: two defocused brightfield images ``(2, H, W)`` at (−dz, +dz) → phase ``(H, W)`` in radians.
 
 Normalisation: intensities under unit illumination map as ``(I − 1)/s_I``, the phase as ``(φ − mean φ)/s_φ``
-(phase is defined up to a constant). Models with a TIE channel also receive the TIE phase of the pair
-(divided by ``s_φ``); ``tie_residual`` models learn the correction to it.
+(phase is defined up to a constant). Two conditioning recipes add a physics estimate:
+
+* TIE (the first bundled model): the TIE phase of the pair (divided by ``s_φ``) as a third channel;
+  ``tie_residual`` models learn the correction to it.
+* retrieval (new models): the nonlinear retrieval's phase (``/s_φ``) and amplitude (``(A − 1)/0.1``) as channels
+  three and four; the network learns ``φ − φ_retrieval``: what physics gets wrong (the lowest spatial
+  frequencies, background, absorption).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,10 +22,63 @@ from ..data.normalize import Normalization
 from ..data.simulate import simulate_qpi_pair
 from ..metrics import Scores, qpi_scores
 from ..physics.fresnel import QPIOptics
+from ..physics.retrieval import RetrievalOptions, retrieve_phase
 from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase, tie_phase_torch
 from .base import Conditioned, Method, Task
 
-__all__ = ["QPITask", "qpi_condition", "qpi_base", "qpi_target"]
+__all__ = [
+    "QPITask",
+    "qpi_condition",
+    "qpi_base",
+    "qpi_target",
+    "retrieval_recipe",
+    "iterative_phase",
+    "AMPLITUDE_SCALE",
+]
+
+#: ``s_A`` in the amplitude channel ``(A − 1)/s_A`` of retrieval-conditioned models.
+AMPLITUDE_SCALE = 0.1
+#: Noise σ the conditioning retrieval weighs the data with (fixed, so training and use agree).
+RETRIEVAL_NOISE = 0.01
+
+
+def retrieval_recipe(optics: QPIOptics, options: RetrievalOptions | None = None) -> dict:
+    """The retrieval that conditions a model, as recorded in its normalisation."""
+    o = options or RetrievalOptions()
+    return {
+        "dz_um": optics.dz_um,
+        "wavelength_um": optics.wavelength_um,
+        "pixel_um": optics.pixel_um,
+        "noise": RETRIEVAL_NOISE,
+        "iterations": o.iterations,
+        "start_weight": o.start_weight,
+        "tie_regularization": o.tie_regularization,
+        "amplitude_smoothness": o.amplitude_smoothness,
+    }
+
+
+def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> np.ndarray:
+    """The nonlinear retrieval's phase (rad, zero mean) of one pair ``(2, H, W)`` at (−dz, +dz) → ``(H, W)``."""
+    x = torch.from_numpy(np.asarray(planes, np.float32))[None]
+    r = retrieve_phase(
+        x, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um, RETRIEVAL_NOISE, options
+    )
+    return r.phase[0].numpy()
+
+
+def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor:
+    """Retrieval phase and amplitude ``(B, 2, H, W)`` of intensities ``(B, 2, H, W)`` at (−dz, +dz)."""
+    opts = {k: recipe[k] for k in ("iterations", "start_weight", "tie_regularization", "amplitude_smoothness")}
+    dz = recipe["dz_um"]
+    r = retrieve_phase(
+        intensities.float(),
+        (-dz, dz),
+        recipe["wavelength_um"],
+        recipe["pixel_um"],
+        recipe["noise"],
+        RetrievalOptions(**opts),
+    )
+    return torch.stack([r.phase, r.amplitude], dim=1)
 
 
 def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tensor:
@@ -29,6 +88,9 @@ def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tenso
     (computed on the whole image given).
     """
     x = (intensities - 1.0) / norm.intensity_scale
+    if norm.retrieval is not None:
+        est = _retrieval_channels(intensities, norm.retrieval).to(x.dtype)
+        return torch.cat([x, est[:, :1] / norm.phase_scale, (est[:, 1:] - 1) / AMPLITUDE_SCALE], dim=1)
     if norm.tie is None:
         return x
     dz, lam, px, alpha = norm.tie
@@ -37,9 +99,9 @@ def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tenso
 
 
 def qpi_base(cond: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """What the network's output is added to: the TIE channel ``(B, 1, H, W)`` for ``tie_residual`` models,
-    zeros otherwise (normalised units)."""
-    if norm.tie_residual:
+    """What the network's output is added to: the physics channel ``(B, 1, H, W)`` for ``tie_residual`` and
+    retrieval models, zeros otherwise (normalised units)."""
+    if norm.tie_residual or norm.retrieval is not None:
         return cond[:, 2:3]
     return torch.zeros_like(cond[:, :1])
 
@@ -53,8 +115,32 @@ def _zero_mean(values: torch.Tensor) -> torch.Tensor:
     return values - values.mean(dim=(-2, -1), keepdim=True)
 
 
+class _ConditionCache:
+    """Whole-image conditions of training inputs, computed once per input array (the retrieval costs about
+    half a second per 128² image); entries die with their arrays."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref, Normalization, np.ndarray]] = {}
+
+    def get(self, inp: np.ndarray, norm: Normalization) -> np.ndarray:
+        key = id(inp)
+        hit = self._entries.get(key)
+        if hit is not None and hit[0]() is inp and hit[1] == norm:
+            return hit[2]
+        full = qpi_condition(torch.from_numpy(np.asarray(inp, np.float32))[None], norm)[0].numpy()
+        try:
+            ref = weakref.ref(inp, lambda _r, k=key: self._entries.pop(k, None))
+        except TypeError:  # not weak-referenceable: do not cache
+            return full
+        self._entries[key] = (ref, norm, full)
+        return full
+
+
 class QPITask(Task):
     """Quantitative phase from a defocused pair (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._conditions = _ConditionCache()
 
     name = "qpi"
     title = "quantitative phase imaging"
@@ -85,12 +171,11 @@ class QPITask(Task):
         return None
 
     def default_normalization(self, optics: QPIOptics | None = None) -> Normalization:
-        o = optics or QPIOptics()
-        return Normalization(
-            task=self.name, tie=(o.dz_um, o.wavelength_um, o.pixel_um, DEFAULT_TIE_REGULARIZATION), tie_residual=True
-        )
+        return Normalization(task=self.name, retrieval=retrieval_recipe(optics or QPIOptics()))
 
     def cond_channels(self, norm: Normalization) -> int:
+        if norm.retrieval is not None:
+            return 4
         return 3 if norm.tie is not None else 2
 
     def condition(self, plane: np.ndarray, norm: Normalization, device: torch.device) -> Conditioned:
@@ -101,8 +186,8 @@ class QPITask(Task):
     def normalized_patch(
         self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int, p: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        # the condition (with its TIE channel) is computed on the whole image, then cropped
-        full = qpi_condition(torch.from_numpy(np.asarray(inp, np.float32))[None], norm)[0].numpy()
+        # the condition (with its physics channels) is computed once on the whole image, then cropped
+        full = self._conditions.get(inp, norm)
         return full[:, y0 : y0 + p, x0 : x0 + p], tgt[y0 : y0 + p, x0 : x0 + p]
 
     def collate(
@@ -123,7 +208,7 @@ class QPITask(Task):
         images: Sequence[np.ndarray] | None = None,
         level: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        pair = simulate_qpi_pair(cls, (size, size), rng, optics, list(images) if images else None)
+        pair = simulate_qpi_pair(cls, (size, size), rng, optics, list(images) if images else None, noise=level)
         return pair.input, pair.target
 
     def baselines(self, optics: QPIOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
@@ -133,7 +218,8 @@ class QPITask(Task):
             f"TIE (alpha={alpha:g}/um^2)": lambda x: (
                 tie_phase(x[0], x[1], o.dz_um, o.wavelength_um, o.pixel_um, alpha),
                 None,
-            )
+            ),
+            "iterative retrieval (physics)": lambda x: (iterative_phase(x, o), None),
         }
 
     def tune_baselines(

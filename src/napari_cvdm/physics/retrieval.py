@@ -1,0 +1,318 @@
+"""Nonlinear phase retrieval: fit ``A·exp(iφ)`` to measured defocused intensities through the Fresnel model.
+
+The TIE linearises the intensity change in the phase and fails where the defocus brings rays to a focus
+(caustics, ``|∇²φ| ≳ k/dz``). Here the two-plane (or Z-plane) Fresnel model itself is fitted:
+
+    minimise  Σ_z ‖(|P_z(A·e^{iφ})|² − I_z) / σ‖²_crop  +  μ_φ‖φ − φ₀‖²  +  μ_A‖∇ log A‖²
+
+with L-BFGS (torch, batched, CPU or GPU), started from the TIE phase ``φ₀`` and from ``A² = (I₋ + I₊)/2``.
+The pull towards ``φ₀`` only matters where the data say little — the lowest spatial frequencies, whose
+intensity signal ``∝ (πλ·dz·|f|²)²`` is buried in the noise — so there the regularised TIE is kept and the fit
+corrects the rest (caustics, fine detail, absorption).
+
+Boundaries: a camera sees a crop of a larger field, so light crosses the image borders. The unknowns live on a
+field larger than the image by a free *margin* on each side (wider than the Fresnel kernel's reach,
+``λ·|dz|/(2·pixel)``); only the measured pixels enter the data term, so the fit may put whatever explains the
+borders outside the image. Nothing is assumed periodic or mirrored.
+
+Lengths in µm, phase in rad, intensities under unit illumination (the background is 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .fresnel import frequency_grid
+from .tie import tie_phase_torch
+
+__all__ = [
+    "RetrievalOptions",
+    "Retrieved",
+    "fresnel_margin",
+    "retrieve_phase",
+    "fit_margins",
+    "model_planes",
+    "phase_preconditioner",
+]
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """How the nonlinear fit runs.
+
+    Parameters
+    ----------
+    iterations
+        L-BFGS iterations (each evaluates the model once or a few times).
+    start_weight
+        ``μ_φ``: weight of ``‖φ − φ₀‖²`` (per pixel, in units of the data term's ``1/σ²``).
+    tie_regularization
+        ``α`` (µm⁻²) of the TIE start ``φ₀``.
+    amplitude_smoothness
+        ``μ_A``: weight of ``‖∇ log A‖²``.
+    fit_amplitude
+        Fit the amplitude ``A`` (absorption) beside the phase; otherwise ``A = 1`` (pure phase object).
+    margin_px
+        Free border around the image (pixels); ``None`` takes :func:`fresnel_margin`.
+    """
+
+    iterations: int = 100
+    start_weight: float = 0.03
+    tie_regularization: float = 0.1
+    amplitude_smoothness: float = 1e-2
+    fit_amplitude: bool = True
+    margin_px: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError("retrieval needs at least one iteration")
+        if self.start_weight < 0 or self.tie_regularization < 0 or self.amplitude_smoothness < 0:
+            raise ValueError("regularisation weights must be >= 0")
+        if self.margin_px is not None and self.margin_px < 0:
+            raise ValueError("the margin must be >= 0 pixels")
+
+
+@dataclass
+class Retrieved:
+    """Result of a fit, one entry per image of the batch.
+
+    Attributes
+    ----------
+    phase
+        ``(B, H, W)`` phase (rad), zero mean over the image.
+    amplitude
+        ``(B, H, W)`` amplitude ``A`` (1 = no absorption).
+    residual
+        ``(B, Z, H, W)`` model minus measurement, in units of the noise σ.
+    """
+
+    phase: torch.Tensor
+    amplitude: torch.Tensor
+    residual: torch.Tensor
+
+
+def fresnel_margin(dz_um: Sequence[float], wavelength_um: float, pixel_um: float) -> int:
+    """Free border (pixels) wide enough for light from outside the image to reach it: twice the reach
+    ``λ·max|dz|/(2·pixel)`` of the Fresnel kernel at the sampling limit, plus 4 pixels."""
+    reach = wavelength_um * max(abs(float(d)) for d in dz_um) / (2 * pixel_um**2)
+    return int(math.ceil(2 * reach)) + 4
+
+
+def _transfers(
+    shape: tuple[int, int], dz_um: Sequence[float], wavelength_um: float, pixel_um: float, device: torch.device
+) -> torch.Tensor:
+    f2 = frequency_grid(shape, pixel_um, device)
+    dz = torch.as_tensor([float(d) for d in dz_um], dtype=torch.float64, device=device)[:, None, None]
+    return torch.exp(-1j * math.pi * wavelength_um * dz * f2).to(torch.complex64)  # (Z, H, W)
+
+
+def phase_preconditioner(
+    shape: tuple[int, int],
+    dz_um: Sequence[float],
+    wavelength_um: float,
+    pixel_um: float,
+    device: torch.device,
+    floor: float = 1e-5,
+) -> torch.Tensor:
+    """Fourier filter ``(H, W)`` that makes the fit well conditioned at low frequencies.
+
+    Around a uniform field the data term's curvature for a phase mode at a low frequency ``f`` is
+    ``c(f) = Σ_z 4·(πλ·dz_z·|f|²)²`` (the TIE's response) — about 10⁻⁵ of the largest for the lowest modes of a
+    30 µm field. Fitting ``φ = IFFT(P·FFT(u))`` with ``P = 1/√(min(c, c₁) + ε·c₁)`` (``c₁`` = the curvature
+    where ``πλ·dz·|f|² = 1``, ``ε = floor``) gives all modes a comparable curvature; the mean stays fixed.
+    """
+    f2 = frequency_grid(shape, pixel_um, device)
+    curv = sum(4 * (math.pi * wavelength_um * float(dz) * f2) ** 2 for dz in dz_um)
+    cap = float(sum(4.0 for dz in dz_um if float(dz) != 0.0)) or 1.0
+    p = 1 / torch.sqrt(torch.clamp(curv, max=cap) + floor * cap)
+    p[0, 0] = 0.0
+    return (p / p[p > 0].min()).float()
+
+
+def model_planes(phase: torch.Tensor, log_amplitude: torch.Tensor, transfers: torch.Tensor) -> torch.Tensor:
+    """Intensities ``(B, Z, H, W)`` of ``exp(log A + iφ)`` (both ``(B, H, W)``) through ``(Z, H, W)`` transfers."""
+    field = torch.polar(torch.exp(log_amplitude), phase)
+    return torch.fft.ifft2(torch.fft.fft2(field)[:, None] * transfers).abs() ** 2
+
+
+def _grad_energy(x: torch.Tensor) -> torch.Tensor:
+    return (x.diff(dim=-1) ** 2).sum() + (x.diff(dim=-2) ** 2).sum()
+
+
+def _check_planes(planes: torch.Tensor, dz_um: Sequence[float], noise: float) -> None:
+    if planes.ndim != 4 or planes.shape[1] != len(dz_um):
+        raise ValueError(f"need planes (B, Z, H, W) with Z = {len(dz_um)} (one per dz); got {tuple(planes.shape)}")
+    if noise <= 0:
+        raise ValueError("the noise σ must be positive (unit illumination = 1)")
+    if not torch.isfinite(planes).all():
+        raise ValueError("the planes contain NaN or infinite values")
+
+
+def _fit(
+    planes: torch.Tensor,
+    phase0: torch.Tensor,
+    log_amp0: torch.Tensor,
+    free_phase: torch.Tensor,
+    dz_um: Sequence[float],
+    wavelength_um: float,
+    pixel_um: float,
+    noise: float,
+    options: RetrievalOptions,
+    margin: int,
+) -> Retrieved:
+    """L-BFGS on the padded field; ``free_phase`` ``(He, We)`` bool marks the phase pixels the fit may change."""
+    b, _, h, w = planes.shape
+    meas = planes.float()
+    transfers = _transfers(tuple(phase0.shape[-2:]), dz_um, wavelength_um, pixel_um, planes.device)
+    fixed = phase0.float().detach()
+    free = free_phase.to(planes.device)
+    precond = phase_preconditioner(tuple(fixed.shape[-2:]), dz_um, wavelength_um, pixel_um, planes.device)
+    u = torch.zeros_like(fixed, requires_grad=True)
+    log_amp = log_amp0.float().clone().requires_grad_(options.fit_amplitude)
+    params = [u, log_amp] if options.fit_amplitude else [u]
+    n_data = meas.numel()
+    inner = (slice(None), slice(None), slice(margin, margin + h), slice(margin, margin + w))
+
+    def current_phase() -> torch.Tensor:
+        return fixed + torch.fft.ifft2(torch.fft.fft2(u) * precond).real * free
+
+    def objective() -> torch.Tensor:
+        phase = current_phase()
+        pred = model_planes(phase, log_amp, transfers)
+        data = ((pred[inner] - meas) ** 2).sum() / (noise**2 * n_data)
+        reg = options.start_weight * ((phase - fixed) ** 2).sum() + options.amplitude_smoothness * _grad_energy(log_amp)
+        return data + reg / (b * h * w)
+
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=options.iterations,
+        history_size=20,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        phase = current_phase()
+        residual = (model_planes(phase, log_amp, transfers)[inner] - meas) / noise
+        crop_phase = phase[:, margin : margin + h, margin : margin + w]
+        crop_phase = crop_phase - crop_phase.mean(dim=(-2, -1), keepdim=True)
+        amp = torch.exp(log_amp[:, margin : margin + h, margin : margin + w])
+    return Retrieved(crop_phase, amp, residual)
+
+
+def _pad(x: torch.Tensor, margin: int) -> torch.Tensor:
+    """``(B, H, W)`` → ``(B, H + 2m, W + 2m)``, reflected (a starting value only; the fit changes the margin)."""
+    if margin == 0:
+        return x
+    h, w = x.shape[-2:]
+    mode = "reflect" if margin < min(h, w) else "replicate"
+    return F.pad(x[:, None], (margin, margin, margin, margin), mode=mode)[:, 0]
+
+
+def _start_amplitude(planes: torch.Tensor, fit: bool) -> torch.Tensor:
+    if not fit:
+        return torch.zeros_like(planes[:, 0])
+    mean = planes.mean(dim=1).clamp(min=1e-3)
+    return 0.5 * torch.log(mean)
+
+
+def retrieve_phase(
+    planes: torch.Tensor,
+    dz_um: Sequence[float],
+    wavelength_um: float,
+    pixel_um: float,
+    noise: float,
+    options: RetrievalOptions | None = None,
+    start_phase: torch.Tensor | None = None,
+) -> Retrieved:
+    """Phase (and amplitude) that explain defocused intensities through the Fresnel model.
+
+    Parameters
+    ----------
+    planes
+        ``(B, Z, H, W)`` intensities under unit illumination at the distances ``dz_um`` (µm, positive along
+        the light).
+    dz_um
+        One defocus per plane, e.g. ``(−1, +1)``.
+    wavelength_um, pixel_um
+        Illumination wavelength and pixel size at the sample, µm.
+    noise
+        Noise σ of the intensities (unit illumination = 1): the unit of the residual.
+    options
+        Iterations, regularisation, amplitude, margin.
+    start_phase
+        ``(B, H, W)`` starting phase; default: the TIE of the first and last planes.
+
+    Returns
+    -------
+    Retrieved
+        Phase ``(B, H, W)`` (zero mean), amplitude and residual ``(B, Z, H, W)`` in noise units.
+    """
+    options = options or RetrievalOptions()
+    _check_planes(planes, dz_um, noise)
+    if start_phase is None:
+        order = sorted(range(len(dz_um)), key=lambda i: float(dz_um[i]))
+        lo, hi = order[0], order[-1]
+        spread = (float(dz_um[hi]) - float(dz_um[lo])) / 2
+        if spread <= 0:
+            raise ValueError("the TIE start needs two different defocus distances (or give start_phase)")
+        start_phase = tie_phase_torch(
+            planes[:, lo], planes[:, hi], spread, wavelength_um, pixel_um, options.tie_regularization
+        )
+    margin = fresnel_margin(dz_um, wavelength_um, pixel_um) if options.margin_px is None else options.margin_px
+    phase0 = _pad(start_phase.float(), margin)
+    log_amp0 = _pad(_start_amplitude(planes.float(), options.fit_amplitude), margin)
+    free = torch.ones(phase0.shape[-2:], dtype=torch.bool)
+    return _fit(planes, phase0, log_amp0, free, dz_um, wavelength_um, pixel_um, noise, options, margin)
+
+
+def fit_margins(
+    planes: torch.Tensor,
+    phase: torch.Tensor,
+    dz_um: Sequence[float],
+    wavelength_um: float,
+    pixel_um: float,
+    noise: float,
+    options: RetrievalOptions | None = None,
+) -> Retrieved:
+    """How well a *given* phase explains the planes: the phase inside the image stays fixed, only what the
+    image cannot show (the field outside it, and the amplitude) is fitted; the residual is the consistency
+    check of a reconstruction.
+
+    Parameters
+    ----------
+    planes
+        ``(B, Z, H, W)`` measured intensities (unit illumination).
+    phase
+        ``(B, H, W)`` the reconstruction to check (rad).
+
+    Returns
+    -------
+    Retrieved
+        The same phase, the fitted amplitude and the residual ``(B, Z, H, W)`` in noise units.
+    """
+    options = options or RetrievalOptions(iterations=60)
+    _check_planes(planes, dz_um, noise)
+    if phase.shape != planes[:, 0].shape:
+        raise ValueError(f"phase {tuple(phase.shape)} does not match the planes {tuple(planes.shape)}")
+    margin = fresnel_margin(dz_um, wavelength_um, pixel_um) if options.margin_px is None else options.margin_px
+    phase0 = _pad(phase.float(), margin)
+    log_amp0 = _pad(_start_amplitude(planes.float(), options.fit_amplitude), margin)
+    free = torch.ones(phase0.shape[-2:], dtype=torch.bool)
+    free[margin : margin + phase.shape[-2], margin : margin + phase.shape[-1]] = False
+    return _fit(planes, phase0, log_amp0, free, dz_um, wavelength_um, pixel_um, noise, options, margin)
