@@ -83,7 +83,13 @@ def simulated_data(
     train = SimulatedPairs(n=n, seed=seed, **kw)
     val_source = SimulatedPairs(n=len(train.classes), seed=VALIDATION_SEED + 1, **kw)
     optics = optics or task.default_optics()
-    record = {"simulate": n, "size": size, "classes": list(train.classes), "optics": optics.to_dict()}
+    record = {
+        "simulate": n,
+        "size": size,
+        "classes": list(train.classes),
+        "optics": optics.to_dict(),
+        **task.simulation_ranges(),
+    }
     return TrainingData(train, val_source, record)  # simulated when first needed (off the GUI thread)
 
 

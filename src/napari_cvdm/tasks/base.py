@@ -236,7 +236,12 @@ class Task(ABC):
         level: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One simulated ``(input, target)`` pair of class ``cls`` with ``size``-pixel inputs (``level``: a fixed
-        signal level where the task has one — ``sr`` photons per pixel —, else drawn as for training)."""
+        signal level where the task has one — ``sr`` photons per pixel, ``qpi`` the noise σ —, else drawn as for
+        training)."""
+
+    @abstractmethod
+    def simulation_ranges(self) -> dict[str, Any]:
+        """What the simulator draws from (signal or noise ranges), for the training record of model files."""
 
     @abstractmethod
     def baselines(self, optics: Optics | None = None, parameter: float | None = None) -> dict[str, Method]:

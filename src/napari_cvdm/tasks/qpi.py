@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..data.normalize import Normalization
-from ..data.simulate import simulate_qpi_pair
+from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
 from ..metrics import Scores, qpi_scores
 from ..physics.fresnel import QPIOptics
 from ..physics.retrieval import RetrievalOptions, retrieve_phase
@@ -210,6 +211,9 @@ class QPITask(Task):
     ) -> tuple[np.ndarray, np.ndarray]:
         pair = simulate_qpi_pair(cls, (size, size), rng, optics, list(images) if images else None, noise=level)
         return pair.input, pair.target
+
+    def simulation_ranges(self) -> dict[str, Any]:
+        return {"noise_range": list(NOISE_RANGE), "absorption_range": list(ABSORPTION_RANGE), "field": "camera crop"}
 
     def baselines(self, optics: QPIOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         o = optics or QPIOptics()

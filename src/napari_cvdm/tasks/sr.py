@@ -8,13 +8,14 @@ condition is ``x̃`` bicubically upsampled to the output grid and the network le
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..data.normalize import FLAT_EPS, Normalization
-from ..data.simulate import SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_photons, simulate_sr_pair
+from ..data.simulate import PHOTON_RANGE, SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_photons, simulate_sr_pair
 from ..metrics import Scores, sr_scores
 from ..physics.widefield import DEFAULT_RL_ITERATIONS, WidefieldOptics, bicubic_upsample, richardson_lucy_sr
 from .base import Conditioned, Method, Task
@@ -116,6 +117,9 @@ class SRTask(Task):
     ) -> tuple[np.ndarray, np.ndarray]:
         pair = simulate_sr_pair(cls, (size, size), level or draw_photons(rng), rng, optics)
         return pair.input, pair.target
+
+    def simulation_ranges(self) -> dict[str, Any]:
+        return {"photon_range": list(PHOTON_RANGE)}
 
     def baselines(self, optics: WidefieldOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         optics = optics or WidefieldOptics()
