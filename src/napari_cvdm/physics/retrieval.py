@@ -43,7 +43,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RetrievalOptions:
-    """How the nonlinear fit runs.
+    """How the nonlinear fit runs. The defaults were chosen per image on 18 validation pairs (cells, textures,
+    photos; σ 0.005–0.02; pure and absorbing): a smooth amplitude (``μ_A = 10⁵``) keeps the fit from explaining
+    noise with absorption (+4 dB over ``μ_A = 10⁻²``).
 
     Parameters
     ----------
@@ -62,9 +64,9 @@ class RetrievalOptions:
     """
 
     iterations: int = 100
-    start_weight: float = 0.03
+    start_weight: float = 0.003
     tie_regularization: float = 0.1
-    amplitude_smoothness: float = 1e-2
+    amplitude_smoothness: float = 1e5
     fit_amplitude: bool = True
     margin_px: int | None = None
 
@@ -75,6 +77,10 @@ class RetrievalOptions:
             raise ValueError("regularisation weights must be >= 0")
         if self.margin_px is not None and self.margin_px < 0:
             raise ValueError("the margin must be >= 0 pixels")
+
+
+#: For checking a given phase: an amplitude free enough to follow real absorption (μ_A = 10³).
+CONSISTENCY_OPTIONS = RetrievalOptions(iterations=60, amplitude_smoothness=1e3)
 
 
 @dataclass
@@ -306,7 +312,7 @@ def fit_margins(
     Retrieved
         The same phase, the fitted amplitude and the residual ``(B, Z, H, W)`` in noise units.
     """
-    options = options or RetrievalOptions(iterations=60)
+    options = options or CONSISTENCY_OPTIONS
     _check_planes(planes, dz_um, noise)
     if phase.shape != planes[:, 0].shape:
         raise ValueError(f"phase {tuple(phase.shape)} does not match the planes {tuple(planes.shape)}")

@@ -27,6 +27,7 @@ __all__ = [
     "camera_noise",
     "bicubic_upsample",
     "richardson_lucy_sr",
+    "widefield_from_target",
     "DEFAULT_RL_ITERATIONS",
 ]
 
@@ -150,6 +151,48 @@ def camera_noise(
     lam = np.clip(np.asarray(signal_photons, dtype=np.float64), 0, None) + background_photons
     counts = rng.poisson(lam).astype(np.float64)
     return (counts + rng.normal(0.0, read_noise, size=lam.shape)).astype(np.float32)
+
+
+def _otf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Real OTF ``(H, W)`` (FFT order) of a centred, symmetric kernel, zero-padded to ``shape``."""
+    pad = np.zeros(shape)
+    k = psf.shape[0]
+    pad[:k, :k] = psf
+    pad = np.roll(pad, (-(k // 2), -(k // 2)), axis=(0, 1))
+    return np.real(np.fft.fft2(pad))
+
+
+def widefield_from_target(target: np.ndarray, optics: WidefieldOptics) -> np.ndarray:
+    """The widefield image a sharp (target-like) reconstruction implies: the forward model of the ``sr`` task.
+
+    The target is the object seen through a PSF ``gain`` times narrower on pixels ``gain`` times smaller; the
+    widefield image is the same object through the widefield PSF on camera pixels. So the target is filtered
+    with ``OTF_wf/OTF_target`` (where the narrow OTF is above 10⁻³; it covers the widefield passband) and
+    averaged over ``gain × gain`` blocks. Mirror-padded by a quarter of the image against edge effects.
+
+    Parameters
+    ----------
+    target
+        ``(gain·H, gain·W)`` reconstruction on the target grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float64 widefield image in the target's units (per camera-pixel area, no background).
+    """
+    y = np.asarray(target, np.float64)
+    g = optics.gain
+    if y.ndim != 2 or y.shape[0] % g or y.shape[1] % g:
+        raise ValueError(f"need a ({g}·H, {g}·W) target, got shape {y.shape}")
+    p = max(y.shape) // 4
+    padded = np.pad(y, p, mode="symmetric")
+    wide = airy_psf(optics.na, optics.wavelength_um, optics.target_pixel_um)
+    sharp = airy_psf(optics.na * g, optics.wavelength_um, optics.target_pixel_um)
+    otf_w, otf_s = _otf(wide, padded.shape), _otf(sharp, padded.shape)
+    ratio = np.where(np.abs(otf_s) > 1e-3, otf_w / np.where(np.abs(otf_s) > 1e-3, otf_s, 1.0), 0.0)
+    blurred = np.real(np.fft.ifft2(np.fft.fft2(padded) * ratio))[p : p + y.shape[0], p : p + y.shape[1]]
+    h, w = y.shape[0] // g, y.shape[1] // g
+    return blurred.reshape(h, g, w, g).mean(axis=(1, 3))
 
 
 def bicubic_upsample(image: np.ndarray, factor: int = 2) -> np.ndarray:

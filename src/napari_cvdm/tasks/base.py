@@ -20,7 +20,10 @@ from ..data.normalize import Normalization
 from ..metrics import Scores
 from ..physics.optics import Optics
 
-__all__ = ["Task", "Conditioned", "Method", "MIN_SIDE"]
+__all__ = ["Task", "Conditioned", "Consistency", "Method", "MIN_SIDE", "RESIDUAL_LIMIT", "interior_rms"]
+
+#: A reconstruction whose residual RMS exceeds this many noise units does not explain its input.
+RESIDUAL_LIMIT = 1.5
 
 #: Smallest image side (pixels) any task accepts.
 MIN_SIDE = 16
@@ -46,6 +49,42 @@ class Conditioned:
 
     cond: torch.Tensor
     to_values: Callable[[torch.Tensor], torch.Tensor]
+    warnings: list[str] = field(default_factory=list)
+
+
+def interior_rms(residual: np.ndarray, border: int = 4) -> float:
+    """RMS of a residual ``(..., H, W)`` without ``border`` pixels at the edges (the forward models guess what
+    lies beyond the image there)."""
+    r = np.asarray(residual, np.float64)
+    h, w = r.shape[-2:]
+    if h > 4 * border and w > 4 * border:
+        r = r[..., border : h - border, border : w - border]
+    return float(np.sqrt(np.mean(r**2)))
+
+
+@dataclass
+class Consistency:
+    """A reconstruction pushed back through the forward model and compared with its input.
+
+    Attributes
+    ----------
+    residual
+        Model minus measurement in units of the noise, on the input grid (``sr`` ``(H, W)``, ``qpi``
+        ``(2, H, W)``).
+    rms
+        Root mean square of ``residual`` (≈ 1 when the reconstruction explains the input down to the noise).
+    reference_rms
+        The same for the physics estimate (``qpi``: the nonlinear retrieval), or ``None``.
+    noise
+        The noise σ the residual is measured in (estimated from the input; input units).
+    warnings
+        Plain-text warnings (the result does not explain the data, leaves the trained range, ...).
+    """
+
+    residual: np.ndarray
+    rms: float
+    reference_rms: float | None
+    noise: float
     warnings: list[str] = field(default_factory=list)
 
 
@@ -258,6 +297,11 @@ class Task(ABC):
     @abstractmethod
     def error(self, estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Per-pixel error in the units the std is in."""
+
+    @abstractmethod
+    def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: Optics) -> Consistency:
+        """Push ``estimate`` (one output plane) through the forward model of ``optics`` and compare it with
+        ``plane`` (one input plane) in units of the noise; warn where it does not explain the input."""
 
     # ------------------------------------------------------------------ layers
 

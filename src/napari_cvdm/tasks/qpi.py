@@ -23,9 +23,10 @@ from ..data.normalize import Normalization
 from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
 from ..metrics import Scores, qpi_scores
 from ..physics.fresnel import QPIOptics
-from ..physics.retrieval import RetrievalOptions, retrieve_phase
+from ..physics.noise import noise_sigma
+from ..physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
 from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase, tie_phase_torch
-from .base import Conditioned, Method, Task
+from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interior_rms
 
 __all__ = [
     "QPITask",
@@ -114,6 +115,36 @@ def qpi_target(phase: torch.Tensor, norm: Normalization) -> torch.Tensor:
 
 def _zero_mean(values: torch.Tensor) -> torch.Tensor:
     return values - values.mean(dim=(-2, -1), keepdim=True)
+
+
+def _range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:
+    """A warning when the phase spans clearly more than the range the model was trained on."""
+    span = float(np.percentile(phase, 99.9) - np.percentile(phase, 0.1))
+    if span > 1.5 * max_phase:
+        return [
+            f"the phase spans {span:.1f} rad, beyond the 0–{max_phase:g} rad this model was trained on: do not "
+            "trust it (thick or strongly scattering samples, or images that are not a defocused pair)"
+        ]
+    return []
+
+
+def _dips(phase: np.ndarray) -> bool:
+    """Whether the phase looks like dips in a flat background (the objects below their surround)."""
+    med = float(np.median(phase))
+    above, below = float(np.percentile(phase, 99.5)) - med, med - float(np.percentile(phase, 0.5))
+    return below > 0.3 and below > 2.0 * above
+
+
+def _plane_order_warnings(phase: np.ndarray, physics_phase: np.ndarray) -> list[str]:
+    """Swapping the planes (or the sign of dz) negates a pure phase and the data cannot tell; cells are thicker
+    than their surround, so dips on a flat background deserve a warning."""
+    if _dips(phase) or _dips(physics_phase):
+        return [
+            "the objects come out as dips below their surround: if they should be thicker (cells), the planes "
+            "are probably swapped or dz has the wrong sign — the input must be ordered (−dz, +dz), −dz before "
+            "the focus along the light"
+        ]
+    return []
 
 
 class _ConditionCache:
@@ -214,6 +245,33 @@ class QPITask(Task):
 
     def simulation_ranges(self) -> dict[str, Any]:
         return {"noise_range": list(NOISE_RANGE), "absorption_range": list(ABSORPTION_RANGE), "field": "camera crop"}
+
+    def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: QPIOptics) -> Consistency:
+        """The phase through the Fresnel model to (−dz, +dz) — the field outside the image and the amplitude
+        fitted, the phase inside held fixed (:func:`fit_margins`) — against the planes in units of their
+        noise (estimated from the planes), beside the nonlinear retrieval's own residual. Warns when the phase
+        explains the planes clearly worse than physics does, leaves the trained phase range, or looks like
+        swapped planes (dips where cells should be bumps)."""
+        x = torch.from_numpy(np.asarray(plane, np.float32))[None]
+        phase = torch.from_numpy(np.asarray(estimate, np.float32))[None]
+        sigma = max(float(np.mean([noise_sigma(p) for p in plane])), 1e-6)
+        dz, lam, px = (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um
+        own = fit_margins(x, phase, dz, lam, px, RETRIEVAL_NOISE)
+        physics = retrieve_phase(x, dz, lam, px, RETRIEVAL_NOISE).phase
+        ref = fit_margins(x, physics, dz, lam, px, RETRIEVAL_NOISE)  # the same check of the physics estimate
+        unit = RETRIEVAL_NOISE / sigma
+        residual = own.residual[0].numpy() * unit
+        rms, ref_rms = interior_rms(residual), interior_rms(ref.residual[0].numpy() * unit)
+        remarks = []
+        if rms > RESIDUAL_LIMIT and rms > 1.25 * ref_rms:
+            remarks.append(
+                f"the phase does not explain the measured planes: propagated to ±dz it differs from them by "
+                f"{rms:.1f}× the noise, physics alone (iterative retrieval) by {ref_rms:.1f}×; check dz, "
+                "wavelength and pixel size, that the planes are divided by the background, or use the retrieval"
+            )
+        remarks += _range_warnings(np.asarray(estimate), optics.max_phase)
+        remarks += _plane_order_warnings(np.asarray(estimate), physics[0].numpy())
+        return Consistency(residual.astype(np.float32), rms, ref_rms, sigma, remarks)
 
     def baselines(self, optics: QPIOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         o = optics or QPIOptics()

@@ -17,8 +17,15 @@ import torch.nn.functional as F
 from ..data.normalize import FLAT_EPS, Normalization
 from ..data.simulate import PHOTON_RANGE, SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_photons, simulate_sr_pair
 from ..metrics import Scores, sr_scores
-from ..physics.widefield import DEFAULT_RL_ITERATIONS, WidefieldOptics, bicubic_upsample, richardson_lucy_sr
-from .base import Conditioned, Method, Task
+from ..physics.noise import noise_level_function
+from ..physics.widefield import (
+    DEFAULT_RL_ITERATIONS,
+    WidefieldOptics,
+    bicubic_upsample,
+    richardson_lucy_sr,
+    widefield_from_target,
+)
+from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interior_rms
 
 __all__ = ["SRTask", "sr_affine", "sr_condition"]
 
@@ -120,6 +127,28 @@ class SRTask(Task):
 
     def simulation_ranges(self) -> dict[str, Any]:
         return {"photon_range": list(PHOTON_RANGE)}
+
+    def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: WidefieldOptics) -> Consistency:
+        """The reconstruction through :func:`widefield_from_target`, matched to the input by a least-squares
+        gain and offset (the background), against the input in units of its Poisson–Gaussian noise
+        (estimated from the input: :func:`noise_level_function`)."""
+        x = np.asarray(plane, np.float64)
+        implied = widefield_from_target(estimate, optics)
+        design = np.stack([implied.ravel(), np.ones(implied.size)], axis=1)
+        (gain, offset), *_ = np.linalg.lstsq(design, x.ravel(), rcond=None)
+        model = gain * implied + offset
+        a, b = noise_level_function(x)
+        var = np.maximum(a * np.clip(model, 0, None) + b, 1e-12)
+        residual = (model - x) / np.sqrt(var)
+        rms = interior_rms(residual)
+        remarks = []
+        if rms > RESIDUAL_LIMIT:
+            remarks.append(
+                f"the reconstruction, blurred and binned back to the camera, differs from the input by "
+                f"{rms:.1f}× the noise (about 1 is expected): it does not explain this image; check the optics "
+                f"(NA, wavelength, pixel size) or fine-tune on your own pairs"
+            )
+        return Consistency(residual.astype(np.float32), rms, None, float(np.sqrt(np.median(var))), remarks)
 
     def baselines(self, optics: WidefieldOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         optics = optics or WidefieldOptics()
