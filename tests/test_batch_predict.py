@@ -52,11 +52,12 @@ def test_two_gloo_ranks_write_every_output_once_equal_to_one_process(tmp_path, f
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("5 done, 0 already complete, 0 failed") == 1  # one summary, from rank 0
     one, two = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
-    assert sorted(one) == sorted(two) and len(one) == 10
+    assert sorted(one) == sorted(two) and len(one) == 15  # mean, std and residual of five files
     for name in one:
         np.testing.assert_array_equal(one[name], two[name], err_msg=name)
         assert read_tiff(tmp_path / "one" / name).pixel_size_um == read_tiff(tmp_path / "two" / name).pixel_size_um
-    assert two["cell2_mean.tif"].shape == (3, 48, 64)
+    assert two["cell2_mean.tif"].shape == (3, 48, 64) and two["cell2_residual.tif"].shape == (3, 24, 32)
+    assert read_tiff(tmp_path / "two" / "cell2_residual.tif").pixel_size_um == read_tiff(five_files[2]).pixel_size_um
     assert not (tmp_path / "two" / ".cvdm-parts").exists() and not list((tmp_path / "two").glob(".*"))
 
 
@@ -73,9 +74,9 @@ def test_skip_existing_completes_only_what_a_crash_left_missing(tmp_path, five_f
     out = tmp_path / "out"
     assert main(_predict(model_files["sr"], five_files, out)) == 0
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")}
-    mean0, _ = outputs_of(five_files[0], out)
+    mean0, *_ = outputs_of(five_files[0], out)
     mean0.unlink()  # the crash: one output missing, and one left half-written under its temporary name
-    mean3, _ = outputs_of(five_files[3], out)
+    mean3, *_ = outputs_of(five_files[3], out)
     (out / f".{mean3.name}.abc.tmp").write_bytes(b"half")
     mean3.unlink()
     capsys.readouterr()
@@ -83,7 +84,14 @@ def test_skip_existing_completes_only_what_a_crash_left_missing(tmp_path, five_f
     assert "2 done, 3 already complete, 0 failed" in capsys.readouterr().out
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")}
     rewritten = {name for name in after if after[name] != before.get(name)}
-    assert rewritten == {mean0.name, "cell0_std.tif", mean3.name, "cell3_std.tif"}
+    assert rewritten == {
+        mean0.name,
+        "cell0_std.tif",
+        "cell0_residual.tif",
+        mean3.name,
+        "cell3_std.tif",
+        "cell3_residual.tif",
+    }
     assert not list(out.glob(".*"))  # the half-written leftover is gone
 
 

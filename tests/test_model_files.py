@@ -78,4 +78,6 @@ def test_bundled_models_load_with_their_recorded_optics():
     for name in ("sr", "qpi"):
         model = load_model(name)
         assert model.task is get_task(name) and isinstance(model.optics, model.task.optics_class)
-        assert model.optics == model.task.default_optics()
+        # the optics proper are the defaults; the simulator's noise may be the one the model was trained at
+        optics = model.optics.replace(noise=None) if name == "qpi" else model.optics
+        assert optics == model.task.default_optics()

@@ -56,7 +56,7 @@ def test_a_flat_image_carries_a_warning(trained_models):
     with pytest.warns(UserWarning, match="flat"):
         pred = model.predict(np.full((16, 16), 7.0), n_samples=2, steps=1)
     assert any("flat" in w for w in pred.warnings)
-    assert model.predict(np.eye(16) + 1, n_samples=2, steps=1).warnings == []
+    assert not any("flat" in w for w in model.predict(np.eye(16) + 1, n_samples=2, steps=1).warnings)
 
 
 def test_cancel_on_a_tiled_image_stops_within_one_tile(model_files):

@@ -1,4 +1,5 @@
-"""Reconstruct TIFF files: read, predict, write ``<stem>_mean.tif`` and ``<stem>_std.tif`` with pixel sizes.
+"""Reconstruct TIFF files: read, predict, write ``<stem>_mean.tif``, ``<stem>_std.tif`` and ``<stem>_residual.tif``
+with pixel sizes.
 
 The command line's ``predict`` is :func:`predict_request`. It scales out the ways clusters already offer:
 
@@ -43,7 +44,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """Reconstruct TIFFs: writes DIR/<stem>_mean.tif and DIR/<stem>_std.tif (float32, with the pixel size).
+    """Reconstruct TIFFs: writes DIR/<stem>_mean.tif, _std.tif and _residual.tif (float32, with the pixel size;
+    the residual is the mean pushed back through the optics minus the input, in noise units, on the input grid).
 
     Parameters
     ----------
@@ -52,7 +54,7 @@ class PredictRequest:
     model
         sr, qpi or a .safetensors model file.
     output_dir
-        Where DIR/<stem>_mean.tif and DIR/<stem>_std.tif go.
+        Where DIR/<stem>_mean.tif, _std.tif and _residual.tif go.
     compile
         Compile the denoiser with torch.compile (pays off on GPUs for long runs; slower on CPUs).
     shard
@@ -83,6 +85,8 @@ class FileResult:
     seconds: float = 0.0
     error: str | None = None
     skipped: bool = False
+    warnings: tuple[str, ...] = ()
+    residual_rms: float | None = None
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -104,27 +108,29 @@ def file_seed(path: Path, seed: int) -> int:
     )
 
 
-def outputs_of(path: Path, output_dir: Path) -> tuple[Path, Path]:
-    """The mean and std files of one input."""
+#: What is written per input: ``<stem>_<key>.tif``.
+OUTPUT_KEYS = ("mean", "std", "residual")
+
+
+def outputs_of(path: Path, output_dir: Path) -> tuple[Path, ...]:
+    """The mean, std and residual files of one input."""
     stem = Path(path).stem
-    return output_dir / f"{stem}_mean.tif", output_dir / f"{stem}_std.tif"
+    return tuple(output_dir / f"{stem}_{key}.tif" for key in OUTPUT_KEYS)
 
 
 def _write(
-    model: CVDMModel,
-    path: Path,
-    output_dir: Path,
-    mean: np.ndarray,
-    std: np.ndarray,
-    pixel_um: tuple[float, float] | None,
+    model: CVDMModel, path: Path, output_dir: Path, arrays: dict[str, np.ndarray], pixel_um: tuple[float, float] | None
 ) -> tuple[Path, ...]:
-    px, axes = model.task.output_pixel_size(pixel_um), "YX" if mean.ndim == 2 else "ZYX"
+    """Write ``arrays`` (``mean``, ``std`` on the output grid; ``residual`` on the input grid) as float32 TIFFs."""
     for out in outputs_of(path, output_dir):  # what a crashed run left under temporary names
         for stale in out.parent.glob(f".{out.name}.*.tmp"):
             stale.unlink()
-    return tuple(
-        write_tiff(out, arr, pixel_size_um=px, axes=axes) for out, arr in zip(outputs_of(path, output_dir), (mean, std))
-    )
+    written = []
+    for key, out in zip(OUTPUT_KEYS, outputs_of(path, output_dir)):
+        arr = arrays[key]
+        px = pixel_um if key == "residual" else model.task.output_pixel_size(pixel_um)
+        written.append(write_tiff(out, arr, pixel_size_um=px, axes={2: "YX", 3: "ZYX", 4: "TZYX"}[arr.ndim]))
+    return tuple(written)
 
 
 def predict_file(
@@ -134,8 +140,12 @@ def predict_file(
     img = read_tiff(path)
     t0 = time.perf_counter()
     pred = model.predict_with(img.data, dataclasses.replace(options, seed=file_seed(path, options.seed)), callback)
-    outputs = _write(model, path, output_dir, pred.mean, pred.std, img.pixel_size_um)
-    return FileResult(path, outputs, pred.mean.shape, time.perf_counter() - t0)
+    arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
+    outputs = _write(model, path, output_dir, arrays, img.pixel_size_um)
+    seconds = time.perf_counter() - t0
+    return FileResult(
+        path, outputs, pred.mean.shape, seconds, warnings=tuple(pred.warnings), residual_rms=pred.residual_rms
+    )
 
 
 def _guarded(path: Path, work: Callable[[], FileResult], raise_errors: bool) -> FileResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -164,7 +165,9 @@ def run_predict(args: argparse.Namespace) -> int:
         compile_network(model.network)
     dist = init_distributed(resolve_device(options.device))
     t0 = time.perf_counter()
-    results = predict_request(model, request, options, dist, lambda path: _sampling_bar(path.name), args.debug)
+    with warnings.catch_warnings():  # printed below, once per file, in plain words
+        warnings.simplefilter("ignore")
+        results = predict_request(model, request, options, dist, lambda path: _sampling_bar(path.name), args.debug)
     finish(dist)
     if not dist.is_main:
         return 0
@@ -173,7 +176,10 @@ def run_predict(args: argparse.Namespace) -> int:
             where = "" if r.path.name in r.error else f"{r.path}: "
             print(f"napari-cvdm predict: error: {where}{r.error}", file=sys.stderr)
         elif not r.skipped:
-            print(f"{r.path}: {r.shape} in {r.seconds:.1f} s -> {r.outputs[0]}, _std.tif")
+            check = "" if r.residual_rms is None else f" (residual {r.residual_rms:.2f}× the noise)"
+            print(f"{r.path}: {r.shape} in {r.seconds:.1f} s -> {r.outputs[0]}, _std.tif, _residual.tif{check}")
+            for remark in r.warnings:
+                print(f"napari-cvdm predict: warning: {r.path}: {remark}", file=sys.stderr)
     failed, skipped = [str(r.path) for r in results if r.error], sum(r.skipped for r in results)
     if len(results) > 1:
         print(

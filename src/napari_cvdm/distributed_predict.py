@@ -63,7 +63,7 @@ def _predict_plane(
 
     def save(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, mean=pred.mean, std=pred.std, pixel_size_um=pixel)
+            np.savez(fh, mean=pred.mean, std=pred.std, residual=pred.residual, pixel_size_um=pixel)
 
     atomic_write(_part(output_dir, path, plane), save)
     return FileResult(path, shape=pred.mean.shape)
@@ -72,12 +72,12 @@ def _predict_plane(
 def _assemble(model: CVDMModel, path: Path, n: int, output_dir: Path) -> FileResult:
     """Rank 0: the stack of ``path`` from its parts, written as the one-process run writes it."""
     parts = [np.load(_part(output_dir, path, p)) for p in range(n)]
-    mean, std = np.stack([q["mean"] for q in parts]), np.stack([q["std"] for q in parts])
+    arrays = {key: np.stack([q[key] for q in parts]) for key in ("mean", "std", "residual")}
     pixel = parts[0]["pixel_size_um"]  # recorded by the rank that read the file: no second read of the stack
-    outputs = _write(model, path, output_dir, mean, std, None if np.isnan(pixel).any() else tuple(map(float, pixel)))
+    outputs = _write(model, path, output_dir, arrays, None if np.isnan(pixel).any() else tuple(map(float, pixel)))
     for p in range(n):
         _part(output_dir, path, p).unlink()
-    return FileResult(path, outputs, mean.shape)
+    return FileResult(path, outputs, arrays["mean"].shape)
 
 
 def predict_distributed(

@@ -53,7 +53,7 @@ class EvaluationRequest:
     data
         Folder with inputs/ and targets/ (default: simulated with the held-out seed).
     n_per_class
-        Simulated pairs per class.
+        Simulated pairs per class (qpi: per class, noise level and pure/absorbing).
     size
         Simulated input side in pixels (default: the task's).
     classes
@@ -75,12 +75,14 @@ class EvaluationRequest:
 
 @dataclass(frozen=True)
 class Example:
-    """One test pair. ``group`` is the structure class or phase source."""
+    """One test pair. ``group`` is the structure class or phase source; ``tags`` further groups it belongs to
+    (imaging conditions such as ``"σ=0.01 pure"``)."""
 
     name: str
     group: str
     input: np.ndarray
     target: np.ndarray
+    tags: tuple[str, ...] = ()
 
 
 def held_out_set(
@@ -92,13 +94,17 @@ def held_out_set(
     classes: Sequence[str] | None = None,
     images: list[np.ndarray] | None = None,
 ) -> list[Example]:
-    """Simulated pairs, ``n_per_class`` per class (default: the task's training classes), from one generator."""
+    """Simulated pairs, ``n_per_class`` per class (default: the task's training classes) and held-out condition
+    of the task (:meth:`Task.held_out_conditions`), from one generator."""
     rng = np.random.default_rng(seed)
     out = []
     for cls in classes or task.default_classes(with_images=bool(images)):
-        for i in range(n_per_class):
-            inp, tgt = task.simulate(cls, size or task.eval_size, rng, optics, images)
-            out.append(Example(f"{cls}_{i:04d}", cls, inp, tgt))
+        k = 0
+        for tag, level, variant in task.held_out_conditions():
+            for _ in range(n_per_class):
+                inp, tgt = task.simulate(cls, size or task.eval_size, rng, optics, images, level, variant)
+                out.append(Example(f"{cls}_{k:04d}", cls, inp, tgt, (tag,) if tag else ()))
+                k += 1
     return out
 
 
@@ -147,7 +153,7 @@ def evaluate(
             if std is not None:
                 c = calibration(std, task.error(mean, ex.target))
                 rho, cov = c.spearman, c.coverage_2sigma
-            for group in (ex.group, "all"):
+            for group in (ex.group, *ex.tags, "all"):
                 per.setdefault((group, name), []).append((s.psnr, s.ssim, rho, cov))
         if progress is not None:
             progress(k + 1, len(examples))
@@ -156,7 +162,10 @@ def evaluate(
         arr = np.asarray(vals)
         cal = [float(np.nanmean(arr[:, k])) if np.isfinite(arr[:, k]).any() else float("nan") for k in (2, 3)]
         rows.append(Row(group, name, len(vals), float(arr[:, 0].mean()), float(arr[:, 1].mean()), *cal))
-    order = {g: i for i, g in enumerate(dict.fromkeys(ex.group for ex in examples))}
+    order = {
+        g: i
+        for i, g in enumerate(dict.fromkeys([ex.group for ex in examples] + [t for ex in examples for t in ex.tags]))
+    }
     order["all"] = len(order)
     return sorted(rows, key=lambda r: (order[r.group], list(methods).index(r.method)))
 
@@ -177,7 +186,7 @@ def model_method(model: Any, options: Any) -> Method:
     """A :class:`~napari_cvdm.models.CVDMModel` as an evaluation method (mean and std)."""
 
     def method(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        pred = model.predict_with(x, options)
+        pred = model.sample_with(x, options)
         return pred.mean, pred.std
 
     return method

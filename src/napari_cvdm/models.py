@@ -24,7 +24,7 @@ from .data.normalize import Normalization
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .diffusion.sampler import ProgressCallback
 from .physics.optics import Optics
-from .predict import Prediction, SamplingOptions, predict_image
+from .predict import Prediction, SamplingOptions, check_consistency, predict_image
 from .tasks import TASKS, Task, get_task
 
 __all__ = [
@@ -127,7 +127,15 @@ class CVDMModel:
     def predict_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
-        """:meth:`predict` with the options as one object (``options.steps=None``: the model's default)."""
+        """:meth:`predict` with the options as one object (``options.steps=None``: the model's default); the
+        result is checked against the input through the model's optics (:func:`check_consistency`)."""
+        return check_consistency(self.sample_with(image, options, callback), self.task, self.optics, image)
+
+    def sample_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """Mean, std and samples without the consistency check (``residual`` is ``None``): for evaluations that
+        score the mean against a known truth."""
         if options.steps is None:
             options = dataclasses.replace(options, steps=self.default_steps)
         return predict_image(self.network, self.task, self.normalization, image, options, callback)

@@ -8,6 +8,7 @@ model object: :class:`~napari_cvdm.models.CVDMModel` calls it (models → predic
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -28,9 +29,18 @@ from .devices import (
 from .diffusion.network import CVDMNetwork
 from .diffusion.sampler import ProgressCallback, SamplingProgress, cancel_check, sample, schedule_map
 from .diffusion.schedule import LearnedSchedule
+from .physics.optics import Optics
 from .tasks import MIN_SIDE, Task, get_task
 
-__all__ = ["SamplingOptions", "Prediction", "predict_image", "SamplingPlan", "plan_sampling", "device_sampling_plan"]
+__all__ = [
+    "SamplingOptions",
+    "Prediction",
+    "predict_image",
+    "check_consistency",
+    "SamplingPlan",
+    "plan_sampling",
+    "device_sampling_plan",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,15 @@ class Prediction:
         The learned per-pixel rate ``λ(x)`` on the output grid, or ``None`` for a fixed schedule.
     warnings
         Plain-text warnings about the input or the result (also issued as Python warnings).
+    residual
+        The mean pushed back through the forward model minus the input, in units of the noise, on the input's
+        grid and shape (``sr`` ``(H, W)``, ``qpi`` ``(2, H, W)``; a leading axis for stacks), or ``None`` when
+        not checked (:func:`check_consistency`).
+    residual_rms
+        One number: the RMS of the residual (the worst plane of a stack); about 1 when the result explains the
+        input down to the noise.
+    reference_rms
+        The same for the physics estimate where the task has one (``qpi``: the iterative retrieval).
     """
 
     mean: np.ndarray
@@ -91,6 +110,9 @@ class Prediction:
     samples: np.ndarray | None = None
     schedule: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    residual: np.ndarray | None = None
+    residual_rms: float | None = None
+    reference_rms: float | None = None
 
 
 def _pad_to(t: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -309,3 +331,37 @@ def predict_image(
                 remarks.append(remark)
                 warnings.warn(remark, stacklevel=2)
     return _prediction(values, lams, task.is_single(image), remarks)
+
+
+def check_consistency(prediction: Prediction, task: Task | str, optics: Optics, image: np.ndarray) -> Prediction:
+    """The prediction with its consistency check: each plane's mean through the task's forward model against
+    the input (:meth:`Task.consistency`), the residual map, its RMS and the task's warnings (also issued as
+    Python warnings).
+
+    Parameters
+    ----------
+    prediction
+        The result of :func:`predict_image` for ``image``.
+    optics
+        The optics of the model (the forward model).
+    image
+        The input given to :func:`predict_image`.
+    """
+    task = get_task(task)
+    planes = task.check_input(image)
+    means = [prediction.mean] if task.is_single(image) else list(prediction.mean)
+    checks = [task.consistency(plane, mean, optics) for plane, mean in zip(planes, means)]
+    remarks = list(prediction.warnings)
+    for remark in (w for c in checks for w in c.warnings):
+        if remark not in remarks:
+            remarks.append(remark)
+            warnings.warn(remark, stacklevel=2)
+    residual = np.stack([c.residual for c in checks])
+    refs = [c.reference_rms for c in checks if c.reference_rms is not None]
+    return dataclasses.replace(
+        prediction,
+        residual=residual[0] if task.is_single(image) else residual,
+        residual_rms=max(c.rms for c in checks),
+        reference_rms=max(refs) if refs else None,
+        warnings=remarks,
+    )

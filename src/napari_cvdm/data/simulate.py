@@ -42,6 +42,7 @@ __all__ = [
     "draw_noise",
     "absorption_map",
     "crop_of_larger_field",
+    "camera_planes",
     "PHOTON_RANGE",
     "draw_photons",
     "TEST_SEED",
@@ -282,6 +283,26 @@ def crop_of_larger_field(shape: tuple[int, int], optics: QPIOptics) -> tuple[tup
     twice the Fresnel margin, so the camera's crop sees light from outside and no wrap-around."""
     context = max(max(shape) // 4, 2 * fresnel_margin((optics.dz_um,), optics.wavelength_um, optics.pixel_um))
     return (shape[0] + 2 * context, shape[1] + 2 * context), context
+
+
+def camera_planes(
+    phase: np.ndarray, amplitude: np.ndarray, context: int, shape: tuple[int, int], optics: QPIOptics
+) -> np.ndarray:
+    """Noise-free intensities ``(2, H, W)`` at (−dz, +dz) that a camera sees of a larger field.
+
+    Parameters
+    ----------
+    phase, amplitude
+        ``(H + 2c, W + 2c)`` object on the larger field.
+    context
+        ``c``: pixels of the field on each side of the camera's crop (wider than the Fresnel reach, so the
+        periodic FFT's wrap-around never reaches the crop).
+    shape
+        ``(H, W)`` of the camera image.
+    """
+    field = phase_object(torch.from_numpy(phase), torch.from_numpy(amplitude))
+    planes = defocus_stack(field, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um).numpy()
+    return planes[:, context : context + shape[0], context : context + shape[1]]
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,8 @@ def widefield_from_target(target: np.ndarray, optics: WidefieldOptics) -> np.nda
     The target is the object seen through a PSF ``gain`` times narrower on pixels ``gain`` times smaller; the
     widefield image is the same object through the widefield PSF on camera pixels. So the target is filtered
     with ``OTF_wf/OTF_target`` (where the narrow OTF is above 10⁻³; it covers the widefield passband) and
-    averaged over ``gain × gain`` blocks. Mirror-padded by a quarter of the image against edge effects.
+    averaged over ``gain × gain`` blocks. Mirror-padded (by a quarter of the image, at least the kernel's
+    radius) against edge effects.
 
     Parameters
     ----------
@@ -184,10 +185,10 @@ def widefield_from_target(target: np.ndarray, optics: WidefieldOptics) -> np.nda
     g = optics.gain
     if y.ndim != 2 or y.shape[0] % g or y.shape[1] % g:
         raise ValueError(f"need a ({g}·H, {g}·W) target, got shape {y.shape}")
-    p = max(y.shape) // 4
-    padded = np.pad(y, p, mode="symmetric")
     wide = airy_psf(optics.na, optics.wavelength_um, optics.target_pixel_um)
     sharp = airy_psf(optics.na * g, optics.wavelength_um, optics.target_pixel_um)
+    p = max(max(y.shape) // 4, wide.shape[0] // 2 + 1)  # the padded image holds the whole kernel
+    padded = np.pad(y, p, mode="symmetric")
     otf_w, otf_s = _otf(wide, padded.shape), _otf(sharp, padded.shape)
     ratio = np.where(np.abs(otf_s) > 1e-3, otf_w / np.where(np.abs(otf_s) > 1e-3, otf_s, 1.0), 0.0)
     blurred = np.real(np.fft.ifft2(np.fft.fft2(padded) * ratio))[p : p + y.shape[0], p : p + y.shape[1]]

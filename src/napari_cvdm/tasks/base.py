@@ -273,10 +273,16 @@ class Task(ABC):
         optics: Optics | None = None,
         images: Sequence[np.ndarray] | None = None,
         level: float | None = None,
+        variant: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One simulated ``(input, target)`` pair of class ``cls`` with ``size``-pixel inputs (``level``: a fixed
         signal level where the task has one — ``sr`` photons per pixel, ``qpi`` the noise σ —, else drawn as for
-        training)."""
+        training; ``variant``: one of :meth:`held_out_conditions`' variants, else drawn)."""
+
+    def held_out_conditions(self) -> list[tuple[str, float | None, str | None]]:
+        """The imaging conditions a held-out set covers per class: ``(tag, level, variant)`` for
+        :meth:`simulate`; the tag names a group of the evaluation table (``""``: no group of its own)."""
+        return [("", None, None)]
 
     @abstractmethod
     def simulation_ranges(self) -> dict[str, Any]:

@@ -38,6 +38,8 @@ __all__ = [
     "AMPLITUDE_SCALE",
 ]
 
+#: Noise levels of the held-out qpi sets (unit illumination).
+HELD_OUT_NOISE = (0.005, 0.01, 0.02)
 #: ``s_A`` in the amplitude channel ``(A − 1)/s_A`` of retrieval-conditioned models.
 AMPLITUDE_SCALE = 0.1
 #: Noise σ the conditioning retrieval weighs the data with (fixed, so training and use agree).
@@ -129,10 +131,14 @@ def _range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:
 
 
 def _dips(phase: np.ndarray) -> bool:
-    """Whether the phase looks like dips in a flat background (the objects below their surround)."""
-    med = float(np.median(phase))
-    above, below = float(np.percentile(phase, 99.5)) - med, med - float(np.percentile(phase, 0.5))
-    return below > 0.3 and below > 2.0 * above
+    """Whether the phase looks like dips in a flat background (the objects below their surround): the
+    background is the histogram's mode, and the phase reaches clearly further below it than above."""
+    counts, edges = np.histogram(phase, bins=64)
+    smooth = np.convolve(counts, np.ones(5) / 5, mode="same")
+    background = float((edges[:-1] + edges[1:])[int(np.argmax(smooth))] / 2)
+    above = float(np.percentile(phase, 99.5)) - background
+    below = background - float(np.percentile(phase, 0.5))
+    return below > 0.3 and below > 1.5 * above
 
 
 def _plane_order_warnings(phase: np.ndarray, physics_phase: np.ndarray) -> list[str]:
@@ -239,9 +245,18 @@ class QPITask(Task):
         optics: QPIOptics | None = None,
         images: Sequence[np.ndarray] | None = None,
         level: float | None = None,
+        variant: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        pair = simulate_qpi_pair(cls, (size, size), rng, optics, list(images) if images else None, noise=level)
+        if variant not in (None, "pure", "absorbing"):
+            raise ValueError(f"qpi variants are 'pure' and 'absorbing', not {variant!r}")
+        absorbing = None if variant is None else variant == "absorbing"
+        imgs = list(images) if images else None
+        pair = simulate_qpi_pair(cls, (size, size), rng, optics, imgs, noise=level, absorbing=absorbing)
         return pair.input, pair.target
+
+    def held_out_conditions(self) -> list[tuple[str, float | None, str | None]]:
+        """Three noise levels, pure phase and absorbing objects."""
+        return [(f"σ={s:g} {v}", s, v) for s in HELD_OUT_NOISE for v in ("pure", "absorbing")]
 
     def simulation_ranges(self) -> dict[str, Any]:
         return {"noise_range": list(NOISE_RANGE), "absorption_range": list(ABSORPTION_RANGE), "field": "camera crop"}
@@ -288,7 +303,7 @@ class QPITask(Task):
         self,
         examples,
         optics: QPIOptics | None = None,
-        candidates: Sequence[float] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1),
+        candidates: Sequence[float] = (0.0, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0),
     ) -> tuple[float, dict[float, float]]:
         o = optics or QPIOptics()
         means = {

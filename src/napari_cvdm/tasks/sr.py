@@ -121,6 +121,7 @@ class SRTask(Task):
         optics: WidefieldOptics | None = None,
         images: Sequence[np.ndarray] | None = None,
         level: float | None = None,
+        variant: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         pair = simulate_sr_pair(cls, (size, size), level or draw_photons(rng), rng, optics)
         return pair.input, pair.target
