@@ -169,7 +169,8 @@ def test_evaluate_ranks_the_baselines_sensibly():
 
 
 def test_evaluate_command_prints_a_table(capsys):
-    assert main(["evaluate", "--model", "qpi", "--n-per-class", "1", "--size", "64"]) == 0
+    args = ["--n-per-class", "1", "--size", "48", "--classes", "cells", "--samples", "2", "--steps", "4"]
+    assert main(["evaluate", "--model", "qpi", *args]) == 0
     out = capsys.readouterr().out
     assert "| cells | TIE" in out and "| all |" in out
 

@@ -1,0 +1,128 @@
+"""Nonlinear phase retrieval and the consistency check (issue: qpi that beats physics, and says when it cannot)."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cvdm.data.simulate import simulate_qpi_pair
+from napari_cvdm.metrics import qpi_scores
+from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
+from napari_cvdm.physics.noise import noise_level_function, noise_sigma
+from napari_cvdm.physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
+from napari_cvdm.physics.tie import tie_phase_torch
+from napari_cvdm.physics.widefield import WidefieldOptics, widefield_from_target
+from napari_cvdm.tasks import get_task
+from napari_cvdm.tasks.qpi import iterative_phase
+
+LAM, PX, DZ = 0.521, 0.21, 1.0
+
+
+def _bumps_in_a_larger_field(n: int = 64, big: int = 128) -> tuple[torch.Tensor, np.ndarray]:
+    """Noise-free planes ``(1, 2, n, n)`` of three Gaussian bumps (one with |∇²φ| above k/dz: a caustic within
+    1 µm) seen as the centre crop of a ``big`` field, and the phase on the crop."""
+    yy, xx = np.mgrid[0:big, 0:big] * PX
+    c = big * PX / 2
+    phi = np.zeros((big, big))
+    for dy, dx, s, a in [(-3, -2, 0.5, 2.0), (2, 3, 0.7, 3.0), (3, -3, 1.5, 2.5)]:
+        phi += a * np.exp(-((yy - c - dy) ** 2 + (xx - c - dx) ** 2) / (2 * s * s))
+    o = (big - n) // 2
+    planes = defocus_stack(phase_object(torch.from_numpy(phi)), (-DZ, DZ), LAM, PX)[None, :, o : o + n, o : o + n]
+    return planes.float(), phi[o : o + n, o : o + n]
+
+
+def test_the_test_phase_has_a_caustic():
+    _, phi = _bumps_in_a_larger_field()
+    lap = sum(np.gradient(np.gradient(phi, PX, axis=k), PX, axis=k) for k in (0, 1))
+    assert np.abs(lap).max() > 2 * np.pi / LAM / DZ  # |∇²φ| > k/dz: rays cross before 1 µm
+
+
+def test_retrieval_recovers_a_phase_with_caustics_where_tie_cannot():
+    planes, truth = _bumps_in_a_larger_field()
+    best_tie = max(
+        qpi_scores(tie_phase_torch(planes[:, 0], planes[:, 1], DZ, LAM, PX, a)[0].numpy(), truth).psnr
+        for a in (0.0, 1e-3, 0.01, 0.1, 1.0)
+    )
+    pure = RetrievalOptions(iterations=300, start_weight=0.0, fit_amplitude=False)
+    fitted = retrieve_phase(planes, (-DZ, DZ), LAM, PX, 0.01, pure)
+    assert best_tie < 30
+    assert qpi_scores(fitted.phase[0].numpy(), truth).psnr >= 40
+    assert fitted.residual.abs().max() < 0.1  # in units of σ = 0.01: the planes are explained
+
+
+def test_retrieval_takes_any_number_of_planes_and_checks_them():
+    planes, truth = _bumps_in_a_larger_field(48, 96)
+    with pytest.raises(ValueError, match="one per dz"):
+        retrieve_phase(planes, (-DZ, 0.0, DZ), LAM, PX, 0.01)
+    yy, xx = np.mgrid[0:96, 0:96] * PX
+    three = defocus_stack(phase_object(torch.from_numpy(np.zeros((96, 96)))), (-DZ, 0.0, DZ), LAM, PX)
+    r = retrieve_phase(three[None, :, 24:72, 24:72].float(), (-DZ, 0.0, DZ), LAM, PX, 0.01)
+    assert r.phase.shape == (1, 48, 48) and r.residual.shape == (1, 3, 48, 48)
+    assert r.phase.abs().max() < 1e-3  # a flat field stays flat
+
+
+def test_noise_estimates_match_the_simulated_noise():
+    rng = np.random.default_rng(0)
+    for sigma in (0.003, 0.03):
+        pair = simulate_qpi_pair("cells", (96, 96), rng, noise=sigma)
+        assert np.mean([noise_sigma(p) for p in pair.input]) == pytest.approx(sigma, rel=0.25)
+    flat = rng.poisson(np.full((96, 96), 50.0)).astype(float) + rng.normal(0, 2, (96, 96))
+    a, b = noise_level_function(flat)
+    assert a * 50 + b == pytest.approx(54, rel=0.25)  # Poisson variance 50 plus read noise 2²
+
+
+def test_qpi_residual_is_about_one_noise_unit_for_the_truth_and_far_above_for_a_wrong_phase():
+    qpi, optics = get_task("qpi"), QPIOptics()
+    pair = simulate_qpi_pair("cells", (96, 96), np.random.default_rng(3), noise=0.01, absorbing=True)
+    true = qpi.consistency(pair.input, pair.target, optics)
+    assert true.residual.shape == (2, 96, 96)
+    assert 0.6 < true.rms < 1.5 and true.noise == pytest.approx(0.01, rel=0.25)
+    assert not any("does not explain" in w for w in true.warnings)
+    wrong = qpi.consistency(pair.input, np.zeros_like(pair.target), optics)
+    assert wrong.rms > 2.5 * true.rms and any("does not explain" in w for w in wrong.warnings)
+
+
+def test_sr_residual_is_about_one_noise_unit_for_the_truth_and_far_above_for_a_wrong_image():
+    from napari_cvdm.data.simulate import simulate_sr_pair
+
+    sr, optics = get_task("sr"), WidefieldOptics()
+    pair = simulate_sr_pair("microtubules", (64, 64), 60.0, np.random.default_rng(1), optics)
+    implied = widefield_from_target(pair.target, optics)
+    assert implied.shape == (64, 64)
+    true = sr.consistency(pair.input, pair.target, optics)
+    assert 0.7 < true.rms < 1.3 and not true.warnings
+    shifted = sr.consistency(pair.input, np.roll(pair.target, 6, axis=1), optics)
+    assert shifted.rms > 2 * true.rms and shifted.warnings
+
+
+def _one_cell() -> tuple[np.ndarray, np.ndarray]:
+    """A pure-phase cell inside a flat background, as the camera's crop of a larger field (noise σ 0.01)."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:160, 0:160] * PX
+    r2 = ((yy - 16.8) ** 2 + (xx - 16.8) ** 2) / 4.0**2
+    phi = 2.5 * np.sqrt(np.clip(1 - r2, 0, None))
+    planes = defocus_stack(phase_object(torch.from_numpy(phi)), (-DZ, DZ), LAM, PX).numpy()[:, 32:128, 32:128]
+    return planes + rng.normal(0, 0.01, planes.shape), phi[32:128, 32:128]
+
+
+def test_swapped_planes_carry_a_plane_order_warning_and_a_clean_input_does_not():
+    qpi, optics = get_task("qpi"), QPIOptics()
+    planes, truth = _one_cell()
+    clean = qpi.consistency(planes, iterative_phase(planes, optics), optics)
+    assert not clean.warnings
+    swapped = planes[::-1].copy()
+    result = qpi.consistency(swapped, iterative_phase(swapped, optics), optics)
+    assert any("swapped" in w for w in result.warnings)
+
+
+def test_a_phase_beyond_the_trained_range_carries_a_warning():
+    qpi, optics = get_task("qpi"), QPIOptics()
+    planes, truth = _one_cell()
+    wild = truth * 4  # 10 rad for a model trained on 0–3.5 rad
+    assert any("beyond" in w for w in qpi.consistency(planes, wild, optics).warnings)
+
+
+def test_fit_margins_keeps_the_given_phase_inside_the_image():
+    planes, truth = _bumps_in_a_larger_field(48, 96)
+    given = torch.from_numpy(truth).float()[None]
+    r = fit_margins(planes, given, (-DZ, DZ), LAM, PX, 0.01)
+    np.testing.assert_allclose(r.phase[0].numpy(), truth - truth.mean(), atol=1e-5)
