@@ -59,6 +59,13 @@ def test_sr_sample_gives_mean_and_std_at_half_the_pixel_size(make_napari_viewer,
     assert viewer.layers["widefield CVDM schedule"].data.shape == (size, size)
     # the target of the sample overlays the result exactly
     np.testing.assert_allclose(viewer.layers["SIM-like target"].translate, mean.translate)
+    # the residual lives on the input's grid, in noise units, with a diverging map centred on 0
+    residual = viewer.layers["widefield CVDM residual"]
+    assert residual.data.shape == inp.data.shape
+    np.testing.assert_allclose(residual.scale, inp.scale)
+    np.testing.assert_allclose(residual.translate, inp.translate)
+    assert tuple(residual.contrast_limits) == (-3.0, 3.0) and residual.metadata["cvdm"]["rms"] > 0
+    assert "the noise" in widget.status.text()
 
 
 def test_qpi_from_one_two_plane_layer_and_from_two_layers(make_napari_viewer, qtbot, model_files):
@@ -80,6 +87,11 @@ def test_qpi_from_one_two_plane_layer_and_from_two_layers(make_napari_viewer, qt
     widget.second_box.setCurrentText("plus")
     _run(qtbot, widget)
     np.testing.assert_allclose(viewer.layers["minus CVDM mean"].data, mean.data, atol=1e-5)
+    # the pair's residual has its planes axis in front of the layers' grid
+    two = viewer.layers["minus CVDM residual"]
+    assert two.data.shape == (2, SAMPLE_SIZE, SAMPLE_SIZE)
+    np.testing.assert_allclose(two.scale, (1.0, 0.21, 0.21))
+    np.testing.assert_allclose(two.data, viewer.layers["brightfield ±1 µm CVDM residual"].data, atol=1e-3)
 
 
 def test_event_loop_keeps_running_during_a_run(make_napari_viewer, qtbot, model_files):

@@ -17,13 +17,24 @@ import numpy as np
 from .predict import Prediction
 from .tasks import Task
 
-__all__ = ["LayerData", "robust_limits", "result_layer_names", "result_layers", "model_input"]
+__all__ = [
+    "LayerData",
+    "robust_limits",
+    "result_layer_names",
+    "result_layers",
+    "residual_geometry",
+    "residual_layer",
+    "model_input",
+    "RESIDUAL_LIMITS",
+]
 
 #: ``(data, kwargs, layer_type)`` as napari's ``Viewer._add_layer_from_data`` takes it.
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 #: Suffixes of the result layers, in the order they are added.
-RESULT_SUFFIXES = ("mean", "std", "samples", "schedule")
+RESULT_SUFFIXES = ("mean", "std", "residual", "samples", "schedule")
+#: Contrast of the residual layer, in noise units: ±3σ, so that noise looks faint and misfit stands out.
+RESIDUAL_LIMITS = (-3.0, 3.0)
 
 
 def robust_limits(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> tuple[float, float]:
@@ -41,6 +52,44 @@ def robust_limits(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> tu
 def result_layer_names(input_name: str) -> dict[str, str]:
     """``{"mean": "<input> CVDM mean", "std": ..., "samples": ..., "schedule": ...}``."""
     return {suffix: f"{input_name} CVDM {suffix}" for suffix in RESULT_SUFFIXES}
+
+
+def residual_geometry(
+    task: Task, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Scale and translate of the residual layer: the input's grid, with a planes axis in front when the input
+    pair came from two one-plane layers (``plane_axis`` False for a two-plane task)."""
+    if task.input_planes > 1 and not plane_axis:
+        return (1.0, *map(float, scale)), (0.0, *map(float, translate))
+    return tuple(map(float, scale)), tuple(map(float, translate))
+
+
+def residual_layer(
+    input_name: str,
+    task: Task,
+    prediction: Prediction,
+    scale: Sequence[float],
+    translate: Sequence[float],
+    units: Sequence[str] | None = None,
+) -> LayerData:
+    """``<input> CVDM residual``: the mean pushed back through the forward model minus the input, in noise
+    units (diverging colormap, fixed contrast :data:`RESIDUAL_LIMITS`), on the input's grid (see
+    :func:`residual_geometry`); its RMS is in the metadata."""
+    if prediction.residual is None:
+        raise ValueError("this prediction has no residual (predict_with checks it; predict_image does not)")
+    geometry = {"scale": tuple(scale), "translate": tuple(translate)}
+    if units is not None and len(units) == len(scale):
+        geometry["units"] = tuple(units)
+    meta = {
+        "values": "residual (noise units)",
+        "rms": prediction.residual_rms,
+        "reference_rms": prediction.reference_rms,
+    }
+    data, kwargs, kind = _layer(
+        result_layer_names(input_name)["residual"], prediction.residual, "PiYG", geometry, task, "residual", meta
+    )
+    kwargs["contrast_limits"] = RESIDUAL_LIMITS
+    return data, kwargs, kind
 
 
 def result_layers(

@@ -206,6 +206,7 @@ class ReconstructJob:
     with_samples: bool
     with_schedule: bool
     owner: str
+    residual_at: tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...] | None] | None = None
 
     def run(self, context: JobContext) -> Prediction | None:
         """Sample in the worker thread (``None`` when stopped)."""

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..devices import available_devices
-from ..layers import model_input, result_layers
+from ..layers import model_input, residual_geometry, residual_layer, result_layers
 from ..models import CVDMModel
 from ..predict import Prediction, SamplingOptions
 from ._common import LayerPicker, ModelPicker, int_spin
@@ -175,6 +175,8 @@ class ReconstructWidget(QWidget):
         )
         scale, translate = model.task.output_geometry(layer.scale, layer.translate, plane_axis)
         units = tuple(str(u) for u in layer.units)[-len(scale) :] if hasattr(layer, "units") else None
+        in_scale, in_translate = residual_geometry(model.task, layer.scale, layer.translate, plane_axis)
+        in_units = tuple(str(u) for u in layer.units) if hasattr(layer, "units") else None
         owner = f"{id(self)}/{id(layer)}/{model.path or model.name}/{model.task.name}/{data.shape}"
         return ReconstructJob(
             model,
@@ -187,6 +189,7 @@ class ReconstructWidget(QWidget):
             self.samples_check.isChecked(),
             self.schedule_check.isChecked(),
             owner,
+            (in_scale, in_translate, in_units),
         )
 
     def run(self) -> None:
@@ -224,9 +227,12 @@ class ReconstructWidget(QWidget):
             with_samples=job.with_samples,
             with_schedule=job.with_schedule,
         )
+        if prediction.residual is not None and job.residual_at is not None:
+            layers.insert(2, residual_layer(job.input_name, job.model.task, prediction, *job.residual_at))
         added = [add_or_update(self.viewer, data, kwargs, job.owner) for data, kwargs, _ in layers]
         self.viewer.layers.selection.active = added[0]
-        self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{added[0].name}' and '{added[1].name}'")
+        check = "" if prediction.residual_rms is None else f"; residual {prediction.residual_rms:.2f}× the noise"
+        self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{added[0].name}' and '{added[1].name}'{check}")
         for remark in prediction.warnings:
             show_warning(remark)
         if job.with_schedule and prediction.schedule is None:
