@@ -49,9 +49,10 @@ def robust_limits(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> tu
     return lo, hi
 
 
-def result_layer_names(input_name: str) -> dict[str, str]:
-    """``{"mean": "<input> CVDM mean", "std": ..., "samples": ..., "schedule": ...}``."""
-    return {suffix: f"{input_name} CVDM {suffix}" for suffix in RESULT_SUFFIXES}
+def result_layer_names(input_name: str, label: str = "CVDM") -> dict[str, str]:
+    """``{"mean": "<input> CVDM mean", "std": ..., "residual": ..., "samples": ..., "schedule": ...}``
+    (``label``: ``CVDM``, or a classical method's, e.g. ``TIE``)."""
+    return {suffix: f"{input_name} {label} {suffix}" for suffix in RESULT_SUFFIXES}
 
 
 def residual_geometry(
@@ -71,6 +72,7 @@ def residual_layer(
     scale: Sequence[float],
     translate: Sequence[float],
     units: Sequence[str] | None = None,
+    label: str = "CVDM",
 ) -> LayerData:
     """``<input> CVDM residual``: the mean pushed back through the forward model minus the input, in noise
     units (diverging colormap, fixed contrast :data:`RESIDUAL_LIMITS`), on the input's grid (see
@@ -86,7 +88,7 @@ def residual_layer(
         "reference_rms": prediction.reference_rms,
     }
     data, kwargs, kind = _layer(
-        result_layer_names(input_name)["residual"], prediction.residual, "PiYG", geometry, task, "residual", meta
+        result_layer_names(input_name, label)["residual"], prediction.residual, "PiYG", geometry, task, "residual", meta
     )
     kwargs["contrast_limits"] = RESIDUAL_LIMITS
     return data, kwargs, kind
@@ -101,6 +103,7 @@ def result_layers(
     units: Sequence[str] | None = None,
     with_samples: bool = False,
     with_schedule: bool = False,
+    label: str = "CVDM",
 ) -> list[LayerData]:
     """Layer-data tuples named after the input: mean (gray), std (magma), then optionally the samples (a stack
     along a new first axis) and the learned λ map (viridis); contrast from robust percentiles.
@@ -109,7 +112,7 @@ def result_layers(
     mean ``(..., H', W')``); ``units`` are those of the output axes (e.g. ``("µm", "µm")``) or ``None``.
     """
     base = {"scale": tuple(scale), "translate": tuple(translate), **({"units": tuple(units)} if units else {})}
-    names = result_layer_names(input_name)
+    names = result_layer_names(input_name, label)
     value = {"values": task.value_units}
     out = [
         _layer(names["mean"], prediction.mean, "gray", base, task, "mean", value),

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -71,8 +71,15 @@ class CVDMModel:
         The whole metadata block (provenance included).
     path
         The file it was loaded from, if any.
+    label
+        What result layers are called after (``<input> CVDM mean``).
+    stochastic
+        Whether it draws samples (``True``; classical methods: ``False``).
     """
 
+    label: ClassVar[str] = "CVDM"
+    #: Draws samples (the std is their spread); classical methods do not.
+    stochastic: ClassVar[bool] = True
     network: CVDMNetwork
     task: Task
     normalization: Normalization

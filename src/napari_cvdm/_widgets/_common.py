@@ -157,6 +157,26 @@ class ModelPicker(QComboBox):
         return self._models[key]
 
 
+class MethodPicker(ModelPicker):
+    """:class:`ModelPicker` with the classical methods of every task after the bundled models (for
+    Reconstruct: users compare CVDM with TIE, iterative retrieval or Richardson–Lucy on their own data)."""
+
+    _CLASSICAL = "classical:"
+
+    def __init__(self) -> None:
+        from ..classical import classical_methods
+
+        self._methods = {f"{self._CLASSICAL}{m.task.name}:{m.name}": m for m in classical_methods()}
+        super().__init__(extra=[(f"{m.name} — {m.task.name}, classical", key) for key, m in self._methods.items()])
+
+    def current_model(self, quiet: bool = False) -> Any:
+        """The chosen model or classical method (``None`` for other entries)."""
+        key = self.currentData()
+        if isinstance(key, str) and key in self._methods:
+            return self._methods[key]
+        return super().current_model(quiet)
+
+
 class OpticsForm(QWidget):
     """One box per field of an optics class that users set (those with a command-line option), labelled and
     explained from the class itself; :meth:`optics` builds (and so validates) the instance."""

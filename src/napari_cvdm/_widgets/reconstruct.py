@@ -29,7 +29,7 @@ from ..devices import available_devices
 from ..layers import model_input, residual_geometry, residual_layer, result_layers
 from ..models import CVDMModel
 from ..predict import Prediction, SamplingOptions
-from ._common import LayerPicker, ModelPicker, int_spin
+from ._common import LayerPicker, MethodPicker, int_spin
 from ._results import add_or_update
 from ._runner import ReconstructJob, RunController
 
@@ -55,7 +55,7 @@ class ReconstructWidget(QWidget):
         self.layer_box = LayerPicker(napari_viewer)
         self.second_box = LayerPicker(napari_viewer, leading=[_BOTH_PLANES])
         self.second_label = QLabel("+dz image")
-        self.model_box = ModelPicker()
+        self.model_box = MethodPicker()
         self.samples_spin = int_spin(
             1,
             256,
@@ -132,6 +132,8 @@ class ReconstructWidget(QWidget):
         if model is None:
             return
         self.steps_spin.setValue(model.default_steps)
+        for box in (self.samples_spin, self.steps_spin, self.seed_spin, self.samples_check, self.schedule_check):
+            box.setEnabled(model.stochastic)  # a classical method draws no samples
         pair = model.task.input_planes == 2
         self.second_box.setVisible(pair)
         self.second_label.setVisible(pair)
@@ -226,9 +228,11 @@ class ReconstructWidget(QWidget):
             job.units,
             with_samples=job.with_samples,
             with_schedule=job.with_schedule,
+            label=job.model.label,
         )
         if prediction.residual is not None and job.residual_at is not None:
-            layers.insert(2, residual_layer(job.input_name, job.model.task, prediction, *job.residual_at))
+            residual = residual_layer(job.input_name, job.model.task, prediction, *job.residual_at, job.model.label)
+            layers.insert(2, residual)
         added = [add_or_update(self.viewer, data, kwargs, job.owner) for data, kwargs, _ in layers]
         self.viewer.layers.selection.active = added[0]
         check = "" if prediction.residual_rms is None else f"; residual {prediction.residual_rms:.2f}× the noise"

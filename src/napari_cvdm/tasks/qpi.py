@@ -296,7 +296,7 @@ class QPITask(Task):
                 tie_phase(x[0], x[1], o.dz_um, o.wavelength_um, o.pixel_um, alpha),
                 None,
             ),
-            "iterative retrieval (physics)": lambda x: (iterative_phase(x, o), None),
+            "iterative retrieval": lambda x: (iterative_phase(x, o), None),
         }
 
     def tune_baselines(
