@@ -126,3 +126,21 @@ def test_fit_margins_keeps_the_given_phase_inside_the_image():
     given = torch.from_numpy(truth).float()[None]
     r = fit_margins(planes, given, (-DZ, DZ), LAM, PX, 0.01)
     np.testing.assert_allclose(r.phase[0].numpy(), truth - truth.mean(), atol=1e-5)
+
+
+def test_training_conditions_are_computed_once_and_can_be_kept_on_disk(tmp_path, monkeypatch):
+    qpi = get_task("qpi")
+    norm = qpi.default_normalization()
+    pair = simulate_qpi_pair("cells", (32, 32), np.random.default_rng(0), noise=0.01)
+    first = qpi.normalized_patch(pair.input, pair.target, norm, 0, 0, 32)[0]
+    assert first.shape == (4, 32, 32)  # two planes, the retrieval's phase and amplitude
+    np.testing.assert_allclose(first[2] * norm.phase_scale, iterative_phase(pair.input, QPIOptics()), atol=1e-5)
+    monkeypatch.setenv("NAPARI_CVDM_CONDITION_CACHE", str(tmp_path))
+    copy = pair.input.copy()  # a new array: not in the in-memory cache
+    again = qpi.normalized_patch(copy, pair.target, norm, 0, 0, 32)[0]
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    np.testing.assert_array_equal(again, first)
+    import napari_cvdm.tasks.qpi as module
+
+    monkeypatch.setattr(module, "qpi_condition", lambda *a: pytest.fail("recomputed instead of read from disk"))
+    np.testing.assert_array_equal(qpi.normalized_patch(pair.input.copy(), pair.target, norm, 0, 0, 32)[0], first)
