@@ -141,7 +141,7 @@ def main() -> None:
             "sr",
             "sr",
             "widefield",
-            ["widefield", "widefield CVDM mean", "widefield CVDM std", "SIM-like target"],
+            ["widefield", "widefield CVDM mean", "widefield CVDM std", "SIM-like target", "widefield CVDM residual"],
             args.samples,
             args.output,
         )
@@ -149,7 +149,13 @@ def main() -> None:
             "qpi",
             "qpi",
             "brightfield ±1 µm",
-            ["brightfield ±1 µm", "brightfield ±1 µm CVDM mean", "brightfield ±1 µm CVDM std", "phase (ground truth)"],
+            [
+                "brightfield ±1 µm",
+                "brightfield ±1 µm CVDM mean",
+                "brightfield ±1 µm CVDM std",
+                "phase (ground truth)",
+                "brightfield ±1 µm CVDM residual",
+            ],
             args.samples,
             args.output,
         )

@@ -25,9 +25,11 @@ def _widget(viewer, model_file, samples=2, steps=2):
 
 
 def _run(qtbot, widget, timeout=60_000):
+    """Run, wait for the result and for the layers added after the mean and std (one per event-loop turn)."""
     widget.run()
     assert widget.worker is not None, "Run did not start"
     qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+    qtbot.wait(100)
 
 
 def _add(viewer, layers):
@@ -144,7 +146,7 @@ def test_second_run_updates_instead_of_duplicating_and_stacks_go_plane_by_plane(
     first = mean.data.copy()
     widget.seed_spin.setValue(5)
     _run(qtbot, widget)
-    assert len(viewer.layers) == 3
+    assert len(viewer.layers) == 4  # the input, mean, std and residual: refreshed, not duplicated
     assert viewer.layers["stack CVDM mean"] is mean
     assert not np.array_equal(mean.data, first)
     np.testing.assert_array_equal(viewer.layers["stack"].data, stack)  # the input is never touched

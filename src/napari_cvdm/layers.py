@@ -76,7 +76,7 @@ def residual_layer(
 ) -> LayerData:
     """``<input> CVDM residual``: the mean pushed back through the forward model minus the input, in noise
     units (diverging colormap, fixed contrast :data:`RESIDUAL_LIMITS`), on the input's grid (see
-    :func:`residual_geometry`); its RMS is in the metadata."""
+    :func:`residual_geometry`), added hidden; its RMS is in the metadata."""
     if prediction.residual is None:
         raise ValueError("this prediction has no residual (predict_with checks it; predict_image does not)")
     geometry = {"scale": tuple(scale), "translate": tuple(translate)}
@@ -91,6 +91,7 @@ def residual_layer(
         result_layer_names(input_name, label)["residual"], prediction.residual, "PiYG", geometry, task, "residual", meta
     )
     kwargs["contrast_limits"] = RESIDUAL_LIMITS
+    kwargs["visible"] = False  # on the input's grid it would cover the input and the mean: one click shows it
     return data, kwargs, kind
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -233,11 +234,23 @@ class ReconstructWidget(QWidget):
         if prediction.residual is not None and job.residual_at is not None:
             residual = residual_layer(job.input_name, job.model.task, prediction, *job.residual_at, job.model.label)
             layers.insert(2, residual)
-        added = [add_or_update(self.viewer, data, kwargs, job.owner) for data, kwargs, _ in layers]
+        # napari takes ~0.1-0.2 s per new layer: the mean and std now, the others one per turn of the event loop
+        added = [add_or_update(self.viewer, data, kwargs, job.owner) for data, kwargs, _ in layers[:2]]
         self.viewer.layers.selection.active = added[0]
         check = "" if prediction.residual_rms is None else f"; residual {prediction.residual_rms:.2f}× the noise"
         self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{added[0].name}' and '{added[1].name}'{check}")
+        rest = [(data, kwargs) for data, kwargs, _ in layers[2:]]
+        QTimer.singleShot(0, lambda: self._add_in_turns(rest, job.owner))
         for remark in prediction.warnings:
             show_warning(remark)
         if job.with_schedule and prediction.schedule is None:
             show_warning("this model uses a fixed schedule: there is no λ(x) map to show")
+
+    def _add_in_turns(self, layers: list[tuple[np.ndarray, dict]], owner: str) -> None:
+        """Add the first of ``layers`` now and the others one per turn of the event loop, so the viewer never
+        freezes for all of them."""
+        if not layers:
+            return
+        data, kwargs = layers[0]
+        add_or_update(self.viewer, data, kwargs, owner)
+        QTimer.singleShot(0, lambda: self._add_in_turns(layers[1:], owner))
