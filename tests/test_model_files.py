@@ -81,3 +81,19 @@ def test_bundled_models_load_with_their_recorded_optics():
         # the optics proper are the defaults; the simulator's noise may be the one the model was trained at
         optics = model.optics.replace(noise=None) if name == "qpi" else model.optics
         assert optics == model.task.default_optics()
+
+
+def test_a_qpi_model_file_records_its_noise_range_and_its_conditioning_recipe(tmp_path):
+    from napari_cvdm.cli import main
+
+    out = tmp_path / "qpi-small.safetensors"
+    args = ["--simulate", "2", "--size", "32", "--steps", "1", "--batch-size", "1", "--patch-size", "32"]
+    small = ["--base-channels", "8", "--channel-mults", "1,2", "--validate-every", "0"]
+    assert main(["train", "--task", "qpi", *args, *small, "--output", str(out)]) == 0
+    model = load_model(out)
+    recipe = model.normalization.retrieval
+    assert recipe["dz_um"] == 1.0 and recipe["wavelength_um"] == 0.521 and recipe["iterations"] >= 1
+    assert model.network.config.cond_channels == 4  # planes, retrieval phase and amplitude
+    data = model.metadata["training"]["data"]
+    assert data["noise_range"] == [0.003, 0.03] and data["absorption_range"] == [0.8, 1.0]
+    assert data["field"] == "camera crop"
