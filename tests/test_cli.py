@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from napari_cvdm.cli import main
-from napari_cvdm.data.tiff import read_tiff
+from napari_cvdm.data.tiff import read_tiff, write_tiff
+from napari_cvdm.metrics import qpi_scores
 from napari_cvdm.models import load_model
 
 
@@ -143,3 +144,20 @@ def test_predict_cli_writes_good_files_and_lists_bad_ones(tmp_path, trained_mode
 def test_optics_options_of_another_task_are_refused(tmp_path, capsys):
     rc = main(["simulate", "--task", "qpi", "--n", "1", "--size", "32", "--na", "1.1", "--output-dir", str(tmp_path)])
     assert rc == 2 and "--na does not apply to qpi" in capsys.readouterr().err
+
+
+def test_predict_runs_a_classical_method_with_the_given_optics_and_refuses_optics_for_a_model(tmp_path, capsys):
+    from napari_cvdm.data.simulate import simulate_qpi_pair
+    from napari_cvdm.physics.fresnel import QPIOptics
+
+    optics = QPIOptics(dz_um=2.0)
+    pair = simulate_qpi_pair("cells", (48, 48), np.random.default_rng(0), optics, noise=0.01)
+    path = write_tiff(tmp_path / "pair.tif", pair.input, pixel_size_um=0.21)
+    out = tmp_path / "out"
+    args = ["predict", str(path), "--samples", "1", "--output-dir", str(out)]
+    assert main([*args, "--model", "tie", "--dz", "2"]) == 0
+    assert "residual" in capsys.readouterr().out
+    mean = read_tiff(out / "pair_mean.tif").data
+    assert qpi_scores(mean, pair.target).psnr > 10 and read_tiff(out / "pair_residual.tif").data.shape == (2, 48, 48)
+    assert main([*args, "--model", "qpi", "--dz", "2"]) != 0
+    assert "optics options apply to the classical methods" in capsys.readouterr().err

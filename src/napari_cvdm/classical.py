@@ -17,7 +17,15 @@ from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions, check_consistency
 from .tasks import TASKS, Method, Task
 
-__all__ = ["ClassicalMethod", "classical_methods"]
+__all__ = ["ClassicalMethod", "classical_methods", "CLASSICAL_NAMES", "classical_method", "load_method"]
+
+#: Command-line names of the classical methods: ``name → (task, prefix of the baseline's display name)``.
+CLASSICAL_NAMES = {
+    "tie": ("qpi", "TIE"),
+    "iterative": ("qpi", "iterative"),
+    "bicubic": ("sr", "bicubic"),
+    "richardson-lucy": ("sr", "richardson-lucy"),
+}
 
 
 @dataclass
@@ -73,3 +81,30 @@ def classical_methods(task: Task | None = None) -> list[ClassicalMethod]:
             ClassicalMethod(name, t, optics, method, name.split()[0]) for name, method in t.baselines(optics).items()
         ]
     return out
+
+
+def classical_method(name: str, optics: dict[str, Any] | None = None) -> ClassicalMethod:
+    """A classical method by its command-line name (:data:`CLASSICAL_NAMES`), with the task's default optics
+    changed by ``optics`` (field name → value, e.g. ``{"dz_um": 10.0}``)."""
+    from .tasks import get_task
+
+    task_name, prefix = CLASSICAL_NAMES[name]
+    task = get_task(task_name)
+    o = task.optics_with(optics or {})
+    display, method = next((k, m) for k, m in task.baselines(o).items() if k.startswith(prefix))
+    return ClassicalMethod(display, task, o, method, prefix)
+
+
+def load_method(name: str, optics: dict[str, Any] | None = None) -> Any:
+    """What ``predict --model NAME`` runs: a classical method (:data:`CLASSICAL_NAMES`, with ``optics``), or a
+    model (bundled name or file; a model carries its own optics, so ``optics`` must be empty)."""
+    from .models import load_model
+
+    if name in CLASSICAL_NAMES:
+        return classical_method(name, optics)
+    if optics:
+        raise ValueError(
+            "optics options apply to the classical methods (--model tie, iterative, bicubic, richardson-lucy); a "
+            "model carries the optics it was trained for (fine-tune it for yours: napari-cvdm train --from)"
+        )
+    return load_model(name)

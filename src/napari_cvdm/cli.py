@@ -155,13 +155,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from .batch import PredictRequest, predict_request
+    from .classical import load_method
     from .devices import compile_network, resolve_device
     from .distributed import finish, init_distributed
-    from .models import load_model
 
     request, options = from_args(PredictRequest, args), _sampling(args)
-    model = load_model(request.model)
-    if request.compile:
+    model = load_method(request.model, _optics_values(args))
+    if request.compile and model.stochastic:
         compile_network(model.network)
     dist = init_distributed(resolve_device(options.device))
     t0 = time.perf_counter()
@@ -224,7 +224,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "toy": (run_toy, "toy.ToyRequest toy.ToyConfig:max_seconds,schedule,seed predict.SamplingOptions:n_samples,steps"),
     "simulate": (run_simulate, "data.dataset.SimulationRequest optics"),
     "train": (run_train, "job.TrainingRequest train.TrainConfig job.NetworkOptions optics"),
-    "predict": (run_predict, "batch.PredictRequest predict.SamplingOptions:n_samples!,steps,seed,device,tile_size"),
+    "predict": (
+        run_predict,
+        "batch.PredictRequest predict.SamplingOptions:n_samples!,steps,seed,device,tile_size optics",
+    ),
     "evaluate": (run_evaluate, "evaluate.EvaluationRequest predict.SamplingOptions:n_samples,steps,seed,device optics"),
     "bench": (run_bench, "bench.BenchRequest predict.SamplingOptions:n_samples,steps,device"),
 }
