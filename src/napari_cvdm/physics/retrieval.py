@@ -268,6 +268,13 @@ def retrieve_phase(
     -------
     Retrieved
         Phase ``(B, H, W)`` (zero mean), amplitude and residual ``(B, Z, H, W)`` in noise units.
+
+    Notes
+    -----
+    The images of a batch share one L-BFGS run (one line search for their summed objective), so each gets fewer
+    effective iterations than alone: on 18 validation pairs a batch of 18 gave 19.6 dB where one image at a time
+    gave 28.0 dB with the same options. The defaults were chosen one image at a time, which is how the task,
+    ``evaluate`` and the widget call it.
     """
     options = options or RetrievalOptions()
     _check_planes(planes, dz_um, noise)
