@@ -271,9 +271,8 @@ def retrieve_phase(
 
     Notes
     -----
-    The images of a batch share one L-BFGS run (one line search for their summed objective), so each gets fewer
-    effective iterations than alone: on 18 validation pairs a batch of 18 gave 19.6 dB where one image at a time
-    gave 28.0 dB with the same options. The defaults were chosen one image at a time, which is how the task,
+    The images of a batch share one L-BFGS run (one line search for their summed objective), so a batch does not
+    give exactly what each image gives alone. The defaults were chosen one image at a time, which is how the task,
     ``evaluate`` and the widget call it.
     """
     options = options or RetrievalOptions()
