@@ -9,6 +9,8 @@ from napari_cvdm._reader import read_layers
 from napari_cvdm._sample_data import SAMPLE_SIZE, qpi_sample, sr_sample
 from napari_cvdm._writer import write_image
 from napari_cvdm.metrics import qpi_scores
+from napari_cvdm.physics.fresnel import QPIOptics
+from napari_cvdm.physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase
 
 pytest.importorskip("napari")
 
@@ -339,6 +341,7 @@ def test_classical_methods_are_listed_beside_the_models_and_named_after_themselv
     assert any(t.startswith("TIE") for t in texts) and any(t.startswith("richardson-lucy") for t in texts)
     widget.model_box.setCurrentIndex(next(i for i, t in enumerate(texts) if t.startswith("iterative")))
     assert not widget.samples_spin.isEnabled() and not widget.steps_spin.isEnabled()
+    assert widget.optics_form.isVisibleTo(widget) and widget.optics_form.optics() == QPIOptics()
     widget.layer_box.setCurrentText("brightfield ±1 µm")
     _run(qtbot, widget)
     widget.model_box.setCurrentIndex(next(i for i, t in enumerate(texts) if t.startswith("TIE")))
@@ -347,6 +350,11 @@ def test_classical_methods_are_listed_beside_the_models_and_named_after_themselv
     iterative, tie = (viewer.layers[f"brightfield ±1 µm {m} mean"].data for m in ("iterative", "TIE"))
     better, worse = qpi_scores(iterative, truth), qpi_scores(tie, truth)
     assert better.psnr > worse.psnr and better.ssim > worse.ssim + 0.05  # dense cells: low modes dominate PSNR
+    widget.optics_form.boxes["dz_um"].setValue(2.0)  # the user's optics reach the classical method
+    _run(qtbot, widget)
+    pair = viewer.layers["brightfield ±1 µm"].data
+    expected = tie_phase(pair[0], pair[1], 2.0, 0.521, 0.21, DEFAULT_TIE_REGULARIZATION)
+    np.testing.assert_allclose(viewer.layers["brightfield ±1 µm TIE mean"].data, expected, atol=1e-5)
     assert viewer.layers["brightfield ±1 µm iterative residual"].metadata["cvdm"]["rms"] < 1.5
     widget.model_box.setCurrentIndex(texts.index("qpi"))
-    assert widget.samples_spin.isEnabled()
+    assert widget.samples_spin.isEnabled() and not widget.optics_form.isVisibleTo(widget)

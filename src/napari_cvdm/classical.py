@@ -54,6 +54,11 @@ class ClassicalMethod:
     #: One deterministic estimate: no samples, no steps.
     stochastic: ClassVar[bool] = False
 
+    def with_optics(self, optics: Optics) -> ClassicalMethod:
+        """The same method through other optics (e.g. the user's dz and pixel size)."""
+        name, method = next((k, m) for k, m in self.task.baselines(optics).items() if k.startswith(self.label))
+        return ClassicalMethod(name, self.task, optics, method, self.label)
+
     def predict_with(
         self, image: np.ndarray, options: SamplingOptions | None = None, callback: ProgressCallback | None = None
     ) -> Prediction:
@@ -65,6 +70,8 @@ class ClassicalMethod:
             if callback is not None and callback(SamplingProgress(k, len(planes))) is False:
                 raise SamplingCancelled("cancelled")
             means.append(np.asarray(self.method(plane)[0], np.float32))
+        if callback is not None:
+            callback(SamplingProgress(len(planes), len(planes)))
         mean = np.stack(means)
         mean = mean[0] if self.task.is_single(image) else mean
         prediction = Prediction(mean=mean, std=np.zeros_like(mean))
@@ -90,9 +97,8 @@ def classical_method(name: str, optics: dict[str, Any] | None = None) -> Classic
 
     task_name, prefix = CLASSICAL_NAMES[name]
     task = get_task(task_name)
-    o = task.optics_with(optics or {})
-    display, method = next((k, m) for k, m in task.baselines(o).items() if k.startswith(prefix))
-    return ClassicalMethod(display, task, o, method, prefix)
+    default = next(m for m in classical_methods(task) if m.label == prefix)
+    return default.with_optics(task.optics_with(optics or {}))
 
 
 def load_method(name: str, optics: dict[str, Any] | None = None) -> Any:

@@ -30,7 +30,7 @@ from ..devices import available_devices
 from ..layers import model_input, residual_geometry, residual_layer, result_layers
 from ..models import CVDMModel
 from ..predict import Prediction, SamplingOptions
-from ._common import LayerPicker, MethodPicker, int_spin
+from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
 from ._results import add_or_update
 from ._runner import ReconstructJob, RunController
 
@@ -77,6 +77,8 @@ class ReconstructWidget(QWidget):
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", *available_devices()])
         self.device_box.setToolTip("auto: CUDA, then Apple MPS, then CPU")
+        self.optics_form = OpticsForm()  # the optics of a classical method (a model carries its own)
+        self.optics_label = QLabel("Optics of the classical method")
         self.samples_check = QCheckBox("add the samples as a stack")
         self.schedule_check = QCheckBox("add the learned schedule λ(x)")
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
@@ -112,6 +114,8 @@ class ReconstructWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.optics_label)
+        layout.addWidget(self.optics_form)
         for item in (self.samples_check, self.schedule_check, buttons, self.progress_bar, self.status):
             (layout.addLayout if isinstance(item, QHBoxLayout) else layout.addWidget)(item)
         layout.addStretch(1)
@@ -135,6 +139,10 @@ class ReconstructWidget(QWidget):
         self.steps_spin.setValue(model.default_steps)
         for box in (self.samples_spin, self.steps_spin, self.seed_spin, self.samples_check, self.schedule_check):
             box.setEnabled(model.stochastic)  # a classical method draws no samples
+        if not model.stochastic:
+            self.optics_form.show_optics(model.optics)
+        self.optics_form.setVisible(not model.stochastic)
+        self.optics_label.setVisible(not model.stochastic)
         pair = model.task.input_planes == 2
         self.second_box.setVisible(pair)
         self.second_label.setVisible(pair)
@@ -162,6 +170,8 @@ class ReconstructWidget(QWidget):
         model = self.model_box.current_model()
         if model is None:
             raise ValueError("choose a model first")
+        if not model.stochastic:
+            model = model.with_optics(self.optics_form.optics())
         layer, data, plane_axis = self._gather_input(model)
         model.task.check_input(data)
         if 0 < self.tile_spin.value() < MIN_GUI_TILE:
