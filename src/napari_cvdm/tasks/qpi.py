@@ -93,8 +93,9 @@ def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor
 def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tensor:
     """Intensities ``(B, 2, H, W)`` under unit illumination → condition ``(B, C, H, W)``.
 
-    Channels ``(I₋ − 1)/s_I`` and ``(I₊ − 1)/s_I``, plus ``TIE(I₋, I₊)/s_φ`` when ``norm.tie`` is set
-    (computed on the whole image given).
+    Channels ``(I₋ − 1)/s_I`` and ``(I₊ − 1)/s_I``, plus ``TIE(I₋, I₊)/s_φ`` when ``norm.tie`` is set, or the
+    retrieval's ``φ/s_φ`` and ``(A − 1)/s_A`` when ``norm.retrieval`` is set (computed on the whole image given;
+    call it per image: the images of a batch would share one L-BFGS run).
     """
     x = (intensities - 1.0) / norm.intensity_scale
     if norm.retrieval is not None:
