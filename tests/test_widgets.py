@@ -30,8 +30,7 @@ def _run(qtbot, widget, timeout=60_000):
     """Run, wait for the result and for the layers added after the mean and std (one per event-loop turn)."""
     widget.run()
     assert widget.worker is not None, "Run did not start"
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
-    qtbot.wait(100)
+    qtbot.waitUntil(lambda: widget.worker is None and not widget.pending_layers, timeout=timeout)
 
 
 def _add(viewer, layers):
@@ -70,6 +69,8 @@ def test_sr_sample_gives_mean_and_std_at_half_the_pixel_size(make_napari_viewer,
     np.testing.assert_allclose(residual.scale, inp.scale)
     np.testing.assert_allclose(residual.translate, inp.translate)
     assert tuple(residual.contrast_limits) == (-3.0, 3.0) and residual.metadata["cvdm"]["rms"] > 0
+    assert mean.metadata["cvdm"]["residual_rms"] == residual.metadata["cvdm"]["rms"]
+    assert isinstance(mean.metadata["cvdm"]["warnings"], list)
     assert "the noise" in widget.status.text()
 
 
@@ -284,7 +285,7 @@ def test_two_widgets_keep_two_result_sets_and_never_replace_other_layers(make_na
         widget.layer_box.setCurrentText("brightfield ±1 µm")
         widget.seed_spin.setValue(seed)
         widget.run()
-    qtbot.waitUntil(lambda: a.worker is None and b.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not any(w.worker or w.pending_layers for w in (a, b)), timeout=60_000)
     means = [layer for layer in viewer.layers if layer.name.startswith("brightfield ±1 µm CVDM mean")]
     assert len(means) == 4 and viewer.layers[phase.name] is phase
 

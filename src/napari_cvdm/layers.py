@@ -106,8 +106,9 @@ def result_layers(
     with_schedule: bool = False,
     label: str = "CVDM",
 ) -> list[LayerData]:
-    """Layer-data tuples named after the input: mean (gray), std (magma), then optionally the samples (a stack
-    along a new first axis) and the learned λ map (viridis); contrast from robust percentiles.
+    """Layer-data tuples named after the input: mean (gray; its metadata keeps the warnings and the residual's
+    RMS), std (magma), then optionally the samples (a stack along a new first axis) and the learned λ map
+    (viridis); contrast from robust percentiles.
 
     ``scale``/``translate`` come from :meth:`~napari_cvdm.tasks.Task.output_geometry` (one value per axis of the
     mean ``(..., H', W')``); ``units`` are those of the output axes (e.g. ``("µm", "µm")``) or ``None``.
@@ -115,8 +116,9 @@ def result_layers(
     base = {"scale": tuple(scale), "translate": tuple(translate), **({"units": tuple(units)} if units else {})}
     names = result_layer_names(input_name, label)
     value = {"values": task.value_units}
+    checked = {"warnings": list(prediction.warnings), "residual_rms": prediction.residual_rms}
     out = [
-        _layer(names["mean"], prediction.mean, "gray", base, task, "mean", value),
+        _layer(names["mean"], prediction.mean, "gray", base, task, "mean", {**value, **checked}),
         _layer(names["std"], prediction.std, "magma", base, task, "std", value),
     ]
     if with_samples and prediction.samples is not None:

@@ -86,6 +86,8 @@ class ReconstructWidget(QWidget):
         self.progress_bar.setRange(0, 1)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        #: Result layers still to be added after the mean and std (one per turn of the event loop).
+        self.pending_layers = 0
         self.runner = RunController(
             self.run_button, self.cancel_button, self.progress_bar, self.status, "CVDM reconstruction"
         )
@@ -250,6 +252,7 @@ class ReconstructWidget(QWidget):
         check = "" if prediction.residual_rms is None else f"; residual {prediction.residual_rms:.2f}× the noise"
         self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{added[0].name}' and '{added[1].name}'{check}")
         rest = [(data, kwargs) for data, kwargs, _ in layers[2:]]
+        self.pending_layers = len(rest)
         QTimer.singleShot(0, lambda: self._add_in_turns(rest, job.owner))
         for remark in prediction.warnings:
             show_warning(remark)
@@ -263,4 +266,5 @@ class ReconstructWidget(QWidget):
             return
         data, kwargs = layers[0]
         add_or_update(self.viewer, data, kwargs, owner)
+        self.pending_layers = len(layers) - 1
         QTimer.singleShot(0, lambda: self._add_in_turns(layers[1:], owner))
