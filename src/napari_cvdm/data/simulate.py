@@ -345,12 +345,10 @@ def simulate_qpi_pair(
     phase = phase_map(source, big, rng, optics, images)
     absorbing = bool(rng.random() < 0.7) if absorbing is None else absorbing
     amplitude = absorption_map(phase, rng, optics.pixel_um) if absorbing else np.ones(big)
-    field = phase_object(torch.from_numpy(phase), torch.from_numpy(amplitude))
-    planes = defocus_stack(field, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um).numpy()
     crop = (slice(c, c + shape[0]), slice(c, c + shape[1]))
     noise = optics.noise if noise is None else noise
     sigma = draw_noise(rng) if noise is None else float(noise)
-    noisy = planes[(slice(None), *crop)] + rng.normal(0.0, sigma, size=(2, *shape))
+    noisy = camera_planes(phase, amplitude, c, shape, optics) + rng.normal(0.0, sigma, size=(2, *shape))
     return QPIPair(
         input=noisy.astype(np.float32),
         target=phase[crop].astype(np.float32),

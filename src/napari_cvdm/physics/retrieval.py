@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .fresnel import frequency_grid
+from .fresnel import frequency_grid, fresnel_transfer
 from .tie import tie_phase_torch
 
 __all__ = [
@@ -112,9 +112,9 @@ def fresnel_margin(dz_um: Sequence[float], wavelength_um: float, pixel_um: float
 def _transfers(
     shape: tuple[int, int], dz_um: Sequence[float], wavelength_um: float, pixel_um: float, device: torch.device
 ) -> torch.Tensor:
-    f2 = frequency_grid(shape, pixel_um, device)
-    dz = torch.as_tensor([float(d) for d in dz_um], dtype=torch.float64, device=device)[:, None, None]
-    return torch.exp(-1j * math.pi * wavelength_um * dz * f2).to(torch.complex64)  # (Z, H, W)
+    """The Fresnel transfer functions of the planes, ``(Z, H, W)`` complex64."""
+    planes = [fresnel_transfer(shape, float(d), wavelength_um, pixel_um, device) for d in dz_um]
+    return torch.stack(planes).to(torch.complex64)
 
 
 def phase_preconditioner(
@@ -237,6 +237,20 @@ def _start_amplitude(planes: torch.Tensor, fit: bool) -> torch.Tensor:
     return 0.5 * torch.log(mean)
 
 
+def _padded_start(
+    planes: torch.Tensor,
+    phase: torch.Tensor,
+    dz_um: Sequence[float],
+    wavelength_um: float,
+    pixel_um: float,
+    options: RetrievalOptions,
+) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """The margin (pixels) and the starting phase and log-amplitude on the padded field."""
+    margin = fresnel_margin(dz_um, wavelength_um, pixel_um) if options.margin_px is None else options.margin_px
+    log_amp = _start_amplitude(planes.float(), options.fit_amplitude)
+    return margin, _pad(phase.float(), margin), _pad(log_amp, margin)
+
+
 def retrieve_phase(
     planes: torch.Tensor,
     dz_um: Sequence[float],
@@ -286,9 +300,7 @@ def retrieve_phase(
         start_phase = tie_phase_torch(
             planes[:, lo], planes[:, hi], spread, wavelength_um, pixel_um, options.tie_regularization
         )
-    margin = fresnel_margin(dz_um, wavelength_um, pixel_um) if options.margin_px is None else options.margin_px
-    phase0 = _pad(start_phase.float(), margin)
-    log_amp0 = _pad(_start_amplitude(planes.float(), options.fit_amplitude), margin)
+    margin, phase0, log_amp0 = _padded_start(planes, start_phase, dz_um, wavelength_um, pixel_um, options)
     free = torch.ones(phase0.shape[-2:], dtype=torch.bool)
     return _fit(planes, phase0, log_amp0, free, dz_um, wavelength_um, pixel_um, noise, options, margin)
 
@@ -322,9 +334,7 @@ def fit_margins(
     _check_planes(planes, dz_um, noise)
     if phase.shape != planes[:, 0].shape:
         raise ValueError(f"phase {tuple(phase.shape)} does not match the planes {tuple(planes.shape)}")
-    margin = fresnel_margin(dz_um, wavelength_um, pixel_um) if options.margin_px is None else options.margin_px
-    phase0 = _pad(phase.float(), margin)
-    log_amp0 = _pad(_start_amplitude(planes.float(), options.fit_amplitude), margin)
+    margin, phase0, log_amp0 = _padded_start(planes, phase, dz_um, wavelength_um, pixel_um, options)
     free = torch.ones(phase0.shape[-2:], dtype=torch.bool)
     free[margin : margin + phase.shape[-2], margin : margin + phase.shape[-1]] = False
     return _fit(planes, phase0, log_amp0, free, dz_um, wavelength_um, pixel_um, noise, options, margin)

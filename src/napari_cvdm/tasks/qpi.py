@@ -185,13 +185,15 @@ class _ConditionCache:
     @staticmethod
     def _computed(inp: np.ndarray, norm: Normalization) -> np.ndarray:
         folder = os.environ.get("NAPARI_CVDM_CONDITION_CACHE")
-        if not folder:
-            return qpi_condition(torch.from_numpy(inp)[None], norm)[0].numpy()
-        digest = hashlib.sha1(inp.tobytes() + json.dumps(norm.to_dict(), sort_keys=True).encode()).hexdigest()
-        path = Path(folder) / f"{digest}.npy"
-        if path.exists():
-            return np.load(path)
+        path = None
+        if folder:
+            digest = hashlib.sha1(inp.tobytes() + json.dumps(norm.to_dict(), sort_keys=True).encode()).hexdigest()
+            path = Path(folder) / f"{digest}.npy"
+            if path.exists():
+                return np.load(path)
         full = qpi_condition(torch.from_numpy(inp)[None], norm)[0].numpy()
+        if path is None:
+            return full
 
         def save(tmp: str) -> None:
             with open(tmp, "wb") as fh:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..data.normalize import FLAT_EPS, Normalization
 from ..data.simulate import PHOTON_RANGE, SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_photons, simulate_sr_pair
-from ..metrics import Scores, sr_scores
+from ..metrics import Scores, affine_fit, sr_scores
 from ..physics.noise import noise_level_function
 from ..physics.widefield import (
     DEFAULT_RL_ITERATIONS,
@@ -134,10 +134,7 @@ class SRTask(Task):
         gain and offset (the background), against the input in units of its Poisson–Gaussian noise
         (estimated from the input: :func:`noise_level_function`)."""
         x = np.asarray(plane, np.float64)
-        implied = widefield_from_target(estimate, optics)
-        design = np.stack([implied.ravel(), np.ones(implied.size)], axis=1)
-        (gain, offset), *_ = np.linalg.lstsq(design, x.ravel(), rcond=None)
-        model = gain * implied + offset
+        model = affine_fit(widefield_from_target(estimate, optics), x)
         a, b = noise_level_function(x)
         var = np.maximum(a * np.clip(model, 0, None) + b, 1e-12)
         residual = (model - x) / np.sqrt(var)
