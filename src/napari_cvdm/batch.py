@@ -130,7 +130,7 @@ def _write(
     for key, out in zip(OUTPUT_KEYS, outputs_of(path, output_dir)):
         arr = arrays[key]
         px = pixel_um if key == "residual" else model.task.output_pixel_size(pixel_um)
-        written.append(write_tiff(out, arr, pixel_size_um=px, axes={2: "YX", 3: "ZYX", 4: "TZYX"}[arr.ndim]))
+        written.append(write_tiff(out, arr, pixel_size_um=px))  # axes from the dimensions: YX, ZYX, TZYX
     return tuple(written)
 
 
