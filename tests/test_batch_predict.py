@@ -1,5 +1,7 @@
 """predict over many files: torchrun ranks, job-array shards, continuing after a crash (issue 18)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -46,11 +48,18 @@ def _outputs(out):
     return {p.name: read_tiff(p).data for p in sorted(out.glob("*.tif"))}
 
 
-def test_two_gloo_ranks_write_every_output_once_equal_to_one_process(tmp_path, five_files, model_files):
+def _checks(stdout: str) -> dict[str, str]:
+    """``{file name: residual RMS}`` as predict prints them."""
+    return dict(re.findall(r"(cell\d\.tif): .*\(residual ([\d.]+)× the noise\)", stdout))
+
+
+def test_two_gloo_ranks_write_every_output_once_equal_to_one_process(tmp_path, five_files, model_files, capsys):
     assert main(_predict(model_files["sr"], five_files, tmp_path / "one")) == 0
     proc = run_torchrun(_predict(model_files["sr"], five_files, tmp_path / "two"), 29531)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("5 done, 0 already complete, 0 failed") == 1  # one summary, from rank 0
+    alone = _checks(capsys.readouterr().out)
+    assert len(alone) == 5 and _checks(proc.stdout) == alone  # the stack's check survives its planes' assembly
     one, two = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
     assert sorted(one) == sorted(two) and len(one) == 15  # mean, std and residual of five files
     for name in one:

@@ -63,7 +63,15 @@ def _predict_plane(
 
     def save(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, mean=pred.mean, std=pred.std, residual=pred.residual, pixel_size_um=pixel)
+            np.savez(
+                fh,
+                mean=pred.mean,
+                std=pred.std,
+                residual=pred.residual,
+                pixel_size_um=pixel,
+                warnings=np.asarray(pred.warnings, dtype=str),
+                residual_rms=np.float64(pred.residual_rms),
+            )
 
     atomic_write(_part(output_dir, path, plane), save)
     return FileResult(path, shape=pred.mean.shape)
@@ -75,9 +83,11 @@ def _assemble(model: CVDMModel, path: Path, n: int, output_dir: Path) -> FileRes
     arrays = {key: np.stack([q[key] for q in parts]) for key in ("mean", "std", "residual")}
     pixel = parts[0]["pixel_size_um"]  # recorded by the rank that read the file: no second read of the stack
     outputs = _write(model, path, output_dir, arrays, None if np.isnan(pixel).any() else tuple(map(float, pixel)))
+    remarks = list(dict.fromkeys(str(w) for q in parts for w in q["warnings"]))  # as one process merges a stack's
+    rms = max(float(q["residual_rms"]) for q in parts)
     for p in range(n):
         _part(output_dir, path, p).unlink()
-    return FileResult(path, outputs, arrays["mean"].shape)
+    return FileResult(path, outputs, arrays["mean"].shape, warnings=tuple(remarks), residual_rms=rms)
 
 
 def predict_distributed(
