@@ -28,8 +28,13 @@ def _bar(total: int, desc: str, unit: str) -> Any:
 
 
 def _counter(bar: Any) -> Callable[[int, int], None]:
-    """``progress(done, total)`` that moves ``bar``."""
-    return lambda done, total: bar.update(done - bar.n)
+    """``progress(done, total)`` that moves ``bar`` (and sets its total, which may be known only later)."""
+
+    def move(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return move
 
 
 def _sampling_bar(desc: str) -> Callable[[Any], None]:
@@ -192,15 +197,38 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import EvaluationRequest, format_table, prepare_evaluation
+    from .evaluate import EvaluationRequest, format_reliability, format_table, prepare_evaluation, write_rows
 
-    evaluation = prepare_evaluation(from_args(EvaluationRequest, args), _sampling(args), _optics_values(args))
+    request = from_args(EvaluationRequest, args)
+    evaluation = prepare_evaluation(request, _sampling(args), _optics_values(args))
     print("\n".join(evaluation.notes))
     t0 = time.perf_counter()
     with _bar(len(evaluation.examples), "evaluating", "pair") as bar:
         rows = evaluation.run(_counter(bar))
     print(format_table(rows))
+    reliability = format_reliability(rows)
+    if reliability:
+        print("\nreliability (all pairs): fraction within the Gaussian interval of each nominal probability")
+        print(reliability)
+    if request.json is not None:
+        print(f"wrote {write_rows(rows, request.json, evaluation.notes)}")
     print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import CalibrationRequest, calibrate_model
+
+    request = from_args(CalibrationRequest, args)
+    with _bar(0, "calibrating", "pair") as bar:
+        cal = calibrate_model(request, _sampling(args), _counter(bar))
+    before, after = cal.fitted_on["coverage_before"], cal.fitted_on["coverage_after"]
+    print(
+        f"{cal.fitted_on['pairs']} pairs ({cal.fitted_on['data']}): std × {cal.scale:.3g}, floor {cal.floor:.3g} "
+        f"(normalised units); within ±1σ {before['1sigma']:.1%} -> {after['1sigma']:.1%}, within ±2σ "
+        f"{before['2sigma']:.1%} -> {after['2sigma']:.1%}"
+    )
+    print(f"wrote {request.output}")
     return 0
 
 
@@ -229,6 +257,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
         "batch.PredictRequest predict.SamplingOptions:n_samples!,steps,seed,device,tile_size optics",
     ),
     "evaluate": (run_evaluate, "evaluate.EvaluationRequest predict.SamplingOptions:n_samples,steps,seed,device optics"),
+    "calibrate": (run_calibrate, "calibrate.CalibrationRequest predict.SamplingOptions:n_samples,steps,seed,device"),
     "bench": (run_bench, "bench.BenchRequest predict.SamplingOptions:n_samples,steps,device"),
 }
 

@@ -22,6 +22,7 @@ from .data.tiff import read_tiff
 from .metrics import calibration
 from .physics.optics import Optics
 from .tasks import Method, Task
+from .uncertainty import RELIABILITY_LEVELS
 
 __all__ = [
     "TEST_SEED",
@@ -33,6 +34,8 @@ __all__ = [
     "read_pair_folder",
     "evaluate",
     "format_table",
+    "format_reliability",
+    "write_rows",
     "model_method",
     "evaluation_methods",
     "EvaluationRequest",
@@ -62,6 +65,8 @@ class EvaluationRequest:
         Folder of grayscale images to draw phase from (qpi).
     tune_baselines
         Choose the baselines' parameter on a validation set first.
+    json
+        Also write the rows (reliability diagrams included) to this JSON file.
     """
 
     model: str = field(metadata={"cli": "--model"})
@@ -71,6 +76,7 @@ class EvaluationRequest:
     classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
     images: Path | None = field(default=None, metadata={"cli": "--images"})
     tune_baselines: bool = field(default=False, metadata={"cli": "--tune-baselines"})
+    json: Path | None = field(default=None, metadata={"cli": "--json"})
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,8 @@ class Row:
     ssim: float
     spearman: float = float("nan")
     coverage_2sigma: float = float("nan")
+    coverage_1sigma: float = float("nan")
+    reliability: tuple[float, ...] = ()
 
 
 def evaluate(
@@ -144,24 +152,26 @@ def evaluate(
 
     ``progress(done, total)`` is called after each example.
     """
-    per: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    nan = float("nan")
+    per: dict[tuple[str, str], list[tuple[float, ...]]] = {}
     for k, ex in enumerate(examples):
         for name, method in methods.items():
             mean, std = method(ex.input)
             s = task.scores(mean, ex.target)
-            rho, cov = float("nan"), float("nan")
+            cal: tuple[float, ...] = (nan,) * (3 + len(RELIABILITY_LEVELS))
             if std is not None:
                 c = calibration(std, task.error(mean, ex.target))
-                rho, cov = c.spearman, c.coverage_2sigma
+                cal = (c.spearman, c.coverage_2sigma, c.coverage_1sigma, *c.reliability)
             for group in (ex.group, *ex.tags, "all"):
-                per.setdefault((group, name), []).append((s.psnr, s.ssim, rho, cov))
+                per.setdefault((group, name), []).append((s.psnr, s.ssim, *cal))
         if progress is not None:
             progress(k + 1, len(examples))
     rows = []
     for (group, name), vals in per.items():
         arr = np.asarray(vals)
-        cal = [float(np.nanmean(arr[:, k])) if np.isfinite(arr[:, k]).any() else float("nan") for k in (2, 3)]
-        rows.append(Row(group, name, len(vals), float(arr[:, 0].mean()), float(arr[:, 1].mean()), *cal))
+        cal = [float(np.nanmean(col)) if np.isfinite(col).any() else nan for col in arr[:, 2:].T]
+        rel = tuple(cal[3:]) if np.isfinite(cal[3:]).all() else ()
+        rows.append(Row(group, name, len(vals), float(arr[:, 0].mean()), float(arr[:, 1].mean()), *cal[:3], rel))
     order = {
         g: i
         for i, g in enumerate(dict.fromkeys([ex.group for ex in examples] + [t for ex in examples for t in ex.tags]))
@@ -173,13 +183,50 @@ def evaluate(
 def format_table(rows: Sequence[Row]) -> str:
     """A Markdown table (also readable in a terminal)."""
     lines = [
-        "| group | method | n | PSNR (dB) | SSIM | Spearman ρ(std, abs err) | within ±2σ |",
-        "|---|---|---|---|---|---|---|",
+        "| group | method | n | PSNR (dB) | SSIM | Spearman ρ(std, abs err) | within ±1σ | within ±2σ |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cal = ("—", "—") if math.isnan(r.spearman) else (f"{r.spearman:.2f}", f"{r.coverage_2sigma:.3f}")
-        lines.append(f"| {r.group} | {r.method} | {r.n} | {r.psnr:.2f} | {r.ssim:.3f} | {cal[0]} | {cal[1]} |")
+        cal = (
+            ("—",) * 3
+            if math.isnan(r.spearman)
+            else (f"{r.spearman:.2f}", f"{r.coverage_1sigma:.3f}", f"{r.coverage_2sigma:.3f}")
+        )
+        lines.append(f"| {r.group} | {r.method} | {r.n} | {r.psnr:.2f} | {r.ssim:.3f} | " + " | ".join(cal) + " |")
     return "\n".join(lines)
+
+
+def format_reliability(rows: Sequence[Row], group: str = "all") -> str:
+    """A reliability table of the methods with a std on ``group``: the observed fraction of pixels within the
+    Gaussian interval of each nominal probability (calibrated: observed = nominal)."""
+    lines = [
+        "| method | " + " | ".join(f"{p:g}" for p in RELIABILITY_LEVELS) + " |",
+        "|---|" + "---|" * len(RELIABILITY_LEVELS),
+    ]
+    lines += [
+        f"| {r.method} | " + " | ".join(f"{v:.3f}" for v in r.reliability) + " |"
+        for r in rows
+        if r.group == group and r.reliability
+    ]
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def write_rows(rows: Sequence[Row], path: str | Path, notes: Sequence[str] = ()) -> Path:
+    """The rows as JSON: ``{"notes": [...], "reliability_levels": [...], "rows": [{group, method, ...}]}``."""
+    import dataclasses
+    import json
+
+    path = Path(path)
+    record = {
+        "notes": list(notes),
+        "reliability_levels": list(RELIABILITY_LEVELS),
+        "rows": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in dataclasses.asdict(r).items()}
+            for r in rows
+        ],
+    }
+    path.write_text(json.dumps(record, indent=1))
+    return path
 
 
 def model_method(model: Any, options: Any) -> Method:

@@ -86,23 +86,32 @@ class Calibration:
         Spearman rank correlation between std and |error| over pixels.
     coverage_2sigma
         Fraction of pixels with ``|error| ≤ 2·std``.
+    coverage_1sigma
+        Fraction of pixels with ``|error| ≤ std`` (0.683 for a calibrated Gaussian).
+    reliability
+        Observed coverage of the Gaussian central intervals of
+        :data:`~napari_cvdm.uncertainty.RELIABILITY_LEVELS` (a reliability diagram).
     """
 
     spearman: float
     coverage_2sigma: float
+    coverage_1sigma: float = float("nan")
+    reliability: tuple[float, ...] = ()
 
 
 def calibration(std: np.ndarray, error: np.ndarray, max_pixels: int = 200_000, seed: int = 0) -> Calibration:
     """Calibration of an uncertainty map against the actual error (same units, same shape)."""
     from scipy.stats import spearmanr
 
+    from .uncertainty import coverage, reliability
+
     s = np.asarray(std, np.float64).ravel()
     e = np.abs(np.asarray(error, np.float64)).ravel()
     if s.shape != e.shape:
         raise ValueError("std and error must have the same shape")
-    coverage = float(np.mean(e <= 2 * s))
+    cover = (coverage(s, e, 2), coverage(s, e, 1), reliability(s, e))
     if s.size > max_pixels:
         idx = np.random.default_rng(seed).choice(s.size, max_pixels, replace=False)
         s, e = s[idx], e[idx]
     rho = float(spearmanr(s, e).statistic) if s.std() > 0 and e.std() > 0 else float("nan")
-    return Calibration(spearman=rho, coverage_2sigma=coverage)
+    return Calibration(rho, *cover)

@@ -26,6 +26,7 @@ from .diffusion.sampler import ProgressCallback
 from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions, check_consistency, predict_image
 from .tasks import TASKS, Task, get_task
+from .uncertainty import StdCalibration, calibrate_prediction
 
 __all__ = [
     "FORMAT",
@@ -34,6 +35,7 @@ __all__ = [
     "CVDMModel",
     "Prediction",
     "save_model",
+    "save_calibrated",
     "load_model",
     "bundled_model_path",
     "BUNDLED",
@@ -93,6 +95,12 @@ class CVDMModel:
         return int(self.metadata.get("sampling", {}).get("default_steps", DEFAULT_STEPS))
 
     @property
+    def calibration(self) -> StdCalibration | None:
+        """How the sample std is scaled into the std users see (``None``: the file records none)."""
+        block = self.metadata.get("calibration")
+        return StdCalibration.from_dict(block) if block else None
+
+    @property
     def name(self) -> str:
         """A short name for lists and layer names."""
         return str(self.metadata.get("name") or (self.path.stem if self.path else self.task.name))
@@ -141,11 +149,28 @@ class CVDMModel:
     def sample_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
-        """Mean, std and samples without the consistency check (``residual`` is ``None``): for evaluations that
-        score the mean against a known truth."""
+        """Mean, (calibrated) std and samples without the consistency check (``residual`` is ``None``): for
+        evaluations that score the mean against a known truth."""
+        return self.calibrated(image, self.sample_raw(image, options, callback))
+
+    def sample_raw(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """Mean and the samples' own std, before the model's calibration (what ``calibrate`` fits)."""
         if options.steps is None:
             options = dataclasses.replace(options, steps=self.default_steps)
         return predict_image(self.network, self.task, self.normalization, image, options, callback)
+
+    def value_units(self, image: np.ndarray) -> list[float]:
+        """Per input plane: the physical size of one normalised unit (:meth:`Task.value_unit`)."""
+        return [self.task.value_unit(plane, self.normalization) for plane in self.task.check_input(image)]
+
+    def calibrated(self, image: np.ndarray, prediction: Prediction) -> Prediction:
+        """``prediction`` (of ``image``) with the model's std calibration applied; unchanged without one."""
+        cal = self.calibration
+        if cal is None:
+            return prediction
+        return calibrate_prediction(prediction, cal, self.value_units(image), self.task.is_single(image))
 
 
 def save_model(
@@ -173,8 +198,6 @@ def save_model(
     default_steps
         Sampling steps used by default.
     """
-    from safetensors.torch import save_file
-
     from . import __version__
 
     path = Path(path)
@@ -195,9 +218,32 @@ def save_model(
         "training": training or {},
         "napari_cvdm_version": __version__,
     }
+    return _write_model_file(path, network, meta)
+
+
+def _write_model_file(path: Path, network: CVDMNetwork, meta: dict[str, Any]) -> Path:
+    """The network's weights (float32) and ``meta`` as a model file, written atomically."""
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)}))
     return path
+
+
+def save_calibrated(model: CVDMModel, calibration: StdCalibration, path: str | Path) -> Path:
+    """Write ``model`` (weights and metadata unchanged) with ``calibration`` recorded, to ``path``.
+
+    Parameters
+    ----------
+    model
+        A loaded model (its file is not modified unless ``path`` is that file).
+    path
+        Output ``.safetensors`` file.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ModelFileError(f"{path}: model files must end in .safetensors")
+    return _write_model_file(path, model.network, {**model.metadata, "calibration": calibration.to_dict()})
 
 
 def bundled_model_path(name: str) -> Path:
@@ -282,8 +328,12 @@ def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
         config = NetworkConfig.from_dict(meta["network"])
         normalization = Normalization(**meta["normalization"])
         optics = _recorded_optics(model_task, meta.get("optics"))
+        if meta.get("calibration"):
+            StdCalibration.from_dict(meta["calibration"])
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{path}: invalid architecture, normalisation or optics in the metadata ({err})") from None
+        raise ModelFileError(
+            f"{path}: invalid architecture, normalisation, optics or calibration in the metadata ({err})"
+        ) from None
     network = build_network(config)
     try:
         tensors = load_file(str(path))

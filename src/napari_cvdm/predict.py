@@ -87,7 +87,8 @@ class Prediction:
         The reconstruction: mean of the samples, ``(2H, 2W)`` for ``sr`` (input units), ``(H, W)`` phase in
         radians (zero mean) for ``qpi``; a leading axis for stacks.
     std
-        Per-pixel standard deviation of the samples, same shape and units.
+        Per-pixel uncertainty, same shape and units: the standard deviation of the samples, scaled by the
+        model's calibration where its file has one (:mod:`napari_cvdm.uncertainty`).
     samples
         ``(N, ...)`` the samples themselves, or ``None``.
     schedule
@@ -103,6 +104,9 @@ class Prediction:
         input down to the noise.
     reference_rms
         The same for the physics estimate where the task has one (``qpi``: the iterative retrieval).
+    sample_std
+        The spread of the samples before calibration (``None`` when no calibration was applied: then ``std``
+        is the spread).
     """
 
     mean: np.ndarray
@@ -113,6 +117,7 @@ class Prediction:
     residual: np.ndarray | None = None
     residual_rms: float | None = None
     reference_rms: float | None = None
+    sample_std: np.ndarray | None = None
 
 
 def _pad_to(t: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:

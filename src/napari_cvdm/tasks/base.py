@@ -228,6 +228,11 @@ class Task(ABC):
         """One input plane (from :meth:`check_input`) → condition and the way back to physical units."""
 
     @abstractmethod
+    def value_unit(self, plane: np.ndarray, norm: Normalization) -> float:
+        """The physical size of one normalised unit of the network's output for ``plane`` (what a calibrated
+        std floor is measured in; :mod:`napari_cvdm.uncertainty`)."""
+
+    @abstractmethod
     def normalized_patch(
         self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int, p: int
     ) -> tuple[np.ndarray, np.ndarray]:

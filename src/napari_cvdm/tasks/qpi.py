@@ -250,6 +250,10 @@ class QPITask(Task):
         base = qpi_base(cond, norm)
         return Conditioned(cond, lambda s: _zero_mean((s + base)[:, 0] * norm.phase_scale))
 
+    def value_unit(self, plane: np.ndarray, norm: Normalization) -> float:
+        """Radians per normalised unit (the same for every input)."""
+        return float(norm.phase_scale)
+
     def normalized_patch(
         self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int, p: int
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -97,6 +97,10 @@ class SRTask(Task):
         cond = sr_condition(torch.from_numpy((plane - offset) / scale).float()[None, None].to(device), self.gain)
         return Conditioned(cond, lambda s: ((s + cond) * scale + offset)[:, 0], remarks)
 
+    def value_unit(self, plane: np.ndarray, norm: Normalization) -> float:
+        """The input's robust intensity range (:func:`sr_affine`): one normalised unit in input units."""
+        return sr_affine(plane, norm)[1]
+
     def normalized_patch(
         self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int, p: int
     ) -> tuple[np.ndarray, np.ndarray]:

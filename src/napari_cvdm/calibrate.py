@@ -1,0 +1,113 @@
+"""``napari-cvdm calibrate``: fit a model's std calibration on held-out pairs and record it in a model file.
+
+The pairs are simulated with the validation seed (:data:`~napari_cvdm.data.simulate.VALIDATION_SEED`), never
+the test seed that ``evaluate`` reports on, from the training classes only (test-only classes stay unseen), or
+read from a folder of the user's own pairs. See :mod:`napari_cvdm.uncertainty` for what is fitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data.simulate import VALIDATION_SEED
+from .evaluate import Example, held_out_set, read_pair_folder
+from .uncertainty import StdCalibration, fit_calibration
+
+__all__ = ["CalibrationRequest", "calibration_pairs", "fit_model_calibration", "calibrate_model"]
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """Calibrate a model's std on held-out pairs so that ±1σ / ±2σ cover 68 / 95 % of the error; write a copy
+    of the model file that records it (predict then reports the calibrated std).
+
+    Parameters
+    ----------
+    model
+        sr, qpi (the bundled models) or a model file.
+    output
+        The calibrated model file to write (.safetensors).
+    data
+        Folder with inputs/ and targets/ of your own pairs (default: simulated with the validation seed).
+    n_per_class
+        Simulated pairs per class (qpi: per class, noise level and pure/absorbing).
+    size
+        Simulated input side in pixels (default: the task's).
+    classes
+        Structure classes (sr) or phase sources (qpi) to simulate (default: the training classes).
+    images
+        Folder of grayscale images to draw phase from (qpi).
+    """
+
+    model: str = field(metadata={"cli": "--model"})
+    output: Path = field(metadata={"cli": "--output"})
+    data: Path | None = field(default=None, metadata={"cli": "--data"})
+    n_per_class: int = field(default=6, metadata={"cli": "--n-per-class"})
+    size: int | None = field(default=None, metadata={"cli": "--size"})
+    classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
+    images: Path | None = field(default=None, metadata={"cli": "--images"})
+
+    def __post_init__(self) -> None:
+        if Path(self.output).suffix != ".safetensors":
+            raise ValueError(f"{self.output}: the calibrated model must be a .safetensors file")
+        if self.n_per_class < 1:
+            raise ValueError(f"n_per_class must be >= 1, got {self.n_per_class}")
+
+
+def calibration_pairs(request: CalibrationRequest, model: Any) -> list[Example]:
+    """The pairs a request calibrates on (the folder's, or simulated with the validation seed)."""
+    from .data.simulate import load_grayscale_images
+
+    if request.data is not None:
+        return read_pair_folder(request.data)
+    images = load_grayscale_images(request.images) if request.images else None
+    classes = model.task.check_classes(request.classes, with_images=bool(images))
+    return held_out_set(model.task, request.n_per_class, request.size, VALIDATION_SEED, model.optics, classes, images)
+
+
+def fit_model_calibration(
+    model: Any, examples: list[Example], options: Any, progress: Callable[[int, int], None] | None = None
+) -> StdCalibration:
+    """Sample every pair with ``options`` (the samples' own std, before any calibration the file has) and fit
+    :func:`~napari_cvdm.uncertainty.fit_calibration` to the errors of the means.
+
+    Parameters
+    ----------
+    model
+        A :class:`~napari_cvdm.models.CVDMModel`.
+    options
+        :class:`~napari_cvdm.predict.SamplingOptions` (at least 2 samples: the std needs them).
+    """
+    if options.n_samples < 2:
+        raise ValueError("calibration needs at least 2 samples per image (--samples 2 or more)")
+    stds, errors, units = [], [], []
+    for k, ex in enumerate(examples):
+        pred = model.sample_raw(ex.input, options)
+        stds.append(pred.std)
+        errors.append(model.task.error(pred.mean, ex.target))
+        units.append(model.value_units(ex.input)[0])
+        if progress is not None:
+            progress(k + 1, len(examples))
+    cal = fit_calibration(stds, errors, units)
+    steps = options.steps or model.default_steps
+    record = {**cal.fitted_on, "pairs": len(examples), "samples": options.n_samples, "steps": steps}
+    record["groups"] = sorted({ex.group for ex in examples})
+    return StdCalibration(cal.scale, cal.floor, record)
+
+
+def calibrate_model(
+    request: CalibrationRequest, options: Any, progress: Callable[[int, int], None] | None = None
+) -> StdCalibration:
+    """Fit the calibration of ``request.model`` and write ``request.output`` with it."""
+    from .models import load_model, save_calibrated
+
+    model = load_model(request.model)
+    examples = calibration_pairs(request, model)
+    cal = fit_model_calibration(model, examples, options, progress)
+    seed = "your pairs" if request.data is not None else f"simulated, seed {VALIDATION_SEED}"
+    cal = StdCalibration(cal.scale, cal.floor, {**cal.fitted_on, "data": str(request.data or seed)})
+    save_calibrated(model, cal, request.output)
+    return cal
