@@ -28,7 +28,7 @@ from .data.tiff import read_tiff, write_tiff
 from .diffusion.sampler import ProgressCallback
 from .distributed import DistributedContext
 from .models import CVDMModel
-from .predict import SamplingOptions
+from .predict import SamplingOptions, check_pixel_size
 
 __all__ = [
     "PredictRequest",
@@ -141,6 +141,7 @@ def predict_file(
     img = read_tiff(path)
     t0 = time.perf_counter()
     pred = model.predict_with(img.data, dataclasses.replace(options, seed=file_seed(path, options.seed)), callback)
+    pred = check_pixel_size(pred, model.task, model.optics, img.pixel_size_um)
     arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
     outputs = _write(model, path, output_dir, arrays, img.pixel_size_um)
     seconds = time.perf_counter() - t0

@@ -21,8 +21,8 @@ __all__ = ["CalibrationRequest", "calibration_pairs", "fit_model_calibration", "
 
 @dataclass(frozen=True)
 class CalibrationRequest:
-    """Calibrate a model's std on held-out pairs so that ±1σ / ±2σ cover 68 / 95 % of the error; write a copy
-    of the model file that records it (predict then reports the calibrated std).
+    """Calibrate a model's std on held-out pairs so that ±2σ covers 95 percent of the error (and ±1σ about 68);
+    write a copy of the model file that records it (predict then reports the calibrated std).
 
     Parameters
     ----------

@@ -20,7 +20,7 @@ from .data.tiff import TiffImage, read_tiff
 from .devices import resolve_device
 from .distributed import DistributedContext, rank_device
 from .models import CVDMModel
-from .predict import SamplingOptions
+from .predict import SamplingOptions, check_pixel_size
 
 __all__ = ["PARTS", "work_units", "predict_distributed"]
 
@@ -59,6 +59,7 @@ def _predict_plane(
     pred = model.predict_with(
         image.data[plane], dataclasses.replace(options, seed=file_seed(path, options.seed) + plane)
     )
+    pred = check_pixel_size(pred, model.task, model.optics, image.pixel_size_um)
     pixel = np.asarray(image.pixel_size_um if image.pixel_size_um is not None else (np.nan, np.nan))
 
     def save(tmp: str) -> None:

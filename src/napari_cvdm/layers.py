@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .data.tiff import um_per_unit
 from .predict import Prediction
 from .tasks import Task
 
@@ -26,6 +27,7 @@ __all__ = [
     "residual_layer",
     "model_input",
     "RESIDUAL_LIMITS",
+    "layer_pixel_size",
 ]
 
 #: ``(data, kwargs, layer_type)`` as napari's ``Viewer._add_layer_from_data`` takes it.
@@ -35,6 +37,17 @@ LayerData = tuple[np.ndarray, dict[str, Any], str]
 RESULT_SUFFIXES = ("mean", "std", "residual", "samples", "schedule")
 #: Contrast of the residual layer, in noise units: ±3σ, so that noise looks faint and misfit stands out.
 RESIDUAL_LIMITS = (-3.0, 3.0)
+
+
+def layer_pixel_size(scale: Sequence[float], units: Sequence[Any] | None) -> tuple[float, float] | None:
+    """``(y, x)`` pixel size in µm of a layer whose last two axes have a length unit (napari's ``units``: pint
+    units or names such as ``"nm"``); ``None`` when the layer is in pixels or has no units."""
+    if not units or len(units) < 2 or len(scale) < 2:
+        return None
+    factors = [um_per_unit(u) for u in units[-2:]]
+    if any(f is None for f in factors):
+        return None
+    return float(scale[-2]) * factors[0], float(scale[-1]) * factors[1]
 
 
 def robust_limits(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> tuple[float, float]:

@@ -101,6 +101,16 @@ class CVDMModel:
         return StdCalibration.from_dict(block) if block else None
 
     @property
+    def trained_ranges(self) -> dict[str, Any] | None:
+        """The imaging conditions of the simulated training data (photon or noise range, ...) as the file records
+        them — the task's defaults for files that predate the record — or ``None`` for a model trained on pairs
+        (unknown)."""
+        data = self.metadata.get("training", {}).get("data", {})
+        if not data.get("simulate"):
+            return None
+        return {**self.task.simulation_ranges(), **{k: v for k, v in data.items() if k.endswith("_range")}}
+
+    @property
     def name(self) -> str:
         """A short name for lists and layer names."""
         return str(self.metadata.get("name") or (self.path.stem if self.path else self.task.name))
@@ -144,7 +154,8 @@ class CVDMModel:
     ) -> Prediction:
         """:meth:`predict` with the options as one object (``options.steps=None``: the model's default); the
         result is checked against the input through the model's optics (:func:`check_consistency`)."""
-        return check_consistency(self.sample_with(image, options, callback), self.task, self.optics, image)
+        prediction = self.sample_with(image, options, callback)
+        return check_consistency(prediction, self.task, self.optics, image, self.trained_ranges)
 
     def sample_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ __all__ = [
     "Prediction",
     "predict_image",
     "check_consistency",
+    "check_pixel_size",
     "SamplingPlan",
     "plan_sampling",
     "device_sampling_plan",
@@ -338,10 +340,23 @@ def predict_image(
     return _prediction(values, lams, task.is_single(image), remarks)
 
 
-def check_consistency(prediction: Prediction, task: Task | str, optics: Optics, image: np.ndarray) -> Prediction:
+def _with_warnings(prediction: Prediction, new: list[str]) -> list[str]:
+    """The prediction's warnings followed by those of ``new`` it does not have (each issued as a Python
+    warning)."""
+    remarks = list(prediction.warnings)
+    for remark in new:
+        if remark not in remarks:
+            remarks.append(remark)
+            warnings.warn(remark, stacklevel=3)
+    return remarks
+
+
+def check_consistency(
+    prediction: Prediction, task: Task | str, optics: Optics, image: np.ndarray, ranges: dict[str, Any] | None = None
+) -> Prediction:
     """The prediction with its consistency check: each plane's mean through the task's forward model against
-    the input (:meth:`Task.consistency`), the residual map, its RMS and the task's warnings (also issued as
-    Python warnings).
+    the input (:meth:`Task.consistency`), the residual map, its RMS and the task's warnings — the result's and
+    the input's (:meth:`Task.distribution_warnings`, first plane of a stack) — also issued as Python warnings.
 
     Parameters
     ----------
@@ -351,16 +366,15 @@ def check_consistency(prediction: Prediction, task: Task | str, optics: Optics, 
         The optics of the model (the forward model).
     image
         The input given to :func:`predict_image`.
+    ranges
+        The imaging conditions the model was trained on (``None``: unknown, not checked).
     """
     task = get_task(task)
     planes = task.check_input(image)
     means = [prediction.mean] if task.is_single(image) else list(prediction.mean)
     checks = [task.consistency(plane, mean, optics) for plane, mean in zip(planes, means)]
-    remarks = list(prediction.warnings)
-    for remark in (w for c in checks for w in c.warnings):
-        if remark not in remarks:
-            remarks.append(remark)
-            warnings.warn(remark, stacklevel=2)
+    found = task.distribution_warnings(planes[0], optics, ranges) + [w for c in checks for w in c.warnings]
+    remarks = _with_warnings(prediction, found)
     residual = np.stack([c.residual for c in checks])
     refs = [c.reference_rms for c in checks if c.reference_rms is not None]
     return dataclasses.replace(
@@ -369,4 +383,15 @@ def check_consistency(prediction: Prediction, task: Task | str, optics: Optics, 
         residual_rms=max(c.rms for c in checks),
         reference_rms=max(refs) if refs else None,
         warnings=remarks,
+    )
+
+
+def check_pixel_size(
+    prediction: Prediction, task: Task | str, optics: Optics, pixel_um: tuple[float, float] | None
+) -> Prediction:
+    """The prediction with a warning when the input's known pixel size (µm, from its file or layer; ``None``:
+    unknown) is far from the model's (:meth:`Task.pixel_size_warning`)."""
+    remark = get_task(task).pixel_size_warning(pixel_um, optics)
+    return (
+        prediction if remark is None else dataclasses.replace(prediction, warnings=_with_warnings(prediction, [remark]))
     )

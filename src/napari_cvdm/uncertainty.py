@@ -89,9 +89,7 @@ def coverage(std: np.ndarray, error: np.ndarray, k: float) -> float:
     return float(np.mean(np.abs(np.asarray(error, np.float64)) <= k * np.asarray(std, np.float64)))
 
 
-def reliability(
-    std: np.ndarray, error: np.ndarray, levels: Sequence[float] = RELIABILITY_LEVELS
-) -> tuple[float, ...]:
+def reliability(std: np.ndarray, error: np.ndarray, levels: Sequence[float] = RELIABILITY_LEVELS) -> tuple[float, ...]:
     """Observed coverage of the central Gaussian intervals of probability ``levels`` (a reliability diagram:
     a calibrated std gives ``observed == levels``)."""
     from scipy.stats import norm
@@ -155,13 +153,13 @@ def fit_calibration(
     target1, target2 = GAUSSIAN_COVERAGE[1], GAUSSIAN_COVERAGE[2]
     typical = float(np.quantile(e, target2)) / 2  # a floor this large covers 95 % alone
     floors = np.concatenate([[0.0], typical * np.logspace(-3, 0, 31)])
-    best: tuple[float, float, float] | None = None
+    fits = []
     for floor in floors:
         a = _scale_for(s, e, floor, target2, 2.0)
-        gap = abs(np.mean(e <= np.sqrt((a * s) ** 2 + floor**2)) - target1)
-        if best is None or gap < best[0] - 1e-4:  # ties keep the smaller floor (no-op when calibrated)
-            best = (gap, a, float(floor))
-    _, scale, floor = best
+        fits.append((abs(np.mean(e <= np.sqrt((a * s) ** 2 + floor**2)) - target1), a, float(floor)))
+    # the smallest floor within 1 % of the best 1σ coverage: no floor when the spread is already calibrated
+    tolerance = max(min(f[0] for f in fits), 0.01)
+    _, scale, floor = next(f for f in fits if f[0] <= tolerance)
     after = np.sqrt((scale * s) ** 2 + floor**2)
     record = {
         "pixels": int(s.size),

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
 
 from ..diffusion.sampler import SamplingCancelled, SamplingProgress
 from ..models import CVDMModel
-from ..predict import Prediction, SamplingOptions
+from ..predict import Prediction, SamplingOptions, check_pixel_size
 
 __all__ = ["JobContext", "RunController", "describe_error", "format_eta"]
 
@@ -207,6 +207,7 @@ class ReconstructJob:
     with_schedule: bool
     owner: str
     residual_at: tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...] | None] | None = None
+    pixel_um: tuple[float, float] | None = None
 
     def run(self, context: JobContext) -> Prediction | None:
         """Sample in the worker thread (``None`` when stopped)."""
@@ -216,6 +217,7 @@ class ReconstructJob:
             return context.keep_going()
 
         try:
-            return self.model.predict_with(self.data, self.options, callback)
+            prediction = self.model.predict_with(self.data, self.options, callback)
         except SamplingCancelled:
             return None
+        return check_pixel_size(prediction, self.model.task, self.model.optics, self.pixel_um)

@@ -19,9 +19,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..data.dataset import PairError
-from ..data.tiff import um_per_unit
 from ..data.training import TrainingData, array_data, folder_data, simulated_data
 from ..devices import available_devices
+from ..layers import layer_pixel_size
 from ..physics.optics import Optics
 from ..tasks import Task
 from ..train import TrainConfig
@@ -80,10 +80,8 @@ class PairSource(QStackedWidget):
         if self.currentIndex() == 2:
             return self.optics_form.optics()
         layer = self.input_box.layer()
-        factor = um_per_unit(layer.units[-1]) if self.currentIndex() == 0 and layer is not None else None
-        if factor is not None:
-            return base.replace(pixel_um=float(layer.scale[-1]) * factor)
-        return base
+        pixel = layer_pixel_size(layer.scale, layer.units) if self.currentIndex() == 0 and layer is not None else None
+        return base.replace(pixel_um=pixel[1]) if pixel is not None else base
 
     def data(self, task: Task, seed: int, fraction: float, min_side: int, optics: Optics) -> TrainingData:
         """The pairs of the chosen source, checked and split (``PairError`` with a message for the user)."""

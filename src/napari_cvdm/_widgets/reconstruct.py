@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..devices import available_devices
-from ..layers import model_input, residual_geometry, residual_layer, result_layers
+from ..layers import layer_pixel_size, model_input, residual_geometry, residual_layer, result_layers
 from ..models import CVDMModel
 from ..predict import Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
@@ -205,6 +205,7 @@ class ReconstructWidget(QWidget):
             self.schedule_check.isChecked(),
             owner,
             (in_scale, in_translate, in_units),
+            layer_pixel_size(layer.scale, in_units),
         )
 
     def run(self) -> None:

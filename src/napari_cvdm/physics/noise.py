@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["haar_detail", "noise_sigma", "noise_level_function"]
+__all__ = ["haar_detail", "noise_sigma", "noise_level_function", "band_noise_level_function", "photon_level"]
 
 _MAD_TO_SIGMA = 0.6745
 #: E[d²; d² below its 90th percentile] / σ² for Gaussian d.
@@ -51,20 +51,68 @@ def noise_level_function(image: np.ndarray, bins: int = 8) -> tuple[float, float
     x = np.asarray(image, np.float64)
     h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
     local = (x[0:h:2, 0:w:2] + x[0:h:2, 1:w:2] + x[1:h:2, 0:w:2] + x[1:h:2, 1:w:2]) / 4
-    d = haar_detail(x).ravel()
-    m = local.ravel()
-    edges = np.unique(np.quantile(m, np.linspace(0, 1, bins + 1)))
-    means, variances = [], []
+    line = _binned_line(local.ravel(), haar_detail(x).ravel(), bins, 32)
+    return line if line is not None else (0.0, max(noise_sigma(x) ** 2, 1e-12))
+
+
+def _binned_line(means: np.ndarray, noise: np.ndarray, bins: int, min_count: int) -> tuple[float, float] | None:
+    """``(a, b)`` of ``variance ≈ a·mean + b``: the robust variance of the ``noise`` samples against their local
+    ``means`` in ``bins`` intensity quantile bins, fitted by a line (both ≥ 0); ``None`` with fewer than two
+    usable bins."""
+    edges = np.unique(np.quantile(means, np.linspace(0, 1, bins + 1)))
+    m, v = [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (m >= lo) & (m <= hi)
-        if sel.sum() >= 32:
-            means.append(float(m[sel].mean()))
-            variances.append(_robust_variance(d[sel]))
-    if len(means) < 2:
-        return 0.0, max(noise_sigma(x) ** 2, 1e-12)
-    a, b = np.polyfit(means, variances, 1)
-    a = max(float(a), 0.0)
-    b = max(float(np.mean(variances) - a * np.mean(means)), 0.0)
-    if a == 0.0 and b == 0.0:
-        b = max(float(np.mean(variances)), 1e-12)
-    return a, b
+        sel = (means >= lo) & (means <= hi)
+        if sel.sum() >= min_count:
+            m.append(float(means[sel].mean()))
+            v.append(_robust_variance(noise[sel]))
+    if len(m) < 2:
+        return None
+    a = max(float(np.polyfit(m, v, 1)[0]), 0.0)
+    b = max(float(np.mean(v) - a * np.mean(m)), 0.0)
+    return (a, b) if a > 0 or b > 0 else (0.0, max(float(np.mean(v)), 1e-12))
+
+
+def band_noise_level_function(image: np.ndarray, cutoff: float, bins: int = 8) -> tuple[float, float]:
+    """Poisson–Gaussian noise ``σ²(x) = a·x + b`` of an ``(H, W)`` image measured only at spatial frequencies
+    above ``cutoff`` (cycles per pixel), where an optical system with that cut-off passes no signal: unlike
+    :func:`noise_level_function` it is not inflated by sharp, bright structures.
+
+    The image is high-passed in Fourier space (a fraction ``q`` of the frequencies kept, so white noise keeps
+    ``q·σ²``), divided by ``√q`` and its robust variance binned against the local mean (5×5 box) away from a
+    4-pixel border.
+
+    Parameters
+    ----------
+    cutoff
+        Highest frequency the optics pass, cycles per pixel (< 0.45, so that there is a band of noise).
+
+    Returns
+    -------
+    a, b
+        Slope (image units) and offset (image units²), both ≥ 0 and not both 0.
+    """
+    from scipy.ndimage import uniform_filter
+
+    if not 0 < cutoff < 0.45:
+        raise ValueError(f"the optical cut-off must lie between 0 and 0.45 cycles per pixel, got {cutoff:.3f}")
+    x = np.asarray(image, np.float64)
+    h, w = x.shape
+    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    keep = f > 1.15 * cutoff
+    high = np.real(np.fft.ifft2(np.fft.fft2(x) * keep))
+    inner = (slice(4, max(h - 4, 5)), slice(4, max(w - 4, 5)))
+    local = uniform_filter(x, 5, mode="reflect")[inner].ravel()
+    noise = high[inner].ravel() / np.sqrt(keep.mean())
+    line = _binned_line(local, noise, bins, 64)
+    return line if line is not None else (0.0, max(_robust_variance(noise), 1e-12))
+
+
+def photon_level(image: np.ndarray, gain: float) -> float:
+    """Photons per pixel of the brightest structures: the 99.9th minus the 1st percentile of the image
+    (2×2-smoothed), divided by the noise slope ``gain`` of its noise-level function (image units per photon).
+    Infinite when the noise shows no photon term."""
+    from scipy.ndimage import uniform_filter
+
+    lo, hi = np.percentile(uniform_filter(np.asarray(image, np.float64), 2), [1, 99.9])
+    return float((hi - lo) / gain) if gain > 0 else float("inf")

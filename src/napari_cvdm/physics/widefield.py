@@ -29,6 +29,7 @@ __all__ = [
     "richardson_lucy_sr",
     "widefield_from_target",
     "DEFAULT_RL_ITERATIONS",
+    "out_of_band_ratio",
 ]
 
 #: Richardson–Lucy iterations chosen on the validation set of the default sr optics (docs/physics.md).
@@ -81,6 +82,11 @@ class WidefieldOptics(Optics):
     def target_pixel_um(self) -> float:
         """Pixel size of the target grid, µm."""
         return self.pixel_um / self.gain
+
+    @property
+    def cutoff_cycles_per_pixel(self) -> float:
+        """The widefield OTF's cut-off ``2·NA/λ`` in cycles per camera pixel (Nyquist is 0.5)."""
+        return 2 * self.na / self.wavelength_um * self.pixel_um
 
 
 def _airy(r_um: np.ndarray, na: float, wavelength_um: float) -> np.ndarray:
@@ -239,3 +245,28 @@ def richardson_lucy_sr(
     psf = airy_psf(optics.na, optics.wavelength_um, optics.target_pixel_um)
     est = richardson_lucy(up / scale, psf, num_iter=iterations, clip=False)
     return est * scale
+
+
+def out_of_band_ratio(image: np.ndarray, cutoff: float) -> float:
+    """Power just beyond the optical cut-off over the power of the highest frequencies (≥ 0.55 cycles/pixel,
+    the corners of the spectrum) of an ``(H, W)`` image (Hann-windowed).
+
+    An image sampled finely enough for its optics has only (white) noise beyond ``cutoff``, so the ratio is
+    about 1 whatever the structures; an undersampled image (pixels larger than the optics assume: binning, a
+    lower magnification) carries signal there, which falls off towards the corners: the ratio grows well above 1.
+
+    Parameters
+    ----------
+    cutoff
+        The optics' cut-off, cycles per pixel (< 0.4, so that both bands exist).
+    """
+    if not 0 < cutoff < 0.4:
+        raise ValueError(f"the cut-off must lie between 0 and 0.4 cycles per pixel, got {cutoff:.3f}")
+    x = np.asarray(image, np.float64)
+    h, w = x.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.fft2((x - np.sum(x * win) / np.sum(win)) * win)) ** 2
+    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    beyond = power[(f > 1.1 * cutoff) & (f < min(1.4 * cutoff, 0.45))]
+    corners = power[f > 0.55]
+    return float(np.mean(beyond) / max(np.mean(corners), 1e-30))

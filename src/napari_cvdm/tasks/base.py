@@ -20,10 +20,22 @@ from ..data.normalize import Normalization
 from ..metrics import Scores
 from ..physics.optics import Optics
 
-__all__ = ["Task", "Conditioned", "Consistency", "Method", "MIN_SIDE", "RESIDUAL_LIMIT", "interior_rms"]
+__all__ = [
+    "Task",
+    "Conditioned",
+    "Consistency",
+    "Method",
+    "MIN_SIDE",
+    "RESIDUAL_LIMIT",
+    "PIXEL_SIZE_TOLERANCE",
+    "interior_rms",
+]
 
 #: A reconstruction whose residual RMS exceeds this many noise units does not explain its input.
 RESIDUAL_LIMIT = 1.5
+
+#: A known pixel size further than this factor from the model's is warned about.
+PIXEL_SIZE_TOLERANCE = 1.5
 
 #: Smallest image side (pixels) any task accepts.
 MIN_SIDE = 16
@@ -315,6 +327,34 @@ class Task(ABC):
         ``plane`` (one input plane) in units of the noise; warn where it does not explain the input."""
 
     # ------------------------------------------------------------------ layers
+
+    def distribution_warnings(self, plane: np.ndarray, optics: Optics, ranges: dict[str, Any] | None) -> list[str]:
+        """Plain-text warnings when one input plane lies outside what the model was trained on, measured on the
+        image itself (each names what to change); none by default.
+
+        Parameters
+        ----------
+        optics
+            The model's optics.
+        ranges
+            The imaging conditions the model was trained on (:meth:`simulation_ranges` as recorded in its file),
+            or ``None`` when unknown (trained on the user's own pairs).
+        """
+        return []
+
+    def pixel_size_warning(self, pixel_um: Sequence[float] | None, optics: Optics) -> str | None:
+        """A warning when the image's known pixel size ``(y, x)`` (µm; from its file or layer) is more than
+        :data:`PIXEL_SIZE_TOLERANCE` times off the model's, else ``None`` (also for an unknown size)."""
+        if not pixel_um:
+            return None
+        px, want = float(pixel_um[-1]), float(optics.pixel_um)
+        if px <= 0 or max(px / want, want / px) <= PIXEL_SIZE_TOLERANCE:
+            return None
+        return (
+            f"the image's pixels are {px * 1000:.1f} nm, the model's {want * 1000:.1f} nm ({px / want:.2g}×): "
+            f"resample the image to {want * 1000:.1f} nm pixels, or fine-tune the model for your optics "
+            f"(--pixel-size {px:g})"
+        )
 
     @abstractmethod
     def output_geometry(

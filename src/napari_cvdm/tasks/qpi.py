@@ -294,6 +294,20 @@ class QPITask(Task):
     def simulation_ranges(self) -> dict[str, Any]:
         return {"noise_range": list(NOISE_RANGE), "absorption_range": list(ABSORPTION_RANGE), "field": "camera crop"}
 
+    def distribution_warnings(self, plane: np.ndarray, optics: QPIOptics, ranges: dict[str, Any] | None) -> list[str]:
+        """Noise (σ of the planes, in units of the background) more than twice the trained maximum."""
+        noise_range = (ranges or {}).get("noise_range")
+        if not noise_range:
+            return []
+        sigma, hi = float(np.mean([noise_sigma(p) for p in plane])), float(noise_range[1])
+        if sigma <= 2 * hi:
+            return []
+        return [
+            f"the planes are noisier (σ ≈ {sigma:.3f} of the background) than the model was trained on (up to "
+            f"{hi:g}): average more frames, check that the planes are divided by the background (not "
+            "background-subtracted), or fine-tune on pairs at this noise level"
+        ]
+
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: QPIOptics) -> Consistency:
         """The phase through the Fresnel model to (−dz, +dz) — the field outside the image and the amplitude
         fitted, the phase inside held fixed (:func:`fit_margins`) — against the planes in units of their

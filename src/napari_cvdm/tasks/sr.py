@@ -17,17 +17,29 @@ import torch.nn.functional as F
 from ..data.normalize import FLAT_EPS, Normalization
 from ..data.simulate import PHOTON_RANGE, SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_photons, simulate_sr_pair
 from ..metrics import Scores, affine_fit, sr_scores
-from ..physics.noise import noise_level_function
+from ..physics.noise import band_noise_level_function, photon_level
 from ..physics.widefield import (
     DEFAULT_RL_ITERATIONS,
     WidefieldOptics,
     bicubic_upsample,
+    out_of_band_ratio,
     richardson_lucy_sr,
     widefield_from_target,
 )
 from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interior_rms
 
-__all__ = ["SRTask", "sr_affine", "sr_condition"]
+__all__ = ["SRTask", "sr_affine", "sr_condition", "UNDERSAMPLED_RATIO", "BRIGHTNESS_FACTOR"]
+
+#: An out-of-band ratio (:func:`out_of_band_ratio`) above this: the image carries detail its optics cannot pass.
+#: Correctly sampled simulations give 0.85–1.26 (every class, 5–3000 photons, 128²), 2× binned ones 1.8–83 from
+#: 100 photons on (runs/ood/probe.py).
+UNDERSAMPLED_RATIO = 1.6
+
+#: Brightness further than this factor outside the trained photon range is warned about.
+BRIGHTNESS_FACTOR = 2.5
+
+#: Inputs smaller than this (pixels) are too small for the spectral and brightness checks.
+_CHECK_SIDE = 48
 
 
 def sr_affine(image: np.ndarray, norm: Normalization) -> tuple[float, float]:
@@ -139,7 +151,7 @@ class SRTask(Task):
         (estimated from the input: :func:`noise_level_function`)."""
         x = np.asarray(plane, np.float64)
         model = affine_fit(widefield_from_target(estimate, optics), x)
-        a, b = noise_level_function(x)
+        a, b = self.noise_model(x, optics)
         var = np.maximum(a * np.clip(model, 0, None) + b, 1e-12)
         residual = (model - x) / np.sqrt(var)
         rms = interior_rms(residual)
@@ -151,6 +163,48 @@ class SRTask(Task):
                 f"(NA, wavelength, pixel size) or fine-tune on your own pairs"
             )
         return Consistency(residual.astype(np.float32), rms, None, float(np.sqrt(np.median(var))), remarks)
+
+    def noise_model(self, plane: np.ndarray, optics: WidefieldOptics) -> tuple[float, float]:
+        """``(a, b)`` of the input's noise variance ``a·x + b`` (Poisson gain and read noise, input units),
+        measured beyond the optical cut-off where only noise lies (:func:`band_noise_level_function`)."""
+        return band_noise_level_function(plane, min(optics.cutoff_cycles_per_pixel, 0.44))
+
+    def distribution_warnings(
+        self, plane: np.ndarray, optics: WidefieldOptics, ranges: dict[str, Any] | None
+    ) -> list[str]:
+        """Undersampling (detail beyond the optical cut-off: pixels larger than the model's) and brightness
+        (photons at the brightest structures, from the noise's Poisson gain) outside the trained range."""
+        x = np.asarray(plane, np.float64)
+        cutoff = optics.cutoff_cycles_per_pixel
+        if min(x.shape) < _CHECK_SIDE or cutoff >= 0.4:
+            return []
+        remarks = []
+        ratio = out_of_band_ratio(x, cutoff)
+        if ratio > UNDERSAMPLED_RATIO:
+            remarks.append(
+                f"the image has detail beyond what the model's optics pass (NA {optics.na:g}, "
+                f"{optics.wavelength_um * 1000:.0f} nm emission, {optics.pixel_um * 1000:.1f} nm pixels): its "
+                f"pixels are probably larger than {optics.pixel_um * 1000:.1f} nm (binned, or a lower "
+                f"magnification). Resample it to {optics.pixel_um * 1000:.1f} nm pixels, or fine-tune the model "
+                "for your optics"
+            )
+            return remarks  # the noise above the cut-off holds signal: no brightness estimate
+        photon_range = (ranges or {}).get("photon_range")
+        if photon_range:
+            lo, hi = (float(v) for v in photon_range)
+            photons = photon_level(x, self.noise_model(x, optics)[0])
+            if photons < lo / BRIGHTNESS_FACTOR or photons > hi * BRIGHTNESS_FACTOR:
+                remarks.append(
+                    f"the brightest structures hold about {photons:.0f} photons per pixel (judged from the "
+                    f"image's noise), the model was trained on {lo:g}–{hi:g}: "
+                    + (
+                        "average or sum frames for more signal, or fine-tune on pairs at this signal level"
+                        if photons < lo
+                        else "fine-tune on pairs at this signal level (a background-subtracted or rescaled "
+                        "image also looks like this: give the camera's raw counts)"
+                    )
+                )
+        return remarks
 
     def baselines(self, optics: WidefieldOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         optics = optics or WidefieldOptics()

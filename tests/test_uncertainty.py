@@ -1,0 +1,166 @@
+"""Issue 16: a calibrated std, and warnings for inputs unlike the training data."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_cvdm.data.simulate import simulate_sr_pair
+from napari_cvdm.physics.noise import band_noise_level_function, photon_level
+from napari_cvdm.physics.widefield import WidefieldOptics, out_of_band_ratio
+from napari_cvdm.predict import Prediction, check_pixel_size
+from napari_cvdm.tasks import get_task
+from napari_cvdm.uncertainty import (
+    GAUSSIAN_COVERAGE,
+    StdCalibration,
+    calibrate_prediction,
+    coverage,
+    fit_calibration,
+    reliability,
+)
+
+
+def _synthetic(scale: float, n_images: int = 6, seed: int = 0):
+    """Std maps spanning 20× and errors drawn with ``scale`` × that std (Gaussian), in units of 1."""
+    rng = np.random.default_rng(seed)
+    stds = [np.exp(rng.uniform(-1.5, 1.5, (64, 64))) for _ in range(n_images)]
+    errors = [scale * s * rng.standard_normal(s.shape) for s in stds]
+    return stds, errors
+
+
+@pytest.mark.parametrize("true_scale", [0.4, 3.0])
+def test_calibration_reaches_95_percent_with_a_known_error_scale(true_scale):
+    stds, errors = _synthetic(true_scale)
+    cal = fit_calibration(stds, errors, [1.0] * len(stds))
+    assert cal.scale == pytest.approx(true_scale, rel=0.1)
+    # held-out draws of the same process: the calibrated std covers 95 % ± 3 %, the raw one does not
+    test_stds, test_errors = _synthetic(true_scale, seed=1)
+    after = np.mean([coverage(cal.apply(s, 1.0), e, 2) for s, e in zip(test_stds, test_errors)])
+    before = np.mean([coverage(s, e, 1) for s, e in zip(test_stds, test_errors)])
+    assert after == pytest.approx(GAUSSIAN_COVERAGE[2], abs=0.03)
+    assert abs(before - GAUSSIAN_COVERAGE[1]) > 0.2
+    assert cal.fitted_on["coverage_after"]["1sigma"] == pytest.approx(GAUSSIAN_COVERAGE[1], abs=0.03)
+
+
+def test_calibration_is_a_no_op_on_a_calibrated_std():
+    stds, errors = _synthetic(1.0)
+    cal = fit_calibration(stds, errors, [1.0] * len(stds))
+    assert cal.scale == pytest.approx(1.0, abs=0.05) and cal.floor < 0.01
+    np.testing.assert_allclose(cal.apply(stds[0], 1.0), stds[0], rtol=0.06)
+
+
+def test_calibration_floor_covers_errors_the_samples_do_not_show():
+    rng = np.random.default_rng(3)
+    stds = [np.where(rng.random((64, 64)) < 0.5, 0.0, 1.0) for _ in range(4)]  # half the pixels: no spread
+    errors = [rng.standard_normal(s.shape) * np.maximum(s, 0.3) for s in stds]
+    cal = fit_calibration(stds, errors, [1.0] * 4)
+    assert cal.floor > 0.1
+    assert coverage(cal.apply(stds[0], 1.0), errors[0], 2) == pytest.approx(0.95, abs=0.04)
+
+
+def test_calibration_floor_scales_with_each_images_unit():
+    cal = StdCalibration(scale=2.0, floor=0.1)
+    np.testing.assert_allclose(cal.apply(np.zeros((2, 2)), 50.0), 5.0)
+    np.testing.assert_allclose(cal.apply(np.full((2, 2), 3.0), 0.0), 6.0)
+    with pytest.raises(ValueError, match="positive"):
+        StdCalibration(scale=0.0)
+
+
+def test_reliability_of_a_calibrated_gaussian_is_the_diagonal():
+    stds, errors = _synthetic(1.0)
+    levels = (0.5, 0.9, 0.99)
+    observed = reliability(
+        np.concatenate([s.ravel() for s in stds]), np.concatenate([e.ravel() for e in errors]), levels
+    )
+    np.testing.assert_allclose(observed, levels, atol=0.01)
+
+
+def test_calibrate_prediction_keeps_the_sample_std():
+    pred = Prediction(mean=np.zeros((3, 4, 4), np.float32), std=np.ones((3, 4, 4), np.float32))
+    out = calibrate_prediction(pred, StdCalibration(2.0, 0.5), [1.0, 2.0, 4.0], single=False)
+    np.testing.assert_allclose(out.sample_std, 1.0)
+    np.testing.assert_allclose(out.std[:, 0, 0], np.sqrt(4 + np.array([0.25, 1.0, 4.0])), rtol=1e-6)
+
+
+def test_a_calibrated_model_file_reports_the_calibrated_std(model_files, tmp_path):
+    from napari_cvdm.models import load_model, save_calibrated
+
+    model = load_model(model_files["sr"])
+    assert model.calibration is None
+    x = np.random.default_rng(0).poisson(20, (32, 32)).astype(np.float32)
+    raw = model.predict(x, n_samples=2, steps=2, device="cpu")
+    assert raw.sample_std is None  # a file without calibration predicts as before
+    path = save_calibrated(model, StdCalibration(3.0, 0.0, {"pairs": 1}), tmp_path / "cal.safetensors")
+    calibrated = load_model(path)
+    assert calibrated.calibration.scale == 3.0
+    pred = calibrated.predict(x, n_samples=2, steps=2, device="cpu")
+    np.testing.assert_array_equal(pred.mean, raw.mean)
+    np.testing.assert_allclose(pred.sample_std, raw.std)
+    np.testing.assert_allclose(pred.std, 3 * raw.std, rtol=1e-5)
+
+
+def test_calibrate_command_writes_a_calibrated_model(model_files, tmp_path, capsys):
+    from napari_cvdm.cli import main
+    from napari_cvdm.models import load_model
+
+    out = tmp_path / "sr-cal.safetensors"
+    args = ["calibrate", "--model", str(model_files["sr"]), "--output", str(out), "--n-per-class", "1"]
+    assert main([*args, "--size", "32", "--samples", "2", "--steps", "2", "--classes", "er", "actin"]) == 0
+    cal = load_model(out).calibration
+    assert cal is not None and cal.fitted_on["pairs"] == 2 and cal.fitted_on["groups"] == ["actin", "er"]
+    assert "within ±2σ" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- out of distribution (sr)
+
+OPTICS = WidefieldOptics()
+
+
+def test_band_noise_level_function_finds_the_photon_gain_under_bright_structures():
+    rng = np.random.default_rng(0)
+    for photons in (100, 3000):
+        x = simulate_sr_pair("microtubules", (128, 128), photons, rng).input
+        a, _ = band_noise_level_function(x, OPTICS.cutoff_cycles_per_pixel)
+        assert a == pytest.approx(1.0, abs=0.25)  # the simulated camera counts photons
+        assert photon_level(x, a) == pytest.approx(photons, rel=0.35)
+
+
+def test_out_of_band_power_marks_undersampled_images():
+    rng = np.random.default_rng(1)
+    fine = simulate_sr_pair("er", (128, 128), 300, rng).input
+    coarse = simulate_sr_pair("er", (128, 128), 300, rng, WidefieldOptics(pixel_um=4 * OPTICS.pixel_um)).input
+    cutoff = OPTICS.cutoff_cycles_per_pixel
+    assert out_of_band_ratio(fine, cutoff) < 1.3
+    assert out_of_band_ratio(coarse, cutoff) > 2.0
+
+
+def test_the_out_of_distribution_warning_fires_for_a_4x_wrong_pixel_size_and_not_for_the_bundled_optics():
+    task, rng = get_task("sr"), np.random.default_rng(2)
+    ranges = task.simulation_ranges()
+    for cls in ("microtubules", "actin", "ccps"):
+        right = simulate_sr_pair(cls, (96, 96), 200, rng).input
+        coarse = simulate_sr_pair(cls, (96, 96), 200, rng, WidefieldOptics(pixel_um=4 * OPTICS.pixel_um)).input
+        assert task.distribution_warnings(right, OPTICS, ranges) == []
+        (remark,) = task.distribution_warnings(coarse, OPTICS, ranges)
+        assert "pixels are probably larger" in remark and "62.6 nm" in remark
+    # a known pixel size (from the file or the layer), 4× off either way
+    pred = Prediction(mean=np.zeros((4, 4), np.float32), std=np.zeros((4, 4), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for px in (4 * OPTICS.pixel_um, OPTICS.pixel_um / 4):
+            (remark,) = check_pixel_size(pred, task, OPTICS, (px, px)).warnings
+            assert "resample the image to 62.6 nm" in remark
+    assert check_pixel_size(pred, task, OPTICS, (0.065, 0.065)).warnings == []
+    assert check_pixel_size(pred, task, OPTICS, None).warnings == []
+
+
+def test_brightness_far_outside_the_trained_range_is_named():
+    task, rng = get_task("sr"), np.random.default_rng(4)
+    ranges = task.simulation_ranges()
+    assert task.distribution_warnings(simulate_sr_pair("er", (96, 96), 200, rng).input, OPTICS, ranges) == []
+    (remark,) = task.distribution_warnings(simulate_sr_pair("er", (96, 96), 8000, rng).input, OPTICS, ranges)
+    assert "photons per pixel" in remark and "15–600" in remark
+    # unknown training conditions (a model fine-tuned on the user's pairs): nothing to compare with
+    assert task.distribution_warnings(simulate_sr_pair("er", (96, 96), 8000, rng).input, OPTICS, None) == []
