@@ -9,6 +9,7 @@ import torch
 from napari_cvdm.cli import main
 from napari_cvdm.data.dataset import ArrayPairs, PairError
 from napari_cvdm.data.simulate import (
+    SR_HELDOUT_STRUCTURES,
     SR_STRUCTURES,
     absorption_map,
     camera_planes,
@@ -26,7 +27,12 @@ from napari_cvdm.physics.widefield import WidefieldOptics
 from napari_cvdm.tasks import get_task
 
 
-@pytest.mark.parametrize("structure", list(SR_STRUCTURES))
+def test_sr_keeps_at_least_four_test_only_classes_apart_from_training():
+    assert len(SR_HELDOUT_STRUCTURES) >= 4 and not set(SR_HELDOUT_STRUCTURES) & set(SR_STRUCTURES)
+    assert get_task("sr").test_only_classes == tuple(SR_HELDOUT_STRUCTURES)
+
+
+@pytest.mark.parametrize("structure", list(SR_STRUCTURES) + list(SR_HELDOUT_STRUCTURES))
 def test_sr_pairs_have_the_documented_shapes_and_photon_level(structure):
     pair = simulate_sr_pair(structure, (32, 48), 200.0, np.random.default_rng(0))
     assert pair.input.shape == (32, 48) and pair.target.shape == (64, 96)

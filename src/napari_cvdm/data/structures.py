@@ -1,8 +1,10 @@
 """Fluorescent structures for the ``sr`` simulator, drawn on a fine grid (lengths in µm).
 
 Training classes (:data:`SR_STRUCTURES`): microtubule-like filaments, CCP-like puncta and rings, ER-like
-networks, dense F-actin-like meshes and smooth blobs. Test-only classes (:data:`SR_HELDOUT_STRUCTURES`) are never
-drawn for training, so that evaluation measures generalisation.
+networks, dense F-actin-like meshes, smooth blobs, and whole cells (outlines with a cortical mesh, nuclei, stress
+fibre bundles and a mixture of the other structures inside, unevenly labelled, cut by the border). Test-only
+classes (:data:`SR_HELDOUT_STRUCTURES`: mitochondria, nuclear pores, focal adhesions, Golgi) are never drawn for
+training, so that evaluation measures generalisation.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["SR_STRUCTURES", "SR_HELDOUT_STRUCTURES", "draw_structure"]
+__all__ = ["SR_STRUCTURES", "SR_HELDOUT_STRUCTURES", "draw_structure", "uneven_labelling"]
 
 
 # ------------------------------------------------------------------ drawing helpers
@@ -136,6 +138,80 @@ def _blobs(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.nda
     return out
 
 
+def _peak1(density: np.ndarray) -> np.ndarray:
+    """``density`` scaled to a maximum of 1 (zero stays zero)."""
+    peak = float(density.max())
+    return density / peak if peak > 0 else density
+
+
+def uneven_labelling(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth log-normal field (median 1, log-σ 0.3–0.7, correlation 0.3–1.5 µm) that makes labelling density
+    and brightness vary along structures."""
+    field = gaussian_filter(rng.standard_normal(shape), rng.uniform(0.3, 1.5) / p, mode="wrap")
+    return np.exp(rng.uniform(0.3, 0.7) * field / (field.std() + 1e-12))
+
+
+def _cell_mask(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """A cell's footprint (bool): a smooth random outline 5–12 µm in radius, centred anywhere in the field or
+    beyond its border (so cells are often cut by it)."""
+    h, w = shape
+    cy, cx = rng.uniform([-0.2 * h, -0.2 * w], [1.2 * h, 1.2 * w])
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    theta, r = np.arctan2(yy - cy, xx - cx), np.hypot(yy - cy, xx - cx) * p
+    outline = np.full(shape, rng.uniform(5.0, 12.0))
+    for k in range(2, 6):
+        outline *= 1 + rng.normal(0, 0.12 / k) * np.cos(k * theta + rng.uniform(0, 2 * math.pi))
+    return r < outline
+
+
+def _nucleus_mask(inside: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    """An elliptical nucleus (radii 2–4 µm) centred on a random point of the cell (empty for no cell)."""
+    ys, xs = np.nonzero(inside)
+    if ys.size == 0:
+        return np.zeros_like(inside)
+    k = int(rng.integers(ys.size))
+    yy, xx = np.mgrid[0 : inside.shape[0], 0 : inside.shape[1]].astype(np.float64)
+    a, b, t = rng.uniform(2.0, 4.0) / p, rng.uniform(2.0, 4.0) / p, rng.uniform(0, math.pi)
+    u = (yy - ys[k]) * math.cos(t) + (xx - xs[k]) * math.sin(t)
+    v = -(yy - ys[k]) * math.sin(t) + (xx - xs[k]) * math.cos(t)
+    return (u / a) ** 2 + (v / b) ** 2 < 1
+
+
+def _stress_fibres(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """A few straight bundles 0.1–0.25 µm wide and 4–15 µm long, roughly parallel."""
+    c = np.zeros(shape)
+    angle = rng.uniform(0, math.pi)
+    for _ in range(int(rng.integers(2, 8))):
+        a = angle + rng.normal(0, 0.15)
+        length = rng.uniform(4.0, 15.0) / p
+        y0, x0 = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        t = np.arange(0, length, 0.5)
+        _splat(c, y0 + t * math.sin(a), x0 + t * math.cos(a), rng.uniform(0.5, 1.0))
+    return gaussian_filter(c, rng.uniform(0.04, 0.1) / p)
+
+
+def _cells(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """Whole cells: a dense cortical actin mesh along the outline, a nucleus (dark, or a labelled envelope),
+    microtubules, ER or CCPs inside, sometimes stress fibres; labelling uneven along everything."""
+    from scipy.ndimage import distance_transform_edt
+
+    inside = np.zeros(shape, bool)
+    for _ in range(int(rng.integers(1, 3))):
+        inside |= _cell_mask(shape, p, rng)
+    nucleus = _nucleus_mask(inside, p, rng)
+    depth = distance_transform_edt(inside) * p  # µm from the outline
+    cortex = inside & (depth < rng.uniform(0.3, 0.8))
+    out = _peak1(_actin(shape, p, rng)) * cortex
+    content = SR_STRUCTURES[str(rng.choice(["microtubules", "er", "ccps"]))](shape, p, rng)
+    out += _peak1(content) * rng.uniform(0.4, 1.0) * (inside & ~nucleus)
+    if rng.random() < 0.5:
+        out += _peak1(_stress_fibres(shape, p, rng)) * inside * rng.uniform(0.5, 1.5)
+    if rng.random() < 0.5:  # a labelled nuclear envelope, dimmer than the rest
+        rim = distance_transform_edt(nucleus) * p
+        out += rng.uniform(0.1, 0.3) * np.exp(-0.5 * ((rim - 0.05) / 0.03) ** 2) * nucleus
+    return gaussian_filter(out, 0.005 / p) * uneven_labelling(shape, p, rng)
+
+
 #: Structure classes of the sr simulator (name → generator on a fine grid).
 SR_STRUCTURES: dict[str, Callable[[tuple[int, int], float, np.random.Generator], np.ndarray]] = {
     "microtubules": _microtubules,
@@ -143,6 +219,7 @@ SR_STRUCTURES: dict[str, Callable[[tuple[int, int], float, np.random.Generator],
     "er": _er,
     "actin": _actin,
     "blobs": _blobs,
+    "cells": _cells,
 }
 
 
@@ -177,10 +254,46 @@ def _nuclear_pores(shape: tuple[int, int], p: float, rng: np.random.Generator) -
     return gaussian_filter(c, 0.01 / p)
 
 
+def _focal_adhesions(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """Focal adhesions: 10–40 bright streaks 0.2–0.5 µm wide and 0.5–3 µm long, pointing away from a cell centre
+    off to one side, over a dim diffuse cytoplasm."""
+    h, w = shape
+    c = np.zeros(shape)
+    cy, cx = rng.uniform([-0.5 * h, -0.5 * w], [1.5 * h, 1.5 * w])
+    for _ in range(int(rng.integers(10, 40))):
+        y0, x0 = rng.uniform(0, h), rng.uniform(0, w)
+        a = math.atan2(y0 - cy, x0 - cx) + rng.normal(0, 0.2)
+        t = np.arange(0, rng.uniform(0.5, 3.0) / p, 0.5)
+        one = np.zeros(shape)
+        _splat(one, y0 + t * math.sin(a), x0 + t * math.cos(a), 1.0)
+        c += gaussian_filter(one, rng.uniform(0.08, 0.2) / p) * rng.uniform(0.4, 1.0)
+    diffuse = gaussian_filter(rng.random(shape), 1.0 / p)
+    return _peak1(c) + 0.1 * _peak1(diffuse)
+
+
+def _golgi(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """A Golgi apparatus: a compact cluster (1.5–3 µm) of curved cisternal ribbons 0.5–2 µm long with vesicles
+    (60–100 nm) around it."""
+    h, w = shape
+    c = np.zeros(shape)
+    for _ in range(int(rng.integers(1, 3))):
+        cy, cx, radius = rng.uniform(0.2 * h, 0.8 * h), rng.uniform(0.2 * w, 0.8 * w), rng.uniform(1.5, 3.0) / p
+        for _ in range(int(rng.integers(8, 25))):
+            start = np.array([cy, cx]) + rng.normal(0, radius / 2, 2)
+            ys, xs = _curve(rng, start, rng.uniform(0.5, 2.0) / p, 0.5, 1.0 / p)
+            _splat(c, ys, xs, rng.uniform(0.3, 1.0))
+        n = int(rng.integers(20, 80))
+        vy, vx = cy + rng.normal(0, radius, n), cx + rng.normal(0, radius, n)
+        _splat(c, vy, vx, rng.uniform(0.5, 1.5, n) * 0.08 / p)
+    return gaussian_filter(c, 0.03 / p)
+
+
 #: Structure classes that no bundled model was trained on, for testing generalisation only.
 SR_HELDOUT_STRUCTURES: dict[str, Callable[[tuple[int, int], float, np.random.Generator], np.ndarray]] = {
     "mitochondria": _mitochondria,
     "nuclear-pores": _nuclear_pores,
+    "focal-adhesions": _focal_adhesions,
+    "golgi": _golgi,
 }
 
 
@@ -199,6 +312,4 @@ def draw_structure(name: str, shape: tuple[int, int], pixel_um: float, rng: np.r
     generators = {**SR_STRUCTURES, **SR_HELDOUT_STRUCTURES}
     if name not in generators:
         raise ValueError(f"unknown structure {name!r}; choose from {', '.join(generators)}")
-    density = generators[name](shape, pixel_um, rng)
-    peak = float(density.max())
-    return density / peak if peak > 0 else density
+    return _peak1(generators[name](shape, pixel_um, rng))
