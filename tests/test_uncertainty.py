@@ -161,6 +161,6 @@ def test_brightness_far_outside_the_trained_range_is_named():
     ranges = task.simulation_ranges()
     assert task.distribution_warnings(simulate_sr_pair("er", (96, 96), 200, rng).input, OPTICS, ranges) == []
     (remark,) = task.distribution_warnings(simulate_sr_pair("er", (96, 96), 8000, rng).input, OPTICS, ranges)
-    assert "photons per pixel" in remark and "15–600" in remark
+    assert "photons per pixel" in remark and "10–1000" in remark
     # unknown training conditions (a model fine-tuned on the user's pairs): nothing to compare with
     assert task.distribution_warnings(simulate_sr_pair("er", (96, 96), 8000, rng).input, OPTICS, None) == []

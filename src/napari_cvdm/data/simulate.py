@@ -5,7 +5,10 @@ camera pixel), blurred by the widefield Airy PSF and integrated over camera
 pixels (4×4 binning), then put through the camera model; the target is the same
 structure blurred by a PSF half as wide and integrated over pixels half the
 camera's (2×2 binning). Input in photo-electrons; target noise-free, in the same
-photon density (per camera-pixel area) and without background.
+photon density (per camera-pixel area) and without background. Realistic scenes
+(:func:`simulate_sr_scene` with :func:`draw_sr_conditions`) add out-of-focus haze
+from structures 0.5–2 µm above or below the focal plane (defocused PSF, in input
+and target), a background of 0–50 % and 10–1000 photons.
 
 ``qpi``: a thin object ``A·exp(iφ)`` (φ in [0, 3.5] rad, weak absorption A in
 [0.8, 1]) under unit illumination is drawn on a field larger than the camera's
@@ -28,7 +31,14 @@ from scipy.signal import fftconvolve
 
 from ..physics.fresnel import QPIOptics, defocus_stack, phase_object
 from ..physics.retrieval import fresnel_margin
-from ..physics.widefield import WidefieldOptics, airy_psf, camera_noise
+from ..physics.widefield import (
+    IMMERSION_INDEX,
+    WidefieldOptics,
+    airy_psf,
+    bicubic_upsample,
+    camera_noise,
+    defocused_otf,
+)
 from .structures import SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_structure
 
 __all__ = [
@@ -45,6 +55,12 @@ __all__ = [
     "camera_planes",
     "PHOTON_RANGE",
     "draw_photons",
+    "SCENE_PHOTON_RANGE",
+    "BACKGROUND_RANGE",
+    "HAZE_RANGE",
+    "SRConditions",
+    "draw_sr_conditions",
+    "simulate_sr_scene",
     "TEST_SEED",
     "VALIDATION_SEED",
     "draw_structure",
@@ -63,8 +79,14 @@ FINE = 4  # fine-grid sub-pixels per camera pixel and axis
 
 # ------------------------------------------------------------------ sr pairs
 
-#: Signal range of the sr simulator, photons per pixel (drawn log-uniformly by :func:`draw_photons`).
+#: Signal range of the first sr simulator, photons per pixel (drawn log-uniformly by :func:`draw_photons`).
 PHOTON_RANGE = (15.0, 600.0)
+#: Signal range of :func:`draw_sr_conditions`, photons per pixel.
+SCENE_PHOTON_RANGE = (10.0, 1000.0)
+#: Background of :func:`draw_sr_conditions`, fraction of the signal.
+BACKGROUND_RANGE = (0.0, 0.5)
+#: Out-of-focus haze of :func:`draw_sr_conditions` (when there is any), fraction of the signal.
+HAZE_RANGE = (0.1, 1.0)
 
 
 def draw_photons(rng: np.random.Generator, photon_range: tuple[float, float] = PHOTON_RANGE) -> float:
@@ -89,6 +111,106 @@ def _bin(image: np.ndarray, factor: int) -> np.ndarray:
     return image.reshape(h // factor, factor, w // factor, factor).sum(axis=(1, 3))
 
 
+@dataclass(frozen=True)
+class SRConditions:
+    """How one sr image is taken.
+
+    Attributes
+    ----------
+    photons
+        Signal level: the 99.9th percentile of the in-focus, noise-free input, photons per pixel.
+    background
+        Uniform background (autofluorescence, stray light) as a fraction of ``photons``.
+    haze
+        Out-of-focus light from structures above and below the focal plane: the brightest of it as a fraction
+        of ``photons`` (0: none).
+    haze_depth_um
+        How far out of focus those structures lie, µm.
+    """
+
+    photons: float
+    background: float = 0.1
+    haze: float = 0.0
+    haze_depth_um: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.photons <= 0:
+            raise ValueError(f"photons must be positive, got {self.photons}")
+        if self.background < 0 or self.haze < 0:
+            raise ValueError("background and haze must be >= 0")
+
+
+def draw_sr_conditions(rng: np.random.Generator, photons: float | None = None) -> SRConditions:
+    """Imaging conditions of real cells: photons log-uniform in :data:`SCENE_PHOTON_RANGE` (unless given),
+    background uniform in :data:`BACKGROUND_RANGE`, haze in :data:`HAZE_RANGE` for 70 % of images (none for the
+    rest) from 0.5–2 µm out of focus."""
+    level = draw_photons(rng, SCENE_PHOTON_RANGE) if photons is None else float(photons)
+    haze = float(rng.uniform(*HAZE_RANGE)) if rng.random() < 0.7 else 0.0
+    return SRConditions(level, float(rng.uniform(*BACKGROUND_RANGE)), haze, float(rng.uniform(0.5, 2.0)))
+
+
+def _haze(
+    structure: str, shape: tuple[int, int], conditions: SRConditions, rng: np.random.Generator, optics: WidefieldOptics
+) -> np.ndarray:
+    """Out-of-focus light on the camera grid ``shape``: the same kind of structure drawn on a field padded by
+    the blur radius, through the defocused PSF (:func:`defocused_otf`), cropped; brightest value 1."""
+    z = conditions.haze_depth_um * rng.choice([-1.0, 1.0])
+    reach = abs(z) * math.tan(math.asin(min(optics.na / IMMERSION_INDEX, 0.99)))
+    pad = int(math.ceil(reach / optics.pixel_um)) + 4
+    h, w = shape[0] + 2 * pad, shape[1] + 2 * pad
+    density = draw_structure(structure, (h, w), optics.pixel_um, rng)
+    blurred = np.real(np.fft.ifft2(np.fft.fft2(density) * defocused_otf((h, w), optics, z)))
+    crop = np.clip(blurred[pad : pad + shape[0], pad : pad + shape[1]], 0, None)
+    peak = float(crop.max())
+    return crop / peak if peak > 0 else crop
+
+
+def simulate_sr_scene(
+    structure: str,
+    shape: tuple[int, int],
+    conditions: SRConditions,
+    rng: np.random.Generator,
+    optics: WidefieldOptics | None = None,
+) -> SRPair:
+    """Simulate a widefield input and its SIM-like target under ``conditions``.
+
+    The in-focus structure is drawn on a fine grid, blurred by the widefield (input) and half-width (target)
+    PSFs and binned; out-of-focus haze (when ``conditions.haze > 0``) is added to both — it is smooth, so the
+    target carries it upsampled, as a SIM-like reconstruction keeps out-of-focus background; the input gets the
+    background and the camera's noise.
+
+    Parameters
+    ----------
+    structure
+        A class of :data:`SR_STRUCTURES` or :data:`SR_HELDOUT_STRUCTURES`.
+    shape
+        Camera image size ``(H, W)``.
+    """
+    optics = optics or WidefieldOptics()
+    h, w = shape
+    fine_px = optics.pixel_um / FINE
+    margin = int(math.ceil(1.0 / optics.pixel_um))  # 1 µm of context so edges are blurred like the inside
+    fh, fw = (h + 2 * margin) * FINE, (w + 2 * margin) * FINE
+    density = draw_structure(structure, (fh, fw), fine_px, rng)
+    wf_psf = airy_psf(optics.na, optics.wavelength_um, fine_px, oversample=1)
+    sim_psf = airy_psf(optics.na * optics.gain, optics.wavelength_um, fine_px, oversample=1)
+    wide = _bin(fftconvolve(density, wf_psf, mode="same"), FINE)
+    sharp = _bin(fftconvolve(density, sim_psf, mode="same"), FINE // optics.gain)
+    wide = np.clip(wide[margin : margin + h, margin : margin + w], 0, None)
+    g = optics.gain
+    sharp = np.clip(sharp[margin * g : (margin + h) * g, margin * g : (margin + w) * g], 0, None)
+    scale = conditions.photons / (float(np.percentile(wide, 99.9)) or 1.0)
+    wide, sharp = wide * scale, sharp * scale * g * g  # photons per camera pixel; target per camera-pixel area
+    if conditions.haze > 0:
+        haze = _haze(structure, shape, conditions, rng, optics) * conditions.haze * conditions.photons
+        wide = wide + haze
+        sharp = sharp + np.clip(bicubic_upsample(haze, g), 0, None)
+    noisy = camera_noise(wide, conditions.background * conditions.photons, optics.read_noise, rng)
+    return SRPair(
+        input=noisy, target=sharp.astype(np.float32), structure=structure, photons=conditions.photons, optics=optics
+    )
+
+
 def simulate_sr_pair(
     structure: str,
     shape: tuple[int, int],
@@ -96,7 +218,8 @@ def simulate_sr_pair(
     rng: np.random.Generator,
     optics: WidefieldOptics | None = None,
 ) -> SRPair:
-    """Simulate a widefield input and its SIM-like target.
+    """Simulate a widefield input and its SIM-like target in the bundled model's first conditions: in focus,
+    background ``optics.background_fraction``, no haze (:func:`simulate_sr_scene`).
 
     Parameters
     ----------
@@ -112,25 +235,7 @@ def simulate_sr_pair(
         Optics and camera (default :class:`WidefieldOptics`).
     """
     optics = optics or WidefieldOptics()
-    if photons <= 0:
-        raise ValueError(f"photons must be positive, got {photons}")
-    h, w = shape
-    fine_px = optics.pixel_um / FINE
-    margin = int(math.ceil(1.0 / optics.pixel_um))  # 1 µm of context so edges are blurred like the inside
-    fh, fw = (h + 2 * margin) * FINE, (w + 2 * margin) * FINE
-    density = draw_structure(structure, (fh, fw), fine_px, rng)
-    wf_psf = airy_psf(optics.na, optics.wavelength_um, fine_px, oversample=1)
-    sim_psf = airy_psf(optics.na * optics.gain, optics.wavelength_um, fine_px, oversample=1)
-    wide = _bin(fftconvolve(density, wf_psf, mode="same"), FINE)
-    sharp = _bin(fftconvolve(density, sim_psf, mode="same"), FINE // optics.gain)
-    wide = np.clip(wide[margin : margin + h, margin : margin + w], 0, None)
-    g = optics.gain
-    sharp = np.clip(sharp[margin * g : (margin + h) * g, margin * g : (margin + w) * g], 0, None)
-    level = float(np.percentile(wide, 99.9)) or 1.0
-    scale = photons / level
-    noisy = camera_noise(wide * scale, optics.background_fraction * photons, optics.read_noise, rng)
-    target = (sharp * scale * g * g).astype(np.float32)  # photons per camera-pixel area
-    return SRPair(input=noisy, target=target, structure=structure, photons=photons, optics=optics)
+    return simulate_sr_scene(structure, shape, SRConditions(photons, optics.background_fraction), rng, optics)
 
 
 # ------------------------------------------------------------------ qpi

@@ -30,7 +30,12 @@ __all__ = [
     "widefield_from_target",
     "DEFAULT_RL_ITERATIONS",
     "out_of_band_ratio",
+    "defocused_otf",
+    "IMMERSION_INDEX",
 ]
+
+#: Refractive index of the immersion medium (oil) for defocus.
+IMMERSION_INDEX = 1.518
 
 #: Richardson–Lucy iterations chosen on the validation set of the default sr optics (docs/physics.md).
 DEFAULT_RL_ITERATIONS = 5
@@ -270,3 +275,19 @@ def out_of_band_ratio(image: np.ndarray, cutoff: float) -> float:
     beyond = power[(f > 1.1 * cutoff) & (f < min(1.4 * cutoff, 0.45))]
     corners = power[f > 0.55]
     return float(np.mean(beyond) / max(np.mean(corners), 1e-30))
+
+
+def defocused_otf(shape: tuple[int, int], optics: WidefieldOptics, z_um: float) -> np.ndarray:
+    """OTF ``(H, W)`` (numpy FFT layout, 1 at zero frequency) of the widefield microscope ``z_um`` out of focus,
+    on the camera grid: the scalar pupil ``|f| ≤ NA/λ`` with the defocus phase ``exp(2πi·z·√((n/λ)² − |f|²))``,
+    its intensity PSF ``|IFFT|²``, Fourier-transformed back. The PSF wraps around ``shape``: pad the object by
+    the blur radius ``|z|·tan(asin(NA/n))`` before using it."""
+    h, w = shape
+    fy = np.fft.fftfreq(h, d=optics.pixel_um)[:, None]
+    fx = np.fft.fftfreq(w, d=optics.pixel_um)[None, :]
+    f2 = fy**2 + fx**2
+    pupil = (f2 <= (optics.na / optics.wavelength_um) ** 2).astype(np.complex128)
+    kz = np.sqrt(np.maximum((IMMERSION_INDEX / optics.wavelength_um) ** 2 - f2, 0.0))
+    psf = np.abs(np.fft.ifft2(pupil * np.exp(2j * math.pi * z_um * kz))) ** 2
+    otf = np.fft.fft2(psf / psf.sum())
+    return otf

@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from ..data.normalize import FLAT_EPS, Normalization
-from ..data.simulate import PHOTON_RANGE, SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_photons, simulate_sr_pair
+from ..data.simulate import (
+    BACKGROUND_RANGE,
+    HAZE_RANGE,
+    SCENE_PHOTON_RANGE,
+    SR_HELDOUT_STRUCTURES,
+    SR_STRUCTURES,
+    draw_sr_conditions,
+    simulate_sr_scene,
+)
 from ..metrics import Scores, affine_fit, sr_scores
 from ..physics.noise import band_noise_level_function, photon_level
 from ..physics.widefield import (
@@ -139,11 +147,17 @@ class SRTask(Task):
         level: float | None = None,
         variant: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        pair = simulate_sr_pair(cls, (size, size), level or draw_photons(rng), rng, optics)
+        """A scene under drawn conditions (:func:`draw_sr_conditions`: photons unless ``level`` fixes them,
+        background, out-of-focus haze)."""
+        pair = simulate_sr_scene(cls, (size, size), draw_sr_conditions(rng, level), rng, optics)
         return pair.input, pair.target
 
     def simulation_ranges(self) -> dict[str, Any]:
-        return {"photon_range": list(PHOTON_RANGE)}
+        return {
+            "photon_range": list(SCENE_PHOTON_RANGE),
+            "background_range": list(BACKGROUND_RANGE),
+            "haze_range": list(HAZE_RANGE),
+        }
 
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: WidefieldOptics) -> Consistency:
         """The reconstruction through :func:`widefield_from_target`, matched to the input by a least-squares
