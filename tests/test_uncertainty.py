@@ -164,3 +164,31 @@ def test_brightness_far_outside_the_trained_range_is_named():
     assert "photons per pixel" in remark and "10–1000" in remark
     # unknown training conditions (a model fine-tuned on the user's pairs): nothing to compare with
     assert task.distribution_warnings(simulate_sr_pair("er", (96, 96), 8000, rng).input, OPTICS, None) == []
+
+
+def test_std_layer_says_whether_it_is_calibrated():
+    from napari_cvdm.layers import result_layers
+
+    raw = Prediction(mean=np.zeros((8, 8), np.float32), std=np.ones((8, 8), np.float32))
+    cal = calibrate_prediction(raw, StdCalibration(2.0), [1.0], single=True)
+    for pred, expected in ((raw, False), (cal, True)):
+        std_layer = result_layers("cells", get_task("sr"), pred, (1.0, 1.0), (0.0, 0.0))[1]
+        assert std_layer[1]["metadata"]["cvdm"]["calibrated"] is expected
+    np.testing.assert_allclose(result_layers("cells", get_task("sr"), cal, (1, 1), (0, 0))[1][0], 2.0)
+
+
+def test_evaluate_reports_1_sigma_coverage_and_a_reliability_diagram(tmp_path):
+    import json
+
+    from napari_cvdm.evaluate import Example, evaluate, format_reliability, format_table, write_rows
+    from napari_cvdm.uncertainty import RELIABILITY_LEVELS
+
+    rng = np.random.default_rng(0)
+    examples = [Example(f"er_{k}", "er", np.zeros((8, 8)), rng.standard_normal((16, 16))) for k in range(3)]
+    rows = evaluate(examples, {"calibrated": lambda x: (np.zeros((16, 16)), np.ones((16, 16)))}, get_task("sr"))
+    row = next(r for r in rows if r.group == "all")
+    assert row.coverage_1sigma == pytest.approx(0.68, abs=0.07) and row.coverage_2sigma == pytest.approx(0.95, abs=0.04)
+    assert len(row.reliability) == len(RELIABILITY_LEVELS) and "within ±1σ" in format_table(rows)
+    assert "calibrated" in format_reliability(rows)
+    record = json.loads(write_rows(rows, tmp_path / "rows.json").read_text())
+    assert record["reliability_levels"] == list(RELIABILITY_LEVELS) and record["rows"][0]["reliability"]

@@ -120,8 +120,8 @@ def result_layers(
     label: str = "CVDM",
 ) -> list[LayerData]:
     """Layer-data tuples named after the input: mean (gray; its metadata keeps the warnings and the residual's
-    RMS), std (magma), then optionally the samples (a stack along a new first axis) and the learned λ map
-    (viridis); contrast from robust percentiles.
+    RMS), std (magma; its metadata says whether it is calibrated), then optionally the samples (a stack along a
+    new first axis) and the learned λ map (viridis); contrast from robust percentiles.
 
     ``scale``/``translate`` come from :meth:`~napari_cvdm.tasks.Task.output_geometry` (one value per axis of the
     mean ``(..., H', W')``); ``units`` are those of the output axes (e.g. ``("µm", "µm")``) or ``None``.
@@ -130,9 +130,10 @@ def result_layers(
     names = result_layer_names(input_name, label)
     value = {"values": task.value_units}
     checked = {"warnings": list(prediction.warnings), "residual_rms": prediction.residual_rms}
+    calibrated = prediction.sample_std is not None  # the std is the model's calibration of the samples' spread
     out = [
         _layer(names["mean"], prediction.mean, "gray", base, task, "mean", {**value, **checked}),
-        _layer(names["std"], prediction.std, "magma", base, task, "std", value),
+        _layer(names["std"], prediction.std, "magma", base, task, "std", {**value, "calibrated": calibrated}),
     ]
     if with_samples and prediction.samples is not None:
         stacked = {
