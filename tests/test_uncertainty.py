@@ -192,3 +192,15 @@ def test_evaluate_reports_1_sigma_coverage_and_a_reliability_diagram(tmp_path):
     assert "calibrated" in format_reliability(rows)
     record = json.loads(write_rows(rows, tmp_path / "rows.json").read_text())
     assert record["reliability_levels"] == list(RELIABILITY_LEVELS) and record["rows"][0]["reliability"]
+
+
+def test_a_spread_that_does_not_track_the_error_is_reported():
+    from napari_cvdm.calibrate import calibration_remarks
+
+    rng = np.random.default_rng(5)
+    stds = [np.exp(rng.uniform(-1, 1, (64, 64))) * 1e-3 for _ in range(4)]  # spread unrelated to the error
+    errors = [rng.standard_normal((64, 64)) for _ in range(4)]
+    cal = fit_calibration(stds, errors, [1.0] * 4)
+    assert cal.fitted_on["spread_share"] < 0.25 and "does not track its error" in calibration_remarks(cal)[0]
+    good_stds, good_errors = _synthetic(2.0)
+    assert calibration_remarks(fit_calibration(good_stds, good_errors, [1.0] * len(good_stds))) == []

@@ -16,7 +16,17 @@ from .data.simulate import VALIDATION_SEED
 from .evaluate import Example, held_out_set, read_pair_folder
 from .uncertainty import StdCalibration, fit_calibration
 
-__all__ = ["CalibrationRequest", "calibration_pairs", "fit_model_calibration", "calibrate_model"]
+__all__ = [
+    "CalibrationRequest",
+    "calibration_pairs",
+    "fit_model_calibration",
+    "calibrate_model",
+    "calibration_remarks",
+    "SPREAD_SHARE_WARNING",
+]
+
+#: Below this share of the calibrated variance the samples' spread is said not to track the error.
+SPREAD_SHARE_WARNING = 0.25
 
 
 @dataclass(frozen=True)
@@ -111,3 +121,16 @@ def calibrate_model(
     cal = StdCalibration(cal.scale, cal.floor, {**cal.fitted_on, "data": str(request.data or seed)})
     save_calibrated(model, cal, request.output)
     return cal
+
+
+def calibration_remarks(calibration: StdCalibration) -> list[str]:
+    """Plain-text warnings about a fitted calibration: a std that is mostly its floor (the samples' spread
+    does not track the error on these pairs)."""
+    share = calibration.fitted_on.get("spread_share")
+    if share is None or share >= SPREAD_SHARE_WARNING:
+        return []
+    return [
+        f"the samples' spread makes only {share:.0%} of the calibrated variance: on these pairs the model's std "
+        "does not track its error (the calibrated std is mostly a constant floor); fine-tune or retrain on data "
+        "like these pairs"
+    ]

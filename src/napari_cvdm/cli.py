@@ -217,7 +217,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationRequest, calibrate_model
+    from .calibrate import CalibrationRequest, calibrate_model, calibration_remarks
 
     request = from_args(CalibrationRequest, args)
     with _bar(0, "calibrating", "pair") as bar:
@@ -228,6 +228,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"(normalised units); within ±1σ {before['1sigma']:.1%} -> {after['1sigma']:.1%}, within ±2σ "
         f"{before['2sigma']:.1%} -> {after['2sigma']:.1%}"
     )
+    for remark in calibration_remarks(cal):
+        print(f"napari-cvdm calibrate: warning: {remark}", file=sys.stderr)
     print(f"wrote {request.output}")
     return 0
 

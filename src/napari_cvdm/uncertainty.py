@@ -145,7 +145,9 @@ def fit_calibration(
     Returns
     -------
     StdCalibration
-        ``fitted_on`` holds the pixels used and the 1σ/2σ coverage before and after.
+        ``fitted_on`` holds the pixels used, the 1σ/2σ coverage before and after, and ``spread_share``: the
+        mean fraction of the calibrated variance that comes from the samples' spread (near 0: the std is
+        mostly the floor, the spread does not track the error).
     """
     s, e = _pooled(stds, errors, units, max_pixels, seed)
     if not np.any(e > 0):
@@ -163,6 +165,7 @@ def fit_calibration(
     after = np.sqrt((scale * s) ** 2 + floor**2)
     record = {
         "pixels": int(s.size),
+        "spread_share": float(np.mean((scale * s) ** 2 / np.maximum(after**2, 1e-30))),
         "coverage_before": {"1sigma": coverage(s, e, 1), "2sigma": coverage(s, e, 2)},
         "coverage_after": {"1sigma": coverage(after, e, 1), "2sigma": coverage(after, e, 2)},
     }
