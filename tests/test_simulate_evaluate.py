@@ -188,3 +188,25 @@ def test_mismatched_pairs_are_rejected_before_training():
         ArrayPairs("sr", [np.full((32, 32), np.nan)], [np.zeros((64, 64))])
     with pytest.raises(PairError, match="at least"):
         ArrayPairs("sr", [np.zeros((8, 8))], [np.zeros((16, 16))])
+
+
+def test_defocused_otf_is_normalised_and_blurs_more_with_defocus():
+    from napari_cvdm.physics.widefield import defocused_otf
+
+    optics = WidefieldOptics()
+    near, far = (np.abs(defocused_otf((64, 64), optics, z)) for z in (0.0, 1.5))
+    assert near[0, 0] == pytest.approx(1.0) and far[0, 0] == pytest.approx(1.0)
+    f = np.hypot(np.fft.fftfreq(64)[:, None], np.fft.fftfreq(64)[None, :])
+    band = (f > 0.05) & (f < 0.25)
+    assert far[band].mean() < 0.3 * near[band].mean()  # out of focus: the mid frequencies are gone
+    assert near[f > 1.05 * optics.cutoff_cycles_per_pixel].max() < 1e-6  # nothing beyond the cut-off
+
+
+def test_sr_scenes_put_haze_in_input_and_target_and_the_background_in_the_input_only():
+    from napari_cvdm.data.simulate import SRConditions, simulate_sr_scene
+
+    clean = simulate_sr_scene("ccps", (64, 64), SRConditions(300, 0.0), np.random.default_rng(2))
+    hazy = simulate_sr_scene("ccps", (64, 64), SRConditions(300, 0.4, 0.8, 1.0), np.random.default_rng(2))
+    assert hazy.input.mean() > clean.input.mean() + 0.3 * 300  # background 0.4·P plus haze
+    assert hazy.target.mean() > 1.5 * clean.target.mean()  # the haze, not the background, is in the target
+    assert np.percentile(hazy.target, 5) > 0.01 * 300 * 4  # a smooth floor under the structures
