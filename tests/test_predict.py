@@ -79,3 +79,35 @@ def test_cancel_on_a_tiled_image_stops_within_one_tile(model_files):
         model.predict(image, n_samples=2, steps=5, tile_size=16, callback=lambda p: calls["denoiser"] < 1)
     tiles = calls["lam"]
     assert tiles > 4 and calls["denoiser"] == 1  # the whole image has `tiles` tiles
+
+
+def test_progressive_runs_hand_out_calibrated_running_results_and_keep_stops_a_stack(trained_models, tmp_path):
+    from napari_cvdm.diffusion.sampler import Stop
+    from napari_cvdm.models import save_calibrated
+    from napari_cvdm.uncertainty import StdCalibration
+
+    model = load_model(save_calibrated(load_model(trained_models["sr"]), StdCalibration(3.0), tmp_path / "c.safetensors"))
+    image = np.ones((16, 16)) + np.eye(16)
+    whole = model.predict_with(image, SamplingOptions(8, 3, 5, "cpu"))
+    parts = []
+    done = model.predict_with(
+        image,
+        SamplingOptions(8, 3, 5, "cpu", progressive=True),
+        lambda p: parts.append(p.partial) if p.partial is not None else None,
+    )
+    np.testing.assert_allclose(done.mean, whole.mean, atol=1e-5)
+    assert [p.done for p in parts] == [2, 4, 8] and {p.n_samples for p in parts} == {8}
+    last = parts[-1].prediction  # the last running result is the result, calibrated like it
+    np.testing.assert_allclose(last.mean, whole.mean, atol=1e-5)
+    np.testing.assert_allclose(last.std, whole.std, atol=1e-5)
+    np.testing.assert_allclose(parts[0].prediction.std, 3.0 * whole.samples[:2].std(0, ddof=1), rtol=1e-4)
+
+    stack = np.stack([image, 2 * image, 3 * image])
+    with pytest.warns(UserWarning, match="after 2 of 4 samples of plane 2 of 3"):
+        kept = model.predict_with(
+            stack,
+            SamplingOptions(4, 2, 0, "cpu", progressive=True),
+            lambda p: Stop.KEEP if p.partial is not None and p.partial.plane == 1 else None,
+        )
+    assert kept.mean.shape == kept.std.shape == (2, 32, 32)  # planes 1 and 2 (2 of its 4 samples); not plane 3
+    assert kept.samples.shape == (2, 2, 32, 32) and kept.residual.shape == (2, 16, 16)

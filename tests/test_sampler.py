@@ -129,3 +129,58 @@ def test_bad_arguments_are_refused():
         sample(net, torch.randn(2, 1, 16, 16), 2, 2, torch.Generator())
     with pytest.raises(ValueError, match=">= 1"):
         sample(net, torch.randn(1, 1, 16, 16), 0, 2, torch.Generator())
+
+
+def test_round_sizes_double_and_add_up():
+    from napari_cvdm.diffusion.sampler import round_sizes
+
+    assert round_sizes(8) == [2, 2, 4]
+    assert round_sizes(5) == [2, 2, 1]
+    assert round_sizes(16) == [2, 2, 4, 8]
+    assert round_sizes(1) == [1]
+    assert round_sizes(3, first=1) == [1, 1, 1]
+    with pytest.raises(ValueError):
+        round_sizes(0)
+
+
+def test_rounds_give_the_same_samples_and_hand_out_the_finished_ones():
+    from napari_cvdm.diffusion.sampler import sample_in_rounds
+
+    net = _perturbed_net()
+    x = torch.randn(1, 1, 16, 16)
+    whole = sample(net, x, 5, 4, torch.Generator().manual_seed(3))
+    handed = []
+
+    def callback(p):
+        if p.partial is not None:
+            handed.append((p.done, p.partial.clone()))
+
+    rounds = sample_in_rounds(net, x, 5, 4, torch.Generator().manual_seed(3), chunk_size=2, callback=callback)
+    torch.testing.assert_close(rounds, whole, atol=1e-5, rtol=1e-5)
+    assert [h.shape[0] for _, h in handed] == [2, 4, 5]
+    assert handed[-1][0] == 4 * (1 + 1 + 1)  # steps × chunks over the rounds (2 | 2 | 1 samples, chunks of 2)
+    for _, h in handed:  # each partial is the first samples of the run
+        torch.testing.assert_close(h, whole[: h.shape[0]], atol=1e-5, rtol=1e-5)
+
+
+def test_keep_returns_the_finished_rounds_and_cancels_when_none_is_finished():
+    from napari_cvdm.diffusion.sampler import Stop, sample_in_rounds
+
+    net = _perturbed_net()
+    x = torch.randn(1, 1, 16, 16)
+    whole = sample(net, x, 8, 3, torch.Generator().manual_seed(3))
+    seen = []
+
+    def keep_after_first_round(p):  # asked mid-way through the second round
+        seen.append(p.partial is not None)
+        return Stop.KEEP if sum(seen) and not seen[-1] else None
+
+    kept = sample_in_rounds(net, x, 8, 3, torch.Generator().manual_seed(3), callback=keep_after_first_round)
+    assert kept.shape[0] == 2
+    torch.testing.assert_close(kept, whole[:2], atol=1e-5, rtol=1e-5)
+    with pytest.raises(SamplingCancelled):
+        sample_in_rounds(net, x, 8, 3, torch.Generator().manual_seed(3), callback=lambda p: Stop.KEEP)
+    with pytest.raises(SamplingCancelled):  # sample() finishes nothing before its last step: keep cancels
+        sample(net, x, 4, 3, torch.Generator().manual_seed(3), callback=lambda p: Stop.KEEP)
+    with pytest.raises(ValueError):
+        sample_in_rounds(net, x, 8, 3, torch.Generator().manual_seed(3), rounds=[2, 2])

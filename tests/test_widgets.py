@@ -359,3 +359,31 @@ def test_classical_methods_are_listed_beside_the_models_and_named_after_themselv
     assert viewer.layers["brightfield ±1 µm iterative residual"].metadata["cvdm"]["rms"] < 1.5
     widget.model_box.setCurrentIndex(texts.index("qpi"))
     assert widget.samples_spin.isEnabled() and not widget.optics_form.isVisibleTo(widget)
+
+
+def test_running_results_appear_during_the_run_and_stop_and_keep_keeps_them(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(2).random((64, 64)).astype(np.float32), name="cells")
+    widget = _widget(viewer, model_files["sr"], samples=8, steps=400)
+    widget.run()
+    qtbot.waitUntil(lambda: "cells CVDM std" in viewer.layers, timeout=60_000)
+    assert widget.worker is not None, "the running result should appear before the run ends"
+    assert "2 of 8 samples" in widget.status.text()
+    widget.stop_and_keep()
+    qtbot.waitUntil(lambda: widget.worker is None and not widget.pending_layers, timeout=30_000)
+    mean = viewer.layers["cells CVDM mean"]
+    assert mean.data.shape == (128, 128) and np.isfinite(mean.data).all()
+    assert any("after 2 of 8 samples" in w for w in mean.metadata["cvdm"]["warnings"])
+    assert "done" in widget.status.text()
+
+
+def test_cancel_removes_the_running_result(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(3).random((64, 64)).astype(np.float32), name="cells")
+    widget = _widget(viewer, model_files["sr"], samples=8, steps=400)
+    widget.run()
+    qtbot.waitUntil(lambda: "cells CVDM std" in viewer.layers, timeout=60_000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert [layer.name for layer in viewer.layers] == ["cells"]
+    assert "removed" in widget.status.text()

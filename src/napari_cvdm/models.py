@@ -22,7 +22,7 @@ import torch
 from ._files import atomic_write
 from .data.normalize import Normalization
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
-from .diffusion.sampler import ProgressCallback
+from .diffusion.sampler import ProgressCallback, SamplingProgress
 from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions, check_consistency, predict_image
 from .tasks import TASKS, Task, get_task
@@ -161,8 +161,13 @@ class CVDMModel:
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """Mean, (calibrated) std and samples without the consistency check (``residual`` is ``None``): for
-        evaluations that score the mean against a known truth."""
-        return self.calibrated(image, self.sample_raw(image, options, callback))
+        evaluations that score the mean against a known truth. Partial results of a progressive run reach
+        ``callback`` calibrated too."""
+        cal = self.calibration
+        if cal is None:
+            return self.sample_raw(image, options, callback)
+        units = self.value_units(image)
+        return self._calibrate(self.sample_raw(image, options, _calibrating(callback, cal, units)), cal, units, image)
 
     def sample_raw(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -181,7 +186,29 @@ class CVDMModel:
         cal = self.calibration
         if cal is None:
             return prediction
-        return calibrate_prediction(prediction, cal, self.value_units(image), self.task.is_single(image))
+        return self._calibrate(prediction, cal, self.value_units(image), image)
+
+    def _calibrate(
+        self, prediction: Prediction, cal: StdCalibration, units: list[float], image: np.ndarray
+    ) -> Prediction:
+        single = self.task.is_single(image)
+        planes = 1 if single else len(prediction.mean)  # fewer than the image's when a run was stopped and kept
+        return calibrate_prediction(prediction, cal, units[:planes], single)
+
+
+def _calibrating(callback: ProgressCallback | None, cal: StdCalibration, units: list[float]) -> ProgressCallback | None:
+    """``callback`` with the partial results of a progressive run calibrated (their plane's unit)."""
+    if callback is None:
+        return None
+
+    def report(progress: SamplingProgress) -> Any:
+        part = progress.partial
+        if part is None:
+            return callback(progress)
+        calibrated = calibrate_prediction(part.prediction, cal, [units[part.plane]], single=True)
+        return callback(dataclasses.replace(progress, partial=dataclasses.replace(part, prediction=calibrated)))
+
+    return report
 
 
 def save_model(

@@ -28,7 +28,7 @@ from .devices import (
     sampling_autocast,
 )
 from .diffusion.network import CVDMNetwork
-from .diffusion.sampler import ProgressCallback, SamplingProgress, cancel_check, sample, schedule_map
+from .diffusion.sampler import ProgressCallback, SamplingProgress, cancel_check, sample, sample_in_rounds, schedule_map
 from .diffusion.schedule import LearnedSchedule
 from .physics.optics import Optics
 from .tasks import MIN_SIDE, Task, get_task
@@ -36,6 +36,7 @@ from .tasks import MIN_SIDE, Task, get_task
 __all__ = [
     "SamplingOptions",
     "Prediction",
+    "PartialResult",
     "predict_image",
     "check_consistency",
     "check_pixel_size",
@@ -62,6 +63,11 @@ class SamplingOptions:
     tile_size
         Tile side in input pixels for large images (tiles overlap and are blended at every step; default: tiles
         only when the image does not fit the memory budget).
+    progressive
+        Finish the samples in rounds (2, 2, 4, 8, …) and hand the running mean and std to the callback after each
+        (:class:`PartialResult` in ``SamplingProgress.partial``); the callback may then answer
+        :attr:`~napari_cvdm.diffusion.sampler.Stop.KEEP` to keep what is done. The samples are the same; the run
+        costs a little more (the noise-level embedding once per step and round). For viewers, not for batch jobs.
     """
 
     n_samples: int = field(default=8, metadata={"cli": "--samples"})
@@ -69,6 +75,7 @@ class SamplingOptions:
     seed: int = field(default=0, metadata={"cli": "--seed", "parse": int})
     device: str = field(default="auto", metadata={"cli": "--device"})
     tile_size: int | None = field(default=None, metadata={"cli": "--tile-size"})
+    progressive: bool = False
 
     def __post_init__(self) -> None:
         if self.n_samples < 1:
@@ -120,6 +127,29 @@ class Prediction:
     residual_rms: float | None = None
     reference_rms: float | None = None
     sample_std: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PartialResult:
+    """The running result of a progressive run (:attr:`SamplingOptions.progressive`) after a round of samples.
+
+    Attributes
+    ----------
+    plane, n_planes
+        The plane being reconstructed (0-based) and how many the input has.
+    done, n_samples
+        Samples of this plane finished so far, and asked for.
+    prediction
+        Mean and std of the finished samples of this plane, in physical units (no plane axis; the std is the
+        model's calibration of their spread where its file has one, and 0 with one sample); ``samples`` and
+        ``schedule`` are ``None``.
+    """
+
+    plane: int
+    n_planes: int
+    done: int
+    n_samples: int
+    prediction: Prediction
 
 
 def _pad_to(t: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -217,6 +247,29 @@ def device_sampling_plan(
     )
 
 
+def _summary(values: torch.Tensor) -> Prediction:
+    """Mean and std ``(H', W')`` or ``(C, H', W')`` of samples ``(N, ...)`` (float32; std 0 for one sample)."""
+    std = values.std(0, unbiased=True) if values.shape[0] > 1 else torch.zeros_like(values[0])
+    return Prediction(mean=values.mean(0).cpu().numpy().astype(np.float32), std=std.cpu().numpy().astype(np.float32))
+
+
+def _partial_reporter(
+    callback: ProgressCallback | None, to_values: Any, plane: int, n_planes: int, n_samples: int
+) -> ProgressCallback | None:
+    """The sampler's callback of one plane: the finished samples of a round become a :class:`PartialResult`."""
+    if callback is None:
+        return None
+
+    def report(progress: SamplingProgress) -> Any:
+        if progress.partial is None:
+            return callback(progress)
+        values = to_values(progress.partial).double()
+        partial = PartialResult(plane, n_planes, values.shape[0], n_samples, _summary(values))
+        return callback(dataclasses.replace(progress, partial=partial))
+
+    return report
+
+
 def _sample_plane(
     network: CVDMNetwork,
     task: Task,
@@ -226,9 +279,11 @@ def _sample_plane(
     seed: int,
     device: torch.device,
     callback: ProgressCallback | None,
+    where: tuple[int, int] = (0, 1),
 ) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
-    """Samples of one plane in physical units ``(N, H', W')`` (float64), its λ map (or ``None``) and the task's
-    remarks about the input."""
+    """Samples of one plane in physical units ``(N, H', W')`` (float64; fewer than asked when a progressive run
+    was stopped and kept), its λ map (or ``None``) and the task's remarks about the input. ``where`` is the
+    plane's index and the number of planes (for partial results)."""
     conditioned = task.condition(plane, normalization, device)
     padded, (h, w) = _pad_to(conditioned.cond, network.stride)
     plan = device_sampling_plan(
@@ -238,37 +293,47 @@ def _sample_plane(
     check = cancel_check(callback, lambda: SamplingProgress(0, total))  # λ(x) of a large image: cancel per tile
     lam_map = schedule_map(network, padded, plan.tile, after_tile=check)  # once per plane: sampler and output
     gen = torch.Generator(device=device).manual_seed(seed)
+
+    def to_values(z: torch.Tensor) -> torch.Tensor:
+        return conditioned.to_values(z[..., :h, :w])
+
+    sampler, report = sample, callback
+    if options.progressive:
+        sampler = sample_in_rounds
+        report = _partial_reporter(callback, to_values, *where, options.n_samples)
     with sampling_autocast(device, autocast_dtype(device)):
-        out = sample(
+        out = sampler(
             network,
             padded,
             options.n_samples,
             options.steps,
             gen,
             chunk_size=plan.chunk,
-            callback=callback,
+            callback=report,
             tile=plan.tile,
             lam=lam_map,
         )
     lam = lam_map[0, 0, :h, :w] if isinstance(network.schedule, LearnedSchedule) else None
-    return conditioned.to_values(out[..., :h, :w]).double(), lam, conditioned.warnings
+    return to_values(out).double(), lam, conditioned.warnings
 
 
 def _prediction(
     values: list[torch.Tensor], lams: list[torch.Tensor | None], single: bool, remarks: list[str]
 ) -> Prediction:
-    """Mean, std, samples and λ maps of the planes as numpy float32 (without the plane axis for one plane)."""
+    """Mean, std, samples and λ maps of the planes as numpy float32 (without the plane axis for one plane).
+    Planes may have different numbers of samples (a progressive run stopped and kept): ``samples`` then holds
+    as many as every plane has."""
 
-    def stack(items: list[torch.Tensor]) -> np.ndarray:
-        arr = torch.stack(items).cpu().numpy().astype(np.float32)
+    def stack(items: list[np.ndarray | torch.Tensor]) -> np.ndarray:
+        arr = np.stack([np.asarray(i.cpu() if isinstance(i, torch.Tensor) else i, dtype=np.float32) for i in items])
         return arr[0] if single else arr
 
-    n = values[0].shape[0]
-    stds = [v.std(0, unbiased=True) if n > 1 else torch.zeros_like(v[0]) for v in values]
-    samples = torch.stack(values, 1).cpu().numpy().astype(np.float32)  # (N, P, ...)
+    summaries = [_summary(v) for v in values]
+    n = min(v.shape[0] for v in values)
+    samples = torch.stack([v[:n] for v in values], 1).cpu().numpy().astype(np.float32)  # (N, P, ...)
     return Prediction(
-        mean=stack([v.mean(0) for v in values]),
-        std=stack(stds),
+        mean=stack([s.mean for s in summaries]),
+        std=stack([s.std for s in summaries]),
         samples=samples[:, 0] if single else samples,
         schedule=None if lams[0] is None else stack([lam.float() for lam in lams]),
         warnings=remarks,
@@ -280,8 +345,10 @@ def _plane_callback(callback: ProgressCallback | None, plane: int, n_planes: int
     if callback is None:
         return None
 
-    def report(progress: SamplingProgress) -> bool | None:
-        return callback(SamplingProgress(plane * progress.total + progress.done, n_planes * progress.total))
+    def report(progress: SamplingProgress) -> Any:
+        return callback(
+            dataclasses.replace(progress, done=plane * progress.total + progress.done, total=n_planes * progress.total)
+        )
 
     return report
 
@@ -330,14 +397,27 @@ def predict_image(
             options.seed + p,
             dev,
             _plane_callback(callback, p, len(planes)),
+            (p, len(planes)),
         )
         values.append(v)
         lams.append(lam)
+        if v.shape[0] < options.n_samples:
+            notes = [*notes, _kept_remark(v.shape[0], options.n_samples, p, len(planes))]
         for remark in notes:
             if remark not in remarks:
                 remarks.append(remark)
                 warnings.warn(remark, stacklevel=2)
+        if v.shape[0] < options.n_samples:
+            break
     return _prediction(values, lams, task.is_single(image), remarks)
+
+
+def _kept_remark(done: int, n_samples: int, plane: int, n_planes: int) -> str:
+    """What a result stopped and kept early is made of."""
+    what = f"stopped by the user after {done} of {n_samples} samples"
+    if n_planes > 1:
+        what += f" of plane {plane + 1} of {n_planes}; the later planes were not reconstructed"
+    return what + ": the std of few samples is itself uncertain"
 
 
 def _with_warnings(prediction: Prediction, new: list[str]) -> list[str]:

@@ -1,8 +1,10 @@
-"""Running one long job at a time from a widget: a worker thread, a progress bar, a status line, a stop button.
+"""Running one long job at a time from a widget: a worker thread, a progress bar, a status line, a stop button
+(and optionally a "stop and keep" button).
 
 :class:`RunController` owns the worker; the job receives a :class:`JobContext` through which it reports progress,
-asks whether to go on (the stop button, or napari asking the worker to quit when the viewer closes) and hands
-values to the GUI thread. Failures come back as notifications, never as a dead viewer.
+asks whether to go on (the stop button, or napari asking the worker to quit when the viewer closes) or to stop
+and keep what it has, and hands values to the GUI thread. Failures come back as notifications, never as a dead
+viewer.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
 
-from ..diffusion.sampler import SamplingCancelled, SamplingProgress
+from ..diffusion.sampler import SamplingCancelled, SamplingProgress, Stop
 from ..models import CVDMModel
-from ..predict import Prediction, SamplingOptions, check_pixel_size
+from ..predict import PartialResult, Prediction, SamplingOptions, check_pixel_size
 
 __all__ = ["JobContext", "RunController", "describe_error", "format_eta"]
 
@@ -71,6 +73,10 @@ class JobContext:
         worker = self._controller.worker
         return not (self._controller.stop_requested.is_set() or (worker is not None and worker.abort_requested))
 
+    def keep_requested(self) -> bool:
+        """Whether the user asked to stop and keep what is done (the "Stop and keep" button)."""
+        return self._controller.keep_requested.is_set()
+
     def progress(self, done: int, total: int, unit: str = "denoiser passes") -> None:
         """Move the progress bar and the time-left estimate."""
         self.in_gui(self._controller.show_progress, done, total, unit)
@@ -91,6 +97,8 @@ class RunController:
         Progress and messages.
     what
         Names the job in failure notifications (``"CVDM reconstruction"``).
+    keep_button
+        Enabled while a job runs, like ``stop_button`` (its action is the widget's: :meth:`stop_and_keep`).
     """
 
     def __init__(
@@ -100,6 +108,7 @@ class RunController:
         progress_bar: QProgressBar | None,
         status: QLabel,
         what: str,
+        keep_button: QPushButton | None = None,
     ) -> None:
         self.start_button, self.stop_button, self.bar, self.status, self.what = (
             start_button,
@@ -108,12 +117,17 @@ class RunController:
             status,
             what,
         )
+        self.run_buttons = [b for b in (stop_button, keep_button) if b is not None]
         self.worker = None
         self.stop_requested = threading.Event()
+        self.keep_requested = threading.Event()
+        #: A second status line under the progress (e.g. "showing the mean of 2 of 8 samples").
+        self.detail = ""
         self.bridge = _Bridge()
         self.bridge.call.connect(lambda fn, args: None if self.closed else fn(*args))
         self._t0 = 0.0
-        stop_button.setEnabled(False)
+        for button in self.run_buttons:
+            button.setEnabled(False)
         # closing the widget or the viewer destroys the buttons: the job stops at its next check (napari quitting
         # asks the worker to quit, which JobContext.keep_going sees as well)
         self.closed = False
@@ -141,11 +155,14 @@ class RunController:
                 return _Failure(err)
 
         self.stop_requested.clear()
+        self.keep_requested.clear()
+        self.detail = ""
         self.worker = create_worker(work, _start_thread=False)
         self.worker.returned.connect(lambda result: self._returned(result, on_done))
         self.worker.finished.connect(self._finished)
         self.start_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
+        for button in self.run_buttons:
+            button.setEnabled(True)
         if self.bar is not None:
             self.bar.setRange(0, 0)  # busy until the first step reports
         self.status.setText(f"{message}\npreparing…")
@@ -156,6 +173,12 @@ class RunController:
         """Ask the job to stop at its next check."""
         if self.running:
             self.stop_requested.set()
+            self.status.setText(message)
+
+    def stop_and_keep(self, message: str) -> None:
+        """Ask the job to stop and keep what it has finished (it decides when that is)."""
+        if self.running:
+            self.keep_requested.set()
             self.status.setText(message)
 
     def elapsed(self) -> float:
@@ -169,8 +192,9 @@ class RunController:
         if self.bar is not None:
             self.bar.setRange(0, total)
             self.bar.setValue(done)
-        if not self.stop_requested.is_set():
-            self.status.setText(format_eta(done, total, self.elapsed(), unit))
+        if not (self.stop_requested.is_set() or self.keep_requested.is_set()):
+            eta = format_eta(done, total, self.elapsed(), unit)
+            self.status.setText(f"{eta}\n{self.detail}" if self.detail else eta)
 
     def _returned(self, result: Any, on_done: Callable[[Any], None]) -> None:
         if self.closed:
@@ -187,7 +211,8 @@ class RunController:
         if self.closed:
             return
         self.start_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
+        for button in self.run_buttons:
+            button.setEnabled(False)
         if self.bar is not None and self.bar.maximum() == 0:
             self.bar.setRange(0, 1)
 
@@ -209,11 +234,21 @@ class ReconstructJob:
     residual_at: tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...] | None] | None = None
     pixel_um: tuple[float, float] | None = None
 
-    def run(self, context: JobContext) -> Prediction | None:
-        """Sample in the worker thread (``None`` when stopped)."""
+    def run(self, context: JobContext, on_partial: Callable[[PartialResult], None] | None = None) -> Prediction | None:
+        """Sample in the worker thread (``None`` when cancelled). With ``options.progressive``, ``on_partial``
+        gets each running result in the GUI thread, and "stop and keep" ends the run after the first round that
+        finishes once it is asked (the result then has fewer samples, and says so in its warnings)."""
+        rounds = 0
 
-        def callback(progress: SamplingProgress) -> bool:
+        def callback(progress: SamplingProgress) -> bool | Stop:
+            nonlocal rounds
             context.progress(progress.done, progress.total)
+            if progress.partial is not None:
+                rounds += 1
+                if on_partial is not None:
+                    context.in_gui(on_partial, progress.partial)
+            if rounds and context.keep_requested():
+                return Stop.KEEP
             return context.keep_going()
 
         try:

@@ -2,8 +2,11 @@
 
 The widget gathers choices into a :class:`ReconstructJob`, runs :meth:`~napari_cvdm.models.CVDMModel.predict_with`
 through a :class:`~._runner.RunController` and turns the result into layers with
-:func:`napari_cvdm.layers.result_layers`. Cancel makes the sampler's callback return ``False`` (so does napari
-closing), which stops within one tile or chunk of samples, and nothing is added.
+:func:`napari_cvdm.layers.result_layers`. Samples are finished in rounds (2, 2, 4, …: progressive sampling), and
+the mean and std layers appear after the first round and are refined after each. Cancel makes the sampler's
+callback return ``False`` (so does napari closing), which stops within one tile or chunk of samples and removes
+the running result; "Stop and keep" ends the run at once (after the first round if none is finished yet) and
+keeps the samples finished.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from qtpy.QtWidgets import (
 from ..devices import available_devices
 from ..layers import layer_pixel_size, model_input, residual_geometry, residual_layer, result_layers
 from ..models import CVDMModel
-from ..predict import Prediction, SamplingOptions
+from ..predict import PartialResult, Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
 from ._results import add_or_update
 from ._runner import ReconstructJob, RunController
@@ -82,19 +85,33 @@ class ReconstructWidget(QWidget):
         self.samples_check = QCheckBox("add the samples as a stack")
         self.schedule_check = QCheckBox("add the learned schedule λ(x)")
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
+        self.keep_button = QPushButton("Stop and keep")
+        self.keep_button.setToolTip(
+            "End the run now and keep the mean and std of the samples finished so far (at least the first two; "
+            "Cancel keeps nothing)"
+        )
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         #: Result layers still to be added after the mean and std (one per turn of the event loop).
         self.pending_layers = 0
+        #: Layers showing the running result of the current run (removed on Cancel).
+        self.partial_layers: list[Image] = []
+        self._partial_planes: dict[int, Prediction] = {}
         self.runner = RunController(
-            self.run_button, self.cancel_button, self.progress_bar, self.status, "CVDM reconstruction"
+            self.run_button,
+            self.cancel_button,
+            self.progress_bar,
+            self.status,
+            "CVDM reconstruction",
+            keep_button=self.keep_button,
         )
 
         self._lay_out()
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.keep_button.clicked.connect(self.stop_and_keep)
         self.model_box.model_changed.connect(self._on_model_changed)
         self._on_model_changed(self.model_box.current_model(quiet=True))
 
@@ -114,6 +131,7 @@ class ReconstructWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.keep_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.optics_label)
@@ -187,6 +205,7 @@ class ReconstructWidget(QWidget):
             self.seed_spin.value(),
             self.device_box.currentText(),
             self.tile_spin.value() or None,
+            progressive=model.stochastic and self.samples_spin.value() > 2,
         )
         scale, translate = model.task.output_geometry(layer.scale, layer.translate, plane_axis)
         units = tuple(str(u) for u in layer.units)[-len(scale) :] if hasattr(layer, "units") else None
@@ -219,20 +238,69 @@ class ReconstructWidget(QWidget):
             show_error(str(err))
             return
         o = job.options
+        self.partial_layers, self._partial_planes = [], {}
         self.runner.start(
-            job.run,
+            lambda context: job.run(context, lambda part: self._show_partial(part, job)),
             lambda pred: self._on_done(pred, job),
             f"reconstructing '{job.input_name}' with {job.model.name}: {o.n_samples} samples × {o.steps} steps…",
         )
 
     def cancel(self) -> None:
-        """Stop the running reconstruction after the current denoiser pass; nothing is added."""
+        """Stop the running reconstruction after the current denoiser pass; nothing is kept."""
         self.runner.stop("cancelling…")
 
-    def _on_done(self, prediction: Prediction | None, job: ReconstructJob) -> None:
-        if prediction is None:
-            self.status.setText("cancelled; nothing was added")
+    def stop_and_keep(self) -> None:
+        """End the run (after the first round if none is finished yet) and keep the result of the samples
+        finished."""
+        self.runner.stop_and_keep("stopping; the mean and std of the finished samples will be kept…")
+
+    def _show_partial(self, part: PartialResult, job: ReconstructJob) -> None:
+        """Show the running mean (now) and std (next turn of the event loop) of the samples finished so far."""
+        if not self.runner.running or self.runner.stop_requested.is_set():
             return
+        self._partial_planes[part.plane] = part.prediction
+        prediction = part.prediction if part.n_planes == 1 else self._partial_stack(part)
+        layers = result_layers(
+            job.input_name, job.model.task, prediction, job.scale, job.translate, job.units, label=job.model.label
+        )
+        where = f" (plane {part.plane + 1} of {part.n_planes})" if part.n_planes > 1 else ""
+        self.runner.detail = f"showing the mean and std of {part.done} of {part.n_samples} samples{where}"
+        self.status.setText(self.runner.detail)
+
+        def add(data: np.ndarray, kwargs: dict) -> None:
+            if self.runner.running and not self.runner.stop_requested.is_set():
+                layer = add_or_update(self.viewer, data, kwargs, job.owner)
+                if layer not in self.partial_layers:
+                    self.partial_layers.append(layer)
+
+        (mean, mean_kwargs, _), (std, std_kwargs, _) = layers[:2]
+        add(mean, mean_kwargs)
+        QTimer.singleShot(0, lambda: add(std, std_kwargs))
+
+    def _partial_stack(self, part: PartialResult) -> Prediction:
+        """The running result of a stack: the planes finished or begun so far, zeros for the others."""
+        blank = np.zeros_like(part.prediction.mean)
+        planes = [self._partial_planes.get(p) for p in range(part.n_planes)]
+        return Prediction(
+            mean=np.stack([blank if q is None else q.mean for q in planes]),
+            std=np.stack([blank if q is None else q.std for q in planes]),
+            sample_std=None if part.prediction.sample_std is None else blank,  # marks the std as calibrated
+        )
+
+    def _remove_partial(self) -> None:
+        for layer in self.partial_layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.partial_layers = []
+
+    def _on_done(self, prediction: Prediction | None, job: ReconstructJob) -> None:
+        self.runner.detail = ""
+        if prediction is None:
+            removed = bool(self.partial_layers)
+            self._remove_partial()
+            self.status.setText("cancelled; the running result was removed" if removed else "cancelled; nothing added")
+            return
+        self.partial_layers = []
         layers = result_layers(
             job.input_name,
             job.model.task,

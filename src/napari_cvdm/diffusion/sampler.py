@@ -12,12 +12,20 @@ be taken. ``λ(x)`` and ``τ`` on the time grid are computed **once**; the step'
 coefficient maps and the denoiser's noise-level embedding (FiLM maps) once per
 step for all samples; each sample then costs the rest of one denoiser pass per
 step. The result is ``z_0/√γ(0)``.
+
+:func:`sample` runs all samples together (the cheapest order: one embedding per step). :func:`sample_in_rounds`
+finishes the samples in rounds of 2, 2, 4, 8, … and hands the finished ones to the callback after each round
+(``SamplingProgress.partial``), so a viewer can show a running mean and std; the callback may then answer
+:attr:`Stop.KEEP` to end the run with the samples finished so far. Every sample has its own seed, so neither the
+chunks nor the rounds change the samples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
+from typing import Any
 
 import torch
 
@@ -28,6 +36,8 @@ from .tiling import DEFAULT_OVERLAP_FRACTION, tiled
 __all__ = [
     "SamplingProgress",
     "SamplingCancelled",
+    "KeepRequested",
+    "Stop",
     "ProgressCallback",
     "StepCoefficients",
     "step_coefficients",
@@ -35,6 +45,8 @@ __all__ = [
     "schedule_map",
     "cancel_check",
     "sample",
+    "sample_in_rounds",
+    "round_sizes",
     "sample_seeds",
 ]
 
@@ -49,18 +61,35 @@ class SamplingProgress:
         Denoiser steps finished so far (over all chunks of samples).
     total
         Steps in the whole run (``steps × number of chunks``).
+    partial
+        After each round of :func:`sample_in_rounds`: the samples finished so far. The sampler hands their
+        normalised values ``(N_done, C, H, W)``; :func:`~napari_cvdm.predict.predict_image` turns them into a
+        :class:`~napari_cvdm.predict.PartialResult` (running mean and std in physical units) before its callback
+        sees them. ``None`` at every other call.
     """
 
     done: int
     total: int
+    partial: Any = None
 
 
 class SamplingCancelled(RuntimeError):
     """Raised when the progress callback asks to stop."""
 
 
-#: Called after every step; returning ``False`` cancels the run.
-ProgressCallback = Callable[[SamplingProgress], "bool | None"]
+class KeepRequested(SamplingCancelled):
+    """Raised when the callback answers :attr:`Stop.KEEP`: :func:`sample_in_rounds` catches it and returns the
+    samples finished so far; anywhere else it cancels like ``False``."""
+
+
+class Stop(Enum):
+    """What a progress callback may answer besides ``None``/``True`` (go on) and ``False`` (cancel)."""
+
+    KEEP = "keep"  #: stop now and keep the samples finished so far (:func:`sample_in_rounds`)
+
+
+#: Called after every step; returning ``False`` cancels the run, :attr:`Stop.KEEP` stops it and keeps what is done.
+ProgressCallback = Callable[[SamplingProgress], "bool | Stop | None"]
 
 
 def sample_seeds(generator: torch.Generator, n_samples: int) -> list[int]:
@@ -144,13 +173,25 @@ def step_coefficients(lam: torch.Tensor, tau_t: torch.Tensor, tau_s: torch.Tenso
     )
 
 
+def _ask(callback: ProgressCallback | None, progress: SamplingProgress) -> None:
+    """Report ``progress``; raise :class:`SamplingCancelled` when the callback answers ``False`` and
+    :class:`KeepRequested` when it answers :attr:`Stop.KEEP`."""
+    if callback is None:
+        return
+    answer = callback(progress)
+    if answer is Stop.KEEP:
+        raise KeepRequested(f"stopped after {progress.done} of {progress.total} steps")
+    if answer is False:
+        raise SamplingCancelled(f"sampling cancelled after {progress.done} of {progress.total} steps")
+
+
 def cancel_check(callback: ProgressCallback | None, progress: Callable[[], SamplingProgress]) -> Callable[[], None]:
     """A function that asks ``callback`` (with the current progress) whether to go on, and raises
-    :class:`SamplingCancelled` when it answers ``False``: checked between the tiles of a large image."""
+    :class:`SamplingCancelled` when it answers ``False`` (:class:`KeepRequested` for :attr:`Stop.KEEP`):
+    checked between the tiles of a large image."""
 
     def check() -> None:
-        if callback is not None and callback(progress()) is False:
-            raise SamplingCancelled("sampling cancelled")
+        _ask(callback, progress())
 
     return check
 
@@ -179,6 +220,72 @@ def _ancestral_update(
     z.addcmul_(coef.noise_std, noise())
 
 
+def _check_condition(x: torch.Tensor, n_samples: int, steps: int) -> None:
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"sample() takes one condition of shape (1, C, H, W), got {tuple(x.shape)}")
+    if n_samples < 1 or steps < 1:
+        raise ValueError(f"n_samples and steps must be >= 1, got {n_samples} and {steps}")
+
+
+def _chunks(n_samples: int, chunk_size: int | None) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the chunks of samples denoised together (all at once for ``None``)."""
+    chunk = n_samples if chunk_size is None else max(1, min(chunk_size, n_samples))
+    return [(start, min(start + chunk, n_samples)) for start in range(0, n_samples, chunk)]
+
+
+class _Run:
+    """What every group of samples of one sampling run shares: the condition, λ(x), τ on the time grid, the
+    (tiled or whole) denoiser and the progress count over all groups."""
+
+    def __init__(
+        self,
+        net: CVDMNetwork,
+        x: torch.Tensor,
+        steps: int,
+        n_chunks: int,
+        callback: ProgressCallback | None,
+        tile: int | None,
+        overlap: int | None,
+        lam: torch.Tensor | None,
+    ) -> None:
+        self.net, self.x, self.steps, self.callback = net, x, steps, callback
+        self.done, self.total = 0, steps * n_chunks
+        self.shape = (net.config.target_channels, x.shape[-2], x.shape[-1])
+        check = cancel_check(callback, self.progress)  # between tiles: Cancel within one tile
+        self.denoise, self.noise_embedding = _denoiser_for(net, tile, overlap, check)
+        if lam is None:
+            lam = schedule_map(net, x, tile, overlap, check)  # once
+        with torch.inference_mode():
+            self.lam = lam.to(x.dtype)
+            self.tau = net.schedule.tau(time_grid(steps, x.device, x.dtype))  # (steps + 1,), once
+
+    def progress(self, partial: Any = None) -> SamplingProgress:
+        return SamplingProgress(self.done, self.total, partial)
+
+    def noise(self, gens: list[torch.Generator]) -> torch.Tensor:
+        return _noise(self.shape, gens, self.x.device, self.x.dtype)
+
+    @torch.inference_mode()
+    def group(self, gens: list[torch.Generator], chunks: list[tuple[int, int]]) -> torch.Tensor:
+        """All steps for one group of samples (one generator each), ``chunks`` of it at a time:
+        ``(len(gens), C, H, W)``."""
+        x, lam, tau = self.x, self.lam, self.tau
+        z_all = torch.cat([self.noise(gens[a:b]) for a, b in chunks])  # z_1, becomes y at the end
+        for i in range(self.steps):
+            gamma_t = torch.exp(-lam * tau[i])  # the denoiser's noise-level input, shared by all chunks
+            films = self.noise_embedding(gamma_t) if self.noise_embedding is not None else None
+            coef = None  # the update's maps: made after the first pass, so they never sit beside its activations
+            for a, b in chunks:
+                z = z_all[a:b]  # a view: updated in place
+                gamma, xb = gamma_t.expand(b - a, -1, -1, -1), x.expand(b - a, -1, -1, -1)
+                eps_hat = self.denoise(z, xb, gamma) if films is None else self.denoise(z, xb, gamma, films=films)
+                coef = coef or step_coefficients(lam, tau[i], tau[i + 1])
+                _ancestral_update(z, eps_hat, coef, i == self.steps - 1, lambda a=a, b=b: self.noise(gens[a:b]))
+                self.done += 1
+                _ask(self.callback, self.progress())
+        return z_all
+
+
 def sample(
     net: CVDMNetwork,
     x: torch.Tensor,
@@ -196,43 +303,77 @@ def sample(
     ``x`` is the condition ``(1, C_x, H, W)`` on the output grid (sides multiples of ``net.stride``); ``steps``
     ancestral steps on the learned schedule (any positive number); ``generator`` (on ``x``'s device) makes the
     samples reproducible; ``chunk_size`` samples are denoised together (all by default). ``callback`` gets a
-    :class:`SamplingProgress` after every chunk and step; returning ``False`` raises :class:`SamplingCancelled`.
+    :class:`SamplingProgress` after every chunk and step; returning ``False`` raises :class:`SamplingCancelled`
+    (so does :attr:`Stop.KEEP`: no sample is finished before the last step).
     ``tile``/``overlap`` run the networks on overlapping tiles blended at every step (see
     :mod:`napari_cvdm.diffusion.tiling`; the overlap defaults to a quarter of the tile); the callback is asked
     between tiles too, so a large image cancels within one tile. ``lam`` is the schedule
     map ``(1, 1, H, W)`` if the caller has already computed it.
     """
-    if x.ndim != 4 or x.shape[0] != 1:
-        raise ValueError(f"sample() takes one condition of shape (1, C, H, W), got {tuple(x.shape)}")
-    if n_samples < 1 or steps < 1:
-        raise ValueError(f"n_samples and steps must be >= 1, got {n_samples} and {steps}")
-    chunk = n_samples if chunk_size is None else max(1, min(chunk_size, n_samples))
-    chunks = [(start, min(start + chunk, n_samples)) for start in range(0, n_samples, chunk)]
-    device, dtype = x.device, x.dtype
-    shape = (net.config.target_channels, x.shape[-2], x.shape[-1])
-    done, total = 0, steps * len(chunks)
-    check = cancel_check(callback, lambda: SamplingProgress(done, total))  # between tiles: Cancel within one tile
-    denoise, noise_embedding = _denoiser_for(net, tile, overlap, check)
-    if lam is None:
-        lam = schedule_map(net, x, tile, overlap, check)  # once
-    with torch.inference_mode():
-        lam = lam.to(dtype)
-        tau = net.schedule.tau(time_grid(steps, device, dtype))  # (steps + 1,), once
-        gens = [torch.Generator(device=device).manual_seed(s) for s in sample_seeds(generator, n_samples)]
-        z_all = torch.cat([_noise(shape, gens[a:b], device, dtype) for a, b in chunks])  # z_1, becomes y at the end
-        for i in range(steps):
-            gamma_t = torch.exp(-lam * tau[i])  # the denoiser's noise-level input, shared by all chunks
-            films = noise_embedding(gamma_t) if noise_embedding is not None else None
-            coef = None  # the update's maps: made after the first pass, so they never sit beside its activations
-            for a, b in chunks:
-                z = z_all[a:b]  # a view: updated in place
-                gamma, xb = gamma_t.expand(b - a, -1, -1, -1), x.expand(b - a, -1, -1, -1)
-                eps_hat = denoise(z, xb, gamma) if films is None else denoise(z, xb, gamma, films=films)
-                coef = coef or step_coefficients(lam, tau[i], tau[i + 1])
-                _ancestral_update(
-                    z, eps_hat, coef, i == steps - 1, lambda a=a, b=b: _noise(shape, gens[a:b], device, dtype)
-                )
-                done += 1
-                if callback is not None and callback(SamplingProgress(done, total)) is False:
-                    raise SamplingCancelled(f"sampling cancelled after {done} of {total} steps")
-    return z_all
+    _check_condition(x, n_samples, steps)
+    chunks = _chunks(n_samples, chunk_size)
+    run = _Run(net, x, steps, len(chunks), callback, tile, overlap, lam)
+    gens = [torch.Generator(device=x.device).manual_seed(s) for s in sample_seeds(generator, n_samples)]
+    return run.group(gens, chunks)
+
+
+def round_sizes(n_samples: int, first: int = 2) -> list[int]:
+    """Samples finished per round of :func:`sample_in_rounds`: ``first``, then as many as are done (2, 2, 4, 8, …),
+    so the running result doubles its samples each round while the noise-level embedding, computed once per
+    step and round, is paid only ``log2(N)`` times."""
+    if n_samples < 1 or first < 1:
+        raise ValueError(f"n_samples and first must be >= 1, got {n_samples} and {first}")
+    sizes: list[int] = []
+    done = 0
+    while done < n_samples:
+        size = min(max(first, done), n_samples - done)
+        sizes.append(size)
+        done += size
+    return sizes
+
+
+def sample_in_rounds(
+    net: CVDMNetwork,
+    x: torch.Tensor,
+    n_samples: int,
+    steps: int,
+    generator: torch.Generator,
+    chunk_size: int | None = None,
+    callback: ProgressCallback | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    lam: torch.Tensor | None = None,
+    rounds: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """:func:`sample`, finishing the samples in rounds and handing out those finished after each round.
+
+    After each round the callback gets a :class:`SamplingProgress` whose ``partial`` holds the samples finished so
+    far ``(N_done, C_y, H, W)``; answering :attr:`Stop.KEEP` (then, or at any step) ends the run and returns the
+    samples of the rounds already finished (:class:`SamplingCancelled` when none is). The samples equal
+    :func:`sample`'s for the same generator (each has its own seed). ``rounds`` are the samples per round
+    (default :func:`round_sizes`); each round computes the noise-level embedding once per step, so rounds cost a
+    little more than one :func:`sample` run.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C_y, H, W)`` with ``N = n_samples``, or fewer when stopped with :attr:`Stop.KEEP`.
+    """
+    _check_condition(x, n_samples, steps)
+    rounds = list(round_sizes(n_samples) if rounds is None else rounds)
+    if sum(rounds) != n_samples or min(rounds) < 1:
+        raise ValueError(f"rounds {rounds} must be positive and add up to {n_samples} samples")
+    groups = [_chunks(size, chunk_size) for size in rounds]
+    run = _Run(net, x, steps, sum(len(g) for g in groups), callback, tile, overlap, lam)
+    gens = [torch.Generator(device=x.device).manual_seed(s) for s in sample_seeds(generator, n_samples)]
+    finished: list[torch.Tensor] = []
+    start = 0
+    try:
+        for size, chunks in zip(rounds, groups):
+            finished.append(run.group(gens[start : start + size], chunks))
+            start += size
+            _ask(callback, run.progress(torch.cat(finished)))
+    except KeepRequested:
+        if not finished:
+            raise SamplingCancelled("stopped before the first samples were finished: nothing to keep") from None
+    return torch.cat(finished)
