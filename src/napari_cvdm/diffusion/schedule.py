@@ -61,17 +61,23 @@ class ScheduleConfig:
         Width of the monotone time networks.
     tau_end
         Initial ``τ_γ(1)``: with ``λ = 1`` at initialisation, ``γ(1) = exp(−tau_end)``.
+    space_to_depth
+        Pixel-unshuffle factor of the λ U-Net (1: it runs on the output grid; 2: on a grid twice as coarse with
+        4× the input channels, 4× cheaper). Files that predate it are 1.
     """
 
     base_channels: int = 16
     channel_mults: tuple[int, ...] = (1, 2)
     hidden: int = 128
     tau_end: float = 8.0
+    space_to_depth: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
         if self.hidden < 1 or self.tau_end <= 0:
             raise ValueError("ScheduleConfig needs hidden >= 1 and tau_end > 0")
+        if self.space_to_depth < 1:
+            raise ValueError(f"space_to_depth must be >= 1, got {self.space_to_depth}")
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (for model-file metadata)."""
@@ -144,6 +150,7 @@ class LearnedSchedule(nn.Module):
                 num_res_blocks=1,
                 attention_levels=(),
                 embed_channels=0,
+                space_to_depth=cfg.space_to_depth,
             )
         )
         with torch.no_grad():
