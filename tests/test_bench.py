@@ -35,7 +35,9 @@ def test_bench_result_amortizes_the_schedule(tmp_path):
     r = bench_network(model.network.eval(), cond, samples=2, steps=4, repeats=5)  # medians: timer jitter
     assert r.sample_steps_per_s > 0 and r.peak_gflops > 0 and r.denoiser_gflop > 0
     assert r.amortization > 0.3  # a sample·step costs about one denoiser pass (noisy on a busy machine)
-    assert 0 < r.embedding_s < r.denoiser_pass_s and 0 < r.rest_of_pass_s < r.denoiser_pass_s
+    assert r.embedding_s > 0 and r.rest_of_pass_s > 0
+    # the two parts are timed apart from the whole pass: together about one pass (timer noise on a busy machine)
+    assert 0.5 < (r.embedding_s + r.rest_of_pass_s) / r.denoiser_pass_s < 2.0
 
 
 def test_bench_counts_the_work_of_a_whole_denoiser_pass_per_sample(tmp_path):

@@ -177,9 +177,38 @@ class SamplingPlan:
     tile: int | None
 
 
-def _bytes_per_pixel(network: CVDMNetwork) -> int:
-    """Rough activation memory of one denoiser pass per output pixel and sample (float32)."""
-    return network.config.denoiser.base_channels * 4 * 16
+#: Peak activation memory of one denoiser pass, bytes per output pixel and sample, per channel of the finest
+#: level and per input-grid pixel (``space_to_depth²`` output pixels): measured as the growth of the peak RSS of
+#: one inference pass at 512²–1024² (sr 32 channels: 405–491 B per output pixel, qpi: 1737–1859, a 16-channel
+#: sr net: 177–239, the λ U-Net 778 and, on a twice coarser grid, 242).
+PASS_BYTES_PER_CHANNEL = 60
+
+
+def _unet_pass_bytes(config: Any) -> float:
+    """Activation memory of one pass of a U-Net, bytes per output pixel and sample."""
+    return PASS_BYTES_PER_CHANNEL * config.base_channels / config.space_to_depth**2
+
+
+def _bytes_per_pixel(network: CVDMNetwork) -> float:
+    """Activation memory of one denoiser pass per output pixel and sample (float32)."""
+    return _unet_pass_bytes(network.config.denoiser)
+
+
+def _shared_bytes_per_pixel(network: CVDMNetwork) -> float:
+    """The noise-level embedding's FiLM maps, made once per step for a chunk, bytes per output pixel: two maps
+    of each residual block's width at its level's resolution (exact)."""
+    unet = getattr(network.denoiser, "unet", None)
+    if unet is None:
+        return 0.0
+    f2 = network.config.denoiser.space_to_depth ** 2
+    return sum(2 * 4 * block.conv1.out_channels / (f2 * 4**level) for block, level in unet._res_block_levels())
+
+
+def _schedule_bytes_per_pixel(network: CVDMNetwork) -> float:
+    """Activation memory of the λ U-Net per output pixel (0 for a fixed schedule)."""
+    if not isinstance(network.schedule, LearnedSchedule):
+        return 0.0
+    return _unet_pass_bytes(network.schedule.lambda_net.config)
 
 
 def plan_sampling(
@@ -208,7 +237,8 @@ def plan_sampling(
         :func:`~napari_cvdm.devices.preferred_chunk_pixels`); ``None``: as many as the budget allows.
     """
     stride = network.stride
-    per_pixel = _bytes_per_pixel(network)
+    per_sample, shared = _bytes_per_pixel(network), _shared_bytes_per_pixel(network)
+    per_pixel = max(per_sample + shared, _schedule_bytes_per_pixel(network))  # one sample, or λ(x)
     if tile_size is not None:
         if tile_size < MIN_SIDE:
             raise ValueError(f"tile size {tile_size} is too small; use at least {MIN_SIDE} pixels")
@@ -221,7 +251,7 @@ def plan_sampling(
         side = int((budget_bytes / per_pixel) ** 0.5) // stride * stride
         tile = max(side, 4 * stride)
     pixels = shape[0] * shape[1] if tile is None else min(tile, shape[0]) * min(tile, shape[1])
-    chunk = min(n_samples, budget_bytes // max(pixels * per_pixel, 1))
+    chunk = min(n_samples, int((budget_bytes / max(pixels, 1) - shared) // max(per_sample, 1)))
     if chunk_pixels is not None:
         chunk = min(chunk, chunk_pixels // pixels)
     return SamplingPlan(int(max(1, chunk)), tile)

@@ -31,7 +31,7 @@ import torch
 
 from .denoiser import Denoiser
 from .network import CVDMNetwork
-from .tiling import DEFAULT_OVERLAP_FRACTION, tiled
+from .tiling import default_overlap, tiled
 
 __all__ = [
     "SamplingProgress",
@@ -124,12 +124,12 @@ def schedule_map(
     """The schedule's per-pixel map ``λ(x)``, shape ``(1, 1, H, W)``, for a condition ``(1, C, H, W)``.
 
     With ``tile``, the schedule network runs on overlapping tiles blended as in :func:`sample` (``overlap``
-    defaults to :data:`~napari_cvdm.diffusion.tiling.DEFAULT_OVERLAP_FRACTION` of the tile); ``after_tile`` is
+    defaults to :func:`~napari_cvdm.diffusion.tiling.default_overlap`); ``after_tile`` is
     called after each tile (it may raise to cancel).
     """
     lam_fn = net.schedule.lam
     if tile is not None:
-        overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
+        overlap = default_overlap(tile, net.stride) if overlap is None else overlap
         lam_fn = tiled(lam_fn, tile, overlap, net.stride, after_tile)
     with torch.inference_mode():
         return lam_fn(x)
@@ -203,7 +203,7 @@ def _denoiser_for(
     embedding that is the same for every sample (computed once per step)."""
     if tile is None:
         return net.denoiser, net.denoiser.noise_embedding if isinstance(net.denoiser, Denoiser) else None
-    overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
+    overlap = default_overlap(tile, net.stride) if overlap is None else overlap
     return tiled(net.denoiser, tile, overlap, net.stride, after_tile), None
 
 
@@ -306,7 +306,8 @@ def sample(
     :class:`SamplingProgress` after every chunk and step; returning ``False`` raises :class:`SamplingCancelled`
     (so does :attr:`Stop.KEEP`: no sample is finished before the last step).
     ``tile``/``overlap`` run the networks on overlapping tiles blended at every step (see
-    :mod:`napari_cvdm.diffusion.tiling`; the overlap defaults to a quarter of the tile); the callback is asked
+    :mod:`napari_cvdm.diffusion.tiling`; the overlap defaults to
+    :func:`~napari_cvdm.diffusion.tiling.default_overlap`); the callback is asked
     between tiles too, so a large image cancels within one tile. ``lam`` is the schedule
     map ``(1, 1, H, W)`` if the caller has already computed it.
     """

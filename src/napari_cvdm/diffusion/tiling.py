@@ -14,10 +14,18 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["tile_starts", "blend_window", "tiled", "DEFAULT_OVERLAP_FRACTION"]
+__all__ = ["tile_starts", "blend_window", "tiled", "default_overlap", "DEFAULT_OVERLAP_FRACTION", "MAX_OVERLAP_STRIDES"]
 
-#: Overlap as a fraction of the tile side when none is given.
+#: Overlap as a fraction of the tile side when none is given ...
 DEFAULT_OVERLAP_FRACTION = 0.25
+#: ... and at most this many network strides (256 output pixels for ``sr``): what the blend needs is set by the
+#: network's reach, not by the tile, so large tiles do not recompute a quarter of themselves.
+MAX_OVERLAP_STRIDES = 16
+
+
+def default_overlap(tile: int, stride: int) -> int:
+    """The overlap used when none is given: a quarter of the tile, at most :data:`MAX_OVERLAP_STRIDES` strides."""
+    return min(int(tile * DEFAULT_OVERLAP_FRACTION), MAX_OVERLAP_STRIDES * stride)
 
 
 def tile_starts(size: int, tile: int, overlap: int, stride: int = 1) -> list[int]:
@@ -77,26 +85,38 @@ def tiled(
     if tile < 1 or tile % stride:
         raise ValueError(f"the tile side ({tile}) must be a positive multiple of the network's stride ({stride})")
 
+    weights: dict[tuple, torch.Tensor] = {}  # 1 / (sum of the windows) per image shape: made once, not per step
+
+    def layout(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[list, torch.Tensor]:
+        """The tiles ``(y, x, window)`` of an ``h × w`` image and the inverse of their summed windows."""
+        th, tw = min(tile, h), min(tile, w)
+        ys, xs = tile_starts(h, th, overlap, stride), tile_starts(w, tw, overlap, stride)
+        wys = [blend_window(th, overlap, i == 0, i == len(ys) - 1, device, dtype) for i in range(len(ys))]
+        wxs = [blend_window(tw, overlap, i == 0, i == len(xs) - 1, device, dtype) for i in range(len(xs))]
+        tiles = [(y, x, (wy[:, None] * wx[None, :])[None, None]) for y, wy in zip(ys, wys) for x, wx in zip(xs, wxs)]
+        key = (h, w, device, dtype)
+        if key not in weights:
+            total = torch.zeros((1, 1, h, w), device=device, dtype=dtype)
+            for y, x, win in tiles:
+                total[..., y : y + th, x : x + tw] += win
+            weights[key] = total.reciprocal_()
+        return tiles, weights[key]
+
     def run(*maps: torch.Tensor) -> torch.Tensor:
         h, w = maps[0].shape[-2:]
         if h <= tile and w <= tile:
             return fn(*maps)
-        ys, xs = tile_starts(h, min(tile, h), overlap, stride), tile_starts(w, min(tile, w), overlap, stride)
         th, tw = min(tile, h), min(tile, w)
+        tiles, inv_weight = layout(h, w, maps[0].device, maps[0].dtype)
         out = None
-        weight = torch.zeros((1, 1, h, w), device=maps[0].device, dtype=maps[0].dtype)
-        for iy, y in enumerate(ys):
-            wy = blend_window(th, overlap, iy == 0, iy == len(ys) - 1, maps[0].device, maps[0].dtype)
-            for ix, x in enumerate(xs):
-                wx = blend_window(tw, overlap, ix == 0, ix == len(xs) - 1, maps[0].device, maps[0].dtype)
-                part = fn(*(m[..., y : y + th, x : x + tw] for m in maps))
-                if out is None:
-                    out = torch.zeros((*part.shape[:2], h, w), device=part.device, dtype=part.dtype)
-                win = (wy[:, None] * wx[None, :])[None, None]
-                out[..., y : y + th, x : x + tw] += part * win
-                weight[..., y : y + th, x : x + tw] += win
-                if after_tile is not None:
-                    after_tile()
-        return out / weight
+        for y, x, win in tiles:
+            part = fn(*(m[..., y : y + th, x : x + tw] for m in maps))
+            if out is None:
+                out = torch.zeros((*part.shape[:2], h, w), device=part.device, dtype=part.dtype)
+            out[..., y : y + th, x : x + tw].addcmul_(part, win)
+            del part
+            if after_tile is not None:
+                after_tile()
+        return out.mul_(inv_weight)
 
     return run
