@@ -64,18 +64,23 @@ def shoot(task: str, sample_key: str, input_name: str, shown: list[str], samples
     widget.layer_box.setCurrentText(input_name)
     widget.samples_spin.setValue(samples)
     widget.schedule_check.setChecked(True)
-    widget.run()
-    # a frame mid-run shows the progress bar and the time left
     t0 = time.perf_counter()
-    bar = widget.progress_bar
-    while widget.worker is not None and (bar.maximum() <= 1 or bar.value() < bar.maximum() // 3):
+    widget.run()
+    # a frame mid-run shows the progress bar, the time left and the first running mean (progressive sampling)
+    first = f"{input_name} CVDM mean"
+    while widget.worker is not None and first not in viewer.layers:
+        app.processEvents()
+        time.sleep(0.02)
+    first_s = time.perf_counter() - t0
+    for _ in range(10):
         app.processEvents()
         time.sleep(0.02)
     widget.grab().save(str(out / f"gui_{task}_widget_running.png"))
+    viewer.screenshot(str(out / f"gui_{task}_viewer_running.png"), canvas_only=False)
     wait_for(widget, app)
     print(
-        f"{task}: Run → layers in {time.perf_counter() - t0:.1f} s ({samples} samples, "
-        f"{widget.steps_spin.value()} steps); status: {widget.status.text()}"
+        f"{task}: Run → first running mean in {first_s:.1f} s, final layers in {time.perf_counter() - t0:.1f} s "
+        f"({samples} samples, {widget.steps_spin.value()} steps); status: {widget.status.text()}"
     )
     for layer in viewer.layers:
         layer.visible = layer.name in shown

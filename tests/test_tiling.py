@@ -210,3 +210,24 @@ def test_a_cuda_gpu_gets_half_its_free_memory_as_budget(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * 2**30, 141 * 2**30))
     assert memory_budget_bytes(torch.device("cuda")) == 50 * 2**30
     assert memory_budget_bytes(torch.device("cpu")) == memory_budget_bytes(torch.device("mps")) == 2 * 2**30
+
+
+def test_the_memory_plan_counts_the_film_maps_exactly_and_the_schedule_net(tmp_path):
+    import torch
+
+    from napari_cvdm.predict import _bytes_per_pixel, _schedule_bytes_per_pixel, _shared_bytes_per_pixel
+
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    net = model.network
+    side = 4 * net.stride
+    with torch.inference_mode():
+        films = net.denoiser.noise_embedding(torch.full((1, 1, side, side), 0.5))
+    made = sum(t.numel() * t.element_size() for film in films for t in film)
+    assert _shared_bytes_per_pixel(net) * side * side == pytest.approx(made)
+    assert _schedule_bytes_per_pixel(net) > 0
+    # the plan tiles when one sample's pass with its FiLM maps, or the λ U-Net, does not fit the budget
+    per_pixel = max(_bytes_per_pixel(net) + _shared_bytes_per_pixel(net), _schedule_bytes_per_pixel(net))
+    fits = int(1.01 * per_pixel * 64 * 64)
+    assert plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=fits).tile is None
+    assert plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=int(0.9 * per_pixel * 64 * 64)).tile
+    assert plan_sampling(net, model.task.gain, (64, 64), 8, budget_bytes=fits).chunk == 1
