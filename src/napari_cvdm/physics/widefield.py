@@ -164,13 +164,18 @@ def camera_noise(
     return (counts + rng.normal(0.0, read_noise, size=lam.shape)).astype(np.float32)
 
 
-def _otf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Real OTF ``(H, W)`` (FFT order) of a centred, symmetric kernel, zero-padded to ``shape``."""
-    pad = np.zeros(shape)
+#: Mirror padding of :func:`widefield_from_target` beyond the kernel's radius, at most (pixels of the target grid):
+#: enough against edge effects, and an 8192² target no longer pads by a quarter (which took 15 GB).
+MAX_EDGE_PAD = 128
+
+
+def _rotf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Real OTF ``(H, W//2 + 1)`` (``rfft2`` layout) of a centred, symmetric kernel, zero-padded to ``shape``."""
+    pad = np.zeros(shape, np.float32)
     k = psf.shape[0]
     pad[:k, :k] = psf
     pad = np.roll(pad, (-(k // 2), -(k // 2)), axis=(0, 1))
-    return np.real(np.fft.fft2(pad))
+    return np.fft.rfft2(pad).real.copy()
 
 
 def widefield_from_target(target: np.ndarray, optics: WidefieldOptics) -> np.ndarray:
@@ -180,7 +185,8 @@ def widefield_from_target(target: np.ndarray, optics: WidefieldOptics) -> np.nda
     widefield image is the same object through the widefield PSF on camera pixels. So the target is filtered
     with ``OTF_wf/OTF_target`` (where the narrow OTF is above 10⁻³; it covers the widefield passband) and
     averaged over ``gain × gain`` blocks. Mirror-padded (by a quarter of the image, at least the kernel's
-    radius) against edge effects.
+    radius and at most :data:`MAX_EDGE_PAD` beyond it) against edge effects; real FFTs, so an 8192² target
+    needs about 3 GB.
 
     Parameters
     ----------
@@ -192,17 +198,27 @@ def widefield_from_target(target: np.ndarray, optics: WidefieldOptics) -> np.nda
     numpy.ndarray
         ``(H, W)`` float64 widefield image in the target's units (per camera-pixel area, no background).
     """
-    y = np.asarray(target, np.float64)
+    y = np.asarray(target, np.float32)
     g = optics.gain
     if y.ndim != 2 or y.shape[0] % g or y.shape[1] % g:
         raise ValueError(f"need a ({g}·H, {g}·W) target, got shape {y.shape}")
     wide = airy_psf(optics.na, optics.wavelength_um, optics.target_pixel_um)
     sharp = airy_psf(optics.na * g, optics.wavelength_um, optics.target_pixel_um)
-    p = max(max(y.shape) // 4, wide.shape[0] // 2 + 1)  # the padded image holds the whole kernel
+    radius = wide.shape[0] // 2 + 1
+    p = max(min(max(y.shape) // 4, radius + MAX_EDGE_PAD), radius)  # the padded image holds the whole kernel
     padded = np.pad(y, p, mode="symmetric")
-    otf_w, otf_s = _otf(wide, padded.shape), _otf(sharp, padded.shape)
-    ratio = np.where(np.abs(otf_s) > 1e-3, otf_w / np.where(np.abs(otf_s) > 1e-3, otf_s, 1.0), 0.0)
-    blurred = np.real(np.fft.ifft2(np.fft.fft2(padded) * ratio))[p : p + y.shape[0], p : p + y.shape[1]]
+    ratio = _rotf(sharp, padded.shape)
+    passed = np.abs(ratio) > 1e-3
+    np.divide(_rotf(wide, padded.shape), ratio, out=ratio, where=passed)
+    ratio[~passed] = 0.0
+    del passed
+    spectrum = np.fft.rfft2(padded)
+    del padded
+    spectrum *= ratio
+    del ratio
+    blurred = np.fft.irfft2(spectrum, s=(y.shape[0] + 2 * p, y.shape[1] + 2 * p))[
+        p : p + y.shape[0], p : p + y.shape[1]
+    ]
     h, w = y.shape[0] // g, y.shape[1] // g
     return blurred.reshape(h, g, w, g).mean(axis=(1, 3))
 
