@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._malloc import reuse_freed_memory
 from ._options import add_options, from_args, given_values
 
 __all__ = ["main", "build_parser", "COMMANDS"]
@@ -324,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-cvdm`` console script."""
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()  # large tiles: no fresh, zeroed pages for every activation (see _malloc.py)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

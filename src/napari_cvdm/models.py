@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ._files import atomic_write
+from ._malloc import release_freed_memory
 from .data.normalize import Normalization
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .diffusion.sampler import ProgressCallback, SamplingProgress
@@ -155,6 +156,7 @@ class CVDMModel:
         """:meth:`predict` with the options as one object (``options.steps=None``: the model's default); the
         result is checked against the input through the model's optics (:func:`check_consistency`)."""
         prediction = self.sample_with(image, options, callback)
+        release_freed_memory()  # the samplers' memory, before the check's FFTs of the whole result
         return check_consistency(prediction, self.task, self.optics, image, self.trained_ranges)
 
     def sample_with(

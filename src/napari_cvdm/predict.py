@@ -200,7 +200,7 @@ def _shared_bytes_per_pixel(network: CVDMNetwork) -> float:
     unet = getattr(network.denoiser, "unet", None)
     if unet is None:
         return 0.0
-    f2 = network.config.denoiser.space_to_depth ** 2
+    f2 = network.config.denoiser.space_to_depth**2
     return sum(2 * 4 * block.conv1.out_channels / (f2 * 4**level) for block, level in unet._res_block_levels())
 
 
