@@ -86,7 +86,9 @@ def test_progressive_runs_hand_out_calibrated_running_results_and_keep_stops_a_s
     from napari_cvdm.models import save_calibrated
     from napari_cvdm.uncertainty import StdCalibration
 
-    model = load_model(save_calibrated(load_model(trained_models["sr"]), StdCalibration(3.0), tmp_path / "c.safetensors"))
+    model = load_model(
+        save_calibrated(load_model(trained_models["sr"]), StdCalibration(3.0), tmp_path / "c.safetensors")
+    )
     image = np.ones((16, 16)) + np.eye(16)
     whole = model.predict_with(image, SamplingOptions(8, 3, 5, "cpu"))
     parts = []
