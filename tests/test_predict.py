@@ -45,6 +45,18 @@ def test_progress_covers_all_planes_and_cancel_stops(trained_models):
         model.predict(np.eye(16) + 1, n_samples=2, steps=50, callback=lambda p: p.done < 2)
 
 
+def test_a_tiled_progressive_run_reports_one_total_from_the_first_tile_on(trained_models):
+    """The progress bar's length is known before sampling (λ(x) of a tiled image reports per tile)."""
+    model = load_model(trained_models["sr"])
+    totals = []
+    model.predict_with(
+        np.random.default_rng(0).random((64, 64)),
+        SamplingOptions(4, 2, 0, "cpu", tile_size=32, progressive=True),
+        lambda p: totals.append((p.done, p.total)),
+    )
+    assert totals[0][0] == 0 and {t for _, t in totals} == {totals[-1][0]}
+
+
 def test_sampling_options_are_checked_when_made():
     for bad in ({"n_samples": 0}, {"steps": 0}, {"tile_size": 8}):
         with pytest.raises(ValueError):
@@ -91,13 +103,14 @@ def test_progressive_runs_hand_out_calibrated_running_results_and_keep_stops_a_s
     )
     image = np.ones((16, 16)) + np.eye(16)
     whole = model.predict_with(image, SamplingOptions(8, 3, 5, "cpu"))
-    parts = []
+    parts, totals = [], []
     done = model.predict_with(
         image,
         SamplingOptions(8, 3, 5, "cpu", progressive=True),
-        lambda p: parts.append(p.partial) if p.partial is not None else None,
+        lambda p: (totals.append((p.done, p.total)), parts.append(p.partial) if p.partial is not None else None)[1],
     )
     np.testing.assert_allclose(done.mean, whole.mean, atol=1e-5)
+    assert {t for _, t in totals} == {totals[-1][0]} == {3 * 3}  # 3 rounds × 3 steps
     assert [p.done for p in parts] == [2, 4, 8] and {p.n_samples for p in parts} == {8}
     last = parts[-1].prediction  # the last running result is the result, calibrated like it
     np.testing.assert_allclose(last.mean, whole.mean, atol=1e-5)

@@ -344,7 +344,9 @@ def test_classical_methods_are_listed_beside_the_models_and_named_after_themselv
     assert not widget.samples_spin.isEnabled() and not widget.steps_spin.isEnabled()
     assert widget.optics_form.isVisibleTo(widget) and widget.optics_form.optics() == QPIOptics()
     widget.layer_box.setCurrentText("brightfield ±1 µm")
-    _run(qtbot, widget)
+    widget.run()
+    assert widget.cancel_button.isEnabled() and not widget.keep_button.isEnabled()  # nothing to keep early
+    qtbot.waitUntil(lambda: widget.worker is None and not widget.pending_layers, timeout=60_000)
     widget.model_box.setCurrentIndex(next(i for i, t in enumerate(texts) if t.startswith("TIE")))
     _run(qtbot, widget)
     truth = viewer.layers["phase (ground truth)"].data
@@ -368,7 +370,7 @@ def test_running_results_appear_during_the_run_and_stop_and_keep_keeps_them(make
     widget.run()
     qtbot.waitUntil(lambda: "cells CVDM std" in viewer.layers, timeout=60_000)
     assert widget.worker is not None, "the running result should appear before the run ends"
-    assert "2 of 8 samples" in widget.status.text()
+    assert "2 of 8 samples" in widget.status.text() and widget.keep_button.isEnabled()
     widget.stop_and_keep()
     qtbot.waitUntil(lambda: widget.worker is None and not widget.pending_layers, timeout=30_000)
     mean = viewer.layers["cells CVDM mean"]

@@ -28,7 +28,15 @@ from .devices import (
     sampling_autocast,
 )
 from .diffusion.network import CVDMNetwork
-from .diffusion.sampler import ProgressCallback, SamplingProgress, cancel_check, sample, sample_in_rounds, schedule_map
+from .diffusion.sampler import (
+    ProgressCallback,
+    SamplingProgress,
+    cancel_check,
+    passes_in_rounds,
+    sample,
+    sample_in_rounds,
+    schedule_map,
+)
 from .diffusion.schedule import LearnedSchedule
 from .physics.optics import Optics
 from .tasks import MIN_SIDE, Task, get_task
@@ -319,7 +327,11 @@ def _sample_plane(
     plan = device_sampling_plan(
         network, task.gain, tuple(padded.shape[-2:]), options.n_samples, device, options.tile_size
     )
-    total = options.steps * -(-options.n_samples // plan.chunk)
+    total = (
+        passes_in_rounds(options.n_samples, options.steps, plan.chunk)
+        if options.progressive
+        else options.steps * -(-options.n_samples // plan.chunk)
+    )
     check = cancel_check(callback, lambda: SamplingProgress(0, total))  # λ(x) of a large image: cancel per tile
     lam_map = schedule_map(network, padded, plan.tile, after_tile=check)  # once per plane: sampler and output
     gen = torch.Generator(device=device).manual_seed(seed)

@@ -244,6 +244,7 @@ class ReconstructWidget(QWidget):
             lambda pred: self._on_done(pred, job),
             f"reconstructing '{job.input_name}' with {job.model.name}: {o.n_samples} samples × {o.steps} steps…",
         )
+        self.keep_button.setEnabled(o.progressive)  # only a run in rounds has something to keep early
 
     def cancel(self) -> None:
         """Stop the running reconstruction after the current denoiser pass; nothing is kept."""

@@ -47,6 +47,7 @@ __all__ = [
     "sample",
     "sample_in_rounds",
     "round_sizes",
+    "passes_in_rounds",
     "sample_seeds",
 ]
 
@@ -333,6 +334,13 @@ def round_sizes(n_samples: int, first: int = 2) -> list[int]:
     return sizes
 
 
+def passes_in_rounds(n_samples: int, steps: int, chunk_size: int | None, rounds: Sequence[int] | None = None) -> int:
+    """Denoiser passes of :func:`sample_in_rounds` (its progress total): each round is split into chunks of at
+    most ``chunk_size`` samples, each chunk takes ``steps`` passes."""
+    sizes = round_sizes(n_samples) if rounds is None else rounds
+    return steps * sum(len(_chunks(size, chunk_size)) for size in sizes)
+
+
 def sample_in_rounds(
     net: CVDMNetwork,
     x: torch.Tensor,
@@ -365,7 +373,7 @@ def sample_in_rounds(
     if sum(rounds) != n_samples or min(rounds) < 1:
         raise ValueError(f"rounds {rounds} must be positive and add up to {n_samples} samples")
     groups = [_chunks(size, chunk_size) for size in rounds]
-    run = _Run(net, x, steps, sum(len(g) for g in groups), callback, tile, overlap, lam)
+    run = _Run(net, x, steps, passes_in_rounds(n_samples, 1, chunk_size, rounds), callback, tile, overlap, lam)
     gens = [torch.Generator(device=x.device).manual_seed(s) for s in sample_seeds(generator, n_samples)]
     finished: list[torch.Tensor] = []
     start = 0
