@@ -19,6 +19,7 @@ from napari_cvdm.uncertainty import (
     coverage,
     fit_calibration,
     reliability,
+    smoothed_std,
 )
 
 
@@ -77,6 +78,44 @@ def test_reliability_of_a_calibrated_gaussian_is_the_diagonal():
     np.testing.assert_allclose(observed, levels, atol=0.01)
 
 
+def _smooth_scale_noisy_spread(seed: int, n_samples: int = 8):
+    """An error scale that varies over ~10 px, errors drawn with it, and the spread of ``n_samples`` draws of
+    the same process (±27 % per pixel at 8 samples) as the std a model would report."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    field = gaussian_filter(rng.standard_normal((96, 96)), 6)
+    scale = np.exp(0.5 * field / field.std())  # 68 % of pixels within 0.6–1.6× the median scale
+    spread = (scale * rng.standard_normal((n_samples, 96, 96))).std(0, ddof=1)
+    return spread, scale * rng.standard_normal((96, 96))
+
+
+def test_averaging_the_variance_over_the_resolution_ranks_pixels_by_their_error_better():
+    from scipy.stats import spearmanr
+
+    spread, error = _smooth_scale_noisy_spread(0)
+    assert np.array_equal(smoothed_std(spread, 0.0), spread)
+    rho = [spearmanr(smoothed_std(spread, r).ravel(), np.abs(error).ravel()).statistic for r in (0.0, 2.0)]
+    assert rho[1] > rho[0] + 0.03  # 0.39 → 0.45
+    stds, errors = zip(*(_smooth_scale_noisy_spread(seed) for seed in range(1, 4)))
+    cal = fit_calibration(stds, errors, [1.0] * 3, smoothing=2.0)
+    assert cal.smoothing == 2.0 and cal.scale == pytest.approx(1.0, abs=0.1)
+    np.testing.assert_allclose(cal.apply(spread, 1.0), cal.scale * smoothed_std(spread, 2.0), rtol=1e-5)
+    assert coverage(cal.apply(spread, 1.0), error, 2) == pytest.approx(0.95, abs=0.03)
+    stack = np.stack([spread, 2 * spread])  # planes are smoothed each on its own
+    np.testing.assert_allclose(cal.apply(stack, 1.0)[1], 2 * cal.apply(spread, 1.0), rtol=1e-5)
+
+
+def test_the_sr_error_ignores_the_background_level_and_sr_smooths_at_the_target_resolution():
+    task = get_task("sr")
+    rng = np.random.default_rng(0)
+    estimate, target = rng.random((16, 16)), rng.random((16, 16))
+    np.testing.assert_allclose(task.error(estimate + 40.0, target), task.error(estimate, target), atol=1e-12)
+    assert task.std_smoothing(WidefieldOptics()) == pytest.approx(1.35, abs=0.05)
+    assert task.std_smoothing(WidefieldOptics(pixel_um=2 * WidefieldOptics().pixel_um)) < 0.7
+    assert get_task("qpi").std_smoothing(get_task("qpi").optics_class()) == 0.0
+
+
 def test_calibrate_prediction_keeps_the_sample_std():
     pred = Prediction(mean=np.zeros((3, 4, 4), np.float32), std=np.ones((3, 4, 4), np.float32))
     out = calibrate_prediction(pred, StdCalibration(2.0, 0.5), [1.0, 2.0, 4.0], single=False)
@@ -94,11 +133,15 @@ def test_a_calibrated_model_file_reports_the_calibrated_std(model_files, tmp_pat
     assert raw.sample_std is None  # a file without calibration predicts as before
     path = save_calibrated(model, StdCalibration(3.0, 0.0, {"pairs": 1}), tmp_path / "cal.safetensors")
     calibrated = load_model(path)
-    assert calibrated.calibration.scale == 3.0
+    assert calibrated.calibration.scale == 3.0 and calibrated.calibration.smoothing == 0.0
     pred = calibrated.predict(x, n_samples=2, steps=2, device="cpu")
     np.testing.assert_array_equal(pred.mean, raw.mean)
     np.testing.assert_allclose(pred.sample_std, raw.std)
     np.testing.assert_allclose(pred.std, 3 * raw.std, rtol=1e-5)
+    smooth = load_model(save_calibrated(model, StdCalibration(3.0, 0.0, {}, 1.5), tmp_path / "smooth.safetensors"))
+    assert smooth.calibration.smoothing == 1.5  # recorded in the file and applied by predict
+    pred = smooth.predict(x, n_samples=2, steps=2, device="cpu")
+    np.testing.assert_allclose(pred.std, 3 * smoothed_std(raw.std, 1.5), rtol=1e-5)
 
 
 def test_calibrate_command_writes_a_calibrated_model(model_files, tmp_path, capsys):

@@ -7,6 +7,7 @@ read from a folder of the user's own pairs. See :mod:`napari_cvdm.uncertainty` f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,11 +102,11 @@ def fit_model_calibration(
         units.append(model.value_units(ex.input)[0])
         if progress is not None:
             progress(k + 1, len(examples))
-    cal = fit_calibration(stds, errors, units)
+    cal = fit_calibration(stds, errors, units, model.task.std_smoothing(model.optics))
     steps = options.steps or model.default_steps
     record = {**cal.fitted_on, "pairs": len(examples), "samples": options.n_samples, "steps": steps}
     record["groups"] = sorted({ex.group for ex in examples})
-    return StdCalibration(cal.scale, cal.floor, record)
+    return dataclasses.replace(cal, fitted_on=record)
 
 
 def calibrate_model(
@@ -118,7 +119,7 @@ def calibrate_model(
     examples = calibration_pairs(request, model)
     cal = fit_model_calibration(model, examples, options, progress)
     seed = "your pairs" if request.data is not None else f"simulated, seed {VALIDATION_SEED}"
-    cal = StdCalibration(cal.scale, cal.floor, {**cal.fitted_on, "data": str(request.data or seed)})
+    cal = dataclasses.replace(cal, fitted_on={**cal.fitted_on, "data": str(request.data or seed)})
     save_calibrated(model, cal, request.output)
     return cal
 

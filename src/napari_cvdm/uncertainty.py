@@ -9,8 +9,13 @@ pixel to
 with a scale ``a`` (how much larger the error is than the spread) and a floor ``b`` (an error the samples do
 not show at all, e.g. in flat background), ``b`` in the network's normalised units and ``u`` the physical size
 of one normalised unit for that image (:meth:`~napari_cvdm.tasks.Task.value_unit`: the input's intensity range
-for ``sr``, 1 rad for ``qpi``). σ is a monotone function of ``s`` within an image, so the ranking of pixels
-(Spearman ρ) does not change; only the coverage does.
+for ``sr``, 1 rad for ``qpi``).
+
+With a ``smoothing`` radius ``r`` (pixels, :meth:`~napari_cvdm.tasks.Task.std_smoothing`), ``s²`` is first
+averaged over a Gaussian window of that σ: the error's scale cannot change faster than the reconstruction's
+resolution, and 8 samples estimate each pixel's spread to only ±27 %, so pooling neighbours ranks the pixels by
+their error better (held-out sr scenes, 8 samples: Spearman ρ 0.26 → 0.35 at the target PSF's σ). Without it
+σ is a monotone function of ``s`` and the ranking of pixels does not change; only the coverage does.
 
 ``a`` and ``b`` are fitted on held-out pairs (``napari-cvdm calibrate``, never the test seed) so that the pooled
 pixels reach the Gaussian coverages at 1σ and 2σ, recorded in the model file and applied by ``predict``.
@@ -29,6 +34,7 @@ __all__ = [
     "GAUSSIAN_COVERAGE",
     "RELIABILITY_LEVELS",
     "StdCalibration",
+    "smoothed_std",
     "coverage",
     "reliability",
     "fit_calibration",
@@ -42,9 +48,22 @@ GAUSSIAN_COVERAGE = {1: 0.6827, 2: 0.9545}
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
+def smoothed_std(std: np.ndarray, radius: float) -> np.ndarray:
+    """The spread with its variance averaged over a Gaussian window of σ = ``radius`` pixels in the last two
+    axes (``std`` ``(..., H, W)``; ``radius`` 0: unchanged), float64."""
+    from scipy.ndimage import gaussian_filter
+
+    s = np.asarray(std, np.float64)
+    if radius <= 0:
+        return s
+    sigma = (0.0,) * (s.ndim - 2) + (float(radius),) * 2
+    return np.sqrt(np.maximum(gaussian_filter(s**2, sigma, mode="reflect"), 0.0))
+
+
 @dataclass(frozen=True)
 class StdCalibration:
-    """``σ = √((scale·s)² + (floor·u)²)`` for a sample std ``s`` and an image's unit ``u`` (see module doc).
+    """``σ = √(scale²·G_r(s²) + (floor·u)²)`` for a sample std ``s``, its variance averaged over a Gaussian of
+    σ = ``smoothing`` pixels (``G_r``), and an image's unit ``u`` (see module doc).
 
     Attributes
     ----------
@@ -54,22 +73,27 @@ class StdCalibration:
         Error the samples do not show, in normalised units (≥ 0).
     fitted_on
         Provenance: pairs, classes, seed, samples, steps, coverage before and after.
+    smoothing
+        Radius of the variance's averaging window, output pixels (0: none; files without it: 0).
     """
 
     scale: float = 1.0
     floor: float = 0.0
     fitted_on: dict[str, Any] = field(default_factory=dict)
+    smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"the std scale must be a positive number, got {self.scale}")
         if not (np.isfinite(self.floor) and self.floor >= 0):
             raise ValueError(f"the std floor must be zero or positive, got {self.floor}")
+        if not (np.isfinite(self.smoothing) and self.smoothing >= 0):
+            raise ValueError(f"the std smoothing must be zero or a positive radius, got {self.smoothing}")
 
     def apply(self, std: np.ndarray, unit: float) -> np.ndarray:
         """Calibrated std of one image (``std`` any shape, physical units; ``unit`` the image's normalised unit
         in the same units)."""
-        s = np.asarray(std, np.float64)
+        s = smoothed_std(std, self.smoothing)
         return np.sqrt((self.scale * s) ** 2 + (self.floor * float(unit)) ** 2).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +103,12 @@ class StdCalibration:
     def from_dict(cls, values: dict[str, Any]) -> StdCalibration:
         """From a model file's ``calibration`` block (a ``ValueError`` names what is wrong)."""
         try:
-            return cls(float(values["scale"]), float(values.get("floor", 0.0)), dict(values.get("fitted_on", {})))
+            return cls(
+                float(values["scale"]),
+                float(values.get("floor", 0.0)),
+                dict(values.get("fitted_on", {})),
+                float(values.get("smoothing", 0.0)),
+            )
         except (KeyError, TypeError) as err:
             raise ValueError(f"invalid std calibration {values!r} ({err})") from None
 
@@ -129,6 +158,7 @@ def fit_calibration(
     stds: Sequence[np.ndarray],
     errors: Sequence[np.ndarray],
     units: Sequence[float],
+    smoothing: float = 0.0,
     max_pixels: int = 400_000,
     seed: int = 0,
 ) -> StdCalibration:
@@ -138,9 +168,12 @@ def fit_calibration(
     Parameters
     ----------
     stds, errors
-        Per image: the sample std and the error of the mean (estimate − truth), same shapes, physical units.
+        Per image: the sample std and the error of the mean (:meth:`~napari_cvdm.tasks.Task.error`), same
+        shapes ``(H, W)``, physical units.
     units
         Per image: the physical size of one normalised unit (:meth:`~napari_cvdm.tasks.Task.value_unit`).
+    smoothing
+        Radius (pixels) of the variance's averaging window the calibration applies (:func:`smoothed_std`).
 
     Returns
     -------
@@ -149,7 +182,7 @@ def fit_calibration(
         mean fraction of the calibrated variance that comes from the samples' spread (near 0: the std is
         mostly the floor, the spread does not track the error).
     """
-    s, e = _pooled(stds, errors, units, max_pixels, seed)
+    s, e = _pooled([smoothed_std(x, smoothing) for x in stds], errors, units, max_pixels, seed)
     if not np.any(e > 0):
         raise ValueError("the errors are all zero: nothing to calibrate against")
     target1, target2 = GAUSSIAN_COVERAGE[1], GAUSSIAN_COVERAGE[2]
@@ -169,7 +202,7 @@ def fit_calibration(
         "coverage_before": {"1sigma": coverage(s, e, 1), "2sigma": coverage(s, e, 2)},
         "coverage_after": {"1sigma": coverage(after, e, 1), "2sigma": coverage(after, e, 2)},
     }
-    return StdCalibration(scale, floor, record)
+    return StdCalibration(scale, floor, record, smoothing)
 
 
 def calibrate_prediction(prediction: Any, calibration: StdCalibration, units: Sequence[float], single: bool) -> Any:

@@ -321,6 +321,12 @@ class Task(ABC):
     def error(self, estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Per-pixel error in the units the std is in."""
 
+    def std_smoothing(self, optics: Optics) -> float:
+        """Radius (output pixels) over which a calibration averages the samples' variance
+        (:func:`~napari_cvdm.uncertainty.smoothed_std`): the scale of the error changes no faster than the
+        reconstruction's resolution. 0 (none) unless the task says otherwise."""
+        return 0.0
+
     @abstractmethod
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: Optics) -> Consistency:
         """Push ``estimate`` (one output plane) through the forward model of ``optics`` and compare it with
