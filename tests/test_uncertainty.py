@@ -197,6 +197,13 @@ def test_the_out_of_distribution_warning_fires_for_a_4x_wrong_pixel_size_and_not
             assert "resample the image to 62.6 nm" in remark
     assert check_pixel_size(pred, task, OPTICS, (0.065, 0.065)).warnings == []
     assert check_pixel_size(pred, task, OPTICS, None).warnings == []
+    # a binned image whose file says so: one warning (the known size), not the spectrum's guess as well
+    guessed = Prediction(mean=pred.mean, std=pred.std, warnings=[remark := task.undersampling_remark(OPTICS), "x"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        said = check_pixel_size(guessed, task, OPTICS, (4 * OPTICS.pixel_um,) * 2).warnings
+        assert remark not in said and "x" in said and len(said) == 2
+        assert check_pixel_size(guessed, task, OPTICS, None).warnings == [remark, "x"]
 
 
 def test_brightness_far_outside_the_trained_range_is_named():

@@ -512,8 +512,12 @@ def check_pixel_size(
     prediction: Prediction, task: Task | str, optics: Optics, pixel_um: tuple[float, float] | None
 ) -> Prediction:
     """The prediction with a warning when the input's known pixel size (µm, from its file or layer; ``None``:
-    unknown) is far from the model's (:meth:`Task.pixel_size_warning`)."""
-    remark = get_task(task).pixel_size_warning(pixel_um, optics)
-    return (
-        prediction if remark is None else dataclasses.replace(prediction, warnings=_with_warnings(prediction, [remark]))
-    )
+    unknown) is far from the model's (:meth:`Task.pixel_size_warning`); it replaces the guess of the same from
+    the image's spectrum (:meth:`Task.undersampling_remark`), which would say it a second time."""
+    task = get_task(task)
+    remark = task.pixel_size_warning(pixel_um, optics)
+    if remark is None:
+        return prediction
+    guess = task.undersampling_remark(optics)
+    kept = dataclasses.replace(prediction, warnings=[w for w in prediction.warnings if w != guess])
+    return dataclasses.replace(kept, warnings=_with_warnings(kept, [remark]))

@@ -348,6 +348,11 @@ class Task(ABC):
         """
         return []
 
+    def undersampling_remark(self, optics: Optics) -> str | None:
+        """The task's warning for an image whose pixels look larger than the model's, judged from the image
+        alone (``None``: the task has none). A known pixel size (:meth:`pixel_size_warning`) says it better."""
+        return None
+
     def pixel_size_warning(self, pixel_um: Sequence[float] | None, optics: Optics) -> str | None:
         """A warning when the image's known pixel size ``(y, x)`` (µm; from its file or layer) is more than
         :data:`PIXEL_SIZE_TOLERANCE` times off the model's, else ``None`` (also for an unknown size)."""

@@ -195,13 +195,7 @@ class SRTask(Task):
         remarks = []
         ratio = out_of_band_ratio(x, cutoff)
         if ratio > UNDERSAMPLED_RATIO:
-            remarks.append(
-                f"the image has detail beyond what the model's optics pass (NA {optics.na:g}, "
-                f"{optics.wavelength_um * 1000:.0f} nm emission, {optics.pixel_um * 1000:.1f} nm pixels): its "
-                f"pixels are probably larger than {optics.pixel_um * 1000:.1f} nm (binned, or a lower "
-                f"magnification). Resample it to {optics.pixel_um * 1000:.1f} nm pixels, or fine-tune the model "
-                "for your optics"
-            )
+            remarks.append(self.undersampling_remark(optics))
             return remarks  # the noise above the cut-off holds signal: no brightness estimate
         photon_range = (ranges or {}).get("photon_range")
         if photon_range:
@@ -219,6 +213,16 @@ class SRTask(Task):
                     )
                 )
         return remarks
+
+    def undersampling_remark(self, optics: WidefieldOptics) -> str:
+        """The warning for an image with detail beyond the cut-off of ``optics`` (pixels larger than the model's)."""
+        return (
+            f"the image has detail beyond what the model's optics pass (NA {optics.na:g}, "
+            f"{optics.wavelength_um * 1000:.0f} nm emission, {optics.pixel_um * 1000:.1f} nm pixels): its "
+            f"pixels are probably larger than {optics.pixel_um * 1000:.1f} nm (binned, or a lower "
+            f"magnification). Resample it to {optics.pixel_um * 1000:.1f} nm pixels, or fine-tune the model "
+            "for your optics"
+        )
 
     def baselines(self, optics: WidefieldOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         optics = optics or WidefieldOptics()
