@@ -99,7 +99,11 @@ def test_progressive_runs_hand_out_calibrated_running_results_and_keep_stops_a_s
     from napari_cvdm.uncertainty import StdCalibration
 
     model = load_model(
-        save_calibrated(load_model(trained_models["sr"]), StdCalibration(3.0), tmp_path / "c.safetensors")
+        save_calibrated(
+            load_model(trained_models["sr"]),
+            StdCalibration(3.0, 0.0, {"samples": 8}, 0.0, {2: 6.0, 4: 4.0}),  # running results: their own scale
+            tmp_path / "c.safetensors",
+        )
     )
     image = np.ones((16, 16)) + np.eye(16)
     whole = model.predict_with(image, SamplingOptions(8, 3, 5, "cpu"))
@@ -115,7 +119,8 @@ def test_progressive_runs_hand_out_calibrated_running_results_and_keep_stops_a_s
     last = parts[-1].prediction  # the last running result is the result, calibrated like it
     np.testing.assert_allclose(last.mean, whole.mean, atol=1e-5)
     np.testing.assert_allclose(last.std, whole.std, atol=1e-5)
-    np.testing.assert_allclose(parts[0].prediction.std, 3.0 * whole.samples[:2].std(0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(parts[0].prediction.std, 6.0 * whole.samples[:2].std(0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(parts[1].prediction.std, 4.0 * whole.samples[:4].std(0, ddof=1), rtol=1e-4)
 
     stack = np.stack([image, 2 * image, 3 * image])
     with pytest.warns(UserWarning, match="after 2 of 4 samples of plane 2 of 3"):

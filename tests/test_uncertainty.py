@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from dataclasses import replace as dataclasses_replace
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from napari_cvdm.uncertainty import (
     calibrate_prediction,
     coverage,
     fit_calibration,
+    fit_scale,
     reliability,
     smoothed_std,
 )
@@ -150,10 +153,35 @@ def test_calibrate_command_writes_a_calibrated_model(model_files, tmp_path, caps
 
     out = tmp_path / "sr-cal.safetensors"
     args = ["calibrate", "--model", str(model_files["sr"]), "--output", str(out), "--n-per-class", "1"]
-    assert main([*args, "--size", "32", "--samples", "2", "--steps", "2", "--classes", "er", "actin"]) == 0
+    assert main([*args, "--size", "32", "--samples", "4", "--steps", "2", "--classes", "er", "actin"]) == 0
     cal = load_model(out).calibration
     assert cal is not None and cal.fitted_on["pairs"] == 2 and cal.fitted_on["groups"] == ["actin", "er"]
-    assert "within ±2σ" in capsys.readouterr().out
+    assert list(cal.scales) == [2] and cal.for_samples(2).scale == cal.scales[2]  # the first running result
+    assert cal.for_samples(4) is cal and cal.smoothing == pytest.approx(1.35, abs=0.05)
+    printed = capsys.readouterr().out
+    assert "within ±2σ" in printed and "2 samples ×" in printed
+
+
+def test_running_results_of_few_samples_get_the_scale_fitted_for_them():
+    """The mean of 2 samples errs more, and their spread is a worse estimate, than 8 samples': a calibration
+    fitted at 8 must not make the first running std look more certain than it is."""
+    rng = np.random.default_rng(5)
+    sigma = np.exp(rng.uniform(-1, 1, (8, 48, 48)))  # per image: the posterior's scale
+    samples = sigma[:, None] * rng.standard_normal((8, 8, 48, 48))  # 8 images × 8 samples, truth 0
+    truth_draw = sigma * rng.standard_normal((8, 48, 48))  # the truth is one more draw of the posterior
+    cal = fit_calibration(
+        [x.std(0, ddof=1) for x in samples], [x.mean(0) - t for x, t in zip(samples, truth_draw)], [1.0] * 8
+    )
+    cal = StdCalibration(cal.scale, cal.floor, {"samples": 8}, 0.0)
+    two = [x[:2].std(0, ddof=1) for x in samples], [x[:2].mean(0) - t for x, t in zip(samples, truth_draw)]
+    fitted = dataclasses_replace(cal, scales={2: fit_scale(*two, [1.0] * 8, cal)})
+    assert fitted.scales[2] > 1.2 * cal.scale  # √(1 + 1/2)/√(1 + 1/8) and the 2-sample spread's noise
+    before = np.mean([coverage(cal.apply(s, 1.0), e, 2) for s, e in zip(*two)])
+    after = np.mean([coverage(fitted.for_samples(2).apply(s, 1.0), e, 2) for s, e in zip(*two)])
+    assert before < 0.92 and after == pytest.approx(0.9545, abs=0.01)
+    assert fitted.for_samples(8) is fitted and fitted.for_samples(3).scale == fitted.scales[2]
+    restored = StdCalibration.from_dict(json.loads(json.dumps(fitted.to_dict())))  # as the model file keeps it
+    assert restored.scales == fitted.scales and restored.for_samples(2).scale == fitted.scales[2]
 
 
 # ---------------------------------------------------------------- out of distribution (sr)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .data.simulate import VALIDATION_SEED
 from .evaluate import Example, held_out_set, read_pair_folder
-from .uncertainty import StdCalibration, fit_calibration
+from .uncertainty import StdCalibration, fit_calibration, fit_scale
 
 __all__ = [
     "CalibrationRequest",
@@ -23,6 +23,7 @@ __all__ = [
     "fit_model_calibration",
     "calibrate_model",
     "calibration_remarks",
+    "partial_counts",
     "SPREAD_SHARE_WARNING",
 ]
 
@@ -94,19 +95,33 @@ def fit_model_calibration(
     """
     if options.n_samples < 2:
         raise ValueError("calibration needs at least 2 samples per image (--samples 2 or more)")
-    stds, errors, units = [], [], []
+    counts = partial_counts(options.n_samples)
+    stds, errors, units = {n: [] for n in counts}, {n: [] for n in counts}, []
     for k, ex in enumerate(examples):
-        pred = model.sample_raw(ex.input, options)
-        stds.append(pred.std)
-        errors.append(model.task.error(pred.mean, ex.target))
+        samples = model.sample_raw(ex.input, options).samples  # (N, H', W'), physical units
+        for n in counts:
+            stds[n].append(samples[:n].std(0, ddof=1))
+            errors[n].append(model.task.error(samples[:n].mean(0), ex.target))
         units.append(model.value_units(ex.input)[0])
         if progress is not None:
             progress(k + 1, len(examples))
-    cal = fit_calibration(stds, errors, units, model.task.std_smoothing(model.optics))
+    n = options.n_samples
+    cal = fit_calibration(stds[n], errors[n], units, model.task.std_smoothing(model.optics))
     steps = options.steps or model.default_steps
-    record = {**cal.fitted_on, "pairs": len(examples), "samples": options.n_samples, "steps": steps}
+    record = {**cal.fitted_on, "pairs": len(examples), "samples": n, "steps": steps}
     record["groups"] = sorted({ex.group for ex in examples})
-    return dataclasses.replace(cal, fitted_on=record)
+    scales = {m: fit_scale(stds[m], errors[m], units, cal) for m in counts if m < n}
+    return dataclasses.replace(cal, fitted_on=record, scales=scales)
+
+
+def partial_counts(n_samples: int) -> list[int]:
+    """The numbers of samples whose mean and spread a progressive run of ``n_samples`` shows (2, 4, 8, …,
+    ``n_samples``; :func:`~napari_cvdm.diffusion.sampler.round_sizes`), each at least 2."""
+    from itertools import accumulate
+
+    from .diffusion.sampler import round_sizes
+
+    return [n for n in accumulate(round_sizes(n_samples)) if n >= 2]
 
 
 def calibrate_model(

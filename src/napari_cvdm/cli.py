@@ -229,6 +229,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"(normalised units); within ±1σ {before['1sigma']:.1%} -> {after['1sigma']:.1%}, within ±2σ "
         f"{before['2sigma']:.1%} -> {after['2sigma']:.1%}"
     )
+    if cal.scales:
+        running = ", ".join(f"{n} samples × {a:.3g}" for n, a in sorted(cal.scales.items()))
+        print(f"running results of a progressive run: {running}")
     for remark in calibration_remarks(cal):
         print(f"napari-cvdm calibrate: warning: {remark}", file=sys.stderr)
     print(f"wrote {request.output}")

@@ -195,6 +195,8 @@ class CVDMModel:
     ) -> Prediction:
         single = self.task.is_single(image)
         planes = 1 if single else len(prediction.mean)  # fewer than the image's when a run was stopped and kept
+        if prediction.samples is not None:  # fewer than asked when stopped and kept: their own scale
+            cal = cal.for_samples(len(prediction.samples))
         return calibrate_prediction(prediction, cal, units[:planes], single)
 
 
@@ -207,7 +209,7 @@ def _calibrating(callback: ProgressCallback | None, cal: StdCalibration, units: 
         part = progress.partial
         if part is None:
             return callback(progress)
-        calibrated = calibrate_prediction(part.prediction, cal, [units[part.plane]], single=True)
+        calibrated = calibrate_prediction(part.prediction, cal.for_samples(part.done), [units[part.plane]], True)
         return callback(dataclasses.replace(progress, partial=dataclasses.replace(part, prediction=calibrated)))
 
     return report

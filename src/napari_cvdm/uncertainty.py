@@ -38,6 +38,7 @@ __all__ = [
     "coverage",
     "reliability",
     "fit_calibration",
+    "fit_scale",
     "calibrate_prediction",
 ]
 
@@ -75,12 +76,16 @@ class StdCalibration:
         Provenance: pairs, classes, seed, samples, steps, coverage before and after.
     smoothing
         Radius of the variance's averaging window, output pixels (0: none; files without it: 0).
+    scales
+        The scale fitted for the mean and spread of fewer samples than ``fitted_on["samples"]`` (the running
+        results of a progressive run: 2, 4, … samples), by number of samples; ``scale`` applies to the rest.
     """
 
     scale: float = 1.0
     floor: float = 0.0
     fitted_on: dict[str, Any] = field(default_factory=dict)
     smoothing: float = 0.0
+    scales: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.scale) and self.scale > 0):
@@ -96,6 +101,17 @@ class StdCalibration:
         s = smoothed_std(std, self.smoothing)
         return np.sqrt((self.scale * s) ** 2 + (self.floor * float(unit)) ** 2).astype(np.float32)
 
+    def for_samples(self, n_samples: int) -> StdCalibration:
+        """The calibration of a mean and spread of ``n_samples`` samples: the scale fitted at the largest count
+        of :attr:`scales` not above it (the smallest when it is below all), ``self`` when there is none (or
+        ``n_samples`` is at least the count the main scale was fitted at)."""
+        fitted = self.fitted_on.get("samples")
+        if not self.scales or (fitted is not None and n_samples >= int(fitted)):
+            return self
+        counts = sorted(self.scales)
+        below = [c for c in counts if c <= n_samples]
+        return dataclasses.replace(self, scale=self.scales[below[-1] if below else counts[0]], scales={})
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -108,6 +124,7 @@ class StdCalibration:
                 float(values.get("floor", 0.0)),
                 dict(values.get("fitted_on", {})),
                 float(values.get("smoothing", 0.0)),
+                {int(n): float(a) for n, a in dict(values.get("scales", {})).items()},  # JSON keys are strings
             )
         except (KeyError, TypeError) as err:
             raise ValueError(f"invalid std calibration {values!r} ({err})") from None
@@ -152,6 +169,21 @@ def _scale_for(s: np.ndarray, e: np.ndarray, floor: float, target: float, k: flo
         else:
             lo = mid
     return float(hi)
+
+
+def fit_scale(
+    stds: Sequence[np.ndarray],
+    errors: Sequence[np.ndarray],
+    units: Sequence[float],
+    calibration: StdCalibration,
+    max_pixels: int = 400_000,
+    seed: int = 0,
+) -> float:
+    """The scale that makes ``calibration`` (its floor and smoothing kept) cover 95.45 % within ±2σ of these
+    errors — e.g. of the means of fewer samples than it was fitted on (arguments as :func:`fit_calibration`)."""
+    smoothed = [smoothed_std(x, calibration.smoothing) for x in stds]
+    s, e = _pooled(smoothed, errors, units, max_pixels, seed)
+    return _scale_for(s, e, calibration.floor, GAUSSIAN_COVERAGE[2], 2.0)
 
 
 def fit_calibration(
