@@ -180,6 +180,8 @@ def test_running_results_of_few_samples_get_the_scale_fitted_for_them():
     after = np.mean([coverage(fitted.for_samples(2).apply(s, 1.0), e, 2) for s, e in zip(*two)])
     assert before < 0.92 and after == pytest.approx(0.9545, abs=0.01)
     assert fitted.for_samples(8) is fitted and fitted.for_samples(3).scale == fitted.scales[2]
+    unknown = StdCalibration(cal.scale, cal.floor, {}, 0.0, {2: 5.0, 4: 4.0})  # no record of the fitted count
+    assert unknown.for_samples(8) is unknown and unknown.for_samples(1).scale == 5.0
     restored = StdCalibration.from_dict(json.loads(json.dumps(fitted.to_dict())))  # as the model file keeps it
     assert restored.scales == fitted.scales and restored.for_samples(2).scale == fitted.scales[2]
 

@@ -106,7 +106,8 @@ class StdCalibration:
         of :attr:`scales` not above it (the smallest when it is below all), ``self`` when there is none (or
         ``n_samples`` is at least the count the main scale was fitted at)."""
         fitted = self.fitted_on.get("samples")
-        if not self.scales or (fitted is not None and n_samples >= int(fitted)):
+        last = int(fitted) if fitted is not None else max(self.scales, default=0) + 1  # where ``scale`` applies
+        if not self.scales or n_samples >= last:
             return self
         counts = sorted(self.scales)
         below = [c for c in counts if c <= n_samples]
