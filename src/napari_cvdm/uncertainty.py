@@ -14,7 +14,7 @@ for ``sr``, 1 rad for ``qpi``).
 With a ``smoothing`` radius ``r`` (pixels, :meth:`~napari_cvdm.tasks.Task.std_smoothing`), ``s²`` is first
 averaged over a Gaussian window of that σ: the error's scale cannot change faster than the reconstruction's
 resolution, and 8 samples estimate each pixel's spread to only ±27 %, so pooling neighbours ranks the pixels by
-their error better (held-out sr scenes, 8 samples: Spearman ρ 0.26 → 0.35 at the target PSF's σ). Without it
+their error better (sr validation scenes, 8 samples: Spearman ρ 0.26 → 0.35 at the target PSF's σ). Without it
 σ is a monotone function of ``s`` and the ranking of pixels does not change; only the coverage does.
 
 ``a`` and ``b`` are fitted on held-out pairs (``napari-cvdm calibrate``, never the test seed) so that the pooled
@@ -96,8 +96,8 @@ class StdCalibration:
             raise ValueError(f"the std smoothing must be zero or a positive radius, got {self.smoothing}")
 
     def apply(self, std: np.ndarray, unit: float) -> np.ndarray:
-        """Calibrated std of one image (``std`` any shape, physical units; ``unit`` the image's normalised unit
-        in the same units)."""
+        """Calibrated std of one image (``std`` ``(..., H, W)``, physical units, averaged over its last two axes;
+        ``unit`` the image's normalised unit in the same units)."""
         s = smoothed_std(std, self.smoothing)
         return np.sqrt((self.scale * s) ** 2 + (self.floor * float(unit)) ** 2).astype(np.float32)
 

@@ -251,13 +251,13 @@ class SRTask(Task):
         """``estimate − target`` less its mean: a widefield image does not fix the level of a uniform
         background (it cannot be told from out-of-focus haze), so, as the scores' intensity fit, the error and
         the std are about the structure above that level (the bundled model's raw error has offsets of up to
-        10× its structural error)."""
+        20× its structural error)."""
         d = np.asarray(estimate, np.float64) - np.asarray(target, np.float64)
         return d - d.mean()
 
     def std_smoothing(self, optics: WidefieldOptics) -> float:
         """σ of the Gaussian that approximates the target's (SIM-like, NA × gain) Airy PSF, in output pixels:
-        ``0.21·λ/(NA·gain)`` over ``pixel/gain`` (1.3 px for the bundled optics)."""
+        ``0.21·λ/(NA·gain)`` over ``pixel/gain`` (1.35 px for the bundled optics)."""
         return 0.21 * optics.wavelength_um / (optics.na * optics.pixel_um)
 
     def output_geometry(
