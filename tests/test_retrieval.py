@@ -144,3 +144,24 @@ def test_training_conditions_are_computed_once_and_can_be_kept_on_disk(tmp_path,
 
     monkeypatch.setattr(module, "qpi_condition", lambda *a: pytest.fail("recomputed instead of read from disk"))
     np.testing.assert_array_equal(qpi.normalized_patch(pair.input.copy(), pair.target, norm, 0, 0, 32)[0], first)
+
+
+def test_planes_from_a_wrap_around_simulation_carry_a_warning_and_camera_crops_do_not():
+    """An FFT simulation without padding makes periodic planes (the last column continues the first); no camera
+    records that. Checked on the task's own held-out crops (no false alarm) and on periodic textures."""
+    from napari_cvdm.data.simulate import phase_map
+    from napari_cvdm.physics.seams import edge_seam_ratio
+
+    qpi, optics, rng = get_task("qpi"), QPIOptics(), np.random.default_rng(3)
+    for _ in range(2):
+        phi = phase_map("textures", (128, 128), rng, optics)
+        periodic = defocus_stack(
+            phase_object(torch.from_numpy(phi)), (-1.0, 1.0), optics.wavelength_um, optics.pixel_um
+        )
+        planes = periodic.numpy() + rng.normal(0, 0.02, (2, 128, 128))
+        assert any("wrap-around" in w for w in qpi.distribution_warnings(planes, optics, None))
+    for src in ("textures", "cells"):
+        for noise in (0.005, 0.02):
+            crop = simulate_qpi_pair(src, (128, 128), rng, noise=noise).input
+            assert not any("wrap-around" in w for w in qpi.distribution_warnings(crop, optics, None))
+    assert np.isnan(edge_seam_ratio(rng.normal(1.0, 0.01, (64, 64))))  # flat edges: no evidence either way

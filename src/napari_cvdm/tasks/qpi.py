@@ -30,6 +30,7 @@ from ..metrics import Scores, qpi_scores
 from ..physics.fresnel import QPIOptics
 from ..physics.noise import noise_sigma
 from ..physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
+from ..physics.seams import SEAM_LIMIT, edge_seam_ratio
 from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase, tie_phase_torch
 from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interior_rms
 
@@ -295,18 +296,26 @@ class QPITask(Task):
         return {"noise_range": list(NOISE_RANGE), "absorption_range": list(ABSORPTION_RANGE), "field": "camera crop"}
 
     def distribution_warnings(self, plane: np.ndarray, optics: QPIOptics, ranges: dict[str, Any] | None) -> list[str]:
-        """Noise (σ of the planes, in units of the background) more than twice the trained maximum."""
+        """Planes whose opposite edges continue each other (a wrap-around simulation, not a camera crop), and
+        noise (σ of the planes, in units of the background) more than twice the trained maximum."""
+        remarks = []
+        if all(edge_seam_ratio(p) >= SEAM_LIMIT for p in plane):  # NaN (no evidence) compares False
+            remarks.append(
+                "the planes' opposite edges continue each other, as in a simulation with wrap-around (periodic) "
+                "borders; a camera crops a larger field, and the model and the physics check assume that: "
+                "simulate a larger field and crop it, or pad before propagating"
+            )
         noise_range = (ranges or {}).get("noise_range")
         if not noise_range:
-            return []
+            return remarks
         sigma, hi = float(np.mean([noise_sigma(p) for p in plane])), float(noise_range[1])
-        if sigma <= 2 * hi:
-            return []
-        return [
-            f"the planes are noisier (σ ≈ {sigma:.3f} of the background) than the model was trained on (up to "
-            f"{hi:g}): average more frames, check that the planes are divided by the background (not "
-            "background-subtracted), or fine-tune on pairs at this noise level"
-        ]
+        if sigma > 2 * hi:
+            remarks.append(
+                f"the planes are noisier (σ ≈ {sigma:.3f} of the background) than the model was trained on (up to "
+                f"{hi:g}): average more frames, check that the planes are divided by the background (not "
+                "background-subtracted), or fine-tune on pairs at this noise level"
+            )
+        return remarks
 
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: QPIOptics) -> Consistency:
         """The phase through the Fresnel model to (−dz, +dz) — the field outside the image and the amplitude
