@@ -327,11 +327,8 @@ def _sample_plane(
     plan = device_sampling_plan(
         network, task.gain, tuple(padded.shape[-2:]), options.n_samples, device, options.tile_size
     )
-    total = (
-        passes_in_rounds(options.n_samples, options.steps, plan.chunk)
-        if options.progressive
-        else options.steps * -(-options.n_samples // plan.chunk)
-    )
+    rounds = None if options.progressive else [options.n_samples]  # one round: what `sample` does
+    total = passes_in_rounds(options.n_samples, options.steps, plan.chunk, rounds)
     check = cancel_check(callback, lambda: SamplingProgress(0, total))  # λ(x) of a large image: cancel per tile
     lam_map = schedule_map(network, padded, plan.tile, after_tile=check)  # once per plane: sampler and output
     gen = torch.Generator(device=device).manual_seed(seed)

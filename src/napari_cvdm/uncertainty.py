@@ -105,9 +105,11 @@ class StdCalibration:
         """The calibration of a mean and spread of ``n_samples`` samples: the scale fitted at the largest count
         of :attr:`scales` not above it (the smallest when it is below all), ``self`` when there is none (or
         ``n_samples`` is at least the count the main scale was fitted at)."""
+        if not self.scales:
+            return self
         fitted = self.fitted_on.get("samples")
-        last = int(fitted) if fitted is not None else max(self.scales, default=0) + 1  # where ``scale`` applies
-        if not self.scales or n_samples >= last:
+        last = int(fitted) if fitted is not None else max(self.scales) + 1  # where ``scale`` applies
+        if n_samples >= last:
             return self
         counts = sorted(self.scales)
         below = [c for c in counts if c <= n_samples]
