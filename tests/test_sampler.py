@@ -5,7 +5,14 @@ import torch
 from torch import nn
 
 from conftest import tiny_network
-from napari_cvdm.diffusion.sampler import SamplingCancelled, SamplingProgress, sample
+from napari_cvdm.diffusion.sampler import (
+    SamplingCancelled,
+    SamplingProgress,
+    _ancestral_update,
+    _update_in_bands,
+    sample,
+    step_coefficients,
+)
 
 
 class OracleDenoiser(nn.Module):
@@ -184,3 +191,24 @@ def test_keep_returns_the_finished_rounds_and_cancels_when_none_is_finished():
         sample(net, x, 4, 3, torch.Generator().manual_seed(3), callback=lambda p: Stop.KEEP)
     with pytest.raises(ValueError):
         sample_in_rounds(net, x, 8, 3, torch.Generator().manual_seed(3), rounds=[2, 2])
+
+
+@pytest.mark.parametrize("last", [False, True])
+def test_the_banded_update_of_tiled_images_equals_the_whole_image_update(last):
+    gen = torch.Generator().manual_seed(0)
+    z, eps_hat, noise = (torch.randn(2, 1, 10, 7, generator=gen) for _ in range(3))
+    lam = 0.1 + 5 * torch.rand(1, 1, 10, 7, generator=gen)
+    tau_t, tau_s = torch.tensor(0.8), torch.tensor(0.5)
+    whole, banded = z.clone(), z.clone()
+    _ancestral_update(whole, eps_hat, step_coefficients(lam, tau_t, tau_s), last, lambda: noise)
+    _update_in_bands(banded, eps_hat, lam, tau_t, tau_s, last, lambda: noise, rows=3)  # 3 does not divide 10
+    assert not torch.equal(whole, z)
+    assert torch.equal(banded, whole)
+
+
+def test_a_tiled_run_whose_tile_holds_the_image_gives_the_whole_image_samples():
+    net = tiny_network()
+    x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    whole = sample(net, x, 2, 4, torch.Generator().manual_seed(3))
+    tiled_run = sample(net, x, 2, 4, torch.Generator().manual_seed(3), tile=16)  # one tile, banded update
+    torch.testing.assert_close(tiled_run, whole, rtol=1e-5, atol=1e-6)

@@ -221,6 +221,31 @@ def _ancestral_update(
     z.addcmul_(coef.noise_std, noise())
 
 
+#: Rows updated at once on a tiled image: the step's coefficient maps and the estimate of ``y`` (and their
+#: temporaries) are made for a band of rows, never for the whole image (at 8192², each map is 256 MB).
+UPDATE_BAND_ROWS = 256
+
+
+def _update_in_bands(
+    z: torch.Tensor,
+    eps_hat: torch.Tensor,
+    lam: torch.Tensor,
+    tau_t: torch.Tensor,
+    tau_s: torch.Tensor,
+    last: bool,
+    noise: Callable[[], torch.Tensor],
+    rows: int = UPDATE_BAND_ROWS,
+) -> None:
+    """:func:`_ancestral_update` of ``z`` ``(B, C, H, W)`` in place, with :func:`step_coefficients` of ``lam``
+    ``(1, 1, H, W)`` made for ``rows`` rows at a time: the same values (every operation is element-wise) without
+    the whole image's maps. The fresh noise is drawn for the whole image, as :func:`_ancestral_update` draws it."""
+    fresh = None if last else noise()
+    for top in range(0, z.shape[-2], rows):
+        band = (..., slice(top, top + rows), slice(None))
+        coef = step_coefficients(lam[band], tau_t, tau_s)
+        _ancestral_update(z[band], eps_hat[band], coef, last, lambda band=band: fresh[band])
+
+
 def _check_condition(x: torch.Tensor, n_samples: int, steps: int) -> None:
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"sample() takes one condition of shape (1, C, H, W), got {tuple(x.shape)}")
@@ -254,6 +279,7 @@ class _Run:
         self.shape = (net.config.target_channels, x.shape[-2], x.shape[-1])
         check = cancel_check(callback, self.progress)  # between tiles: Cancel within one tile
         self.denoise, self.noise_embedding = _denoiser_for(net, tile, overlap, check)
+        self.banded = tile is not None  # a tiled image may be too large for whole-image step maps
         if lam is None:
             lam = schedule_map(net, x, tile, overlap, check)  # once
         with torch.inference_mode():
@@ -280,8 +306,13 @@ class _Run:
                 z = z_all[a:b]  # a view: updated in place
                 gamma, xb = gamma_t.expand(b - a, -1, -1, -1), x.expand(b - a, -1, -1, -1)
                 eps_hat = self.denoise(z, xb, gamma) if films is None else self.denoise(z, xb, gamma, films=films)
-                coef = coef or step_coefficients(lam, tau[i], tau[i + 1])
-                _ancestral_update(z, eps_hat, coef, i == self.steps - 1, lambda a=a, b=b: self.noise(gens[a:b]))
+                last, noise = i == self.steps - 1, lambda a=a, b=b: self.noise(gens[a:b])
+                if self.banded:
+                    _update_in_bands(z, eps_hat, lam, tau[i], tau[i + 1], last, noise)
+                else:
+                    coef = coef or step_coefficients(lam, tau[i], tau[i + 1])
+                    _ancestral_update(z, eps_hat, coef, last, noise)
+                del eps_hat  # before the next pass makes its own: one image-sized ε̂ at a time
                 self.done += 1
                 _ask(self.callback, self.progress())
         return z_all
