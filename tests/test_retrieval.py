@@ -4,15 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from napari_cvdm.classical import classical_method
 from napari_cvdm.data.simulate import simulate_qpi_pair
 from napari_cvdm.metrics import qpi_scores
+from napari_cvdm.physics.background import flatten_background
 from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
 from napari_cvdm.physics.noise import noise_level_function, noise_sigma
 from napari_cvdm.physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
 from napari_cvdm.physics.tie import tie_phase_torch
 from napari_cvdm.physics.widefield import WidefieldOptics, widefield_from_target
 from napari_cvdm.tasks import get_task
-from napari_cvdm.tasks.qpi import iterative_phase
+from napari_cvdm.tasks.qpi import flat_background_phase, iterative_phase
 
 LAM, PX, DZ = 0.521, 0.21, 1.0
 
@@ -165,3 +167,33 @@ def test_planes_from_a_wrap_around_simulation_carry_a_warning_and_camera_crops_d
             crop = simulate_qpi_pair(src, (128, 128), rng, noise=noise).input
             assert not any("wrap-around" in w for w in qpi.distribution_warnings(crop, optics, None))
     assert np.isnan(edge_seam_ratio(rng.normal(1.0, 0.01, (64, 64))))  # flat edges: no evidence either way
+
+
+def _cells_pair(seed: int, side: int = 96):
+    return simulate_qpi_pair("cells", (side, side), np.random.default_rng(seed), noise=0.005, absorbing=False)
+
+
+def test_the_flat_background_takes_a_smooth_error_off_a_cells_phase():
+    pair = _cells_pair(4)
+    yy, xx = np.mgrid[-1:1:96j, -1:1:96j]
+    wrong = pair.target + 0.6 * xx + 0.4 * (xx**2 + yy**2)  # the kind of error the lowest modes carry
+    fit = flatten_background(wrong, pair.input, 0.005, 0.21)
+    assert fit.applied, fit.reason
+    assert fit.mask.mean() > 0.2 and np.mean(fit.mask & (pair.target > 0.05)) < 0.002  # background, no cell
+    before, after = qpi_scores(wrong, pair.target).psnr, qpi_scores(fit.phase, pair.target).psnr
+    assert after > before + 5, (before, after)
+    assert abs(np.median(fit.phase[fit.mask])) < 0.05  # the background at zero
+
+
+def test_flat_background_retrieval_beats_the_retrieval_on_cells_and_leaves_other_images_alone():
+    pair = _cells_pair(4)
+    retrieval, flat = iterative_phase(pair.input, QPIOptics()), flat_background_phase(pair.input, QPIOptics())
+    assert qpi_scores(flat, pair.target).psnr > qpi_scores(retrieval, pair.target).psnr + 3
+    texture = simulate_qpi_pair("textures", (96, 96), np.random.default_rng(0), noise=0.005, absorbing=False)
+    fit = flatten_background(texture.target, texture.input, 0.005, 0.21)
+    assert not fit.applied and "no flat background" in fit.reason
+    np.testing.assert_array_equal(fit.phase, texture.target)
+    sparse = _cells_pair(1)  # some background, but most pixels far from it: an average would be extrapolated
+    fit = flatten_background(sparse.target, sparse.input, 0.005, 0.21)
+    assert not fit.applied and "far from" in fit.reason
+    assert classical_method("flat-background").label == "flat-background"

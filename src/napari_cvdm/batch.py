@@ -52,8 +52,9 @@ class PredictRequest:
     inputs
         TIFF files: sr (H, W) or stacks; qpi (2, H, W) ordered (-dz, +dz), divided by the background.
     model
-        sr, qpi or a .safetensors model file; or a classical method to compare with: tie or iterative (qpi),
-        bicubic or richardson-lucy (sr), whose optics the optics options set (--samples is then ignored).
+        sr, qpi or a .safetensors model file; or a classical method to compare with: tie, iterative or
+        flat-background (qpi), bicubic or richardson-lucy (sr), whose optics the optics options set (--samples
+        is then ignored).
     output_dir
         Where DIR/<stem>_mean.tif, _std.tif and _residual.tif go.
     compile

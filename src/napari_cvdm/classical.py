@@ -1,5 +1,6 @@
-"""Classical methods (TIE, iterative phase retrieval, bicubic, Richardson–Lucy) behind the interface of a model,
-so that users run them beside CVDM on their own data (the Reconstruct widget lists them).
+"""Classical methods (TIE, iterative phase retrieval with or without the flat-background prior, bicubic,
+Richardson–Lucy) behind the interface of a model, so that users run them beside CVDM on their own data (the
+Reconstruct widget lists them).
 
 They return a :class:`~napari_cvdm.predict.Prediction` with the same consistency check as a model; their std is
 zero (one deterministic estimate, no uncertainty).
@@ -23,6 +24,7 @@ __all__ = ["ClassicalMethod", "classical_methods", "CLASSICAL_NAMES", "classical
 CLASSICAL_NAMES = {
     "tie": ("qpi", "TIE"),
     "iterative": ("qpi", "iterative"),
+    "flat-background": ("qpi", "flat-background"),
     "bicubic": ("sr", "bicubic"),
     "richardson-lucy": ("sr", "richardson-lucy"),
 }
@@ -110,7 +112,8 @@ def load_method(name: str, optics: dict[str, Any] | None = None) -> Any:
         return classical_method(name, optics)
     if optics:
         raise ValueError(
-            "optics options apply to the classical methods (--model tie, iterative, bicubic, richardson-lucy); a "
-            "model carries the optics it was trained for (fine-tune it for yours: napari-cvdm train --from)"
+            "optics options apply to the classical methods (--model tie, iterative, flat-background, bicubic, "
+            "richardson-lucy); a model carries the optics it was trained for (fine-tune it for yours: "
+            "napari-cvdm train --from)"
         )
     return load_model(name)

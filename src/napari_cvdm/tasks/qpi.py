@@ -27,6 +27,7 @@ from .._files import atomic_write
 from ..data.normalize import Normalization
 from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
 from ..metrics import Scores, qpi_scores
+from ..physics.background import flatten_background
 from ..physics.fresnel import QPIOptics
 from ..physics.noise import noise_sigma
 from ..physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
@@ -41,6 +42,7 @@ __all__ = [
     "qpi_target",
     "retrieval_recipe",
     "iterative_phase",
+    "flat_background_phase",
     "AMPLITUDE_SCALE",
 ]
 
@@ -74,6 +76,14 @@ def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOpt
         x, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um, RETRIEVAL_NOISE, options
     )
     return r.phase[0].numpy()
+
+
+def flat_background_phase(planes: np.ndarray, optics: QPIOptics) -> np.ndarray:
+    """The iterative retrieval's phase of one pair ``(2, H, W)`` with its lowest modes fixed by the flat
+    background around the specimen (:func:`~napari_cvdm.physics.background.flatten_background`; background at
+    zero rad): ``(H, W)``. Unchanged (zero mean) where the image has too little background."""
+    sigma = max(float(np.mean([noise_sigma(p) for p in planes])), 1e-6)
+    return flatten_background(iterative_phase(planes, optics), planes, sigma, optics.pixel_um).phase
 
 
 def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor:
@@ -353,6 +363,7 @@ class QPITask(Task):
                 None,
             ),
             "iterative retrieval": lambda x: (iterative_phase(x, o), None),
+            "flat-background retrieval": lambda x: (flat_background_phase(x, o), None),
         }
 
     def tune_baselines(
