@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_cvdm.classical import classical_method
-from napari_cvdm.data.simulate import simulate_qpi_pair
+from napari_cvdm.data.simulate import camera_planes, crop_of_larger_field, simulate_qpi_pair
 from napari_cvdm.metrics import qpi_scores
 from napari_cvdm.physics.background import flatten_background
 from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
@@ -197,3 +197,14 @@ def test_flat_background_retrieval_beats_the_retrieval_on_cells_and_leaves_other
     fit = flatten_background(sparse.target, sparse.input, 0.005, 0.21)
     assert not fit.applied and "far from" in fit.reason
     assert classical_method("flat-background").label == "flat-background"
+
+
+def test_a_smooth_slope_is_not_taken_for_a_level_background():
+    optics = QPIOptics()
+    (h, w), c = crop_of_larger_field((96, 96), optics)
+    phase = 6.0 * np.mgrid[0:h, 0:w][1] / w  # no curvature: quiet in I₊ − I₋, but not a level background
+    planes = camera_planes(phase, np.ones_like(phase), c, (96, 96), optics)
+    planes = planes + np.random.default_rng(0).normal(0, 0.005, planes.shape)
+    fit = flatten_background(phase[c : c + 96, c : c + 96], planes, 0.005, optics.pixel_um)
+    assert fit.mask.mean() > 0.5  # it is quiet ...
+    assert not fit.applied and "not a level background" in fit.reason  # ... but no correction is made

@@ -5,8 +5,9 @@ their Laplacian, which the intensities see, is tiny), so any retrieval gets them
 the specimen leaves the light untouched — the medium around cells — the true phase is one constant. Those
 pixels are found from the data alone: ``I₊ − I₋`` (which follows the phase's curvature) stays within the noise
 there. The retrieval's phase on them, averaged by normalised convolution into a smooth field, is its low-mode
-error; subtracting it everywhere puts the background at zero. A guard refuses images without enough background
-near most pixels (dense tissue, textures), where the average would be extrapolated.
+error; subtracting it everywhere puts the background at zero. Guards refuse images without enough background
+near most pixels (dense tissue, textures), where the average would be extrapolated, and images whose quiet
+regions are not the lowest phase (a smooth slope is quiet too).
 
 Measured on realistic held-out cells (``runs/qpi/flatbg6.py``; two sets of 24 pairs, noise estimated from the
 planes): +3.1 and +2.2 dB over the retrieval alone; textures and photos are left unchanged (no background found).
@@ -42,6 +43,14 @@ MIN_BACKGROUND_FRACTION = 0.05
 #: ... and at most this fraction lies far from it (normalised-convolution weight below :data:`FAR_WEIGHT`).
 MAX_FAR_FRACTION = 0.5
 FAR_WEIGHT = 0.05
+#: ... and, once corrected, at most this fraction of the image lies more than :data:`BELOW_RAD` below the
+#: background: cells and most specimens in an aqueous medium have the higher refractive index, so the background
+#: is the lowest phase. Smooth regions of other objects (photos used as phase) are quiet without being a level
+#: background; their "correction" leaves much of the image below it.
+MAX_BELOW_FRACTION, BELOW_RAD = 0.15, 0.2
+#: ... and the field spans at most this many radians (peak to peak): on 48 realistic cells pairs the fields spanned
+#: 0.15–2.2 rad; a larger one is a smooth slope of the object taken for the retrieval's error.
+MAX_FIELD_RAD = 2.5
 
 
 @dataclass(frozen=True)
@@ -127,4 +136,19 @@ def flatten_background(phase: np.ndarray, planes: np.ndarray, noise: float, pixe
         reason = f"{far:.0%} of the image is far from any flat background (at most {MAX_FAR_FRACTION:.0%})"
         return BackgroundFit(phase.astype(np.float32), mask, zeros, False, reason)
     field = gaussian_filter(phase * mask, sigma, mode="nearest") / np.maximum(weight, 1e-6)
-    return BackgroundFit((phase - field).astype(np.float32), mask, field.astype(np.float32), True)
+    span = float(np.ptp(field))
+    if span > MAX_FIELD_RAD:
+        reason = (
+            f"the background would need a correction of {span:.1f} rad across the image (at most "
+            f"{MAX_FIELD_RAD:g}): the quiet regions are not a level background"
+        )
+        return BackgroundFit(phase.astype(np.float32), mask, zeros, False, reason)
+    corrected = phase - field
+    below = float(np.mean(corrected < -BELOW_RAD))
+    if below > MAX_BELOW_FRACTION:
+        reason = (
+            f"{below:.0%} of the image would lie below the background (at most {MAX_BELOW_FRACTION:.0%}): the quiet "
+            "regions are not a level background"
+        )
+        return BackgroundFit(phase.astype(np.float32), mask, zeros, False, reason)
+    return BackgroundFit(corrected.astype(np.float32), mask, field.astype(np.float32), True)
