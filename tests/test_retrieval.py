@@ -196,7 +196,11 @@ def test_flat_background_retrieval_beats_the_retrieval_on_cells_and_leaves_other
     sparse = _cells_pair(1)  # some background, but most pixels far from it: an average would be extrapolated
     fit = flatten_background(sparse.target, sparse.input, 0.005, 0.21)
     assert not fit.applied and "far from" in fit.reason
-    assert classical_method("flat-background").label == "flat-background"
+    method = classical_method("flat-background")
+    assert method.label == "flat-background"
+    with pytest.warns(UserWarning, match="flat-background retrieval: no flat background"):
+        said = method.predict_with(texture.input).warnings
+    assert any(w.startswith("flat-background retrieval: no flat background") for w in said)  # the user is told
 
 
 def test_a_smooth_slope_is_not_taken_for_a_level_background():

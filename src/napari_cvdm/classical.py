@@ -8,6 +8,7 @@ zero (one deterministic estimate, no uncertainty).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProg
 from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions, check_consistency
 from .tasks import TASKS, Method, Task
+from .tasks.base import MethodNote
 
 __all__ = ["ClassicalMethod", "classical_methods", "CLASSICAL_NAMES", "classical_method", "load_method"]
 
@@ -67,16 +69,25 @@ class ClassicalMethod:
         """Reconstruct ``image`` (one plane or a stack) plane by plane; ``options`` are ignored (nothing is
         sampled); ``callback`` reports planes done and cancels between planes."""
         planes = self.task.check_input(image)
-        means = []
+        means, notes = [], []
         for k, plane in enumerate(planes):
             if callback is not None and callback(SamplingProgress(k, len(planes))) is False:
                 raise SamplingCancelled("cancelled")
-            means.append(np.asarray(self.method(plane)[0], np.float32))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", MethodNote)
+                means.append(np.asarray(self.method(plane)[0], np.float32))
+            for w in caught:
+                if issubclass(w.category, MethodNote) and str(w.message) not in notes:
+                    notes.append(str(w.message))
+                elif not issubclass(w.category, MethodNote):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if callback is not None:
             callback(SamplingProgress(len(planes), len(planes)))
         mean = np.stack(means)
         mean = mean[0] if self.task.is_single(image) else mean
-        prediction = Prediction(mean=mean, std=np.zeros_like(mean))
+        for note in notes:  # as the result's other warnings are
+            warnings.warn(note, stacklevel=2)
+        prediction = Prediction(mean=mean, std=np.zeros_like(mean), warnings=notes)
         return check_consistency(prediction, self.task, self.optics, image)
 
 

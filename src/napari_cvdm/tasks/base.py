@@ -25,6 +25,7 @@ __all__ = [
     "Conditioned",
     "Consistency",
     "Method",
+    "MethodNote",
     "MIN_SIDE",
     "RESIDUAL_LIMIT",
     "PIXEL_SIZE_TOLERANCE",
@@ -42,6 +43,11 @@ MIN_SIDE = 16
 
 #: A reconstruction method: ``input → (mean, std or None)``.
 Method = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
+
+
+class MethodNote(UserWarning):
+    """What a :data:`Method` says about one result (e.g. that a prior could not be used): issued as this warning
+    category, it becomes one of the result's warnings when the method runs as a classical method."""
 
 
 @dataclass

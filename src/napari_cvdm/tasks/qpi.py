@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from ..physics.noise import noise_sigma
 from ..physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
 from ..physics.seams import SEAM_LIMIT, edge_seam_ratio
 from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase, tie_phase_torch
-from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interior_rms
+from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, MethodNote, Task, interior_rms
 
 __all__ = [
     "QPITask",
@@ -81,9 +82,19 @@ def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOpt
 def flat_background_phase(planes: np.ndarray, optics: QPIOptics) -> np.ndarray:
     """The iterative retrieval's phase of one pair ``(2, H, W)`` with its lowest modes fixed by the flat
     background around the specimen (:func:`~napari_cvdm.physics.background.flatten_background`; background at
-    zero rad): ``(H, W)``. Unchanged (zero mean) where the image has too little background."""
+    zero rad): ``(H, W)``. Unchanged (zero mean), with a :class:`~napari_cvdm.tasks.base.MethodNote` that says why,
+    where the image has too little background or no level one."""
     sigma = max(float(np.mean([noise_sigma(p) for p in planes])), 1e-6)
-    return flatten_background(iterative_phase(planes, optics), planes, sigma, optics.pixel_um).phase
+    fit = flatten_background(iterative_phase(planes, optics), planes, sigma, optics.pixel_um)
+    if not fit.applied:
+        warnings.warn(
+            MethodNote(
+                f"flat-background retrieval: {fit.reason}, so the result is the iterative retrieval's phase with its "
+                "lowest modes uncorrected (the prior needs cells surrounded by clean medium)"
+            ),
+            stacklevel=2,
+        )
+    return fit.phase
 
 
 def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor:
@@ -141,8 +152,9 @@ def _range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:
     span = float(np.percentile(phase, 99.9) - np.percentile(phase, 0.1))
     if span > 1.5 * max_phase:
         return [
-            f"the phase spans {span:.1f} rad, beyond the 0–{max_phase:g} rad this model was trained on: do not "
-            "trust it (thick or strongly scattering samples, or images that are not a defocused pair)"
+            f"the phase spans {span:.1f} rad, beyond the 0–{max_phase:g} rad expected with these optics (the range "
+            "qpi models are trained on): do not trust it (thick or strongly scattering samples, phase wrapping, or "
+            "images that are not a defocused pair)"
         ]
     return []
 
