@@ -8,6 +8,7 @@ zero (one deterministic estimate, no uncertainty).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,7 +17,7 @@ import numpy as np
 
 from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProgress
 from .physics.optics import Optics
-from .predict import Prediction, SamplingOptions, check_consistency
+from .predict import Prediction, SamplingOptions, _with_warnings, check_consistency
 from .tasks import TASKS, Method, Task
 from .tasks.base import MethodNote
 
@@ -77,17 +78,16 @@ class ClassicalMethod:
                 warnings.simplefilter("always", MethodNote)
                 means.append(np.asarray(self.method(plane)[0], np.float32))
             for w in caught:
-                if issubclass(w.category, MethodNote) and str(w.message) not in notes:
+                if issubclass(w.category, MethodNote):
                     notes.append(str(w.message))
-                elif not issubclass(w.category, MethodNote):
+                else:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if callback is not None:
             callback(SamplingProgress(len(planes), len(planes)))
         mean = np.stack(means)
         mean = mean[0] if self.task.is_single(image) else mean
-        for note in notes:  # as the result's other warnings are
-            warnings.warn(note, stacklevel=2)
-        prediction = Prediction(mean=mean, std=np.zeros_like(mean), warnings=notes)
+        prediction = Prediction(mean=mean, std=np.zeros_like(mean))
+        prediction = dataclasses.replace(prediction, warnings=_with_warnings(prediction, notes))  # once each
         return check_consistency(prediction, self.task, self.optics, image)
 
 

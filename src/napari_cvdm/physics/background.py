@@ -125,30 +125,33 @@ def flatten_background(phase: np.ndarray, planes: np.ndarray, noise: float, pixe
     if phase.shape != np.shape(planes)[1:]:
         raise ValueError(f"the phase {phase.shape} and the planes {np.shape(planes)} differ in size")
     mask = flat_background_mask(planes, noise)
-    zeros = np.zeros_like(phase, dtype=np.float32)
+    field, reason = _background_field(phase, mask, FIELD_SIGMA_UM / pixel_um)
+    if field is None:
+        return BackgroundFit(phase.astype(np.float32), mask, np.zeros_like(phase, np.float32), False, reason)
+    return BackgroundFit((phase - field).astype(np.float32), mask, field.astype(np.float32), True)
+
+
+def _background_field(phase: np.ndarray, mask: np.ndarray, sigma_px: float) -> tuple[np.ndarray | None, str]:
+    """The smooth field ``(H, W)`` rad of ``phase`` on the background ``mask`` (normalised convolution of σ =
+    ``sigma_px``), or ``None`` and why a guard refuses it."""
     if mask.mean() < MIN_BACKGROUND_FRACTION:
-        reason = f"no flat background found ({mask.mean():.0%} of the image; at least {MIN_BACKGROUND_FRACTION:.0%})"
-        return BackgroundFit(phase.astype(np.float32), mask, zeros, False, reason)
-    sigma = FIELD_SIGMA_UM / pixel_um
-    weight = gaussian_filter(mask.astype(np.float64), sigma, mode="nearest")
+        found = f"{mask.mean():.0%} of the image; at least {MIN_BACKGROUND_FRACTION:.0%}"
+        return None, f"no flat background found ({found})"
+    weight = gaussian_filter(mask.astype(np.float64), sigma_px, mode="nearest")
     far = float(np.mean(weight < FAR_WEIGHT))
     if far > MAX_FAR_FRACTION:
-        reason = f"{far:.0%} of the image is far from any flat background (at most {MAX_FAR_FRACTION:.0%})"
-        return BackgroundFit(phase.astype(np.float32), mask, zeros, False, reason)
-    field = gaussian_filter(phase * mask, sigma, mode="nearest") / np.maximum(weight, 1e-6)
+        return None, f"{far:.0%} of the image is far from any flat background (at most {MAX_FAR_FRACTION:.0%})"
+    field = gaussian_filter(phase * mask, sigma_px, mode="nearest") / np.maximum(weight, 1e-6)
     span = float(np.ptp(field))
     if span > MAX_FIELD_RAD:
-        reason = (
+        return None, (
             f"the background would need a correction of {span:.1f} rad across the image (at most "
             f"{MAX_FIELD_RAD:g}): the quiet regions are not a level background"
         )
-        return BackgroundFit(phase.astype(np.float32), mask, zeros, False, reason)
-    corrected = phase - field
-    below = float(np.mean(corrected < -BELOW_RAD))
+    below = float(np.mean(phase - field < -BELOW_RAD))
     if below > MAX_BELOW_FRACTION:
-        reason = (
+        return None, (
             f"{below:.0%} of the image would lie below the background (at most {MAX_BELOW_FRACTION:.0%}): the quiet "
             "regions are not a level background"
         )
-        return BackgroundFit(phase.astype(np.float32), mask, zeros, False, reason)
-    return BackgroundFit(corrected.astype(np.float32), mask, field.astype(np.float32), True)
+    return field, ""

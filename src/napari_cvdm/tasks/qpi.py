@@ -44,6 +44,7 @@ __all__ = [
     "retrieval_recipe",
     "iterative_phase",
     "flat_background_phase",
+    "pair_noise",
     "AMPLITUDE_SCALE",
 ]
 
@@ -79,13 +80,18 @@ def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOpt
     return r.phase[0].numpy()
 
 
+def pair_noise(planes: np.ndarray) -> float:
+    """σ of the noise of a pair ``(2, H, W)`` (units of the background), estimated from the planes themselves
+    and averaged over both (at least 10⁻⁶, so that it can divide)."""
+    return max(float(np.mean([noise_sigma(p) for p in planes])), 1e-6)
+
+
 def flat_background_phase(planes: np.ndarray, optics: QPIOptics) -> np.ndarray:
     """The iterative retrieval's phase of one pair ``(2, H, W)`` with its lowest modes fixed by the flat
     background around the specimen (:func:`~napari_cvdm.physics.background.flatten_background`; background at
     zero rad): ``(H, W)``. Unchanged (zero mean), with a :class:`~napari_cvdm.tasks.base.MethodNote` that says why,
     where the image has too little background or no level one."""
-    sigma = max(float(np.mean([noise_sigma(p) for p in planes])), 1e-6)
-    fit = flatten_background(iterative_phase(planes, optics), planes, sigma, optics.pixel_um)
+    fit = flatten_background(iterative_phase(planes, optics), planes, pair_noise(planes), optics.pixel_um)
     if not fit.applied:
         warnings.warn(
             MethodNote(
@@ -330,7 +336,7 @@ class QPITask(Task):
         noise_range = (ranges or {}).get("noise_range")
         if not noise_range:
             return remarks
-        sigma, hi = float(np.mean([noise_sigma(p) for p in plane])), float(noise_range[1])
+        sigma, hi = pair_noise(plane), float(noise_range[1])
         if sigma > 2 * hi:
             remarks.append(
                 f"the planes are noisier (σ ≈ {sigma:.3f} of the background) than the model was trained on (up to "
@@ -347,7 +353,7 @@ class QPITask(Task):
         swapped planes (dips where cells should be bumps)."""
         x = torch.from_numpy(np.asarray(plane, np.float32))[None]
         phase = torch.from_numpy(np.asarray(estimate, np.float32))[None]
-        sigma = max(float(np.mean([noise_sigma(p) for p in plane])), 1e-6)
+        sigma = pair_noise(plane)
         dz, lam, px = (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um
         own = fit_margins(x, phase, dz, lam, px, RETRIEVAL_NOISE)
         physics = retrieve_phase(x, dz, lam, px, RETRIEVAL_NOISE).phase
