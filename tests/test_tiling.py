@@ -8,10 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TINY_SCHEDULE, TINY_UNET, untrained_model_file
+from conftest import TINY_SCHEDULE, TINY_UNET, tiny_network, untrained_model_file
 from napari_cvdm.diffusion.network import NetworkConfig, build_network
-from napari_cvdm.diffusion.sampler import sample
-from napari_cvdm.diffusion.tiling import blend_window, tile_starts, tiled
+from napari_cvdm.diffusion.sampler import sample, schedule_map
+from napari_cvdm.diffusion.tiling import balanced_tile, blend_window, default_overlap, tile_starts, tiled, tiled_area
 from napari_cvdm.models import load_model
 from napari_cvdm.predict import plan_sampling
 
@@ -134,6 +134,21 @@ def test_plan_tiles_only_when_the_image_does_not_fit(tmp_path):
         plan_sampling(model.network, model.task.gain, (512, 512), 4, tile_size=4)
 
 
+def test_balanced_tiles_compute_less_than_the_largest_that_fits():
+    # 8192² output pixels, the largest tile the CPU budget allows for the bundled sr (1488, stride 16): the last of
+    # 7 tiles per side overlaps its neighbour by 944 pixels; balanced tiles of 1392 keep 7 per side, 256 shared
+    largest, stride = 1488, 16
+    tile = balanced_tile((8192, 8192), largest, stride)
+    assert tile == 1392
+    assert tiled_area((8192, 8192), tile, stride) == (7 * 1392) ** 2 < tiled_area((8192, 8192), largest, stride)
+    assert tiled_area((8192, 8192), largest, stride) == (7 * 1488) ** 2
+    # never larger than what fits, on the stride grid, and the largest when it already divides the image evenly
+    assert balanced_tile((4096, 1000), 512, 16) % 16 == 0 and balanced_tile((4096, 1000), 512, 16) <= 512
+    assert balanced_tile((2 * 512 - 128, 512), 512, 16) == 512
+    with pytest.raises(ValueError, match="stride"):
+        balanced_tile((512, 512), 100, 16)
+
+
 def test_predict_with_tiles_is_finite_and_close_to_whole_image(tmp_path):
     model = load_model(untrained_model_file(tmp_path, "sr"))
     image = np.random.default_rng(0).random((40, 72)).astype(np.float32) * 100
@@ -231,3 +246,31 @@ def test_the_memory_plan_counts_the_film_maps_exactly_and_the_schedule_net(tmp_p
     assert plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=fits).tile is None
     assert plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=int(0.9 * per_pixel * 64 * 64)).tile
     assert plan_sampling(net, model.task.gain, (64, 64), 8, budget_bytes=fits).chunk == 1
+
+
+def test_schedule_tiles_overlap_by_the_schedule_nets_reach_not_the_denoisers():
+    net = tiny_network().eval()
+    with torch.no_grad():  # an untrained λ U-Net is constant (zero last layer): give it a spatial response
+        torch.nn.init.normal_(
+            net.schedule.lambda_net.conv_out.weight, std=0.3, generator=torch.Generator().manual_seed(1)
+        )
+    x = torch.nn.functional.avg_pool2d(torch.randn((1, 1, 400, 400), generator=torch.Generator().manual_seed(0)), 5)
+    x = torch.nn.functional.interpolate(x, size=(400, 400), mode="bilinear")
+    reach = default_overlap(160, net.schedule.stride)
+    assert reach == 16 * net.schedule.stride < 160 // 4  # the λ U-Net's reach, below a quarter of the tile
+    computed = []
+    lam = net.schedule.lam
+    net.schedule.lam = lambda t: computed.append(t.shape[-2] * t.shape[-1]) or lam(t)
+    whole = schedule_map(net, x)
+    computed.clear()
+    own = schedule_map(net, x, tile=160)
+    own_pixels = sum(computed)
+    computed.clear()
+    wide = schedule_map(net, x, tile=160, overlap=160 // 4)  # as wide as a deep denoiser's
+    assert own_pixels < sum(computed)  # fewer and balanced tiles: less of the image computed twice
+    assert own_pixels < 1.5 * 400**2
+
+    def gap(tiled_lam):
+        return float(((tiled_lam - whole).abs() / whole).mean())
+
+    assert gap(own) < 1.5 * gap(wide) + 1e-3, (gap(own), gap(wide))

@@ -169,7 +169,9 @@ class CVDMModel:
         if cal is None:
             return self.sample_raw(image, options, callback)
         units = self.value_units(image)
-        return self._calibrate(self.sample_raw(image, options, _calibrating(callback, cal, units)), cal, units, image)
+        raw = self.sample_raw(image, options, _calibrating(callback, cal, units))
+        release_freed_memory()  # the samplers' memory, before the calibration's image-sized arrays
+        return self._calibrate(raw, cal, units, image)
 
     def sample_raw(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None

@@ -38,6 +38,7 @@ from .diffusion.sampler import (
     schedule_map,
 )
 from .diffusion.schedule import LearnedSchedule
+from .diffusion.tiling import balanced_tile
 from .physics.optics import Optics
 from .tasks import MIN_SIDE, Task, get_task
 
@@ -257,7 +258,7 @@ def plan_sampling(
         tile = None
     else:
         side = int((budget_bytes / per_pixel) ** 0.5) // stride * stride
-        tile = max(side, 4 * stride)
+        tile = balanced_tile(shape, max(side, 4 * stride), stride)
     pixels = shape[0] * shape[1] if tile is None else min(tile, shape[0]) * min(tile, shape[1])
     chunk = min(n_samples, int((budget_bytes / max(pixels, 1) - shared) // max(per_sample, 1)))
     if chunk_pixels is not None:

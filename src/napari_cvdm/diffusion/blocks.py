@@ -44,11 +44,13 @@ class ResBlock(nn.Module):
         return 1 + scale, shift
 
     def forward(self, h: torch.Tensor, film: Film | None = None) -> torch.Tensor:
-        out = self.conv1(F.silu(self.norm1(h)))
+        # SiLU in place on the fresh tensors of GroupNorm and FiLM: with torch's CPU kernels an out-of-place SiLU
+        # of a channels-last tensor takes 3× as long (a third of the λ U-Net's time); gradients are the same.
+        out = self.conv1(F.silu(self.norm1(h), inplace=True))
         out = self.norm2(out)
         if film is not None:
             out = torch.addcmul(film[1], out, film[0])  # out·(1 + scale) + shift
-        out = self.conv2(self.dropout(F.silu(out)))
+        out = self.conv2(self.dropout(F.silu(out, inplace=True)))
         return self.skip(h) + out
 
 

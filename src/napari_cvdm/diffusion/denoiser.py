@@ -233,7 +233,7 @@ class UNet(nn.Module):
                     h = block[1](h)
             else:
                 h = block[1](block[0](h))
-        out = self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h), inplace=True))
         return F.pixel_shuffle(out, f) if f > 1 else out
 
 

@@ -14,7 +14,16 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["tile_starts", "blend_window", "tiled", "default_overlap", "DEFAULT_OVERLAP_FRACTION", "MAX_OVERLAP_STRIDES"]
+__all__ = [
+    "tile_starts",
+    "tiled_area",
+    "balanced_tile",
+    "blend_window",
+    "tiled",
+    "default_overlap",
+    "DEFAULT_OVERLAP_FRACTION",
+    "MAX_OVERLAP_STRIDES",
+]
 
 #: Overlap as a fraction of the tile side when none is given ...
 DEFAULT_OVERLAP_FRACTION = 0.25
@@ -43,6 +52,31 @@ def tile_starts(size: int, tile: int, overlap: int, stride: int = 1) -> list[int
     starts = list(range(0, size - tile, step))
     starts.append(size - tile)
     return starts
+
+
+def tiled_area(shape: tuple[int, int], tile: int, stride: int, overlap: int | None = None) -> int:
+    """Pixels the network computes per pass when ``shape`` ``(H, W)`` is cut into tiles of side ``tile``
+    overlapping by ``overlap`` (``None``: :func:`default_overlap`): ``H·W`` without tiling, more with it (the
+    overlaps are computed twice)."""
+    h, w = (min(tile, side) for side in shape)
+    overlap = default_overlap(tile, stride) if overlap is None else overlap
+    return len(tile_starts(shape[0], h, overlap, stride)) * len(tile_starts(shape[1], w, overlap, stride)) * h * w
+
+
+def balanced_tile(shape: tuple[int, int], largest: int, stride: int, overlap: int | None = None) -> int:
+    """The tile side, at most ``largest`` and at least half of it (multiples of ``stride``), whose tiles cover
+    ``shape`` ``(H, W)`` with the fewest computed pixels (:func:`tiled_area` with ``overlap``; ties go to the
+    larger tile).
+
+    The largest tile that fits the memory budget rarely divides the image evenly: the last tile then shares most
+    of itself with its neighbour (8192² output pixels in tiles of 1488: 7 per side, the last overlapping by 944
+    pixels, 1.62× the image computed). Tiles of 1392 cover it 7 per side with the same 256-pixel overlaps
+    (1.41×): 13 % less work and smaller activations.
+    """
+    if largest < stride or largest % stride:
+        raise ValueError(f"the tile side ({largest}) must be a positive multiple of the network's stride ({stride})")
+    candidates = range(largest, max(stride, largest // 2 // stride * stride) - 1, -stride)
+    return min(candidates, key=lambda tile: (tiled_area(shape, tile, stride, overlap), -tile))
 
 
 def blend_window(
