@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from conftest import TINY_SCHEDULE, TINY_UNET, tiny_network, untrained_model_file
 from napari_cvdm.diffusion.network import NetworkConfig, build_network
 from napari_cvdm.diffusion.sampler import sample, schedule_map
-from napari_cvdm.diffusion.tiling import balanced_tile, blend_window, default_overlap, tile_starts, tiled, tiled_area
+from napari_cvdm.diffusion.tiling import (
+    MAX_OVERLAP_STRIDES,
+    balanced_tile,
+    blend_window,
+    default_overlap,
+    tile_starts,
+    tiled,
+    tiled_area,
+)
 from napari_cvdm.models import load_model
 from napari_cvdm.predict import plan_sampling
 
@@ -135,14 +143,17 @@ def test_plan_tiles_only_when_the_image_does_not_fit(tmp_path):
 
 
 def test_balanced_tiles_compute_less_than_the_largest_that_fits():
-    # 8192² output pixels, the largest tile the CPU budget allows for the bundled sr (1488, stride 16): the last of
-    # 7 tiles per side overlaps its neighbour by 944 pixels; balanced tiles of 1392 keep 7 per side, 256 shared
-    largest, stride = 1488, 16
-    tile = balanced_tile((8192, 8192), largest, stride)
+    # 8192² output pixels, the largest tile the CPU budget allows for the bundled sr (1488, stride 16), 256-pixel
+    # overlaps: the last of 7 tiles per side overlaps its neighbour by 944 pixels; tiles of 1392 keep 7 per side
+    largest, stride, overlap = 1488, 16, 256
+    tile = balanced_tile((8192, 8192), largest, stride, overlap)
     assert tile == 1392
-    assert tiled_area((8192, 8192), tile, stride) == (7 * 1392) ** 2 < tiled_area((8192, 8192), largest, stride)
-    assert tiled_area((8192, 8192), largest, stride) == (7 * 1488) ** 2
-    # never larger than what fits, on the stride grid, and the largest when it already divides the image evenly
+    assert tiled_area((8192, 8192), tile, stride, overlap) == (7 * 1392) ** 2
+    assert tiled_area((8192, 8192), largest, stride, overlap) == (7 * 1488) ** 2
+    # with the default overlap too: never more computed than with the largest tile, never a larger tile
+    default = balanced_tile((8192, 8192), largest, stride)
+    assert default <= largest and tiled_area((8192, 8192), default, stride) <= tiled_area((8192, 8192), largest, stride)
+    # on the stride grid, and the largest when it already divides the image evenly
     assert balanced_tile((4096, 1000), 512, 16) % 16 == 0 and balanced_tile((4096, 1000), 512, 16) <= 512
     assert balanced_tile((2 * 512 - 128, 512), 512, 16) == 512
     with pytest.raises(ValueError, match="stride"):
@@ -257,7 +268,7 @@ def test_schedule_tiles_overlap_by_the_schedule_nets_reach_not_the_denoisers():
     x = torch.nn.functional.avg_pool2d(torch.randn((1, 1, 400, 400), generator=torch.Generator().manual_seed(0)), 5)
     x = torch.nn.functional.interpolate(x, size=(400, 400), mode="bilinear")
     reach = default_overlap(160, net.schedule.stride)
-    assert reach == 16 * net.schedule.stride < 160 // 4  # the λ U-Net's reach, below a quarter of the tile
+    assert reach == MAX_OVERLAP_STRIDES * net.schedule.stride < 160 // 4  # the λ U-Net's reach, below a quarter
     computed = []
     lam = net.schedule.lam
     net.schedule.lam = lambda t: computed.append(t.shape[-2] * t.shape[-1]) or lam(t)

@@ -125,13 +125,12 @@ def schedule_map(
     """The schedule's per-pixel map ``λ(x)``, shape ``(1, 1, H, W)``, for a condition ``(1, C, H, W)``.
 
     With ``tile`` (the denoiser's tile side: what fits in memory), the schedule network runs on overlapping tiles
-    blended as in :func:`sample`, at most ``tile`` pixels wide. ``overlap`` defaults to the λ U-Net's own reach
-    (:func:`~napari_cvdm.diffusion.tiling.default_overlap` of its stride, 32 pixels for ``sr``: with one
-    down-sampling it sees ±31 pixels), not the denoiser's 256: tiled λ differs from the whole image's by the
-    same 0.5 % on average with overlaps of 16 to 256 pixels (its tiles' GroupNorm statistics set that), and the
-    tiles are then re-balanced for the smaller overlap (:func:`~napari_cvdm.diffusion.tiling.balanced_tile`):
-    at 8192², 6 × 6 tiles of 1392 instead of 7 × 7, 1.04× the image computed instead of 1.41×. ``after_tile``
-    is called after each tile (it may raise to cancel).
+    blended as in :func:`sample`, at most ``tile`` pixels wide. ``overlap`` defaults to
+    :func:`~napari_cvdm.diffusion.tiling.default_overlap` of the λ U-Net's own stride (16 pixels for ``sr``),
+    not the denoiser's (128): tiled λ differs from the whole image's by the same 0.5 % on average with overlaps
+    of 16 to 256 pixels (its tiles' GroupNorm statistics set that). The tiles are re-balanced for the smaller
+    overlap (:func:`~napari_cvdm.diffusion.tiling.balanced_tile`): at 8192², 1.02× the image computed instead of
+    the denoiser tiles' 1.16×. ``after_tile`` is called after each tile (it may raise to cancel).
     """
     lam_fn = net.schedule.lam
     if tile is not None:

@@ -27,9 +27,13 @@ __all__ = [
 
 #: Overlap as a fraction of the tile side when none is given ...
 DEFAULT_OVERLAP_FRACTION = 0.25
-#: ... and at most this many network strides (256 output pixels for ``sr``): what the blend needs is set by the
-#: network's reach, not by the tile, so large tiles do not recompute a quarter of themselves.
-MAX_OVERLAP_STRIDES = 16
+#: ... and at most this many network strides (128 output pixels for the ``sr`` denoiser, 16 for its λ U-Net): what
+#: the blend needs is set by the network's reach, not by the tile, so large tiles do not recompute a quarter of
+#: themselves. Tiles differ from the whole image mostly through their GroupNorm statistics, not their borders: the
+#: bundled ``sr`` denoiser's ε̂ on 768² tiles has the same error against the true ε with overlaps of 128 and 256
+#: (to 1 %, three structures, three noise levels) and λ(x) the same 0.5 % difference from the whole image's with
+#: overlaps of 16 to 256 (``runs/perf16/tile_truth.py``, ``lam_overlap.py``; docs/performance.md).
+MAX_OVERLAP_STRIDES = 8
 
 
 def default_overlap(tile: int, stride: int) -> int:
@@ -68,10 +72,10 @@ def balanced_tile(shape: tuple[int, int], largest: int, stride: int, overlap: in
     ``shape`` ``(H, W)`` with the fewest computed pixels (:func:`tiled_area` with ``overlap``; ties go to the
     larger tile).
 
-    The largest tile that fits the memory budget rarely divides the image evenly: the last tile then shares most
-    of itself with its neighbour (8192² output pixels in tiles of 1488: 7 per side, the last overlapping by 944
-    pixels, 1.62× the image computed). Tiles of 1392 cover it 7 per side with the same 256-pixel overlaps
-    (1.41×): 13 % less work and smaller activations.
+    The largest tile that fits the memory budget rarely divides the image evenly: the last tile then shares much
+    of itself with its neighbour. With 256-pixel overlaps, 8192² output pixels in tiles of 1488 are 7 per side,
+    the last overlapping by 944 pixels (1.62× the image computed); tiles of 1392 cover it 7 per side with the
+    same overlaps (1.41×): 13 % less work and smaller activations.
     """
     if largest < stride or largest % stride:
         raise ValueError(f"the tile side ({largest}) must be a positive multiple of the network's stride ({stride})")
