@@ -161,3 +161,21 @@ def test_predict_runs_a_classical_method_with_the_given_optics_and_refuses_optic
     assert qpi_scores(mean, pair.target).psnr > 10 and read_tiff(out / "pair_residual.tif").data.shape == (2, 48, 48)
     assert main([*args, "--model", "qpi", "--dz", "2"]) != 0
     assert "optics options apply to the classical methods" in capsys.readouterr().err
+
+
+def test_the_gpu_check_script_speaks_the_current_command_line():
+    # docs/gpu_check.sh is run unchanged on a lent GPU: every command in it must still parse (a renamed option
+    # would only show there, on a machine most sessions never get)
+    import shlex
+    from pathlib import Path
+
+    from napari_cvdm.cli import build_parser
+
+    script = Path(__file__).parents[1] / "docs" / "gpu_check.sh"
+    commands = [shlex.split(line)[1:] for line in script.read_text().splitlines() if line.startswith("cvdm ")]
+    assert len(commands) >= 5
+    parser = build_parser()
+    for argv in commands:
+        argv = [a.replace('"${OUT:-/tmp}/demo"', "/tmp/demo") for a in argv]
+        args = parser.parse_args(argv)
+        assert args.device == "cuda", argv
