@@ -35,6 +35,7 @@ __all__ = [
     "RELIABILITY_LEVELS",
     "StdCalibration",
     "smoothed_std",
+    "smoothed_variance",
     "coverage",
     "reliability",
     "fit_calibration",
@@ -49,21 +50,30 @@ GAUSSIAN_COVERAGE = {1: 0.6827, 2: 0.9545}
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
-def smoothed_std(std: np.ndarray, radius: float) -> np.ndarray:
-    """The spread with its variance averaged over a Gaussian window of σ = ``radius`` pixels in the last two
-    axes (``std`` ``(..., H, W)``), float32; ``radius`` 0: ``std`` unchanged.
+def smoothed_variance(std: np.ndarray, radius: float) -> np.ndarray:
+    """The variance ``std²`` averaged over a Gaussian window of σ = ``radius`` pixels in the last two axes
+    (``std`` ``(..., H, W)``; ``radius`` 0: not averaged), as one new float32 array.
 
-    Made in place in one float32 array: an 8192² result's calibration held five float64 copies (2.5 GB), which
-    set the peak memory of the whole tiled run.
+    Made in place in that array: an 8192² result's calibration held five float64 copies (2.5 GB), which set the
+    peak memory of the whole tiled run.
     """
     from scipy.ndimage import gaussian_filter
 
+    v = np.square(np.asarray(std), dtype=np.float32)
+    if radius > 0:
+        sigma = (0.0,) * (v.ndim - 2) + (float(radius),) * 2
+        gaussian_filter(v, sigma, output=v, mode="reflect")  # separable: each pass reads whole lines first
+        np.maximum(v, 0.0, out=v)
+    return v
+
+
+def smoothed_std(std: np.ndarray, radius: float) -> np.ndarray:
+    """The spread with its variance averaged over a Gaussian window of σ = ``radius`` pixels in the last two
+    axes (:func:`smoothed_variance`), float32; ``radius`` 0: ``std`` unchanged."""
     if radius <= 0:
         return np.asarray(std)
-    v = np.square(np.asarray(std), dtype=np.float32)
-    sigma = (0.0,) * (v.ndim - 2) + (float(radius),) * 2
-    gaussian_filter(v, sigma, output=v, mode="reflect")  # separable: each pass reads whole lines first
-    return np.sqrt(np.maximum(v, 0.0, out=v), out=v)
+    v = smoothed_variance(std, radius)
+    return np.sqrt(v, out=v)
 
 
 @dataclass(frozen=True)
@@ -103,9 +113,7 @@ class StdCalibration:
     def apply(self, std: np.ndarray, unit: float) -> np.ndarray:
         """Calibrated std of one image (``std`` ``(..., H, W)``, physical units, averaged over its last two axes;
         ``unit`` the image's normalised unit in the same units)."""
-        v = np.square(
-            smoothed_std(std, self.smoothing), dtype=np.float32
-        )  # float32, in place below: one image-sized array
+        v = smoothed_variance(std, self.smoothing)  # float32, in place below: one image-sized array
         v *= np.float32(self.scale**2)
         v += np.float32((self.floor * float(unit)) ** 2)
         return np.sqrt(v, out=v)
