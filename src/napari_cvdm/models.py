@@ -156,7 +156,6 @@ class CVDMModel:
         """:meth:`predict` with the options as one object (``options.steps=None``: the model's default); the
         result is checked against the input through the model's optics (:func:`check_consistency`)."""
         prediction = self.sample_with(image, options, callback)
-        release_freed_memory()  # the samplers' memory, before the check's FFTs of the whole result
         return check_consistency(prediction, self.task, self.optics, image, self.trained_ranges)
 
     def sample_with(
@@ -169,9 +168,7 @@ class CVDMModel:
         if cal is None:
             return self.sample_raw(image, options, callback)
         units = self.value_units(image)
-        raw = self.sample_raw(image, options, _calibrating(callback, cal, units))
-        release_freed_memory()  # the samplers' memory, before the calibration's image-sized arrays
-        return self._calibrate(raw, cal, units, image)
+        return self._calibrate(self.sample_raw(image, options, _calibrating(callback, cal, units)), cal, units, image)
 
     def sample_raw(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -179,7 +176,9 @@ class CVDMModel:
         """Mean and the samples' own std, before the model's calibration (what ``calibrate`` fits)."""
         if options.steps is None:
             options = dataclasses.replace(options, steps=self.default_steps)
-        return predict_image(self.network, self.task, self.normalization, image, options, callback)
+        prediction = predict_image(self.network, self.task, self.normalization, image, options, callback)
+        release_freed_memory()  # the samplers' memory, before the calibration's and the check's image-sized arrays
+        return prediction
 
     def value_units(self, image: np.ndarray) -> list[float]:
         """Per input plane: the physical size of one normalised unit (:meth:`Task.value_unit`)."""
