@@ -176,6 +176,7 @@ def test_evaluate_ranks_the_baselines_sensibly():
 
 def test_evaluate_command_prints_a_table(capsys):
     args = ["--n-per-class", "1", "--size", "48", "--classes", "cells", "--samples", "2", "--steps", "4"]
+    args += ["--tile-size", "32"]  # the tiles users run large images on
     assert main(["evaluate", "--model", "qpi", *args]) == 0
     out = capsys.readouterr().out
     assert "| cells | TIE" in out and "| all |" in out

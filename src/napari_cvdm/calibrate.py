@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .data.simulate import VALIDATION_SEED
 from .evaluate import Example, held_out_set, read_pair_folder
 from .uncertainty import StdCalibration, fit_calibration, fit_scale
@@ -110,6 +112,9 @@ def fit_model_calibration(
     steps = options.steps or model.default_steps
     record = {**cal.fitted_on, "pairs": len(examples), "samples": n, "steps": steps}
     record["groups"] = sorted({ex.group for ex in examples})
+    record["input_side"] = int(np.median([max(ex.input.shape[-2:]) for ex in examples]))  # px; the std depends on it
+    if getattr(options, "tile_size", None):
+        record["tile_size"] = options.tile_size
     scales = {m: fit_scale(stds[m], errors[m], units, cal) for m in counts if m < n}
     return dataclasses.replace(cal, fitted_on=record, scales=scales)
 

@@ -262,8 +262,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
         run_predict,
         "batch.PredictRequest predict.SamplingOptions:n_samples!,steps,seed,device,tile_size optics",
     ),
-    "evaluate": (run_evaluate, "evaluate.EvaluationRequest predict.SamplingOptions:n_samples,steps,seed,device optics"),
-    "calibrate": (run_calibrate, "calibrate.CalibrationRequest predict.SamplingOptions:n_samples,steps,seed,device"),
+    "evaluate": (
+        run_evaluate,
+        "evaluate.EvaluationRequest predict.SamplingOptions:n_samples,steps,seed,device,tile_size optics",
+    ),
+    "calibrate": (
+        run_calibrate,
+        "calibrate.CalibrationRequest predict.SamplingOptions:n_samples,steps,seed,device,tile_size",
+    ),
     "bench": (run_bench, "bench.BenchRequest predict.SamplingOptions:n_samples,steps,device"),
 }
 
