@@ -212,3 +212,21 @@ def test_a_smooth_slope_is_not_taken_for_a_level_background():
     fit = flatten_background(phase[c : c + 96, c : c + 96], planes, 0.005, optics.pixel_um)
     assert fit.mask.mean() > 0.5  # it is quiet ...
     assert not fit.applied and "not a level background" in fit.reason  # ... but no correction is made
+
+
+def test_the_evaluation_baselines_retrieve_each_pair_once(monkeypatch):
+    """The iterative and flat-background baselines share one retrieval per pair (it is most of their time)."""
+    import napari_cvdm.tasks.qpi as qpi_module
+
+    calls = []
+    real = qpi_module.iterative_phase
+    monkeypatch.setattr(qpi_module, "iterative_phase", lambda x, o, opts=None: calls.append(1) or real(x, o, opts))
+    methods = get_task("qpi").baselines(QPIOptics())
+    pair = _cells_pair(4)
+    flat = methods["flat-background retrieval"](pair.input)[0]
+    retrieval = methods["iterative retrieval"](pair.input)[0]
+    assert len(calls) == 1
+    np.testing.assert_array_equal(retrieval, real(pair.input, QPIOptics()))
+    np.testing.assert_array_equal(flat, flat_background_phase(pair.input, QPIOptics()))  # (a second retrieval)
+    methods["iterative retrieval"](pair.input.copy())  # another pair (a new array): retrieved again
+    assert len(calls) == 3

@@ -17,7 +17,7 @@ import json
 import os
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,13 @@ def flat_background_phase(planes: np.ndarray, optics: QPIOptics) -> np.ndarray:
     background around the specimen (:func:`~napari_cvdm.physics.background.flatten_background`; background at
     zero rad): ``(H, W)``. Unchanged (zero mean), with a :class:`~napari_cvdm.tasks.base.MethodNote` that says why,
     where the image has too little background or no level one."""
-    fit = flatten_background(iterative_phase(planes, optics), planes, pair_noise(planes), optics.pixel_um)
+    return flatten_retrieved(iterative_phase(planes, optics), planes, optics)
+
+
+def flatten_retrieved(phase: np.ndarray, planes: np.ndarray, optics: QPIOptics) -> np.ndarray:
+    """:func:`flat_background_phase` of an iterative retrieval's phase ``(H, W)`` (rad) already computed for
+    ``planes`` ``(2, H, W)``."""
+    fit = flatten_background(phase, planes, pair_noise(planes), optics.pixel_um)
     if not fit.applied:
         warnings.warn(
             MethodNote(
@@ -101,6 +107,18 @@ def flat_background_phase(planes: np.ndarray, optics: QPIOptics) -> np.ndarray:
             stacklevel=2,
         )
     return fit.phase
+
+
+def _once_per_input(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``fn`` computed once for consecutive calls with the same input array (the same object)."""
+    last: list = [None, None]
+
+    def call(x: np.ndarray) -> np.ndarray:
+        if last[0] is not x:
+            last[:] = [x, fn(x)]
+        return last[1]
+
+    return call
 
 
 def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor:
@@ -375,13 +393,14 @@ class QPITask(Task):
     def baselines(self, optics: QPIOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
         o = optics or QPIOptics()
         alpha = DEFAULT_TIE_REGULARIZATION if parameter is None else float(parameter)
+        retrieve = _once_per_input(lambda x: iterative_phase(x, o))  # both retrievals share it
         return {
             f"TIE (alpha={alpha:g}/um^2)": lambda x: (
                 tie_phase(x[0], x[1], o.dz_um, o.wavelength_um, o.pixel_um, alpha),
                 None,
             ),
-            "iterative retrieval": lambda x: (iterative_phase(x, o), None),
-            "flat-background retrieval": lambda x: (flat_background_phase(x, o), None),
+            "iterative retrieval": lambda x: (retrieve(x), None),
+            "flat-background retrieval": lambda x: (flatten_retrieved(retrieve(x), x, o), None),
         }
 
     def tune_baselines(
