@@ -16,6 +16,7 @@ from napari_cvdm.predict import Prediction, check_pixel_size
 from napari_cvdm.tasks import get_task
 from napari_cvdm.uncertainty import (
     GAUSSIAN_COVERAGE,
+    SMOOTHING_FACTORS,
     StdCalibration,
     calibrate_prediction,
     coverage,
@@ -161,7 +162,9 @@ def test_calibrate_command_writes_a_calibrated_model(model_files, tmp_path, caps
     assert cal is not None and cal.fitted_on["pairs"] == 2 and cal.fitted_on["groups"] == ["actin", "er"]
     assert cal.fitted_on["input_side"] == 32 and cal.fitted_on["tile_size"] == 16  # what the std was fitted on
     assert list(cal.scales) == [2] and cal.for_samples(2).scale == cal.scales[2]  # the first running result
-    assert cal.for_samples(4) is cal and cal.smoothing == pytest.approx(1.35, abs=0.05)
+    tried = {float(r): rho for r, rho in cal.fitted_on["smoothing_rho"].items()}  # multiples of the PSF's σ
+    assert len(tried) == len(SMOOTHING_FACTORS) and min(tried) == pytest.approx(1.35, abs=0.05)
+    assert cal.for_samples(4) is cal and cal.smoothing == pytest.approx(max(tried, key=tried.get), abs=0.01)
     printed = capsys.readouterr().out
     assert "within ±2σ" in printed and "2 samples ×" in printed
 
@@ -288,3 +291,24 @@ def test_a_spread_that_does_not_track_the_error_is_reported():
     assert cal.fitted_on["spread_share"] < 0.25 and "does not track its error" in calibration_remarks(cal)[0]
     good_stds, good_errors = _synthetic(2.0)
     assert calibration_remarks(fit_calibration(good_stds, good_errors, [1.0] * len(good_stds))) == []
+
+
+def test_the_smoothing_is_chosen_by_how_well_the_std_ranks_the_error():
+    """With a slowly varying error scale and a noisy spread (8 samples), pooling farther ranks pixels better;
+    with a scale that changes from pixel to pixel and an exact spread, the smallest radius is kept."""
+    from scipy.ndimage import gaussian_filter
+
+    from napari_cvdm.uncertainty import fit_smoothing
+
+    rng = np.random.default_rng(3)
+    fields = [gaussian_filter(rng.standard_normal((96, 96)), 8) for _ in range(6)]
+    smooth_scale = [np.exp(0.5 * f / f.std()) for f in fields]  # the error's scale varies slowly
+    samples = [gaussian_filter(rng.standard_normal((8, 96, 96)), (0, 1.5, 1.5)) for _ in smooth_scale]
+    noisy = [s * z.std(0, ddof=1) / z.std() for s, z in zip(smooth_scale, samples)]  # 8 samples, correlated
+    errors = [s * rng.standard_normal(s.shape) for s in smooth_scale]
+    radius, table = fit_smoothing(noisy, errors, 1.0)
+    assert radius > 1.0 and table[radius] > table[1.0] + 0.015, table
+    sharp = [np.exp(rng.standard_normal((96, 96))) for _ in range(6)]
+    radius, table = fit_smoothing(sharp, [s * rng.standard_normal(s.shape) for s in sharp], 1.0)
+    assert radius == 1.0, table
+    assert fit_smoothing(noisy, errors, 0.0) == (0.0, {})  # a task without smoothing: nothing to choose

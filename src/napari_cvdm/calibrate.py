@@ -17,7 +17,7 @@ import numpy as np
 
 from .data.simulate import VALIDATION_SEED
 from .evaluate import Example, held_out_set, read_pair_folder
-from .uncertainty import StdCalibration, fit_calibration, fit_scale
+from .uncertainty import StdCalibration, fit_calibration, fit_scale, fit_smoothing
 
 __all__ = [
     "CalibrationRequest",
@@ -108,9 +108,12 @@ def fit_model_calibration(
         if progress is not None:
             progress(k + 1, len(examples))
     n = options.n_samples
-    cal = fit_calibration(stds[n], errors[n], units, model.task.std_smoothing(model.optics))
+    radius, ranking = fit_smoothing(stds[n], errors[n], model.task.std_smoothing(model.optics))
+    cal = fit_calibration(stds[n], errors[n], units, radius)
     steps = options.steps or model.default_steps
     record = {**cal.fitted_on, "pairs": len(examples), "samples": n, "steps": steps}
+    if ranking:  # Spearman ρ(std, |error|) at each smoothing radius tried (output pixels)
+        record["smoothing_rho"] = {f"{r:.2f}": round(rho, 4) for r, rho in ranking.items()}
     record["groups"] = sorted({ex.group for ex in examples})
     record["input_side"] = int(np.median([max(ex.input.shape[-2:]) for ex in examples]))  # px; the std depends on it
     if getattr(options, "tile_size", None):

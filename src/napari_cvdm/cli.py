@@ -229,6 +229,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"(normalised units); within ±1σ {before['1sigma']:.1%} -> {after['1sigma']:.1%}, within ±2σ "
         f"{before['2sigma']:.1%} -> {after['2sigma']:.1%}"
     )
+    if "smoothing_rho" in cal.fitted_on:
+        tried = ", ".join(f"{r} px: {rho:.2f}" for r, rho in cal.fitted_on["smoothing_rho"].items())
+        print(f"variance averaged over {cal.smoothing:.2f} px (Spearman ρ(std, |error|) by radius: {tried})")
     if cal.scales:
         running = ", ".join(f"{n} samples × {a:.3g}" for n, a in sorted(cal.scales.items()))
         print(f"running results of a progressive run: {running}")
