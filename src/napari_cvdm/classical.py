@@ -8,7 +8,6 @@ zero (one deterministic estimate, no uncertainty).
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -17,7 +16,7 @@ import numpy as np
 
 from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProgress
 from .physics.optics import Optics
-from .predict import Prediction, SamplingOptions, _with_warnings, check_consistency
+from .predict import Prediction, SamplingOptions, check_consistency, with_warnings
 from .tasks import TASKS, Method, Task
 from .tasks.base import MethodNote
 
@@ -87,7 +86,7 @@ class ClassicalMethod:
         mean = np.stack(means)
         mean = mean[0] if self.task.is_single(image) else mean
         prediction = Prediction(mean=mean, std=np.zeros_like(mean))
-        prediction = dataclasses.replace(prediction, warnings=_with_warnings(prediction, notes))  # once each
+        prediction = with_warnings(prediction, notes)  # once each
         return check_consistency(prediction, self.task, self.optics, image)
 
 

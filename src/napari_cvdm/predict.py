@@ -49,6 +49,7 @@ __all__ = [
     "predict_image",
     "check_consistency",
     "check_pixel_size",
+    "with_warnings",
     "SamplingPlan",
     "plan_sampling",
     "device_sampling_plan",
@@ -210,7 +211,7 @@ def _shared_bytes_per_pixel(network: CVDMNetwork) -> float:
     if unet is None:
         return 0.0
     f2 = network.config.denoiser.space_to_depth**2
-    return sum(2 * 4 * block.conv1.out_channels / (f2 * 4**level) for block, level in unet._res_block_levels())
+    return sum(2 * 4 * block.conv1.out_channels / (f2 * 4**level) for block, level in unet.res_block_levels())
 
 
 def _schedule_bytes_per_pixel(network: CVDMNetwork) -> float:
@@ -460,15 +461,15 @@ def _kept_remark(done: int, n_samples: int, plane: int, n_planes: int) -> str:
     return what + ": the std of few samples is itself uncertain"
 
 
-def _with_warnings(prediction: Prediction, new: list[str]) -> list[str]:
-    """The prediction's warnings followed by those of ``new`` it does not have (each issued as a Python
-    warning)."""
+def with_warnings(prediction: Prediction, new: list[str]) -> Prediction:
+    """The prediction with the plain-text warnings of ``new`` it does not have yet appended (each issued once
+    as a Python warning)."""
     remarks = list(prediction.warnings)
     for remark in new:
         if remark not in remarks:
             remarks.append(remark)
             warnings.warn(remark, stacklevel=3)
-    return remarks
+    return dataclasses.replace(prediction, warnings=remarks)
 
 
 def check_consistency(
@@ -494,7 +495,7 @@ def check_consistency(
     means = [prediction.mean] if task.is_single(image) else list(prediction.mean)
     checks = [task.consistency(plane, mean, optics) for plane, mean in zip(planes, means)]
     found = task.distribution_warnings(planes[0], optics, ranges) + [w for c in checks for w in c.warnings]
-    remarks = _with_warnings(prediction, found)
+    remarks = with_warnings(prediction, found).warnings
     residual = np.stack([c.residual for c in checks])
     refs = [c.reference_rms for c in checks if c.reference_rms is not None]
     return dataclasses.replace(
@@ -518,4 +519,4 @@ def check_pixel_size(
         return prediction
     guess = task.undersampling_remark(optics)
     kept = dataclasses.replace(prediction, warnings=[w for w in prediction.warnings if w != guess])
-    return dataclasses.replace(kept, warnings=_with_warnings(kept, [remark]))
+    return with_warnings(kept, [remark])

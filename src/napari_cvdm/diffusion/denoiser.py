@@ -165,7 +165,7 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def _res_block_levels(self) -> list[tuple[ResBlock, int]]:
+    def res_block_levels(self) -> list[tuple[ResBlock, int]]:
         """Every residual block with its level (0 = finest), in the order :meth:`forward` calls them."""
         out, level = [], 0
         for block in self.down:
@@ -194,7 +194,7 @@ class UNet(nn.Module):
         embs = [F.avg_pool2d(emb, f) if f > 1 else emb]
         for _ in range(len(self.config.channel_mults) - 1):
             embs.append(F.avg_pool2d(embs[-1], 2))
-        return [block.film_params(embs[level]) for block, level in self._res_block_levels()]
+        return [block.film_params(embs[level]) for block, level in self.res_block_levels()]
 
     def forward(
         self, h: torch.Tensor, emb: torch.Tensor | None = None, films: list[Film] | None = None
