@@ -116,7 +116,7 @@ def fit_model_calibration(
         record["smoothing_rho"] = {f"{r:.2f}": round(rho, 4) for r, rho in ranking.items()}
     record["groups"] = sorted({ex.group for ex in examples})
     record["input_side"] = int(np.median([max(ex.input.shape[-2:]) for ex in examples]))  # px; the std depends on it
-    if getattr(options, "tile_size", None):
+    if options.tile_size:
         record["tile_size"] = options.tile_size
     scales = {m: fit_scale(stds[m], errors[m], units, cal) for m in counts if m < n}
     return dataclasses.replace(cal, fitted_on=record, scales=scales)
