@@ -211,3 +211,24 @@ def test_sr_scenes_put_haze_in_input_and_target_and_the_background_in_the_input_
     assert hazy.input.mean() > clean.input.mean() + 0.3 * 300  # background 0.4·P plus haze
     assert hazy.target.mean() > 1.5 * clean.target.mean()  # the haze, not the background, is in the target
     assert np.percentile(hazy.target, 5) > 0.01 * 300 * 4  # a smooth floor under the structures
+
+
+def test_evaluate_reports_a_method_note_once_for_all_pairs():
+    """A method that says something about every result (flat-background retrieval without a background) is
+    reported once, with the number of pairs, not once per pair."""
+    import warnings
+
+    from napari_cvdm.tasks.base import MethodNote
+
+    sr = get_task("sr")
+    examples = held_out_set(sr, 3, 32, classes=["ccps"])
+
+    def noting(x):
+        warnings.warn(MethodNote("no background here"), stacklevel=2)
+        return sr.baselines(WidefieldOptics())["bicubic"](x)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate(examples, {"noting": noting}, sr)
+    notes = [str(w.message) for w in caught if issubclass(w.category, MethodNote)]
+    assert notes == ["noting: no background here [3 of 3 pairs]"]

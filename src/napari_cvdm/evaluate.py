@@ -9,6 +9,7 @@ A method maps an input to ``(mean, std)`` (``std`` may be ``None``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from .data.tiff import read_tiff
 from .metrics import calibration
 from .physics.optics import Optics
 from .tasks import Method, Task
+from .tasks.base import MethodNote
 from .uncertainty import RELIABILITY_LEVELS
 
 __all__ = [
@@ -154,9 +156,10 @@ def evaluate(
     """
     nan = float("nan")
     per: dict[tuple[str, str], list[tuple[float, ...]]] = {}
+    notes: dict[str, list[str]] = {}
     for k, ex in enumerate(examples):
         for name, method in methods.items():
-            mean, std = method(ex.input)
+            mean, std = _run_noting(method, ex.input, notes.setdefault(name, []))
             s = task.scores(mean, ex.target)
             cal: tuple[float, ...] = (nan,) * (3 + len(RELIABILITY_LEVELS))
             if std is not None:
@@ -166,6 +169,11 @@ def evaluate(
                 per.setdefault((group, name), []).append((s.psnr, s.ssim, *cal))
         if progress is not None:
             progress(k + 1, len(examples))
+    for name, said in notes.items():
+        if said:  # once per method, not once per pair
+            text = said[0] if said[0].startswith(name.split(" (")[0]) else f"{name}: {said[0]}"
+            different = " (the first pair's reason)" if len(set(said)) > 1 else ""
+            warnings.warn(f"{text} [{len(said)} of {len(examples)} pairs{different}]", MethodNote, stacklevel=2)
     rows = []
     for (group, name), vals in per.items():
         arr = np.asarray(vals)
@@ -178,6 +186,20 @@ def evaluate(
     }
     order["all"] = len(order)
     return sorted(rows, key=lambda r: (order[r.group], list(methods).index(r.method)))
+
+
+def _run_noting(method: Method, x: np.ndarray, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``method(x)``, its :class:`~napari_cvdm.tasks.base.MethodNote` warnings appended to ``notes`` instead of
+    issued (other warnings pass through)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MethodNote)
+        out = method(x)
+    for w in caught:
+        if issubclass(w.category, MethodNote):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 def format_table(rows: Sequence[Row]) -> str:
