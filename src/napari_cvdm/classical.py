@@ -8,7 +8,6 @@ zero (one deterministic estimate, no uncertainty).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,7 +17,7 @@ from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProg
 from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions, check_consistency, with_warnings
 from .tasks import TASKS, Method, Task
-from .tasks.base import MethodNote
+from .tasks.base import run_noting
 
 __all__ = ["ClassicalMethod", "classical_methods", "CLASSICAL_NAMES", "classical_method", "load_method"]
 
@@ -73,14 +72,7 @@ class ClassicalMethod:
         for k, plane in enumerate(planes):
             if callback is not None and callback(SamplingProgress(k, len(planes))) is False:
                 raise SamplingCancelled("cancelled")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", MethodNote)
-                means.append(np.asarray(self.method(plane)[0], np.float32))
-            for w in caught:
-                if issubclass(w.category, MethodNote):
-                    notes.append(str(w.message))
-                else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            means.append(np.asarray(run_noting(self.method, plane, notes)[0], np.float32))
         if callback is not None:
             callback(SamplingProgress(len(planes), len(planes)))
         mean = np.stack(means)

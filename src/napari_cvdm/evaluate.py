@@ -23,7 +23,7 @@ from .data.tiff import read_tiff
 from .metrics import calibration
 from .physics.optics import Optics
 from .tasks import Method, Task
-from .tasks.base import MethodNote
+from .tasks.base import MethodNote, run_noting
 from .uncertainty import RELIABILITY_LEVELS
 
 __all__ = [
@@ -159,7 +159,7 @@ def evaluate(
     notes: dict[str, list[str]] = {}
     for k, ex in enumerate(examples):
         for name, method in methods.items():
-            mean, std = _run_noting(method, ex.input, notes.setdefault(name, []))
+            mean, std = run_noting(method, ex.input, notes.setdefault(name, []))
             s = task.scores(mean, ex.target)
             cal: tuple[float, ...] = (nan,) * (3 + len(RELIABILITY_LEVELS))
             if std is not None:
@@ -186,20 +186,6 @@ def evaluate(
     }
     order["all"] = len(order)
     return sorted(rows, key=lambda r: (order[r.group], list(methods).index(r.method)))
-
-
-def _run_noting(method: Method, x: np.ndarray, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """``method(x)``, its :class:`~napari_cvdm.tasks.base.MethodNote` warnings appended to ``notes`` instead of
-    issued (other warnings pass through)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MethodNote)
-        out = method(x)
-    for w in caught:
-        if issubclass(w.category, MethodNote):
-            notes.append(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out
 
 
 def format_table(rows: Sequence[Row]) -> str:

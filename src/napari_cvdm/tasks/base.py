@@ -8,6 +8,7 @@ docs/architecture.md). A new task is a new subclass of :class:`Task` registered 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "Consistency",
     "Method",
     "MethodNote",
+    "run_noting",
     "MIN_SIDE",
     "RESIDUAL_LIMIT",
     "PIXEL_SIZE_TOLERANCE",
@@ -48,6 +50,20 @@ Method = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
 class MethodNote(UserWarning):
     """What a :data:`Method` says about one result (e.g. that a prior could not be used): issued as this warning
     category, it becomes one of the result's warnings when the method runs as a classical method."""
+
+
+def run_noting(method: Method, x: np.ndarray, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``method(x)`` with its :class:`MethodNote` warnings appended to ``notes`` instead of issued (other
+    warnings pass through)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MethodNote)
+        out = method(x)
+    for w in caught:
+        if issubclass(w.category, MethodNote):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 @dataclass
