@@ -199,20 +199,17 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvaluationRequest, format_reliability, format_table, prepare_evaluation, write_rows
-    from .tasks.base import MethodNote
+    from .tasks.base import run_noting
 
     request = from_args(EvaluationRequest, args)
     evaluation = prepare_evaluation(request, _sampling(args), _optics_values(args))
     print("\n".join(evaluation.notes))
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, _bar(len(evaluation.examples), "evaluating", "pair") as bar:
-        warnings.simplefilter("always", MethodNote)
-        rows = evaluation.run(_counter(bar))
-    for w in caught:
-        if issubclass(w.category, MethodNote):
-            print(f"note: {w.message}")
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    notes: list[str] = []
+    with _bar(len(evaluation.examples), "evaluating", "pair") as bar:
+        rows = run_noting(evaluation.run, _counter(bar), notes)
+    for note in notes:
+        print(f"note: {note}")
     print(format_table(rows))
     reliability = format_reliability(rows)
     if reliability:

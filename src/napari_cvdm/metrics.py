@@ -16,7 +16,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["affine_fit", "psnr", "ssim", "Scores", "sr_scores", "qpi_scores", "Calibration", "calibration"]
+__all__ = [
+    "affine_fit",
+    "psnr",
+    "ssim",
+    "Scores",
+    "sr_scores",
+    "qpi_scores",
+    "Calibration",
+    "calibration",
+    "spearman_rho",
+]
 
 
 def affine_fit(estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -101,8 +111,6 @@ class Calibration:
 
 def calibration(std: np.ndarray, error: np.ndarray, max_pixels: int = 200_000, seed: int = 0) -> Calibration:
     """Calibration of an uncertainty map against the actual error (same units, same shape)."""
-    from scipy.stats import spearmanr
-
     from .uncertainty import coverage, reliability
 
     s = np.asarray(std, np.float64).ravel()
@@ -110,8 +118,18 @@ def calibration(std: np.ndarray, error: np.ndarray, max_pixels: int = 200_000, s
     if s.shape != e.shape:
         raise ValueError("std and error must have the same shape")
     cover = (coverage(s, e, 2), coverage(s, e, 1), reliability(s, e))
+    return Calibration(spearman_rho(s, e, max_pixels, seed), *cover)
+
+
+def spearman_rho(std: np.ndarray, error: np.ndarray, max_pixels: int = 200_000, seed: int = 0) -> float:
+    """Spearman rank correlation between a std map and ``|error|`` over pixels (same shapes), on at most
+    ``max_pixels`` pixels drawn with ``seed`` (the same pixels for every map of one size); NaN when either is
+    constant."""
+    from scipy.stats import spearmanr
+
+    s = np.asarray(std, np.float64).ravel()
+    e = np.abs(np.asarray(error, np.float64)).ravel()
     if s.size > max_pixels:
         idx = np.random.default_rng(seed).choice(s.size, max_pixels, replace=False)
         s, e = s[idx], e[idx]
-    rho = float(spearmanr(s, e).statistic) if s.std() > 0 and e.std() > 0 else float("nan")
-    return Calibration(rho, *cover)
+    return float(spearmanr(s, e).statistic) if s.std() > 0 and e.std() > 0 else float("nan")

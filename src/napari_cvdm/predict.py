@@ -495,15 +495,13 @@ def check_consistency(
     means = [prediction.mean] if task.is_single(image) else list(prediction.mean)
     checks = [task.consistency(plane, mean, optics) for plane, mean in zip(planes, means)]
     found = task.distribution_warnings(planes[0], optics, ranges) + [w for c in checks for w in c.warnings]
-    remarks = with_warnings(prediction, found).warnings
     residual = np.stack([c.residual for c in checks])
     refs = [c.reference_rms for c in checks if c.reference_rms is not None]
     return dataclasses.replace(
-        prediction,
+        with_warnings(prediction, found),
         residual=residual[0] if task.is_single(image) else residual,
         residual_rms=max(c.rms for c in checks),
         reference_rms=max(refs) if refs else None,
-        warnings=remarks,
     )
 
 

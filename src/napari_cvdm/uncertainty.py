@@ -289,8 +289,7 @@ def fit_smoothing(
     errors: Sequence[np.ndarray],
     radius: float,
     factors: Sequence[float] = SMOOTHING_FACTORS,
-    max_pixels: int = 100_000,
-    seed: int = 0,
+    max_pixels: int = 200_000,
 ) -> tuple[float, dict[float, float]]:
     """The radius over which to average the samples' variance so that the std ranks pixels by their error best.
 
@@ -306,30 +305,25 @@ def fit_smoothing(
     radius
         The task's radius (output pixels, :meth:`~napari_cvdm.tasks.Task.std_smoothing`); 0: no averaging,
         nothing to choose.
+    max_pixels
+        Pixels per image the ranking is measured on (:func:`~napari_cvdm.metrics.spearman_rho`: the same ones at
+        every radius).
 
     Returns
     -------
     radius, table
         The chosen radius (pixels) and the mean ρ at each candidate radius.
     """
-    from scipy.stats import spearmanr
+    from .metrics import spearman_rho
 
     if radius <= 0:
         return 0.0, {}
     if len(stds) != len(errors) or not stds:
         raise ValueError("choosing the smoothing needs as many std maps as error maps (at least one)")
-    rng = np.random.default_rng(seed)
-    picks = [  # the same pixels at every radius
-        rng.choice(np.size(e), max_pixels, replace=False) if np.size(e) > max_pixels else slice(None) for e in errors
-    ]
     table = {}
     for f in factors:
         r = float(radius * f)
-        rhos = []
-        for x, err, idx in zip(stds, errors, picks):
-            s, e = np.ravel(smoothed_std(x, r))[idx], np.abs(np.ravel(err))[idx]
-            if s.std() > 0 and e.std() > 0:
-                rhos.append(float(spearmanr(s, e).statistic))
-        table[r] = float(np.mean(rhos)) if rhos else float("nan")
+        rhos = [spearman_rho(smoothed_std(x, r), err, max_pixels) for x, err in zip(stds, errors)]
+        table[r] = float(np.nanmean(rhos)) if np.isfinite(rhos).any() else float("nan")
     finite = {r: v for r, v in table.items() if np.isfinite(v)}
     return (max(finite, key=finite.get) if finite else float(radius)), table

@@ -12,7 +12,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -47,17 +47,21 @@ MIN_SIDE = 16
 Method = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
 
 
+_Arg = TypeVar("_Arg")
+_Out = TypeVar("_Out")
+
+
 class MethodNote(UserWarning):
     """What a :data:`Method` says about one result (e.g. that a prior could not be used): issued as this warning
     category, it becomes one of the result's warnings when the method runs as a classical method."""
 
 
-def run_noting(method: Method, x: np.ndarray, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """``method(x)`` with its :class:`MethodNote` warnings appended to ``notes`` instead of issued (other
-    warnings pass through)."""
+def run_noting(fn: Callable[[_Arg], _Out], x: _Arg, notes: list[str]) -> _Out:
+    """``fn(x)`` (a :data:`Method` on one input, or a whole evaluation) with its :class:`MethodNote` warnings
+    appended to ``notes`` instead of issued (other warnings pass through)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MethodNote)
-        out = method(x)
+        out = fn(x)
     for w in caught:
         if issubclass(w.category, MethodNote):
             notes.append(str(w.message))
