@@ -1,8 +1,9 @@
 """Fluorescent structures for the ``sr`` simulator, drawn on a fine grid (lengths in µm).
 
 Training classes (:data:`SR_STRUCTURES`): microtubule-like filaments, CCP-like puncta and rings, ER-like
-networks, dense F-actin-like meshes, smooth blobs, and whole cells (outlines with a cortical mesh, nuclei, stress
-fibre bundles and a mixture of the other structures inside, unevenly labelled, cut by the border). Test-only
+networks, dense F-actin-like meshes, smooth blobs, whole cells (outlines with a cortical mesh, nuclei, stress
+fibre bundles and a mixture of the other structures inside, unevenly labelled, cut by the border), vesicles
+(puncta of many sizes, sparse to dense, often clustered) and mixtures of two or three classes in one field. Test-only
 classes (:data:`SR_HELDOUT_STRUCTURES`: mitochondria, nuclear pores, focal adhesions, Golgi) are never drawn for
 training, so that evaluation measures generalisation.
 """
@@ -212,6 +213,39 @@ def _cells(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.nda
     return gaussian_filter(out, 0.005 / p) * uneven_labelling(shape, p, rng)
 
 
+def _vesicles(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """Vesicles and receptor clusters: puncta 30–200 nm across at 2–40 per µm² (log-uniform), up to 70 % of them
+    gathered in clusters 0.1–0.5 µm wide, brightness log-normal."""
+    h, w = shape
+    n = max(3, int(math.exp(rng.uniform(math.log(2.0), math.log(40.0))) * h * w * p * p))
+    ys, xs = rng.uniform(0, h, n), rng.uniform(0, w, n)
+    clustered = int(n * rng.uniform(0.0, 0.7))
+    if clustered:
+        centres = rng.uniform([0, 0], [h, w], size=(max(1, clustered // int(rng.integers(3, 15))), 2))
+        which = rng.integers(len(centres), size=clustered)
+        spread = rng.uniform(0.05, 0.25) / p
+        ys[:clustered] = centres[which, 0] + rng.normal(0, spread, clustered)
+        xs[:clustered] = centres[which, 1] + rng.normal(0, spread, clustered)
+    bright = rng.lognormal(0.0, 0.4, n)
+    size_bin = rng.integers(3, size=n)
+    out = np.zeros(shape)
+    for k, sigma_um in enumerate((0.0125, 0.025, 0.05)):  # 30, 60, 120 nm FWHM (plus the vesicle's own extent)
+        c = np.zeros(shape)
+        pick = size_bin == k
+        _splat(c, ys[pick], xs[pick], bright[pick])
+        out += gaussian_filter(c, sigma_um / p) * (sigma_um / 0.0125) ** 2
+    return out
+
+
+def _mixtures(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """Two or three of the other training classes (whole cells excepted) overlaid in one field, each at its own
+    brightness (0.3–1 of the brightest)."""
+    names = rng.choice(
+        ["microtubules", "ccps", "er", "actin", "blobs", "vesicles"], size=int(rng.integers(2, 4)), replace=False
+    )
+    return sum(_peak1(SR_STRUCTURES[str(n)](shape, p, rng)) * rng.uniform(0.3, 1.0) for n in names)
+
+
 #: Structure classes of the sr simulator (name → generator on a fine grid).
 SR_STRUCTURES: dict[str, Callable[[tuple[int, int], float, np.random.Generator], np.ndarray]] = {
     "microtubules": _microtubules,
@@ -220,6 +254,8 @@ SR_STRUCTURES: dict[str, Callable[[tuple[int, int], float, np.random.Generator],
     "actin": _actin,
     "blobs": _blobs,
     "cells": _cells,
+    "vesicles": _vesicles,
+    "mixtures": _mixtures,
 }
 
 
