@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter
 
 from napari_cvdm.classical import classical_method
 from napari_cvdm.data.simulate import camera_planes, crop_of_larger_field, simulate_qpi_pair
@@ -11,10 +12,11 @@ from napari_cvdm.physics.background import flatten_background
 from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
 from napari_cvdm.physics.noise import noise_level_function, noise_sigma
 from napari_cvdm.physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
-from napari_cvdm.physics.tie import tie_phase_torch
+from napari_cvdm.physics.seams import FRINGE_LIMIT, SEAM_CORRELATION_LIMIT, border_fringe_ratio, seam_correlation
+from napari_cvdm.physics.tie import tie_phase, tie_phase_torch
 from napari_cvdm.physics.widefield import WidefieldOptics, widefield_from_target
 from napari_cvdm.tasks import get_task
-from napari_cvdm.tasks.qpi import flat_background_phase, iterative_phase
+from napari_cvdm.tasks.qpi import flat_background_phase, iterative_phase, pair_noise, physics_noise
 
 LAM, PX, DZ = 0.521, 0.21, 1.0
 
@@ -230,3 +232,42 @@ def test_the_evaluation_baselines_retrieve_each_pair_once(monkeypatch):
     np.testing.assert_array_equal(flat, flat_background_phase(pair.input, QPIOptics()))  # (a second retrieval)
     methods["iterative retrieval"](pair.input.copy())  # another pair (a new array): retrieved again
     assert len(calls) == 3
+
+
+def test_a_non_periodic_object_propagated_with_wrap_around_borders_carries_a_warning():
+    """The issue's case: a camera-like crop's phase (not periodic) propagated by FFT without padding. Its phase
+    step at the seam puts defocus fringes along two opposite borders, which no camera crop shows."""
+    qpi, optics, rng = get_task("qpi"), QPIOptics(), np.random.default_rng(5)
+    for src in ("textures", "cells"):
+        pair = simulate_qpi_pair(src, (128, 128), rng, optics, noise=0.01)
+        wrapped = defocus_stack(
+            phase_object(torch.from_numpy(pair.target)), (-1.0, 1.0), optics.wavelength_um, optics.pixel_um
+        ).numpy()
+        wrapped = wrapped + rng.normal(0, 0.01, wrapped.shape)
+        assert border_fringe_ratio(pair.input) < FRINGE_LIMIT and seam_correlation(pair.input) < SEAM_CORRELATION_LIMIT
+        assert any("wrap-around" in w for w in qpi.distribution_warnings(wrapped, optics, None))
+
+
+def test_fine_phase_structure_is_not_taken_for_noise():
+    """Rough phase (correlation 2 px, 1 rad) fills the planes with fine caustics that the planes' own noise
+    estimate takes for noise (σ 7× too high); what the physics leaves unexplained does not, so clean planes get
+    no noise warning."""
+    qpi, optics, rng = get_task("qpi"), QPIOptics(), np.random.default_rng(0)
+    field = gaussian_filter(rng.standard_normal((192, 192)), 2.0)
+    phi = field / field.std()
+    planes = defocus_stack(phase_object(torch.from_numpy(phi)), (-1.0, 1.0), optics.wavelength_um, optics.pixel_um)
+    x = planes.numpy()[:, 32:160, 32:160] + rng.normal(0, 0.01, (2, 128, 128))
+    assert pair_noise(x) > 0.05
+    assert 0.007 < physics_noise(x, optics) < 0.015
+    assert not any("noisier" in w for w in qpi.distribution_warnings(x, optics, {"noise_range": [0.003, 0.03]}))
+
+
+def test_the_plane_order_is_judged_only_where_the_planes_show_a_background():
+    """Textures fill the field: no surround, no sign to judge — neither order is flagged; cells in a medium are."""
+    qpi, optics = get_task("qpi"), QPIOptics()
+    for seed in range(5):  # the histogram's mode taken for the background flagged 4 of these 5 one way or the other
+        rng = np.random.default_rng(seed)
+        x = simulate_qpi_pair("textures", (128, 128), rng, optics, noise=0.01, absorbing=bool(seed % 2)).input
+        for planes in (x, x[::-1].copy()):
+            tie = tie_phase(planes[0], planes[1], optics.dz_um, optics.wavelength_um, optics.pixel_um)
+            assert not any("swapped" in w for w in qpi.consistency(planes, tie, optics).warnings)

@@ -28,11 +28,18 @@ from .._files import atomic_write
 from ..data.normalize import Normalization
 from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
 from ..metrics import Scores, qpi_scores
-from ..physics.background import flatten_background
+from ..physics.background import MIN_BACKGROUND_FRACTION, flat_background_mask, flatten_background
 from ..physics.fresnel import QPIOptics
 from ..physics.noise import noise_sigma
 from ..physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
-from ..physics.seams import SEAM_LIMIT, edge_seam_ratio
+from ..physics.seams import (
+    FRINGE_LIMIT,
+    SEAM_CORRELATION_LIMIT,
+    SEAM_LIMIT,
+    border_fringe_ratio,
+    edge_seam_ratio,
+    seam_correlation,
+)
 from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase, tie_phase_torch
 from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, MethodNote, Task, interior_rms
 
@@ -45,6 +52,8 @@ __all__ = [
     "iterative_phase",
     "flat_background_phase",
     "pair_noise",
+    "retrieval_noise",
+    "physics_noise",
     "AMPLITUDE_SCALE",
 ]
 
@@ -54,6 +63,11 @@ HELD_OUT_NOISE = (0.005, 0.01, 0.02)
 AMPLITUDE_SCALE = 0.1
 #: Noise σ the conditioning retrieval weighs the data with (fixed, so training and use agree).
 RETRIEVAL_NOISE = 0.01
+#: The retrieval's residual (RMS inside a 4-pixel border) per unit of the planes' noise σ: the fit, free at every
+#: pixel and in a margin, absorbs part of the noise (√½ ≈ 0.71 for one phase value per pixel of two planes).
+#: Measured 0.63–0.81 (median 0.65) on 24 simulated camera crops — cells, textures, photos; σ 0.005–0.03; pure
+#: phase and absorbing (``runs/qpi/noise_est.py``).
+RESIDUAL_PER_NOISE = 0.65
 
 
 def retrieval_recipe(optics: QPIOptics, options: RetrievalOptions | None = None) -> dict:
@@ -84,6 +98,22 @@ def pair_noise(planes: np.ndarray) -> float:
     """σ of the noise of a pair ``(2, H, W)`` (units of the background), estimated from the planes themselves
     and averaged over both (at least 10⁻⁶, so that it can divide)."""
     return max(float(np.mean([noise_sigma(p) for p in planes])), 1e-6)
+
+
+def retrieval_noise(residual: np.ndarray) -> float:
+    """σ of a pair's noise (units of the background) from the iterative retrieval's residual ``(2, H, W)`` in
+    units of :data:`RETRIEVAL_NOISE`: what physics leaves unexplained, corrected for the share of the noise the fit
+    absorbs (:data:`RESIDUAL_PER_NOISE`). Unlike :func:`pair_noise` it does not take fine structure (photo-like
+    phase, caustics) for noise; where the retrieval fails it overestimates the noise."""
+    return max(interior_rms(np.asarray(residual)) * RETRIEVAL_NOISE / RESIDUAL_PER_NOISE, 1e-6)
+
+
+def physics_noise(planes: np.ndarray, optics: QPIOptics) -> float:
+    """σ of a pair's noise ``(2, H, W)``: the smaller of :func:`pair_noise` (which fine structure inflates) and
+    :func:`retrieval_noise` (which a failed fit inflates); runs the iterative retrieval."""
+    x = torch.from_numpy(np.asarray(planes, np.float32))[None]
+    r = retrieve_phase(x, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um, RETRIEVAL_NOISE)
+    return min(pair_noise(planes), retrieval_noise(r.residual[0].numpy()))
 
 
 def flat_background_phase(planes: np.ndarray, optics: QPIOptics) -> np.ndarray:
@@ -183,28 +213,47 @@ def _range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:
     return []
 
 
-def _dips(phase: np.ndarray) -> bool:
-    """Whether the phase looks like dips in a flat background (the objects below their surround): the
-    background is the histogram's mode, and the phase reaches clearly further below it than above."""
-    counts, edges = np.histogram(phase, bins=64)
-    smooth = np.convolve(counts, np.ones(5) / 5, mode="same")
-    background = float((edges[:-1] + edges[1:])[int(np.argmax(smooth))] / 2)
-    above = float(np.percentile(phase, 99.5)) - background
-    below = background - float(np.percentile(phase, 0.5))
+def _dips(phase: np.ndarray, background: np.ndarray) -> bool:
+    """Whether the phase ``(H, W)`` looks like dips in a flat background (the objects below their surround):
+    judged only where the planes show enough flat ``background`` ``(H, W)`` bool (a sign needs a surround —
+    textures and photo-like phase have none), whose median phase is the level; the phase then reaches clearly
+    further below it than above."""
+    if background.mean() < MIN_BACKGROUND_FRACTION:
+        return False
+    level = float(np.median(phase[background]))
+    above = float(np.percentile(phase, 99.5)) - level
+    below = level - float(np.percentile(phase, 0.5))
     return below > 0.3 and below > 1.3 * above
 
 
-def _plane_order_warnings(physics_phase: np.ndarray) -> list[str]:
+def _plane_order_warnings(physics_phase: np.ndarray, planes: np.ndarray, noise: float) -> list[str]:
     """Swapping the planes (or the sign of dz) negates a pure phase and the data cannot tell; cells are thicker
     than their surround, so dips on a flat background deserve a warning. Judged on the TIE phase of the planes,
-    whose damped lowest modes keep the background flat (the iterative retrieval's may tilt on real data)."""
-    if _dips(physics_phase):
+    whose damped lowest modes keep the background flat (the iterative retrieval's may tilt on real data), against
+    the background the planes show (:func:`~napari_cvdm.physics.background.flat_background_mask` at ``noise``)."""
+    if _dips(physics_phase, flat_background_mask(planes, noise)):
         return [
             "the objects come out as dips below their surround: if they should be thicker (cells), the planes "
             "are probably swapped or dz has the wrong sign — the input must be ordered (−dz, +dz), −dz before "
             "the focus along the light"
         ]
     return []
+
+
+def _wrap_around_evidence(planes: np.ndarray) -> str:
+    """What in the planes ``(2, H, W)`` says they come from a wrap-around (periodic) simulation, in words; empty
+    when nothing does (:mod:`~napari_cvdm.physics.seams`)."""
+    if all(edge_seam_ratio(p) >= SEAM_LIMIT for p in planes):  # NaN (no evidence) compares False
+        return "the planes' opposite edges continue each other"
+    if min(planes.shape[-2:]) < 32:
+        return ""
+    ratio, mirrored = border_fringe_ratio(planes), seam_correlation(planes)
+    if ratio >= FRINGE_LIMIT or mirrored >= SEAM_CORRELATION_LIMIT:
+        return (
+            f"defocus fringes line two opposite borders ({ratio:.1f}× the inside's contrast, the two borders "
+            f"correlated {mirrored:.2f}), as on both sides of a phase step at a periodic seam"
+        )
+    return ""
 
 
 class _ConditionCache:
@@ -342,19 +391,24 @@ class QPITask(Task):
         return {"noise_range": list(NOISE_RANGE), "absorption_range": list(ABSORPTION_RANGE), "field": "camera crop"}
 
     def distribution_warnings(self, plane: np.ndarray, optics: QPIOptics, ranges: dict[str, Any] | None) -> list[str]:
-        """Planes whose opposite edges continue each other (a wrap-around simulation, not a camera crop), and
-        noise (σ of the planes, in units of the background) more than twice the trained maximum."""
+        """Planes from a wrap-around simulation rather than a camera crop (opposite edges that continue each other,
+        or defocus fringes crowding two opposite borders), and noise (σ of the planes, in units of the background)
+        more than twice the trained maximum."""
         remarks = []
-        if all(edge_seam_ratio(p) >= SEAM_LIMIT for p in plane):  # NaN (no evidence) compares False
+        evidence = _wrap_around_evidence(plane)
+        if evidence:
             remarks.append(
-                "the planes' opposite edges continue each other, as in a simulation with wrap-around (periodic) "
-                "borders; a camera crops a larger field, and the model and the physics check assume that: "
-                "simulate a larger field and crop it, or pad before propagating"
+                f"{evidence}: the planes look like a simulation with wrap-around (periodic) borders; a camera crops "
+                "a larger field, and the model and the physics check assume that: simulate a larger field and crop "
+                "it, or pad before propagating"
             )
         noise_range = (ranges or {}).get("noise_range")
         if not noise_range:
             return remarks
-        sigma, hi = pair_noise(plane), float(noise_range[1])
+        hi = float(noise_range[1])
+        sigma = pair_noise(plane)
+        if sigma > 2 * hi:  # fine structure inflates that estimate: ask the physics before warning
+            sigma = physics_noise(plane, optics)
         if sigma > 2 * hi:
             remarks.append(
                 f"the planes are noisier (σ ≈ {sigma:.3f} of the background) than the model was trained on (up to "
@@ -365,17 +419,17 @@ class QPITask(Task):
 
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: QPIOptics) -> Consistency:
         """The phase through the Fresnel model to (−dz, +dz) — the field outside the image and the amplitude
-        fitted, the phase inside held fixed (:func:`fit_margins`) — against the planes in units of their
-        noise (estimated from the planes), beside the nonlinear retrieval's own residual. Warns when the phase
-        explains the planes clearly worse than physics does, leaves the trained phase range, or looks like
-        swapped planes (dips where cells should be bumps)."""
+        fitted, the phase inside held fixed (:func:`fit_margins`) — against the planes in units of their noise
+        (the smaller of :func:`pair_noise` and :func:`retrieval_noise`), beside the nonlinear retrieval's own
+        residual. Warns when the phase explains the planes clearly worse than physics does, leaves the trained
+        phase range, or looks like swapped planes (dips where cells should be bumps)."""
         x = torch.from_numpy(np.asarray(plane, np.float32))[None]
         phase = torch.from_numpy(np.asarray(estimate, np.float32))[None]
-        sigma = pair_noise(plane)
         dz, lam, px = (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um
+        physics = retrieve_phase(x, dz, lam, px, RETRIEVAL_NOISE)
+        sigma = min(pair_noise(plane), retrieval_noise(physics.residual[0].numpy()))
         own = fit_margins(x, phase, dz, lam, px, RETRIEVAL_NOISE)
-        physics = retrieve_phase(x, dz, lam, px, RETRIEVAL_NOISE).phase
-        ref = fit_margins(x, physics, dz, lam, px, RETRIEVAL_NOISE)  # the same check of the physics estimate
+        ref = fit_margins(x, physics.phase, dz, lam, px, RETRIEVAL_NOISE)  # the same check of the physics estimate
         unit = RETRIEVAL_NOISE / sigma
         residual = own.residual[0].numpy() * unit
         rms, ref_rms = interior_rms(residual), interior_rms(ref.residual[0].numpy() * unit)
@@ -387,7 +441,7 @@ class QPITask(Task):
                 "wavelength and pixel size, that the planes are divided by the background, or use the retrieval"
             )
         remarks += _range_warnings(np.asarray(estimate), optics.max_phase)
-        remarks += _plane_order_warnings(tie_phase(plane[0], plane[1], optics.dz_um, lam, px))
+        remarks += _plane_order_warnings(tie_phase(plane[0], plane[1], optics.dz_um, lam, px), plane, sigma)
         return Consistency(residual.astype(np.float32), rms, ref_rms, sigma, remarks)
 
     def baselines(self, optics: QPIOptics | None = None, parameter: float | None = None) -> dict[str, Method]:
