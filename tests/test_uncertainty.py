@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import replace as dataclasses_replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,3 +313,24 @@ def test_the_smoothing_is_chosen_by_how_well_the_std_ranks_the_error():
     radius, table = fit_smoothing(sharp, [s * rng.standard_normal(s.shape) for s in sharp], 1.0)
     assert radius == 1.0, table
     assert fit_smoothing(noisy, errors, 0.0) == (0.0, {})  # a task without smoothing: nothing to choose
+
+
+def test_calibration_pairs_default_to_the_classes_the_model_was_trained_on(model_files):
+    """A model trained on some classes is calibrated on those, not on classes added to the simulator since."""
+    from napari_cvdm.calibrate import CalibrationRequest, calibration_pairs
+    from napari_cvdm.models import load_model
+
+    model = load_model(model_files["sr"])
+    request = CalibrationRequest(model="x", output=Path("y.safetensors"), n_per_class=1, size=16)
+    model.metadata["training"] = {"data": {"simulate": 100, "classes": ["er", "blobs", "retired-class"]}}
+    assert model.trained_classes == ["er", "blobs"]
+    pairs = calibration_pairs(
+        CalibrationRequest(model="x", output=Path("y.safetensors"), n_per_class=1, size=16), model
+    )
+    assert sorted(p.group for p in pairs) == ["blobs", "er"]
+    model.metadata["training"] = {"data": {"pairs": "my-folder"}}  # trained on the user's pairs: the task's classes
+    assert model.trained_classes is None
+    pairs = calibration_pairs(
+        CalibrationRequest(model="x", output=Path("y.safetensors"), n_per_class=1, size=16), model
+    )
+    assert sorted(p.group for p in pairs) == sorted(get_task("sr").classes)

@@ -51,7 +51,7 @@ class CalibrationRequest:
     size
         Simulated input side in pixels (default: the task's).
     classes
-        Structure classes (sr) or phase sources (qpi) to simulate (default: the training classes).
+        Structure classes (sr) or phase sources (qpi) to simulate (default: those the model was trained on).
     images
         Folder of grayscale images to draw phase from (qpi).
     """
@@ -78,8 +78,15 @@ def calibration_pairs(request: CalibrationRequest, model: Any) -> list[Example]:
     if request.data is not None:
         return read_pair_folder(request.data)
     images = load_grayscale_images(request.images) if request.images else None
-    classes = model.task.check_classes(request.classes, with_images=bool(images))
+    classes = model.task.check_classes(request.classes, with_images=bool(images)) or _trained(model, bool(images))
     return held_out_set(model.task, request.n_per_class, request.size, VALIDATION_SEED, model.optics, classes, images)
+
+
+def _trained(model: Any, with_images: bool) -> list[str] | None:
+    """The classes the model was trained on (photos only when an image folder is given), or ``None`` (the task's
+    training classes)."""
+    names = [c for c in model.trained_classes or () if with_images or c != "images"]
+    return names or None
 
 
 def fit_model_calibration(

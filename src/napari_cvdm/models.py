@@ -112,6 +112,15 @@ class CVDMModel:
         return {**self.task.simulation_ranges(), **{k: v for k, v in data.items() if k.endswith("_range")}}
 
     @property
+    def trained_classes(self) -> list[str] | None:
+        """The simulated classes (sr structures, qpi sources) the file says it was trained on, those this version
+        of the task still knows; ``None`` for a model trained on pairs or a file without the record."""
+        data = self.metadata.get("training", {}).get("data", {})
+        known = set(self.task.default_classes(with_images=True)) | set(self.task.test_only_classes)
+        names = [str(c) for c in data.get("classes") or () if str(c) in known] if data.get("simulate") else []
+        return names or None
+
+    @property
     def name(self) -> str:
         """A short name for lists and layer names."""
         return str(self.metadata.get("name") or (self.path.stem if self.path else self.task.name))
