@@ -324,13 +324,9 @@ def test_calibration_pairs_default_to_the_classes_the_model_was_trained_on(model
     request = CalibrationRequest(model="x", output=Path("y.safetensors"), n_per_class=1, size=16)
     model.metadata["training"] = {"data": {"simulate": 100, "classes": ["er", "blobs", "retired-class"]}}
     assert model.trained_classes == ["er", "blobs"]
-    pairs = calibration_pairs(
-        CalibrationRequest(model="x", output=Path("y.safetensors"), n_per_class=1, size=16), model
-    )
+    pairs = calibration_pairs(request, model)
     assert sorted(p.group for p in pairs) == ["blobs", "er"]
     model.metadata["training"] = {"data": {"pairs": "my-folder"}}  # trained on the user's pairs: the task's classes
     assert model.trained_classes is None
-    pairs = calibration_pairs(
-        CalibrationRequest(model="x", output=Path("y.safetensors"), n_per_class=1, size=16), model
-    )
+    pairs = calibration_pairs(request, model)
     assert sorted(p.group for p in pairs) == sorted(get_task("sr").classes)
