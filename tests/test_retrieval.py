@@ -146,7 +146,7 @@ def test_training_conditions_are_computed_once_and_can_be_kept_on_disk(tmp_path,
     np.testing.assert_array_equal(again, first)
     import napari_cvdm.tasks.qpi as module
 
-    monkeypatch.setattr(module, "qpi_condition", lambda *a: pytest.fail("recomputed instead of read from disk"))
+    monkeypatch.setattr(module, "_physics_condition", lambda *a: pytest.fail("recomputed instead of read from disk"))
     np.testing.assert_array_equal(qpi.normalized_patch(pair.input.copy(), pair.target, norm, 0, 0, 32)[0], first)
 
 
@@ -271,3 +271,25 @@ def test_the_plane_order_is_judged_only_where_the_planes_show_a_background():
         for planes in (x, x[::-1].copy()):
             tie = tie_phase(planes[0], planes[1], optics.dz_um, optics.wavelength_um, optics.pixel_um)
             assert not any("swapped" in w for w in qpi.consistency(planes, tie, optics).warnings)
+
+
+def test_a_flat_background_recipe_conditions_on_the_flattened_retrieval_and_shares_the_cached_retrievals(
+    tmp_path, monkeypatch
+):
+    from napari_cvdm.data.normalize import Normalization
+    from napari_cvdm.tasks.qpi import flat_background_recipe, qpi_condition
+
+    qpi, optics = get_task("qpi"), QPIOptics()
+    plain = qpi.default_normalization(optics)
+    flat = Normalization(task="qpi", retrieval=flat_background_recipe(optics))
+    pair = _cells_pair(4, 96)
+    expected = flat_background_phase(pair.input, optics)
+    assert np.abs(expected - iterative_phase(pair.input, optics)).max() > 0.1  # the background step did something
+    cond = qpi_condition(torch.from_numpy(pair.input)[None].float(), flat)[0].numpy()
+    np.testing.assert_allclose(cond[2] * flat.phase_scale, expected - expected.mean(), atol=1e-4)
+    monkeypatch.setenv("NAPARI_CVDM_CONDITION_CACHE", str(tmp_path))
+    first = qpi.normalized_patch(pair.input.copy(), pair.target, plain, 0, 0, 96)[0]
+    again = qpi.normalized_patch(pair.input.copy(), pair.target, flat, 0, 0, 96)[0]
+    assert len(list(tmp_path.glob("*.npy"))) == 1  # one retrieval on disk serves both recipes
+    np.testing.assert_array_equal(again[[0, 1, 3]], first[[0, 1, 3]])
+    np.testing.assert_allclose(again[2], cond[2], atol=1e-5)

@@ -7,7 +7,9 @@ Normalisation: intensities under unit illumination map as ``(I − 1)/s_I``, the
   ``tie_residual`` models learn the correction to it.
 * retrieval (new models): the nonlinear retrieval's phase (``/s_φ``) and amplitude (``(A − 1)/0.1``) as channels
   three and four; the network learns ``φ − φ_retrieval``: what physics gets wrong (the lowest spatial
-  frequencies, background, absorption).
+  frequencies, background, absorption). With ``flat_background`` in the recipe the phase channel is the
+  flat-background retrieval's (:func:`flat_background_phase`; zero mean): the prior that the medium around cells
+  is flat fixes the lowest modes before the network sees them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ __all__ = [
     "qpi_base",
     "qpi_target",
     "retrieval_recipe",
+    "flat_background_recipe",
+    "with_flat_background",
     "iterative_phase",
     "flat_background_phase",
     "pair_noise",
@@ -83,6 +87,12 @@ def retrieval_recipe(optics: QPIOptics, options: RetrievalOptions | None = None)
         "tie_regularization": o.tie_regularization,
         "amplitude_smoothness": o.amplitude_smoothness,
     }
+
+
+def flat_background_recipe(optics: QPIOptics, options: RetrievalOptions | None = None) -> dict:
+    """The retrieval of :func:`retrieval_recipe` with its phase flattened on the background around the specimen
+    (:func:`~napari_cvdm.physics.background.flatten_background`) before it conditions a model."""
+    return {**retrieval_recipe(optics, options), "flat_background": True}
 
 
 def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> np.ndarray:
@@ -171,8 +181,14 @@ def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tenso
 
     Channels ``(I₋ − 1)/s_I`` and ``(I₊ − 1)/s_I``, plus ``TIE(I₋, I₊)/s_φ`` when ``norm.tie`` is set, or the
     retrieval's ``φ/s_φ`` and ``(A − 1)/s_A`` when ``norm.retrieval`` is set (computed on the whole image given;
-    call it per image: the images of a batch would share one L-BFGS run).
+    call it per image: the images of a batch would share one L-BFGS run), its phase flattened on the background
+    when the recipe says ``flat_background``.
     """
+    return with_flat_background(_physics_condition(intensities, norm), intensities, norm)
+
+
+def _physics_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """:func:`qpi_condition` before any flat-background step (what the training cache keeps)."""
     x = (intensities - 1.0) / norm.intensity_scale
     if norm.retrieval is not None:
         est = _retrieval_channels(intensities, norm.retrieval).to(x.dtype)
@@ -182,6 +198,23 @@ def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tenso
     dz, lam, px, alpha = norm.tie
     phase = tie_phase_torch(intensities[:, 0], intensities[:, 1], dz, lam, px, alpha).to(x.dtype)
     return torch.cat([x, phase[:, None] / norm.phase_scale], dim=1)
+
+
+def with_flat_background(cond: torch.Tensor, intensities: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """``cond`` ``(B, 4, H, W)`` of a retrieval-conditioned model with its phase channel (2) replaced, image by
+    image, by the flat-background retrieval's (zero mean) when ``norm.retrieval`` says ``flat_background``;
+    unchanged otherwise. Images without a usable background keep the retrieval's phase, as
+    :func:`flat_background_phase` does."""
+    if norm.retrieval is None or not norm.retrieval.get("flat_background"):
+        return cond
+    out = cond.clone()
+    planes = intensities.detach().cpu().numpy()
+    for b in range(cond.shape[0]):
+        phase = cond[b, 2].detach().cpu().numpy() * norm.phase_scale
+        fit = flatten_background(phase, planes[b], pair_noise(planes[b]), norm.retrieval["pixel_um"])
+        flat = torch.from_numpy(fit.phase - fit.phase.mean()).to(cond.dtype).to(cond.device)
+        out[b, 2] = flat / norm.phase_scale
+    return out
 
 
 def qpi_base(cond: torch.Tensor, norm: Normalization) -> torch.Tensor:
@@ -280,23 +313,33 @@ class _ConditionCache:
 
     @staticmethod
     def _computed(inp: np.ndarray, norm: Normalization) -> np.ndarray:
+        """The condition of ``inp``; on disk (when asked) before the flat-background step, which is cheap, so that
+        models with and without it share the retrievals."""
+        x = torch.from_numpy(inp)[None]
+
+        def flatten(full: np.ndarray) -> np.ndarray:
+            return with_flat_background(torch.from_numpy(full)[None], x, norm)[0].numpy()
+
         folder = os.environ.get("NAPARI_CVDM_CONDITION_CACHE")
         path = None
         if folder:
-            digest = hashlib.sha1(inp.tobytes() + json.dumps(norm.to_dict(), sort_keys=True).encode()).hexdigest()
+            recorded = norm.to_dict()
+            if recorded.get("retrieval"):
+                recorded["retrieval"] = {k: v for k, v in recorded["retrieval"].items() if k != "flat_background"}
+            digest = hashlib.sha1(inp.tobytes() + json.dumps(recorded, sort_keys=True).encode()).hexdigest()
             path = Path(folder) / f"{digest}.npy"
             if path.exists():
-                return np.load(path)
-        full = qpi_condition(torch.from_numpy(inp)[None], norm)[0].numpy()
+                return flatten(np.load(path))
+        full = _physics_condition(x, norm)[0].numpy()
         if path is None:
-            return full
+            return flatten(full)
 
         def save(tmp: str) -> None:
             with open(tmp, "wb") as fh:
                 np.save(fh, full)
 
         atomic_write(path, save)
-        return full
+        return flatten(full)
 
 
 class QPITask(Task):
