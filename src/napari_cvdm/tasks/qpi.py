@@ -33,7 +33,7 @@ from ..metrics import Scores, qpi_scores
 from ..physics.background import MIN_BACKGROUND_FRACTION, flat_background_mask, flatten_background
 from ..physics.fresnel import QPIOptics
 from ..physics.noise import noise_sigma
-from ..physics.retrieval import RetrievalOptions, fit_margins, retrieve_phase
+from ..physics.retrieval import RetrievalOptions, Retrieved, fit_margins, retrieve_phase
 from ..physics.seams import (
     FRINGE_LIMIT,
     SEAM_CORRELATION_LIMIT,
@@ -58,6 +58,7 @@ __all__ = [
     "pair_noise",
     "retrieval_noise",
     "physics_noise",
+    "noise_with_residual",
     "AMPLITUDE_SCALE",
 ]
 
@@ -95,13 +96,17 @@ def flat_background_recipe(optics: QPIOptics, options: RetrievalOptions | None =
     return {**retrieval_recipe(optics, options), "flat_background": True}
 
 
-def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> np.ndarray:
-    """The nonlinear retrieval's phase (rad, zero mean) of one pair ``(2, H, W)`` at (−dz, +dz) → ``(H, W)``."""
+def _retrieved(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> Retrieved:
+    """The nonlinear retrieval of one pair ``(2, H, W)`` at (−dz, +dz), as a batch of one."""
     x = torch.from_numpy(np.asarray(planes, np.float32))[None]
-    r = retrieve_phase(
+    return retrieve_phase(
         x, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um, RETRIEVAL_NOISE, options
     )
-    return r.phase[0].numpy()
+
+
+def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> np.ndarray:
+    """The nonlinear retrieval's phase (rad, zero mean) of one pair ``(2, H, W)`` at (−dz, +dz) → ``(H, W)``."""
+    return _retrieved(planes, optics, options).phase[0].numpy()
 
 
 def pair_noise(planes: np.ndarray) -> float:
@@ -119,11 +124,14 @@ def retrieval_noise(residual: np.ndarray) -> float:
 
 
 def physics_noise(planes: np.ndarray, optics: QPIOptics) -> float:
+    """σ of a pair's noise ``(2, H, W)`` (runs the iterative retrieval; :func:`noise_with_residual`)."""
+    return noise_with_residual(planes, _retrieved(planes, optics).residual[0].numpy())
+
+
+def noise_with_residual(planes: np.ndarray, residual: np.ndarray) -> float:
     """σ of a pair's noise ``(2, H, W)``: the smaller of :func:`pair_noise` (which fine structure inflates) and
-    :func:`retrieval_noise` (which a failed fit inflates); runs the iterative retrieval."""
-    x = torch.from_numpy(np.asarray(planes, np.float32))[None]
-    r = retrieve_phase(x, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um, RETRIEVAL_NOISE)
-    return min(pair_noise(planes), retrieval_noise(r.residual[0].numpy()))
+    :func:`retrieval_noise` of the retrieval's ``residual`` ``(2, H, W)`` (which a failed fit inflates)."""
+    return min(pair_noise(planes), retrieval_noise(residual))
 
 
 def flat_background_phase(planes: np.ndarray, optics: QPIOptics) -> np.ndarray:
@@ -463,14 +471,14 @@ class QPITask(Task):
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: QPIOptics) -> Consistency:
         """The phase through the Fresnel model to (−dz, +dz) — the field outside the image and the amplitude
         fitted, the phase inside held fixed (:func:`fit_margins`) — against the planes in units of their noise
-        (the smaller of :func:`pair_noise` and :func:`retrieval_noise`), beside the nonlinear retrieval's own
+        (:func:`noise_with_residual`), beside the nonlinear retrieval's own
         residual. Warns when the phase explains the planes clearly worse than physics does, leaves the trained
         phase range, or looks like swapped planes (dips where cells should be bumps)."""
         x = torch.from_numpy(np.asarray(plane, np.float32))[None]
         phase = torch.from_numpy(np.asarray(estimate, np.float32))[None]
         dz, lam, px = (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um
-        physics = retrieve_phase(x, dz, lam, px, RETRIEVAL_NOISE)
-        sigma = min(pair_noise(plane), retrieval_noise(physics.residual[0].numpy()))
+        physics = _retrieved(plane, optics)
+        sigma = noise_with_residual(plane, physics.residual[0].numpy())
         own = fit_margins(x, phase, dz, lam, px, RETRIEVAL_NOISE)
         ref = fit_margins(x, physics.phase, dz, lam, px, RETRIEVAL_NOISE)  # the same check of the physics estimate
         unit = RETRIEVAL_NOISE / sigma
