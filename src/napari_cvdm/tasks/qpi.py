@@ -471,9 +471,9 @@ class QPITask(Task):
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: QPIOptics) -> Consistency:
         """The phase through the Fresnel model to (−dz, +dz) — the field outside the image and the amplitude
         fitted, the phase inside held fixed (:func:`fit_margins`) — against the planes in units of their noise
-        (:func:`noise_with_residual`), beside the nonlinear retrieval's own
-        residual. Warns when the phase explains the planes clearly worse than physics does, leaves the trained
-        phase range, or looks like swapped planes (dips where cells should be bumps)."""
+        (:func:`noise_with_residual`), beside the nonlinear retrieval's own residual. Warns when the phase
+        explains the planes clearly worse than physics does, leaves the trained phase range, or looks like
+        swapped planes (dips where cells should be bumps)."""
         x = torch.from_numpy(np.asarray(plane, np.float32))[None]
         phase = torch.from_numpy(np.asarray(estimate, np.float32))[None]
         dz, lam, px = (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um
