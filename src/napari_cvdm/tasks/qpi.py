@@ -489,7 +489,8 @@ class QPITask(Task):
             remarks.append(
                 f"the phase does not explain the measured planes: propagated to ±dz it differs from them by "
                 f"{rms:.1f}× the noise, physics alone (iterative retrieval) by {ref_rms:.1f}×; check dz, "
-                "wavelength and pixel size, that the planes are divided by the background, or use the retrieval"
+                "wavelength and pixel size, that the planes are divided by the background, and compare with the "
+                "iterative retrieval (a prior, such as a flat background, can pull the phase away from the planes)"
             )
         remarks += _range_warnings(np.asarray(estimate), optics.max_phase)
         remarks += _plane_order_warnings(tie_phase(plane[0], plane[1], optics.dz_um, lam, px), plane, sigma)
