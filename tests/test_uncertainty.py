@@ -166,8 +166,9 @@ def test_calibrate_command_writes_a_calibrated_model(model_files, tmp_path, caps
     tried = {float(r): rho for r, rho in cal.fitted_on["smoothing_rho"].items()}  # multiples of the PSF's σ
     assert len(tried) == len(SMOOTHING_FACTORS) and min(tried) == pytest.approx(1.35, abs=0.05)
     assert cal.for_samples(4) is cal and cal.smoothing == pytest.approx(max(tried, key=tried.get), abs=0.01)
+    assert set(cal.fitted_on["noise_rho"]) == {"spread", "with_noise"}  # sr has the camera's noise to weigh in
     printed = capsys.readouterr().out
-    assert "within ±2σ" in printed and "2 samples ×" in printed
+    assert "within ±2σ" in printed and "2 samples ×" in printed and "noise variance" in printed
 
 
 def test_running_results_of_few_samples_get_the_scale_fitted_for_them():
@@ -330,3 +331,77 @@ def test_calibration_pairs_default_to_the_classes_the_model_was_trained_on(model
     assert model.trained_classes is None
     pairs = calibration_pairs(request, model)
     assert sorted(p.group for p in pairs) == sorted(get_task("sr").classes)
+
+
+# ---------------------------------------------------------------- the input's noise beside the spread
+
+
+def _spread_and_noise(noise_share: float, seed: int):
+    """Spread maps and independent noise-variance maps; errors drawn with variance ``spread² + share·noise``."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    stds, noise, errors = [], [], []
+    for _ in range(6):
+        s = np.exp(gaussian_filter(rng.standard_normal((64, 64)), 3) * 3)
+        v = np.exp(gaussian_filter(rng.standard_normal((64, 64)), 3) * 6)
+        stds.append(s)
+        noise.append(v)
+        errors.append(np.sqrt(s**2 + noise_share * v) * rng.standard_normal(s.shape))
+    return stds, noise, errors
+
+
+def test_the_inputs_noise_variance_joins_the_spread_where_the_error_holds_it():
+    from napari_cvdm.uncertainty import effective_std, fit_noise_weight
+
+    stds, noise, errors = _spread_and_noise(4.0, 0)  # the error holds 4× the noise variance: weight 2
+    weight, rho = fit_noise_weight(stds, errors, noise, [1.0] * 6, 0.0)
+    assert weight == pytest.approx(2.0, rel=0.2) and rho["with_noise"] > rho["spread"] + 0.05, rho
+    cal = fit_calibration(stds, errors, [1.0] * 6, noise_variances=noise, noise_weight=weight)
+    test_stds, test_noise, test_errors = _spread_and_noise(4.0, 1)
+    covered = [coverage(cal.apply(s, 1.0, v), e, 2) for s, v, e in zip(test_stds, test_noise, test_errors)]
+    assert np.mean(covered) == pytest.approx(GAUSSIAN_COVERAGE[2], abs=0.02)
+    joined = effective_std(stds[0], 0.0, noise[0], weight) ** 2
+    np.testing.assert_allclose(joined, stds[0] ** 2 + weight**2 * noise[0], rtol=1e-5)
+    with pytest.raises(ValueError, match="noise variance"):
+        cal.apply(stds[0], 1.0)  # the map is needed
+    stds, noise, errors = _spread_and_noise(0.0, 2)  # the error holds no noise variance: not added
+    assert fit_noise_weight(stds, errors, noise, [1.0] * 6, 0.0)[0] == 0.0
+
+
+def test_sr_noise_variance_is_the_cameras_noise_at_the_output_pixels():
+    task = get_task("sr")
+    rng = np.random.default_rng(4)
+    from scipy.ndimage import gaussian_filter
+
+    field = gaussian_filter(rng.standard_normal((128, 128)), 10)
+    level = 20 * np.exp(3 * (field - field.min()) / np.ptp(field))  # photons, 20–400, slowly varying
+    x = rng.poisson(level).astype(np.float64) * 0.5  # gain 0.5 counts per photon
+    v = task.noise_variance(x, OPTICS)
+    assert v.shape == (256, 256) and v.dtype == np.float32
+    truth = np.repeat(np.repeat(0.25 * level, 2, 0), 2, 1)  # counts²
+    inner = (slice(8, -8), slice(8, -8))
+    assert np.median(v[inner] / truth[inner]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_calibration_with_a_noise_weight_is_recorded_and_applied_to_every_result(model_files, tmp_path):
+    from napari_cvdm.models import load_model, save_calibrated
+    from napari_cvdm.predict import SamplingOptions
+
+    model = load_model(model_files["sr"])
+    cal = StdCalibration(2.0, 0.0, {"samples": 4}, 1.0, {2: 3.0}, noise_weight=0.5)
+    calibrated = load_model(save_calibrated(model, cal, tmp_path / "noise.safetensors"))
+    assert calibrated.calibration.noise_weight == 0.5
+    x = np.random.default_rng(0).poisson(50, (32, 32)).astype(np.float32)
+    parts = []
+    pred = calibrated.predict_with(
+        x,
+        SamplingOptions(4, 2, 0, "cpu", progressive=True),
+        lambda p: parts.append(p.partial) if p.partial is not None else None,
+    )
+    nv = model.task.noise_variance(x, model.optics)
+    expected = 2.0 * np.sqrt(smoothed_std(pred.sample_std, 1.0) ** 2 + 0.25 * nv)
+    np.testing.assert_allclose(pred.std, expected, rtol=1e-4)
+    first = parts[0].prediction  # 2 samples: their own scale, the same noise term
+    expected = 3.0 * np.sqrt(smoothed_std(pred.samples[:2].std(0, ddof=1), 1.0) ** 2 + 0.25 * nv)
+    np.testing.assert_allclose(first.std, expected, rtol=1e-4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -177,7 +178,10 @@ class CVDMModel:
         if cal is None:
             return self.sample_raw(image, options, callback)
         units = self.value_units(image)
-        return self._calibrate(self.sample_raw(image, options, _calibrating(callback, cal, units)), cal, units, image)
+        partial = _calibrating(
+            callback, cal, units, lambda k: self.task.noise_variance(self.task.check_input(image)[k], self.optics)
+        )
+        return self._calibrate(self.sample_raw(image, options, partial), cal, units, image)
 
     def sample_raw(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -193,6 +197,12 @@ class CVDMModel:
         """Per input plane: the physical size of one normalised unit (:meth:`Task.value_unit`)."""
         return [self.task.value_unit(plane, self.normalization) for plane in self.task.check_input(image)]
 
+    def noise_variances(self, image: np.ndarray, planes: int | None = None) -> list[np.ndarray] | None:
+        """Per input plane (the first ``planes``): the input's noise variance at every output pixel
+        (:meth:`Task.noise_variance`), or ``None`` when the task has none."""
+        maps = [self.task.noise_variance(p, self.optics) for p in self.task.check_input(image)[:planes]]
+        return None if any(m is None for m in maps) else maps
+
     def calibrated(self, image: np.ndarray, prediction: Prediction) -> Prediction:
         """``prediction`` (of ``image``) with the model's std calibration applied; unchanged without one."""
         cal = self.calibration
@@ -207,19 +217,32 @@ class CVDMModel:
         planes = 1 if single else len(prediction.mean)  # fewer than the image's when a run was stopped and kept
         if prediction.samples is not None:  # fewer than asked when stopped and kept: their own scale
             cal = cal.for_samples(len(prediction.samples))
-        return calibrate_prediction(prediction, cal, units[:planes], single)
+        noise = self.noise_variances(image, planes) if cal.noise_weight > 0 else None
+        return calibrate_prediction(prediction, cal, units[:planes], single, noise)
 
 
-def _calibrating(callback: ProgressCallback | None, cal: StdCalibration, units: list[float]) -> ProgressCallback | None:
-    """``callback`` with the partial results of a progressive run calibrated (their plane's unit)."""
+def _calibrating(
+    callback: ProgressCallback | None,
+    cal: StdCalibration,
+    units: list[float],
+    noise_variance: Callable[[int], np.ndarray | None],
+) -> ProgressCallback | None:
+    """``callback`` with the partial results of a progressive run calibrated (their plane's unit and, where the
+    calibration weighs it in, the input's noise variance: ``noise_variance(plane)``, computed once per plane)."""
     if callback is None:
         return None
+    maps: dict[int, np.ndarray | None] = {}
 
     def report(progress: SamplingProgress) -> Any:
         part = progress.partial
         if part is None:
             return callback(progress)
-        calibrated = calibrate_prediction(part.prediction, cal.for_samples(part.done), [units[part.plane]], True)
+        noise = None
+        if cal.noise_weight > 0:
+            if part.plane not in maps:
+                maps[part.plane] = noise_variance(part.plane)
+            noise = [maps[part.plane]]
+        calibrated = calibrate_prediction(part.prediction, cal.for_samples(part.done), [units[part.plane]], True, noise)
         return callback(dataclasses.replace(progress, partial=dataclasses.replace(part, prediction=calibrated)))
 
     return report

@@ -353,6 +353,12 @@ class Task(ABC):
         reconstruction's resolution. 0 (none) unless the task says otherwise."""
         return 0.0
 
+    def noise_variance(self, plane: np.ndarray, optics: Optics) -> np.ndarray | None:
+        """The variance of the input's own noise at every output pixel (output units², the output's shape), for
+        a calibration whose std grows with it (:mod:`napari_cvdm.uncertainty`); ``None`` (the default): the task
+        has no such map and its calibration is the samples' spread and a floor."""
+        return None
+
     @abstractmethod
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: Optics) -> Consistency:
         """Push ``estimate`` (one output plane) through the forward model of ``optics`` and compare it with
