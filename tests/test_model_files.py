@@ -49,6 +49,10 @@ def test_model_files_are_validated(tmp_path, trained_models):
     save_file(load_file(str(trained_models["sr"])), str(future), metadata={"napari_cvdm": json.dumps(meta)})
     with pytest.raises(ModelFileError, match="version 99"):
         load_model(future)
+    meta["format_version"] = 1  # files written before calibrations could weigh in the input's noise still load
+    older = tmp_path / "older.safetensors"
+    save_file(load_file(str(trained_models["sr"])), str(older), metadata={"napari_cvdm": json.dumps(meta)})
+    assert load_model(older).calibration is None
     with pytest.raises(ModelFileError, match="not found"):
         load_model(tmp_path / "missing.safetensors")
 

@@ -111,14 +111,17 @@ def test_averaging_the_variance_over_the_resolution_ranks_pixels_by_their_error_
     np.testing.assert_allclose(cal.apply(stack, 1.0)[1], 2 * cal.apply(spread, 1.0), rtol=1e-5)
 
 
-def test_the_sr_error_ignores_the_background_level_and_sr_smooths_at_the_target_resolution():
+def test_the_sr_error_ignores_the_background_level_and_the_smoothing_follows_each_tasks_resolution():
     task = get_task("sr")
     rng = np.random.default_rng(0)
     estimate, target = rng.random((16, 16)), rng.random((16, 16))
     np.testing.assert_allclose(task.error(estimate + 40.0, target), task.error(estimate, target), atol=1e-12)
     assert task.std_smoothing(WidefieldOptics()) == pytest.approx(1.35, abs=0.05)
     assert task.std_smoothing(WidefieldOptics(pixel_um=2 * WidefieldOptics().pixel_um)) < 0.7
-    assert get_task("qpi").std_smoothing(get_task("qpi").optics_class()) == 0.0
+    qpi, optics = get_task("qpi"), get_task("qpi").optics_class()
+    assert qpi.std_smoothing(optics) == pytest.approx(3.44, abs=0.01)  # the Fresnel length √(λ·dz), pixels
+    farther = dataclasses_replace(optics, dz_um=4 * optics.dz_um)
+    assert qpi.std_smoothing(farther) == pytest.approx(2 * qpi.std_smoothing(optics))
 
 
 def test_calibrate_prediction_keeps_the_sample_std():
@@ -392,6 +395,7 @@ def test_a_calibration_with_a_noise_weight_is_recorded_and_applied_to_every_resu
     cal = StdCalibration(2.0, 0.0, {"samples": 4}, 1.0, {2: 3.0}, noise_weight=0.5)
     calibrated = load_model(save_calibrated(model, cal, tmp_path / "noise.safetensors"))
     assert calibrated.calibration.noise_weight == 0.5
+    assert calibrated.metadata["format_version"] == 2  # a reader of version 1 would drop the weight: it refuses
     x = np.random.default_rng(0).poisson(50, (32, 32)).astype(np.float32)
     parts = []
     pred = calibrated.predict_with(

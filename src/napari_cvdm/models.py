@@ -45,7 +45,11 @@ __all__ = [
 ]
 
 FORMAT = "napari-cvdm-model"
-FORMAT_VERSION = 1
+#: Written by this version. 2: a calibration may weigh in the input's noise variance (``noise_weight``), which a
+#: reader of version 1 would drop silently, reporting a std far too small.
+FORMAT_VERSION = 2
+#: The versions this version reads.
+READ_VERSIONS = (1, 2)
 METADATA_KEY = "napari_cvdm"
 BUNDLED = tuple(TASKS)  # one bundled model per task, named after it
 #: Sampling steps of a model file that records none.
@@ -318,7 +322,8 @@ def save_calibrated(model: CVDMModel, calibration: StdCalibration, path: str | P
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ModelFileError(f"{path}: model files must end in .safetensors")
-    return _write_model_file(path, model.network, {**model.metadata, "calibration": calibration.to_dict()})
+    meta = {**model.metadata, "format_version": FORMAT_VERSION, "calibration": calibration.to_dict()}
+    return _write_model_file(path, model.network, meta)
 
 
 def bundled_model_path(name: str) -> Path:
@@ -346,10 +351,10 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: unknown model format {meta.get('format') if isinstance(meta, dict) else meta!r}")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise ModelFileError(
             f"{path}: model format version {version} is not supported by this napari-cvdm "
-            f"(it reads version {FORMAT_VERSION}); update napari-cvdm or re-export the model"
+            f"(it reads versions {', '.join(map(str, READ_VERSIONS))}); update napari-cvdm or re-export the model"
         )
     if meta.get("task") not in TASKS:
         raise ModelFileError(f"{path}: unknown task {meta.get('task')!r} (expected {' or '.join(map(repr, TASKS))})")

@@ -160,8 +160,11 @@ class StdCalibration:
         if self.noise_weight > 0:
             if noise_variance is None:
                 raise ValueError("this calibration weighs in the input's noise variance: pass its map")
-            v += np.float32(self.noise_weight**2) * np.asarray(noise_variance, np.float32)
-        v *= np.float32(self.scale**2)
+            v *= np.float32(1 / self.noise_weight**2)  # no second image-sized array: weigh the spread, add
+            v += np.asarray(noise_variance, np.float32)
+            v *= np.float32((self.scale * self.noise_weight) ** 2)
+        else:
+            v *= np.float32(self.scale**2)
         v += np.float32((self.floor * float(unit)) ** 2)
         return np.sqrt(v, out=v)
 
