@@ -169,9 +169,10 @@ def test_calibrate_command_writes_a_calibrated_model(model_files, tmp_path, caps
     tried = {float(r): rho for r, rho in cal.fitted_on["smoothing_rho"].items()}  # multiples of the PSF's σ
     assert len(tried) == len(SMOOTHING_FACTORS) and min(tried) == pytest.approx(1.35, abs=0.05)
     assert cal.for_samples(4) is cal and cal.smoothing == pytest.approx(max(tried, key=tried.get), abs=0.01)
-    assert set(cal.fitted_on["noise_rho"]) == {"spread", "with_noise"}  # sr has the camera's noise to weigh in
+    assert set(cal.fitted_on["physics_rho"]) == {"spread", "with_physics"}  # sr has the camera's noise to weigh in
+    assert cal.fitted_on["physics"] == "the camera's photon and read noise"
     printed = capsys.readouterr().out
-    assert "within ±2σ" in printed and "2 samples ×" in printed and "noise variance" in printed
+    assert "within ±2σ" in printed and "2 samples ×" in printed and "the camera's photon and read noise:" in printed
 
 
 def test_running_results_of_few_samples_get_the_scale_fitted_for_them():
@@ -354,25 +355,25 @@ def _spread_and_noise(noise_share: float, seed: int):
     return stds, noise, errors
 
 
-def test_the_inputs_noise_variance_joins_the_spread_where_the_error_holds_it():
-    from napari_cvdm.uncertainty import effective_std, fit_noise_weight
+def test_a_physics_variance_joins_the_spread_where_the_error_holds_it():
+    from napari_cvdm.uncertainty import effective_std, fit_physics_weight
 
     stds, noise, errors = _spread_and_noise(4.0, 0)  # the error holds 4× the noise variance: weight 2
-    weight, rho = fit_noise_weight(stds, errors, noise, [1.0] * 6, 0.0)
-    assert weight == pytest.approx(2.0, rel=0.2) and rho["with_noise"] > rho["spread"] + 0.05, rho
-    cal = fit_calibration(stds, errors, [1.0] * 6, noise_variances=noise, noise_weight=weight)
+    weight, rho = fit_physics_weight(stds, errors, noise, [1.0] * 6, 0.0)
+    assert weight == pytest.approx(2.0, rel=0.2) and rho["with_physics"] > rho["spread"] + 0.05, rho
+    cal = fit_calibration(stds, errors, [1.0] * 6, physics_variances=noise, physics_weight=weight)
     test_stds, test_noise, test_errors = _spread_and_noise(4.0, 1)
     covered = [coverage(cal.apply(s, 1.0, v), e, 2) for s, v, e in zip(test_stds, test_noise, test_errors)]
     assert np.mean(covered) == pytest.approx(GAUSSIAN_COVERAGE[2], abs=0.02)
     joined = effective_std(stds[0], 0.0, noise[0], weight) ** 2
     np.testing.assert_allclose(joined, stds[0] ** 2 + weight**2 * noise[0], rtol=1e-5)
-    with pytest.raises(ValueError, match="noise variance"):
+    with pytest.raises(ValueError, match="physics variance"):
         cal.apply(stds[0], 1.0)  # the map is needed
     stds, noise, errors = _spread_and_noise(0.0, 2)  # the error holds no noise variance: not added
-    assert fit_noise_weight(stds, errors, noise, [1.0] * 6, 0.0)[0] == 0.0
+    assert fit_physics_weight(stds, errors, noise, [1.0] * 6, 0.0)[0] == 0.0
 
 
-def test_sr_noise_variance_is_the_cameras_noise_at_the_output_pixels():
+def test_sr_physics_variance_is_the_cameras_noise_at_the_output_pixels():
     task = get_task("sr")
     rng = np.random.default_rng(4)
     from scipy.ndimage import gaussian_filter
@@ -380,21 +381,21 @@ def test_sr_noise_variance_is_the_cameras_noise_at_the_output_pixels():
     field = gaussian_filter(rng.standard_normal((128, 128)), 10)
     level = 20 * np.exp(3 * (field - field.min()) / np.ptp(field))  # photons, 20–400, slowly varying
     x = rng.poisson(level).astype(np.float64) * 0.5  # gain 0.5 counts per photon
-    v = task.noise_variance(x, OPTICS)
+    v = task.physics_variance(x, OPTICS)
     assert v.shape == (256, 256) and v.dtype == np.float32
     truth = np.repeat(np.repeat(0.25 * level, 2, 0), 2, 1)  # counts²
     inner = (slice(8, -8), slice(8, -8))
     assert np.median(v[inner] / truth[inner]) == pytest.approx(1.0, abs=0.1)
 
 
-def test_a_calibration_with_a_noise_weight_is_recorded_and_applied_to_every_result(model_files, tmp_path):
+def test_a_calibration_with_a_physics_weight_is_recorded_and_applied_to_every_result(model_files, tmp_path):
     from napari_cvdm.models import load_model, save_calibrated
     from napari_cvdm.predict import SamplingOptions
 
     model = load_model(model_files["sr"])
-    cal = StdCalibration(2.0, 0.0, {"samples": 4}, 1.0, {2: 3.0}, noise_weight=0.5)
+    cal = StdCalibration(2.0, 0.0, {"samples": 4}, 1.0, {2: 3.0}, physics_weight=0.5)
     calibrated = load_model(save_calibrated(model, cal, tmp_path / "noise.safetensors"))
-    assert calibrated.calibration.noise_weight == 0.5
+    assert calibrated.calibration.physics_weight == 0.5
     assert calibrated.metadata["format_version"] == 2  # a reader of version 1 would drop the weight: it refuses
     x = np.random.default_rng(0).poisson(50, (32, 32)).astype(np.float32)
     parts = []
@@ -403,9 +404,40 @@ def test_a_calibration_with_a_noise_weight_is_recorded_and_applied_to_every_resu
         SamplingOptions(4, 2, 0, "cpu", progressive=True),
         lambda p: parts.append(p.partial) if p.partial is not None else None,
     )
-    nv = model.task.noise_variance(x, model.optics)
+    nv = model.task.physics_variance(x, model.optics)
     expected = 2.0 * np.sqrt(smoothed_std(pred.sample_std, 1.0) ** 2 + 0.25 * nv)
     np.testing.assert_allclose(pred.std, expected, rtol=1e-4)
     first = parts[0].prediction  # 2 samples: their own scale, the same noise term
     expected = 3.0 * np.sqrt(smoothed_std(pred.samples[:2].std(0, ddof=1), 1.0) ** 2 + 0.25 * nv)
     np.testing.assert_allclose(first.std, expected, rtol=1e-4)
+
+
+def test_the_lowest_modes_barely_change_the_planes_and_their_error_map_grows_to_the_borders():
+    """Tilt and curvature across the field move the defocused planes far less than a phase error of the same size
+    at the scale of the specimen: the planes barely constrain them, so their error is what the qpi physics
+    variance describes, largest at the borders and corners."""
+    from scipy.ndimage import gaussian_filter
+
+    from napari_cvdm.physics.fresnel import QPIOptics, defocused_pair
+    from napari_cvdm.physics.modes import low_mode_variance
+
+    optics, n, margin = QPIOptics(), 64, 48
+    rng = np.random.default_rng(2)
+    big = n + 2 * margin
+    phase = 2.0 * gaussian_filter(rng.standard_normal((big, big)), 3)
+    y, x = np.mgrid[:big, :big] / (n / 2) - big / n  # ±1 across the crop, further outside
+    low = 0.3 * x + 0.2 * y + 0.25 * (x**2 - y**2) + 0.15 * x * y
+    crop = (slice(margin, margin + n), slice(margin, margin + n))
+    mid = gaussian_filter(rng.standard_normal((big, big)), 3)
+    mid *= np.std(low[crop]) / np.std(mid[crop])  # the same rms across the crop
+    planes = defocused_pair(phase, optics)[(slice(None), *crop)]
+    moved_low = np.std(defocused_pair(phase + low, optics)[(slice(None), *crop)] - planes)
+    moved_mid = np.std(defocused_pair(phase + mid, optics)[(slice(None), *crop)] - planes)
+    assert moved_low < 0.05 * moved_mid, (moved_low, moved_mid)  # about 1 %: below any camera noise
+
+    v = low_mode_variance((n, 3 * n))
+    assert v.shape == (n, 3 * n) and v.mean() == pytest.approx(1.0, abs=1e-4)
+    assert v[0, 0] > 3 * v[n // 2, 3 * n // 2] and v[0, 0] == pytest.approx(v[-1, -1], rel=0.02)
+    np.testing.assert_allclose(get_task("qpi").physics_variance(np.ones((2, n, n)), optics), low_mode_variance((n, n)))
+    large = low_mode_variance((1000, 700))  # built on a coarse grid and interpolated: the same shape of map
+    assert large[0, 0] == pytest.approx(low_mode_variance((128, 128))[0, 0], rel=0.1)

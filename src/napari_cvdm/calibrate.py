@@ -17,7 +17,7 @@ import numpy as np
 
 from .data.simulate import VALIDATION_SEED
 from .evaluate import Example, held_out_set, read_pair_folder
-from .uncertainty import StdCalibration, fit_calibration, fit_noise_weight, fit_scale, fit_smoothing
+from .uncertainty import StdCalibration, fit_calibration, fit_physics_weight, fit_scale, fit_smoothing
 
 __all__ = [
     "CalibrationRequest",
@@ -105,32 +105,33 @@ def fit_model_calibration(
     if options.n_samples < 2:
         raise ValueError("calibration needs at least 2 samples per image (--samples 2 or more)")
     counts = partial_counts(options.n_samples)
-    stds, errors, units, noise = {n: [] for n in counts}, {n: [] for n in counts}, [], []
+    stds, errors, units, physics = {n: [] for n in counts}, {n: [] for n in counts}, [], []
     for k, ex in enumerate(examples):
         samples = model.sample_raw(ex.input, options).samples  # (N, H', W'), physical units
         for n in counts:
             stds[n].append(samples[:n].std(0, ddof=1))
             errors[n].append(model.task.error(samples[:n].mean(0), ex.target))
         units.append(model.value_units(ex.input)[0])
-        noise.append(model.task.noise_variance(model.task.check_input(ex.input)[0], model.optics))
+        physics.append(model.task.physics_variance(model.task.check_input(ex.input)[0], model.optics))
         if progress is not None:
             progress(k + 1, len(examples))
     n = options.n_samples
     radius, ranking = fit_smoothing(stds[n], errors[n], model.task.std_smoothing(model.optics))
-    maps = None if any(v is None for v in noise) else noise
-    weight, noise_ranking = fit_noise_weight(stds[n], errors[n], maps, units, radius) if maps else (0.0, {})
-    cal = fit_calibration(stds[n], errors[n], units, radius, noise_variances=maps, noise_weight=weight)
+    maps = None if any(v is None for v in physics) else physics
+    weight, physics_ranking = fit_physics_weight(stds[n], errors[n], maps, units, radius) if maps else (0.0, {})
+    cal = fit_calibration(stds[n], errors[n], units, radius, physics_variances=maps, physics_weight=weight)
     steps = options.steps or model.default_steps
     record = {**cal.fitted_on, "pairs": len(examples), "samples": n, "steps": steps}
     if ranking:  # Spearman ρ(std, |error|) at each smoothing radius tried (output pixels)
         record["smoothing_rho"] = {f"{r:.2f}": round(rho, 4) for r, rho in ranking.items()}
-    if noise_ranking:  # the same without and with the input's noise variance (at the weight fitted)
-        record["noise_rho"] = {k: round(v, 4) for k, v in noise_ranking.items()}
+    if physics_ranking:  # the same without and with the task's physics variance (at the weight fitted)
+        record["physics_rho"] = {k: round(v, 4) for k, v in physics_ranking.items()}
+        record["physics"] = model.task.physics_variance_label
     record["groups"] = sorted({ex.group for ex in examples})
     record["input_side"] = int(np.median([max(ex.input.shape[-2:]) for ex in examples]))  # px; the std depends on it
     if options.tile_size:
         record["tile_size"] = options.tile_size
-    scales = {m: fit_scale(stds[m], errors[m], units, cal, noise_variances=maps) for m in counts if m < n}
+    scales = {m: fit_scale(stds[m], errors[m], units, cal, physics_variances=maps) for m in counts if m < n}
     return dataclasses.replace(cal, fitted_on=record, scales=scales)
 
 

@@ -236,12 +236,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if "smoothing_rho" in cal.fitted_on:
         tried = ", ".join(f"{r} px: {rho:.2f}" for r, rho in cal.fitted_on["smoothing_rho"].items())
         print(f"variance averaged over {cal.smoothing:.2f} px (Spearman ρ(std, |error|) by radius: {tried})")
-    if "noise_rho" in cal.fitted_on:
-        r = cal.fitted_on["noise_rho"]
-        kept = f"added with weight {cal.noise_weight:.3g}" if cal.noise_weight > 0 else "not added (it does not help)"
+    if "physics_rho" in cal.fitted_on:
+        r, what = cal.fitted_on["physics_rho"], cal.fitted_on.get("physics", "the task's physics variance")
+        kept = (
+            f"added with weight {cal.physics_weight:.3g}" if cal.physics_weight > 0 else "not added (it does not help)"
+        )
         print(
-            f"the input's noise variance {kept}: Spearman ρ {r['spread']:.2f} from the spread alone, "
-            f"{r['with_noise']:.2f} with it"
+            f"{what}: {kept}; Spearman ρ(std, |error|) {r['spread']:.2f} from the spread alone, "
+            f"{r['with_physics']:.2f} with it"
         )
     if cal.scales:
         running = ", ".join(f"{n} samples × {a:.3g}" for n, a in sorted(cal.scales.items()))

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 FORMAT = "napari-cvdm-model"
-#: Written by this version. 2: a calibration may weigh in the input's noise variance (``noise_weight``), which a
+#: Written by this version. 2: a calibration may weigh in the task's physics variance (``physics_weight``), which a
 #: reader of version 1 would drop silently, reporting a std far too small.
 FORMAT_VERSION = 2
 #: The versions this version reads.
@@ -183,7 +183,7 @@ class CVDMModel:
             return self.sample_raw(image, options, callback)
         units = self.value_units(image)
         partial = _calibrating(
-            callback, cal, units, lambda k: self.task.noise_variance(self.task.check_input(image)[k], self.optics)
+            callback, cal, units, lambda k: self.task.physics_variance(self.task.check_input(image)[k], self.optics)
         )
         return self._calibrate(self.sample_raw(image, options, partial), cal, units, image)
 
@@ -201,10 +201,10 @@ class CVDMModel:
         """Per input plane: the physical size of one normalised unit (:meth:`Task.value_unit`)."""
         return [self.task.value_unit(plane, self.normalization) for plane in self.task.check_input(image)]
 
-    def noise_variances(self, image: np.ndarray, planes: int | None = None) -> list[np.ndarray] | None:
-        """Per input plane (the first ``planes``): the input's noise variance at every output pixel
-        (:meth:`Task.noise_variance`), or ``None`` when the task has none."""
-        maps = [self.task.noise_variance(p, self.optics) for p in self.task.check_input(image)[:planes]]
+    def physics_variances(self, image: np.ndarray, planes: int | None = None) -> list[np.ndarray] | None:
+        """Per input plane (the first ``planes``): the task's physics variance at every output pixel
+        (:meth:`Task.physics_variance`), or ``None`` when the task has none."""
+        maps = [self.task.physics_variance(p, self.optics) for p in self.task.check_input(image)[:planes]]
         return None if any(m is None for m in maps) else maps
 
     def calibrated(self, image: np.ndarray, prediction: Prediction) -> Prediction:
@@ -221,18 +221,18 @@ class CVDMModel:
         planes = 1 if single else len(prediction.mean)  # fewer than the image's when a run was stopped and kept
         if prediction.samples is not None:  # fewer than asked when stopped and kept: their own scale
             cal = cal.for_samples(len(prediction.samples))
-        noise = self.noise_variances(image, planes) if cal.noise_weight > 0 else None
-        return calibrate_prediction(prediction, cal, units[:planes], single, noise)
+        maps = self.physics_variances(image, planes) if cal.physics_weight > 0 else None
+        return calibrate_prediction(prediction, cal, units[:planes], single, maps)
 
 
 def _calibrating(
     callback: ProgressCallback | None,
     cal: StdCalibration,
     units: list[float],
-    noise_variance: Callable[[int], np.ndarray | None],
+    physics_variance: Callable[[int], np.ndarray | None],
 ) -> ProgressCallback | None:
     """``callback`` with the partial results of a progressive run calibrated (their plane's unit and, where the
-    calibration weighs it in, the input's noise variance: ``noise_variance(plane)``, computed once per plane)."""
+    calibration weighs it in, the task's physics variance: ``physics_variance(plane)``, computed once per plane)."""
     if callback is None:
         return None
     maps: dict[int, np.ndarray | None] = {}
@@ -241,12 +241,13 @@ def _calibrating(
         part = progress.partial
         if part is None:
             return callback(progress)
-        noise = None
-        if cal.noise_weight > 0:
+        physics = None
+        if cal.physics_weight > 0:
             if part.plane not in maps:
-                maps[part.plane] = noise_variance(part.plane)
-            noise = [maps[part.plane]]
-        calibrated = calibrate_prediction(part.prediction, cal.for_samples(part.done), [units[part.plane]], True, noise)
+                maps[part.plane] = physics_variance(part.plane)
+            physics = [maps[part.plane]]
+        cal_part = cal.for_samples(part.done)
+        calibrated = calibrate_prediction(part.prediction, cal_part, [units[part.plane]], True, physics)
         return callback(dataclasses.replace(progress, partial=dataclasses.replace(part, prediction=calibrated)))
 
     return report

@@ -19,14 +19,16 @@ to pool is chosen on the calibration pairs (:func:`fit_smoothing`: 1–4× that 
 held-out scenes: ρ 0.37 at 1×, 0.43 at 3×). Without it σ is a monotone function of ``s`` and the ranking of pixels
 does not change; only the coverage does.
 
-Where the task has a map of the input's own noise variance ``v`` at every output pixel
-(:meth:`~napari_cvdm.tasks.Task.noise_variance`: ``sr``'s Poisson–Gaussian noise of the camera), the spread is
-joined by it with a weight ``k`` (:func:`fit_noise_weight`, measured on the calibration pairs):
+Where the task knows from physics where the error is larger than the samples may show — a *physics variance*
+``v`` at every output pixel (:meth:`~napari_cvdm.tasks.Task.physics_variance`: for ``sr`` the camera's
+Poisson–Gaussian noise, for ``qpi`` the lowest modes, tilt and curvature, which two defocused planes barely
+constrain) — the spread is joined by it with a weight ``k`` (:func:`fit_physics_weight`, measured on the
+calibration pairs and kept only where it ranks the error better):
 
     σ = √(a²·(G_r(s²) + k²·v) + (b·u)²)
 
-Where the camera counted more photons the error is larger in absolute terms, whether or not the samples
-disagree there: on the bundled sr's validation scenes the mean Spearman ρ(σ, |error|) rises from 0.40 to 0.45.
+On the bundled models' validation pairs the mean Spearman ρ(σ, |error|) rises from 0.40 to 0.45 (sr) and from
+0.39 to 0.43 (qpi).
 
 ``a`` and ``b`` are fitted on held-out pairs (``napari-cvdm calibrate``, never the test seed) so that the pooled
 pixels reach the Gaussian coverages at 1σ and 2σ, recorded in the model file and applied by ``predict``.
@@ -55,7 +57,7 @@ __all__ = [
     "SMOOTHING_FACTORS",
     "calibrate_prediction",
     "effective_std",
-    "fit_noise_weight",
+    "fit_physics_weight",
 ]
 
 #: Fraction of a Gaussian within ±1σ and ±2σ.
@@ -95,26 +97,26 @@ def smoothed_std(std: np.ndarray, radius: float) -> np.ndarray:
 
 
 def effective_std(
-    std: np.ndarray, smoothing: float, noise_variance: np.ndarray | None = None, noise_weight: float = 0.0
+    std: np.ndarray, smoothing: float, physics_variance: np.ndarray | None = None, physics_weight: float = 0.0
 ) -> np.ndarray:
     """``√(G_r(s²) + k²·v)``: the spread ``std`` with its variance averaged over σ = ``smoothing`` pixels and the
-    input's noise variance ``noise_variance`` (same shape, squared units of ``std``) added with weight
-    ``noise_weight`` = k (0: the spread alone), float32."""
-    if noise_weight <= 0:
+    physics variance ``physics_variance`` (same shape, squared units of ``std``) added with weight
+    ``physics_weight`` = k (0: the spread alone), float32."""
+    if physics_weight <= 0:
         return smoothed_std(std, smoothing).astype(np.float32, copy=False)
-    if noise_variance is None:
-        raise ValueError("this calibration weighs in the input's noise variance: pass its map")
+    if physics_variance is None:
+        raise ValueError("this calibration weighs in a physics variance: pass its map")
     v = smoothed_variance(std, smoothing)
-    if v.shape != np.shape(noise_variance):
-        raise ValueError(f"a noise variance map of shape {np.shape(noise_variance)} for a std of shape {v.shape}")
-    v += np.float32(noise_weight**2) * np.asarray(noise_variance, np.float32)
+    if v.shape != np.shape(physics_variance):
+        raise ValueError(f"a physics variance map of shape {np.shape(physics_variance)} for a std of shape {v.shape}")
+    v += np.float32(physics_weight**2) * np.asarray(physics_variance, np.float32)
     return np.sqrt(v, out=v)
 
 
 @dataclass(frozen=True)
 class StdCalibration:
-    """``σ = √(scale²·(G_r(s²) + noise_weight²·v) + (floor·u)²)`` for a sample std ``s``, its variance averaged
-    over a Gaussian of σ = ``smoothing`` pixels (``G_r``), the input's noise variance ``v`` at that pixel and an
+    """``σ = √(scale²·(G_r(s²) + physics_weight²·v) + (floor·u)²)`` for a sample std ``s``, its variance averaged
+    over a Gaussian of σ = ``smoothing`` pixels (``G_r``), the task's physics variance ``v`` at that pixel and an
     image's unit ``u`` (see module doc).
 
     Attributes
@@ -130,8 +132,8 @@ class StdCalibration:
     scales
         The scale fitted for the mean and spread of fewer samples than ``fitted_on["samples"]`` (the running
         results of a progressive run: 2, 4, … samples), by number of samples; ``scale`` applies to the rest.
-    noise_weight
-        Weight of the input's noise variance beside the spread's (dimensionless, ≥ 0; files without it: 0, the
+    physics_weight
+        Weight of the task's physics variance beside the spread's (dimensionless, ≥ 0; files without it: 0, the
         spread alone).
     """
 
@@ -140,7 +142,7 @@ class StdCalibration:
     fitted_on: dict[str, Any] = field(default_factory=dict)
     smoothing: float = 0.0
     scales: dict[int, float] = field(default_factory=dict)
-    noise_weight: float = 0.0
+    physics_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.scale) and self.scale > 0):
@@ -149,20 +151,20 @@ class StdCalibration:
             raise ValueError(f"the std floor must be zero or positive, got {self.floor}")
         if not (np.isfinite(self.smoothing) and self.smoothing >= 0):
             raise ValueError(f"the std smoothing must be zero or a positive radius, got {self.smoothing}")
-        if not (np.isfinite(self.noise_weight) and self.noise_weight >= 0):
-            raise ValueError(f"the noise weight must be zero or positive, got {self.noise_weight}")
+        if not (np.isfinite(self.physics_weight) and self.physics_weight >= 0):
+            raise ValueError(f"the physics weight must be zero or positive, got {self.physics_weight}")
 
-    def apply(self, std: np.ndarray, unit: float, noise_variance: np.ndarray | None = None) -> np.ndarray:
+    def apply(self, std: np.ndarray, unit: float, physics_variance: np.ndarray | None = None) -> np.ndarray:
         """Calibrated std of one image (``std`` ``(..., H, W)``, physical units, averaged over its last two axes;
-        ``unit`` the image's normalised unit in the same units; ``noise_variance`` the input's noise variance at
-        each of those pixels, squared units, needed when :attr:`noise_weight` is not 0)."""
+        ``unit`` the image's normalised unit in the same units; ``physics_variance`` the task's physics variance at
+        each of those pixels, squared units, needed when :attr:`physics_weight` is not 0)."""
         v = smoothed_variance(std, self.smoothing)  # float32, in place below: one image-sized array
-        if self.noise_weight > 0:
-            if noise_variance is None:
-                raise ValueError("this calibration weighs in the input's noise variance: pass its map")
-            v *= np.float32(1 / self.noise_weight**2)  # no second image-sized array: weigh the spread, add
-            v += np.asarray(noise_variance, np.float32)
-            v *= np.float32((self.scale * self.noise_weight) ** 2)
+        if self.physics_weight > 0:
+            if physics_variance is None:
+                raise ValueError("this calibration weighs in a physics variance: pass its map")
+            v *= np.float32(1 / self.physics_weight**2)  # no second image-sized array: weigh the spread, add
+            v += np.asarray(physics_variance, np.float32)
+            v *= np.float32((self.scale * self.physics_weight) ** 2)
         else:
             v *= np.float32(self.scale**2)
         v += np.float32((self.floor * float(unit)) ** 2)
@@ -195,7 +197,7 @@ class StdCalibration:
                 dict(values.get("fitted_on", {})),
                 float(values.get("smoothing", 0.0)),
                 {int(n): float(a) for n, a in dict(values.get("scales", {})).items()},  # JSON keys are strings
-                float(values.get("noise_weight", 0.0)),
+                float(values.get("physics_weight", 0.0)),
             )
         except (KeyError, TypeError) as err:
             raise ValueError(f"invalid std calibration {values!r} ({err})") from None
@@ -249,13 +251,15 @@ def fit_scale(
     calibration: StdCalibration,
     max_pixels: int = 400_000,
     seed: int = 0,
-    noise_variances: Sequence[np.ndarray] | None = None,
+    physics_variances: Sequence[np.ndarray] | None = None,
 ) -> float:
     """The scale that makes ``calibration`` (its floor, smoothing and noise weight kept) cover 95.45 % within ±2σ
     of these errors — e.g. of the means of fewer samples than it was fitted on (arguments as
     :func:`fit_calibration`)."""
     c = calibration
-    smoothed = [effective_std(x, c.smoothing, v, c.noise_weight) for x, v in zip(stds, _maps(noise_variances, stds))]
+    smoothed = [
+        effective_std(x, c.smoothing, v, c.physics_weight) for x, v in zip(stds, _maps(physics_variances, stds))
+    ]
     s, e = _pooled(smoothed, errors, units, max_pixels, seed)
     return _scale_for(s, e, calibration.floor, GAUSSIAN_COVERAGE[2], 2.0)
 
@@ -267,8 +271,8 @@ def fit_calibration(
     smoothing: float = 0.0,
     max_pixels: int = 400_000,
     seed: int = 0,
-    noise_variances: Sequence[np.ndarray] | None = None,
-    noise_weight: float = 0.0,
+    physics_variances: Sequence[np.ndarray] | None = None,
+    physics_weight: float = 0.0,
 ) -> StdCalibration:
     """Scale and floor that make the pooled pixels reach 95.45 % within ±2σ and, as near as the floor allows,
     68.27 % within ±1σ.
@@ -282,9 +286,9 @@ def fit_calibration(
         Per image: the physical size of one normalised unit (:meth:`~napari_cvdm.tasks.Task.value_unit`).
     smoothing
         Radius (pixels) of the variance's averaging window the calibration applies (:func:`smoothed_std`).
-    noise_variances, noise_weight
-        Per image: the input's noise variance at each pixel (squared physical units), and its weight beside the
-        spread (:func:`fit_noise_weight`; 0: the spread alone, the maps are not needed).
+    physics_variances, physics_weight
+        Per image: the task's physics variance at each pixel (squared physical units), and its weight beside the
+        spread (:func:`fit_physics_weight`; 0: the spread alone, the maps are not needed).
 
     Returns
     -------
@@ -293,7 +297,7 @@ def fit_calibration(
         mean fraction of the calibrated variance that comes from the samples' spread (near 0: the std is
         mostly the floor, the spread does not track the error).
     """
-    eff = [effective_std(x, smoothing, v, noise_weight) for x, v in zip(stds, _maps(noise_variances, stds))]
+    eff = [effective_std(x, smoothing, v, physics_weight) for x, v in zip(stds, _maps(physics_variances, stds))]
     s, e = _pooled(eff, errors, units, max_pixels, seed)
     if not np.any(e > 0):
         raise ValueError("the errors are all zero: nothing to calibrate against")
@@ -314,35 +318,35 @@ def fit_calibration(
         "coverage_before": {"1sigma": coverage(s, e, 1), "2sigma": coverage(s, e, 2)},
         "coverage_after": {"1sigma": coverage(after, e, 1), "2sigma": coverage(after, e, 2)},
     }
-    return StdCalibration(scale, floor, record, smoothing, noise_weight=noise_weight)
+    return StdCalibration(scale, floor, record, smoothing, physics_weight=physics_weight)
 
 
-def _maps(noise_variances: Sequence[np.ndarray] | None, stds: Sequence[np.ndarray]) -> Sequence[np.ndarray | None]:
-    """``noise_variances``, or one ``None`` per image."""
-    if noise_variances is None:
+def _maps(physics_variances: Sequence[np.ndarray] | None, stds: Sequence[np.ndarray]) -> Sequence[np.ndarray | None]:
+    """``physics_variances``, or one ``None`` per image."""
+    if physics_variances is None:
         return [None] * len(stds)
-    if len(noise_variances) != len(stds):
-        raise ValueError(f"{len(noise_variances)} noise variance maps for {len(stds)} std maps")
-    return noise_variances
+    if len(physics_variances) != len(stds):
+        raise ValueError(f"{len(physics_variances)} physics variance maps for {len(stds)} std maps")
+    return physics_variances
 
 
-def fit_noise_weight(
+def fit_physics_weight(
     stds: Sequence[np.ndarray],
     errors: Sequence[np.ndarray],
-    noise_variances: Sequence[np.ndarray],
+    physics_variances: Sequence[np.ndarray],
     units: Sequence[float],
     smoothing: float,
     max_pixels: int = 200_000,
 ) -> tuple[float, dict[str, float]]:
-    """How much of the input's noise variance to add to the samples' (smoothed) variance: the weight ``k`` of
+    """How much of the task's physics variance to add to the samples' (smoothed) variance: the weight ``k`` of
     :func:`effective_std` that makes ``G_r(s²) + k²·v`` the likeliest Gaussian variance of the errors, kept only
     when it ranks the pixels by their error better than the spread alone.
 
     Parameters
     ----------
-    stds, errors, noise_variances
-        Per image: the sample std, the error of the mean (same shapes, physical units) and the input's noise
-        variance at those pixels (squared units).
+    stds, errors, physics_variances
+        Per image: the sample std, the error of the mean (same shapes, physical units) and the physics variance
+        at those pixels (squared units).
     units
         Per image: the physical size of one normalised unit (the fit pools the images in these units).
     smoothing
@@ -352,20 +356,22 @@ def fit_noise_weight(
     -------
     weight, ranking
         ``k`` (0 when it does not help) and the mean per-image Spearman ρ(std, |error|) without and with it
-        (``{"spread": …, "with_noise": …}``).
+        (``{"spread": …, "with_physics": …}``).
     """
     from scipy.optimize import minimize_scalar
 
     from .metrics import spearman_rho
 
-    if not (len(stds) == len(errors) == len(noise_variances) == len(units)) or not stds:
-        raise ValueError("weighing the noise needs as many std, error and noise variance maps and units (at least one)")
+    if not (len(stds) == len(errors) == len(physics_variances) == len(units)) or not stds:
+        raise ValueError(
+            "weighing in physics needs as many std, error and physics variance maps and units (at least one)"
+        )
     vs = [smoothed_variance(x, smoothing) for x in stds]
     rng = np.random.default_rng(0)
     picks = [rng.choice(v.size, min(v.size, max(1, max_pixels // len(vs))), replace=False) for v in vs]
     u2 = [float(u) ** 2 for u in units]
     a = np.concatenate([v.ravel()[i] / c for v, i, c in zip(vs, picks, u2)])
-    b = np.concatenate([np.ravel(n)[i] / c for n, i, c in zip(noise_variances, picks, u2)])
+    b = np.concatenate([np.ravel(n)[i] / c for n, i, c in zip(physics_variances, picks, u2)])
     e2 = np.concatenate([np.square(np.ravel(x)[i]) / c for x, i, c in zip(errors, picks, u2)])
 
     def nll(log_ratio: float) -> float:  # the overall scale profiled out: it has a closed form
@@ -374,12 +380,12 @@ def fit_noise_weight(
 
     ratio = float(np.exp(minimize_scalar(nll, bounds=(-25.0, 25.0), method="bounded").x))
     weight = float(np.sqrt(ratio))
-    joined = [effective_std(x, smoothing, n, weight) for x, n in zip(stds, noise_variances)]
+    joined = [effective_std(x, smoothing, n, weight) for x, n in zip(stds, physics_variances)]
     rho = {
         "spread": float(np.nanmean([spearman_rho(np.sqrt(v), e) for v, e in zip(vs, errors)])),
-        "with_noise": float(np.nanmean([spearman_rho(j, e) for j, e in zip(joined, errors)])),
+        "with_physics": float(np.nanmean([spearman_rho(j, e) for j, e in zip(joined, errors)])),
     }
-    return (weight if rho["with_noise"] > rho["spread"] else 0.0), rho
+    return (weight if rho["with_physics"] > rho["spread"] else 0.0), rho
 
 
 def calibrate_prediction(
@@ -387,7 +393,7 @@ def calibrate_prediction(
     calibration: StdCalibration,
     units: Sequence[float],
     single: bool,
-    noise_variances: Sequence[np.ndarray] | None = None,
+    physics_variances: Sequence[np.ndarray] | None = None,
 ) -> Any:
     """``prediction`` with its std calibrated; the spread of the samples stays in ``sample_std``.
 
@@ -399,14 +405,14 @@ def calibrate_prediction(
         Per plane: the physical size of one normalised unit.
     single
         Whether the prediction is one plane (its arrays have no plane axis).
-    noise_variances
-        Per plane: the input's noise variance at each output pixel (needed when the calibration weighs it in).
+    physics_variances
+        Per plane: the task's physics variance at each output pixel (needed when the calibration weighs it in).
     """
     raw = prediction.sample_std if prediction.sample_std is not None else prediction.std
     planes = [raw] if single else list(raw)
     if len(planes) != len(units):
         raise ValueError(f"{len(units)} units for {len(planes)} planes")
-    maps = _maps(noise_variances, planes)
+    maps = _maps(physics_variances, planes)
     std = [calibration.apply(r, u, v) for r, u, v in zip(planes, units, maps)]
     return dataclasses.replace(prediction, std=std[0] if single else np.stack(std), sample_std=raw)
 

@@ -353,10 +353,14 @@ class Task(ABC):
         reconstruction's resolution. 0 (none) unless the task says otherwise."""
         return 0.0
 
-    def noise_variance(self, plane: np.ndarray, optics: Optics) -> np.ndarray | None:
-        """The variance of the input's own noise at every output pixel (output units², the output's shape), for
-        a calibration whose std grows with it (:mod:`napari_cvdm.uncertainty`); ``None`` (the default): the task
-        has no such map and its calibration is the samples' spread and a floor."""
+    #: What :meth:`physics_variance` describes, for people ("the camera's noise"); empty: the task has none.
+    physics_variance_label: ClassVar[str] = ""
+
+    def physics_variance(self, plane: np.ndarray, optics: Optics) -> np.ndarray | None:
+        """Where physics expects the error of a reconstruction of ``plane`` to be larger than the samples' spread
+        may show, as a variance at every output pixel (output units², the output's shape), up to the weight a
+        calibration fits (:mod:`napari_cvdm.uncertainty`); ``None`` (the default): the task has no such map and
+        its calibration is the samples' spread and a floor."""
         return None
 
     @abstractmethod

@@ -32,6 +32,7 @@ from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
 from ..metrics import Scores, qpi_scores
 from ..physics.background import MIN_BACKGROUND_FRACTION, flat_background_mask, flatten_background
 from ..physics.fresnel import QPIOptics
+from ..physics.modes import low_mode_variance
 from ..physics.noise import noise_sigma
 from ..physics.retrieval import RetrievalOptions, Retrieved, fit_margins, retrieve_phase
 from ..physics.seams import (
@@ -358,6 +359,7 @@ class QPITask(Task):
 
     name = "qpi"
     title = "quantitative phase imaging"
+    physics_variance_label = "the lowest modes (tilt and curvature across the field), which the planes barely see"
     gain = 1
     input_planes = 2
     optics_class = QPIOptics
@@ -467,6 +469,13 @@ class QPITask(Task):
                 "background-subtracted), or fine-tune on pairs at this noise level"
             )
         return remarks
+
+    def physics_variance(self, plane: np.ndarray, optics: QPIOptics) -> np.ndarray:
+        """The variance map of an error in the lowest modes, tilt and curvature across the field, which the planes
+        barely constrain (:func:`~napari_cvdm.physics.modes.low_mode_variance`; mean 1 rad², largest at the
+        borders and corners): ``(H, W)`` float32 for a pair ``(2, H, W)``. A calibration fits its weight — the
+        rms phase error in those modes the samples do not show."""
+        return low_mode_variance(np.shape(plane)[-2:])
 
     def std_smoothing(self, optics: QPIOptics) -> float:
         """The Fresnel length of the defocus, ``√(λ·dz)`` in pixels (3.4 px for the bundled optics): a pair of

@@ -70,6 +70,7 @@ class SRTask(Task):
 
     name = "sr"
     title = "super-resolution"
+    physics_variance_label = "the camera's photon and read noise"
     gain = 2
     input_planes = 1
     optics_class = WidefieldOptics
@@ -183,7 +184,7 @@ class SRTask(Task):
         measured beyond the optical cut-off where only noise lies (:func:`band_noise_level_function`)."""
         return band_noise_level_function(plane, min(optics.cutoff_cycles_per_pixel, 0.44))
 
-    def noise_variance(self, plane: np.ndarray, optics: WidefieldOptics) -> np.ndarray:
+    def physics_variance(self, plane: np.ndarray, optics: WidefieldOptics) -> np.ndarray:
         """The input's Poisson–Gaussian noise variance ``a·x + b`` (:meth:`noise_model`; input units², which are
         the output's) of each input pixel, given to the ``gain × gain`` output pixels it covers and averaged over
         the target PSF's σ (:meth:`std_smoothing`): ``(gain·H, gain·W)`` float32. Where the camera counted more
