@@ -196,6 +196,8 @@ def test_running_results_of_few_samples_get_the_scale_fitted_for_them():
     unknown = StdCalibration(cal.scale, cal.floor, {}, 0.0, {2: 5.0, 4: 4.0})  # no record of the fitted count
     assert unknown.for_samples(8) is unknown and unknown.for_samples(1).scale == 5.0
     restored = StdCalibration.from_dict(json.loads(json.dumps(fitted.to_dict())))  # as the model file keeps it
+    with pytest.raises(ValueError, match="does not know \\(future_term\\)"):  # not dropped silently
+        StdCalibration.from_dict({**fitted.to_dict(), "future_term": 1.0})
     assert restored.scales == fitted.scales and restored.for_samples(2).scale == fitted.scales[2]
 
 

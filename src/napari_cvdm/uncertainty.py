@@ -55,6 +55,7 @@ __all__ = [
     "fit_scale",
     "fit_smoothing",
     "SMOOTHING_FACTORS",
+    "PHYSICS_WEIGHT_FACTORS",
     "calibrate_prediction",
     "effective_std",
     "fit_physics_weight",
@@ -65,6 +66,9 @@ GAUSSIAN_COVERAGE = {1: 0.6827, 2: 0.9545}
 
 #: Multiples of a task's smoothing radius among which :func:`fit_smoothing` chooses.
 SMOOTHING_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0)
+
+#: Multiples of the likeliest physics weight among which :func:`fit_physics_weight` chooses.
+PHYSICS_WEIGHT_FACTORS = (1 / 30, 1 / 10, 1 / 3, 1.0, 3.0, 10.0, 30.0)
 
 #: Nominal central-interval probabilities of the reliability diagram.
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -189,7 +193,14 @@ class StdCalibration:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> StdCalibration:
-        """From a model file's ``calibration`` block (a ``ValueError`` names what is wrong)."""
+        """From a model file's ``calibration`` block (a ``ValueError`` names what is wrong, including entries this
+        version does not know: dropping one could change the std silently)."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"the std calibration has entries this napari-cvdm does not know ({', '.join(unknown)}); "
+                "update napari-cvdm"
+            )
         try:
             return cls(
                 float(values["scale"]),
@@ -339,8 +350,10 @@ def fit_physics_weight(
     max_pixels: int = 200_000,
 ) -> tuple[float, dict[str, float]]:
     """How much of the task's physics variance to add to the samples' (smoothed) variance: the weight ``k`` of
-    :func:`effective_std` that makes ``G_r(s²) + k²·v`` the likeliest Gaussian variance of the errors, kept only
-    when it ranks the pixels by their error better than the spread alone.
+    :func:`effective_std` that ranks the pixels by their error best (mean per-image Spearman ρ), among 1/30 to 30
+    times the weight that makes ``G_r(s²) + k²·v`` the likeliest Gaussian variance of the errors; 0 when none
+    ranks them better than the spread alone. (Ranking, not likelihood, decides, as for the smoothing radius: the
+    scale and floor fitted next set the coverage.)
 
     Parameters
     ----------
@@ -378,13 +391,16 @@ def fit_physics_weight(
         var = a + np.exp(log_ratio) * b + 1e-30
         return float(np.mean(np.log(var)) + np.log(np.mean(e2 / var)))
 
-    ratio = float(np.exp(minimize_scalar(nll, bounds=(-25.0, 25.0), method="bounded").x))
-    weight = float(np.sqrt(ratio))
-    joined = [effective_std(x, smoothing, n, weight) for x, n in zip(stds, physics_variances)]
-    rho = {
-        "spread": float(np.nanmean([spearman_rho(np.sqrt(v), e) for v, e in zip(vs, errors)])),
-        "with_physics": float(np.nanmean([spearman_rho(j, e) for j, e in zip(joined, errors)])),
-    }
+    likeliest = float(np.sqrt(np.exp(minimize_scalar(nll, bounds=(-25.0, 25.0), method="bounded").x)))
+
+    def ranking(weight: float) -> float:
+        joined = [effective_std(x, smoothing, n, weight) for x, n in zip(stds, physics_variances)]
+        return float(np.nanmean([spearman_rho(j, e) for j, e in zip(joined, errors)]))
+
+    tried = {likeliest * f: ranking(likeliest * f) for f in PHYSICS_WEIGHT_FACTORS}
+    weight = max(tried, key=tried.get)
+    rho = {"spread": float(np.nanmean([spearman_rho(np.sqrt(v), e) for v, e in zip(vs, errors)]))}
+    rho["with_physics"] = tried[weight]
     return (weight if rho["with_physics"] > rho["spread"] else 0.0), rho
 
 
