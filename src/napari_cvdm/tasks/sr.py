@@ -185,15 +185,17 @@ class SRTask(Task):
         return band_noise_level_function(plane, min(optics.cutoff_cycles_per_pixel, 0.44))
 
     def physics_variance(self, plane: np.ndarray, optics: WidefieldOptics) -> np.ndarray:
-        """The input's Poisson–Gaussian noise variance ``a·x + b`` (:meth:`noise_model`; input units², which are
-        the output's) of each input pixel, given to the ``gain × gain`` output pixels it covers and averaged over
-        the target PSF's σ (:meth:`std_smoothing`): ``(gain·H, gain·W)`` float32. Where the camera counted more
-        photons the reconstruction is less certain in absolute terms; a sample spread does not show that by itself."""
+        """The input's Poisson–Gaussian noise variance ``a·x̄ + b`` (:meth:`noise_model`; input units², which are
+        the output's) of each input pixel, ``x̄`` the input averaged over half the PSF's σ (the expected intensity,
+        not its noisy draw), given to the ``gain × gain`` output pixels it covers and averaged over the target
+        PSF's σ (:meth:`std_smoothing`): ``(gain·H, gain·W)`` float32. Where the camera counted more photons the
+        reconstruction is less certain in absolute terms; a sample spread does not show that by itself."""
         from scipy.ndimage import gaussian_filter
 
         x = np.asarray(plane, np.float64)
         a, b = self.noise_model(x, optics)
-        var = np.maximum(a * x + b, 0.0)
+        psf_sigma = 0.21 * optics.wavelength_um / (optics.na * optics.pixel_um)  # input pixels
+        var = np.maximum(a * gaussian_filter(x, psf_sigma / 2, mode="reflect") + b, 0.0)
         g = self.gain
         up = np.repeat(np.repeat(var, g, axis=0), g, axis=1).astype(np.float32)
         gaussian_filter(up, self.std_smoothing(optics), output=up, mode="reflect")
