@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["haar_detail", "noise_sigma", "noise_level_function", "band_noise_level_function", "photon_level"]
+__all__ = [
+    "haar_detail",
+    "noise_sigma",
+    "noise_level_function",
+    "band_noise_level_function",
+    "band_noise_level_curve",
+    "photon_level",
+]
 
 _MAD_TO_SIGMA = 0.6745
 #: E[d²; d² below its 90th percentile] / σ² for Gaussian d.
@@ -92,6 +99,14 @@ def band_noise_level_function(image: np.ndarray, cutoff: float, bins: int = 8) -
     a, b
         Slope (image units) and offset (image units²), both ≥ 0 and not both 0.
     """
+    local, noise = _band_noise_samples(image, cutoff)
+    line = _binned_line(local, noise, bins, 64)
+    return line if line is not None else (0.0, max(_robust_variance(noise), 1e-12))
+
+
+def _band_noise_samples(image: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(local mean, noise)`` per pixel of an ``(H, W)`` image away from a 4-pixel border: its 5×5 box mean and
+    its part above ``1.15 × cutoff`` cycles per pixel, scaled so that white noise keeps its variance."""
     from scipy.ndimage import uniform_filter
 
     if not 0 < cutoff < 0.45:
@@ -103,9 +118,33 @@ def band_noise_level_function(image: np.ndarray, cutoff: float, bins: int = 8) -
     high = np.real(np.fft.ifft2(np.fft.fft2(x) * keep))
     inner = (slice(4, max(h - 4, 5)), slice(4, max(w - 4, 5)))
     local = uniform_filter(x, 5, mode="reflect")[inner].ravel()
-    noise = high[inner].ravel() / np.sqrt(keep.mean())
-    line = _binned_line(local, noise, bins, 64)
-    return line if line is not None else (0.0, max(_robust_variance(noise), 1e-12))
+    return local, high[inner].ravel() / np.sqrt(keep.mean())
+
+
+def band_noise_level_curve(image: np.ndarray, cutoff: float, bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The noise variance of an ``(H, W)`` image against its local mean, measured as
+    :func:`band_noise_level_function` does but kept as a curve: the robust variance in ``bins`` intensity quantile
+    bins (at least 64 pixels each), made non-decreasing. Unlike the line ``a·x + b`` it needs no model of the camera:
+    an offset (raw counts of a camera that adds 100 to every pixel) makes the dark bins' variance the read noise,
+    not ``a·100``.
+
+    Returns
+    -------
+    means, variances
+        Increasing bin means (image units) and their variances (image units²), for :func:`numpy.interp`; one bin
+        when the image has too few pixels to bin.
+    """
+    local, noise = _band_noise_samples(image, cutoff)
+    edges = np.unique(np.quantile(local, np.linspace(0, 1, bins + 1)))
+    m, v = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (local >= lo) & (local <= hi)
+        if sel.sum() >= 64:
+            m.append(float(local[sel].mean()))
+            v.append(_robust_variance(noise[sel]))
+    if not m:
+        return np.array([float(np.mean(local))]), np.array([max(_robust_variance(noise), 1e-12)])
+    return np.asarray(m), np.maximum.accumulate(np.maximum(np.asarray(v), 1e-12))
 
 
 def photon_level(image: np.ndarray, gain: float) -> float:

@@ -25,7 +25,7 @@ from ..data.simulate import (
     simulate_sr_scene,
 )
 from ..metrics import Scores, affine_fit, sr_scores
-from ..physics.noise import band_noise_level_function, photon_level
+from ..physics.noise import band_noise_level_curve, band_noise_level_function, photon_level
 from ..physics.widefield import (
     DEFAULT_RL_ITERATIONS,
     WidefieldOptics,
@@ -185,17 +185,19 @@ class SRTask(Task):
         return band_noise_level_function(plane, min(optics.cutoff_cycles_per_pixel, 0.44))
 
     def physics_variance(self, plane: np.ndarray, optics: WidefieldOptics) -> np.ndarray:
-        """The input's Poisson–Gaussian noise variance ``a·x̄ + b`` (:meth:`noise_model`; input units², which are
-        the output's) of each input pixel, ``x̄`` the input averaged over half the PSF's σ (the expected intensity,
-        not its noisy draw), given to the ``gain × gain`` output pixels it covers and averaged over the target
-        PSF's σ (:meth:`std_smoothing`): ``(gain·H, gain·W)`` float32. Where the camera counted more photons the
-        reconstruction is less certain in absolute terms; a sample spread does not show that by itself."""
+        """The input's noise variance at each input pixel's expected intensity ``x̄`` (the input averaged over half
+        the PSF's σ, not its noisy draw), read off the image's own noise-level curve
+        (:func:`~napari_cvdm.physics.noise.band_noise_level_curve`, measured beyond the optical cut-off; a camera
+        offset is no photon signal there), given to the ``gain × gain`` output pixels it covers and averaged over
+        the target PSF's σ (:meth:`std_smoothing`): ``(gain·H, gain·W)`` float32, input units² (the output's).
+        Where the camera counted more photons the reconstruction is less certain in absolute terms; a sample
+        spread does not show that by itself."""
         from scipy.ndimage import gaussian_filter
 
         x = np.asarray(plane, np.float64)
-        a, b = self.noise_model(x, optics)
+        means, variances = band_noise_level_curve(x, min(optics.cutoff_cycles_per_pixel, 0.44))
         psf_sigma = 0.21 * optics.wavelength_um / (optics.na * optics.pixel_um)  # input pixels
-        var = np.maximum(a * gaussian_filter(x, psf_sigma / 2, mode="reflect") + b, 0.0)
+        var = np.interp(gaussian_filter(x, psf_sigma / 2, mode="reflect"), means, variances)
         g = self.gain
         up = np.repeat(np.repeat(var, g, axis=0), g, axis=1).astype(np.float32)
         gaussian_filter(up, self.std_smoothing(optics), output=up, mode="reflect")
