@@ -162,12 +162,11 @@ class SRTask(Task):
 
     def consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: WidefieldOptics) -> Consistency:
         """The reconstruction through :func:`widefield_from_target`, matched to the input by a least-squares
-        gain and offset (the background), against the input in units of its Poisson–Gaussian noise
-        (estimated from the input: :func:`noise_level_function`)."""
+        gain and offset (the background), against the input in units of its noise at the model's intensity
+        (:meth:`noise_variance_at`: the image's own noise-level curve, which a camera offset does not inflate)."""
         x = np.asarray(plane, np.float64)
         model = affine_fit(widefield_from_target(estimate, optics), x)
-        a, b = self.noise_model(x, optics)
-        var = np.maximum(a * np.clip(model, 0, None) + b, 1e-12)
+        var = self.noise_variance_at(x, model, optics)
         residual = (model - x) / np.sqrt(var)
         rms = interior_rms(residual)
         remarks = []
@@ -178,6 +177,14 @@ class SRTask(Task):
                 f"(NA, wavelength, pixel size) or fine-tune on your own pairs"
             )
         return Consistency(residual.astype(np.float32), rms, None, float(np.sqrt(np.median(var))), remarks)
+
+    def noise_variance_at(self, plane: np.ndarray, intensity: np.ndarray, optics: WidefieldOptics) -> np.ndarray:
+        """The noise variance of ``plane`` (input units²) at each value of ``intensity`` (input units, any shape:
+        the expected intensity of each pixel), read off the image's noise-level curve measured beyond the optical
+        cut-off (:func:`~napari_cvdm.physics.noise.band_noise_level_curve`; constant beyond its ends); at least
+        10⁻¹² so that it can divide."""
+        means, variances = band_noise_level_curve(plane, min(optics.cutoff_cycles_per_pixel, 0.44))
+        return np.maximum(np.interp(intensity, means, variances), 1e-12)
 
     def noise_model(self, plane: np.ndarray, optics: WidefieldOptics) -> tuple[float, float]:
         """``(a, b)`` of the input's noise variance ``a·x + b`` (Poisson gain and read noise, input units),
@@ -195,9 +202,8 @@ class SRTask(Task):
         from scipy.ndimage import gaussian_filter
 
         x = np.asarray(plane, np.float64)
-        means, variances = band_noise_level_curve(x, min(optics.cutoff_cycles_per_pixel, 0.44))
         psf_sigma = 0.21 * optics.wavelength_um / (optics.na * optics.pixel_um)  # input pixels
-        var = np.interp(gaussian_filter(x, psf_sigma / 2, mode="reflect"), means, variances)
+        var = self.noise_variance_at(x, gaussian_filter(x, psf_sigma / 2, mode="reflect"), optics)
         g = self.gain
         up = np.repeat(np.repeat(var, g, axis=0), g, axis=1).astype(np.float32)
         gaussian_filter(up, self.std_smoothing(optics), output=up, mode="reflect")
