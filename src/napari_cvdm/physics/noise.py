@@ -121,6 +121,10 @@ def _band_noise_samples(image: np.ndarray, cutoff: float) -> tuple[np.ndarray, n
     return local, high[inner].ravel() / np.sqrt(keep.mean())
 
 
+#: Pixels :func:`band_noise_level_curve` bins at most (evenly strided through the image).
+_CURVE_SAMPLES = 1 << 20
+
+
 def band_noise_level_curve(image: np.ndarray, cutoff: float, bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """The noise variance of an ``(H, W)`` image against its local mean, measured as
     :func:`band_noise_level_function` does but kept as a curve: the robust variance in ``bins`` intensity quantile
@@ -135,6 +139,8 @@ def band_noise_level_curve(image: np.ndarray, cutoff: float, bins: int = 16) -> 
         when the image has too few pixels to bin.
     """
     local, noise = _band_noise_samples(image, cutoff)
+    step = max(1, local.size // _CURVE_SAMPLES)  # every step-th pixel: plenty for 16 variances, 4× faster at 4096²
+    local, noise = local[::step], noise[::step]
     edges = np.unique(np.quantile(local, np.linspace(0, 1, bins + 1)))
     m, v = [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
