@@ -181,11 +181,9 @@ class CVDMModel:
         cal = self.calibration
         if cal is None:
             return self.sample_raw(image, options, callback)
-        units = self.value_units(image)
-        partial = _calibrating(
-            callback, cal, units, lambda k: self.task.physics_variance(self.task.check_input(image)[k], self.optics)
-        )
-        return self._calibrate(self.sample_raw(image, options, partial), cal, units, image)
+        units, physics = self.value_units(image), self._physics_maps(image)  # maps shared by running and final results
+        partial = _calibrating(callback, cal, units, physics)
+        return self._calibrate(self.sample_raw(image, options, partial), cal, units, image, physics)
 
     def sample_raw(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -201,27 +199,41 @@ class CVDMModel:
         """Per input plane: the physical size of one normalised unit (:meth:`Task.value_unit`)."""
         return [self.task.value_unit(plane, self.normalization) for plane in self.task.check_input(image)]
 
-    def physics_variances(self, image: np.ndarray, planes: int | None = None) -> list[np.ndarray] | None:
-        """Per input plane (the first ``planes``): the task's physics variance at every output pixel
-        (:meth:`Task.physics_variance`), or ``None`` when the task has none."""
-        maps = [self.task.physics_variance(p, self.optics) for p in self.task.check_input(image)[:planes]]
-        return None if any(m is None for m in maps) else maps
+    def _physics_maps(self, image: np.ndarray) -> Callable[[int], np.ndarray | None]:
+        """Plane ``k`` of ``image`` → the task's physics variance at every output pixel (:meth:`Task.physics_variance`;
+        ``None`` when the task has none), each computed once and only when asked (the input validated once)."""
+        planes: list[np.ndarray] = []
+        maps: dict[int, np.ndarray | None] = {}
+
+        def of(k: int) -> np.ndarray | None:
+            if k not in maps:
+                if not planes:
+                    planes.append(self.task.check_input(image))
+                maps[k] = self.task.physics_variance(planes[0][k], self.optics)
+            return maps[k]
+
+        return of
 
     def calibrated(self, image: np.ndarray, prediction: Prediction) -> Prediction:
         """``prediction`` (of ``image``) with the model's std calibration applied; unchanged without one."""
         cal = self.calibration
         if cal is None:
             return prediction
-        return self._calibrate(prediction, cal, self.value_units(image), image)
+        return self._calibrate(prediction, cal, self.value_units(image), image, self._physics_maps(image))
 
     def _calibrate(
-        self, prediction: Prediction, cal: StdCalibration, units: list[float], image: np.ndarray
+        self,
+        prediction: Prediction,
+        cal: StdCalibration,
+        units: list[float],
+        image: np.ndarray,
+        physics: Callable[[int], np.ndarray | None],
     ) -> Prediction:
         single = self.task.is_single(image)
         planes = 1 if single else len(prediction.mean)  # fewer than the image's when a run was stopped and kept
         if prediction.samples is not None:  # fewer than asked when stopped and kept: their own scale
             cal = cal.for_samples(len(prediction.samples))
-        maps = self.physics_variances(image, planes) if cal.physics_weight > 0 else None
+        maps = [physics(k) for k in range(planes)] if cal.physics_weight > 0 else None
         return calibrate_prediction(prediction, cal, units[:planes], single, maps)
 
 
@@ -232,20 +244,15 @@ def _calibrating(
     physics_variance: Callable[[int], np.ndarray | None],
 ) -> ProgressCallback | None:
     """``callback`` with the partial results of a progressive run calibrated (their plane's unit and, where the
-    calibration weighs it in, the task's physics variance: ``physics_variance(plane)``, computed once per plane)."""
+    calibration weighs it in, the task's physics variance: ``physics_variance(plane)``)."""
     if callback is None:
         return None
-    maps: dict[int, np.ndarray | None] = {}
 
     def report(progress: SamplingProgress) -> Any:
         part = progress.partial
         if part is None:
             return callback(progress)
-        physics = None
-        if cal.physics_weight > 0:
-            if part.plane not in maps:
-                maps[part.plane] = physics_variance(part.plane)
-            physics = [maps[part.plane]]
+        physics = [physics_variance(part.plane)] if cal.physics_weight > 0 else None
         cal_part = cal.for_samples(part.done)
         calibrated = calibrate_prediction(part.prediction, cal_part, [units[part.plane]], True, physics)
         return callback(dataclasses.replace(progress, partial=dataclasses.replace(part, prediction=calibrated)))

@@ -108,13 +108,28 @@ def effective_std(
     ``physics_weight`` = k (0: the spread alone), float32."""
     if physics_weight <= 0:
         return smoothed_std(std, smoothing).astype(np.float32, copy=False)
-    if physics_variance is None:
-        raise ValueError("this calibration weighs in a physics variance: pass its map")
-    v = smoothed_variance(std, smoothing)
-    if v.shape != np.shape(physics_variance):
-        raise ValueError(f"a physics variance map of shape {np.shape(physics_variance)} for a std of shape {v.shape}")
-    v += np.float32(physics_weight**2) * np.asarray(physics_variance, np.float32)
+    if physics_variance is not None and np.shape(std) != np.shape(physics_variance):
+        raise ValueError(
+            f"a physics variance map of shape {np.shape(physics_variance)} for a std of shape {np.shape(std)}"
+        )
+    v = _joined_variance(std, smoothing, physics_variance, physics_weight)
     return np.sqrt(v, out=v)
+
+
+def _joined_variance(
+    std: np.ndarray, smoothing: float, physics_variance: np.ndarray | None, physics_weight: float
+) -> np.ndarray:
+    """``G_r(s²) + k²·v``: the spread's averaged variance and the physics variance weighed by ``k`` =
+    ``physics_weight`` (0: ``G_r(s²)`` alone), one image-sized float32 array made in place (the weighted map is
+    added a band of rows at a time, not as a second image-sized array)."""
+    v = smoothed_variance(std, smoothing)
+    if physics_weight > 0:
+        if physics_variance is None:
+            raise ValueError("this calibration weighs in a physics variance: pass its map")
+        k2, extra = np.float32(physics_weight**2), np.broadcast_to(np.asarray(physics_variance, np.float32), v.shape)
+        for i in range(0, v.shape[-2], 512):
+            v[..., i : i + 512, :] += k2 * extra[..., i : i + 512, :]
+    return v
 
 
 @dataclass(frozen=True)
@@ -162,15 +177,8 @@ class StdCalibration:
         """Calibrated std of one image (``std`` ``(..., H, W)``, physical units, averaged over its last two axes;
         ``unit`` the image's normalised unit in the same units; ``physics_variance`` the task's physics variance at
         each of those pixels, squared units, needed when :attr:`physics_weight` is not 0)."""
-        v = smoothed_variance(std, self.smoothing)  # float32, in place below: one image-sized array
-        if self.physics_weight > 0:
-            if physics_variance is None:
-                raise ValueError("this calibration weighs in a physics variance: pass its map")
-            v *= np.float32(1 / self.physics_weight**2)  # no second image-sized array: weigh the spread, add
-            v += np.asarray(physics_variance, np.float32)
-            v *= np.float32((self.scale * self.physics_weight) ** 2)
-        else:
-            v *= np.float32(self.scale**2)
+        v = _joined_variance(std, self.smoothing, physics_variance, self.physics_weight)  # float32, in place below
+        v *= np.float32(self.scale**2)
         v += np.float32((self.floor * float(unit)) ** 2)
         return np.sqrt(v, out=v)
 
@@ -264,7 +272,7 @@ def fit_scale(
     seed: int = 0,
     physics_variances: Sequence[np.ndarray] | None = None,
 ) -> float:
-    """The scale that makes ``calibration`` (its floor, smoothing and noise weight kept) cover 95.45 % within ±2σ
+    """The scale that makes ``calibration`` (its floor, smoothing and physics weight kept) cover 95.45 % within ±2σ
     of these errors — e.g. of the means of fewer samples than it was fitted on (arguments as
     :func:`fit_calibration`)."""
     c = calibration

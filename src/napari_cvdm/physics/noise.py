@@ -62,10 +62,9 @@ def noise_level_function(image: np.ndarray, bins: int = 8) -> tuple[float, float
     return line if line is not None else (0.0, max(noise_sigma(x) ** 2, 1e-12))
 
 
-def _binned_line(means: np.ndarray, noise: np.ndarray, bins: int, min_count: int) -> tuple[float, float] | None:
-    """``(a, b)`` of ``variance ≈ a·mean + b``: the robust variance of the ``noise`` samples against their local
-    ``means`` in ``bins`` intensity quantile bins, fitted by a line (both ≥ 0); ``None`` with fewer than two
-    usable bins."""
+def _binned_variances(means: np.ndarray, noise: np.ndarray, bins: int, min_count: int) -> tuple[list, list]:
+    """The mean of ``means`` and the robust variance of the ``noise`` samples in each of ``bins`` intensity
+    quantile bins of ``means`` that hold at least ``min_count`` samples, in increasing order."""
     edges = np.unique(np.quantile(means, np.linspace(0, 1, bins + 1)))
     m, v = [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -73,6 +72,14 @@ def _binned_line(means: np.ndarray, noise: np.ndarray, bins: int, min_count: int
         if sel.sum() >= min_count:
             m.append(float(means[sel].mean()))
             v.append(_robust_variance(noise[sel]))
+    return m, v
+
+
+def _binned_line(means: np.ndarray, noise: np.ndarray, bins: int, min_count: int) -> tuple[float, float] | None:
+    """``(a, b)`` of ``variance ≈ a·mean + b``: the robust variance of the ``noise`` samples against their local
+    ``means`` in ``bins`` intensity quantile bins, fitted by a line (both ≥ 0); ``None`` with fewer than two
+    usable bins."""
+    m, v = _binned_variances(means, noise, bins, min_count)
     if len(m) < 2:
         return None
     a = max(float(np.polyfit(m, v, 1)[0]), 0.0)
@@ -141,13 +148,7 @@ def band_noise_level_curve(image: np.ndarray, cutoff: float, bins: int = 16) -> 
     local, noise = _band_noise_samples(image, cutoff)
     step = max(1, local.size // _CURVE_SAMPLES)  # every step-th pixel: plenty for 16 variances, 4× faster at 4096²
     local, noise = local[::step], noise[::step]
-    edges = np.unique(np.quantile(local, np.linspace(0, 1, bins + 1)))
-    m, v = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (local >= lo) & (local <= hi)
-        if sel.sum() >= 64:
-            m.append(float(local[sel].mean()))
-            v.append(_robust_variance(noise[sel]))
+    m, v = _binned_variances(local, noise, bins, 64)
     if not m:
         return np.array([float(np.mean(local))]), np.array([max(_robust_variance(noise), 1e-12)])
     return np.asarray(m), np.maximum.accumulate(np.maximum(np.asarray(v), 1e-12))

@@ -89,6 +89,13 @@ class WidefieldOptics(Optics):
         return self.pixel_um / self.gain
 
     @property
+    def psf_sigma_px(self) -> float:
+        """σ of the Gaussian that approximates the widefield Airy PSF, ``0.21·λ/NA``, in camera pixels (1.35 for the
+        bundled optics; the target's PSF is ``gain`` times narrower on a ``gain`` times finer grid: the same
+        number of its pixels)."""
+        return 0.21 * self.wavelength_um / (self.na * self.pixel_um)
+
+    @property
     def cutoff_cycles_per_pixel(self) -> float:
         """The widefield OTF's cut-off ``2·NA/λ`` in cycles per camera pixel (Nyquist is 0.5)."""
         return 2 * self.na / self.wavelength_um * self.pixel_um

@@ -202,8 +202,7 @@ class SRTask(Task):
         from scipy.ndimage import gaussian_filter
 
         x = np.asarray(plane, np.float64)
-        psf_sigma = 0.21 * optics.wavelength_um / (optics.na * optics.pixel_um)  # input pixels
-        var = self.noise_variance_at(x, gaussian_filter(x, psf_sigma / 2, mode="reflect"), optics)
+        var = self.noise_variance_at(x, gaussian_filter(x, optics.psf_sigma_px / 2, mode="reflect"), optics)
         g = self.gain
         up = np.repeat(np.repeat(var, g, axis=0), g, axis=1).astype(np.float32)
         gaussian_filter(up, self.std_smoothing(optics), output=up, mode="reflect")
@@ -283,8 +282,9 @@ class SRTask(Task):
 
     def std_smoothing(self, optics: WidefieldOptics) -> float:
         """σ of the Gaussian that approximates the target's (SIM-like, NA × gain) Airy PSF, in output pixels:
-        ``0.21·λ/(NA·gain)`` over ``pixel/gain`` (1.35 px for the bundled optics)."""
-        return 0.21 * optics.wavelength_um / (optics.na * optics.pixel_um)
+        ``0.21·λ/(NA·gain)`` over ``pixel/gain``, the same number as :attr:`WidefieldOptics.psf_sigma_px` (1.35 px
+        for the bundled optics)."""
+        return optics.psf_sigma_px
 
     def output_geometry(
         self, scale: Sequence[float], translate: Sequence[float], plane_axis: bool
