@@ -53,6 +53,48 @@ def test_retrieval_recovers_a_phase_with_caustics_where_tie_cannot():
     assert fitted.residual.abs().max() < 0.1  # in units of σ = 0.01: the planes are explained
 
 
+def test_the_misfit_stalls_when_its_rms_falls_by_less_than_the_stall_drop():
+    from napari_cvdm.physics.retrieval import STALL_DROP, misfit_stalled
+
+    assert misfit_stalled(1.0, (1 - STALL_DROP / 2) ** 2) and not misfit_stalled(1.0, (1 - 2 * STALL_DROP) ** 2)
+    assert misfit_stalled(1.0, 1.0) and misfit_stalled(0.0, 0.0)
+
+
+def test_the_retrieval_stops_where_the_fit_stalls_and_a_fixed_count_runs_to_its_end():
+    """On noisy planes the fit stops before its 400 iterations, once it explains the data as well as the
+    former fixed 100 iterations did (the rest would fit noise and let the lowest modes drift); ``stall_window=None``
+    runs every iteration."""
+    pair = simulate_qpi_pair("cells", (64, 64), np.random.default_rng(5), noise=0.01)
+    planes = torch.from_numpy(np.asarray(pair.input, np.float32))[None]
+    stopped = retrieve_phase(planes, (-DZ, DZ), LAM, PX, 0.01)
+    assert 20 <= stopped.iterations < 400
+    fixed = retrieve_phase(planes, (-DZ, DZ), LAM, PX, 0.01, RetrievalOptions(iterations=100, stall_window=None))
+    assert fixed.iterations == 100
+    rms = [float(r.residual.pow(2).mean().sqrt()) for r in (stopped, fixed)]
+    assert rms[0] <= 1.02 * rms[1] and rms[0] < 1.0, rms  # in noise units (σ = 0.01): down to the noise
+    with pytest.raises(ValueError, match="stall window"):
+        RetrievalOptions(stall_window=5)
+
+
+def test_a_recipe_recorded_before_the_stall_rule_runs_its_fixed_count(monkeypatch):
+    """A model conditioned on a 100-iteration retrieval keeps getting one: its recipe has no stall window."""
+    import napari_cvdm.tasks.qpi as qpi_module
+
+    seen = []
+    real = qpi_module.retrieve_phase
+    monkeypatch.setattr(
+        qpi_module, "retrieve_phase", lambda *a, **k: seen.append(a[5]) or real(*a[:5], RetrievalOptions(iterations=2))
+    )
+    recipe = qpi_module.retrieval_recipe(QPIOptics())
+    assert recipe["stall_window"] == 20 and recipe["iterations"] == 400
+    old = {k: v for k, v in recipe.items() if k != "stall_window"} | {"iterations": 100}
+    planes = torch.ones((1, 2, 32, 32))
+    qpi_module._retrieval_channels(planes, old)
+    qpi_module._retrieval_channels(planes, recipe)
+    assert (seen[0].iterations, seen[0].stall_window) == (100, None)
+    assert (seen[1].iterations, seen[1].stall_window) == (400, 20)
+
+
 def test_retrieval_takes_any_number_of_planes_and_checks_them():
     planes, truth = _bumps_in_a_larger_field(48, 96)
     with pytest.raises(ValueError, match="one per dz"):

@@ -375,6 +375,27 @@ def test_a_physics_variance_joins_the_spread_where_the_error_holds_it():
     assert fit_physics_weight(stds, errors, noise, [1.0] * 6, 0.0)[0] == 0.0
 
 
+def test_the_smoothing_and_the_physics_weight_are_chosen_together():
+    """The joint choice ranks the errors at least as well as choosing the radius for the spread alone and the
+    weight after it (that pair is among those tried), reports the weight :func:`fit_physics_weight` picks at its
+    radius, and falls back to the spread's own radius when the error holds no physics variance."""
+    from napari_cvdm.uncertainty import fit_physics_weight, fit_smoothing, fit_smoothing_and_weight
+
+    stds, noise, errors = _spread_and_noise(4.0, 0)
+    units = [1.0] * len(stds)
+    radius, weight, table = fit_smoothing_and_weight(stds, errors, noise, units, 1.0)
+    assert sorted(table) == [1.0, 1.5, 2.0, 3.0, 4.0] and radius in table
+    assert weight == fit_physics_weight(stds, errors, noise, units, radius)[0] > 0
+    alone, _ = fit_smoothing(stds, errors, 1.0)
+    sequential = fit_physics_weight(stds, errors, noise, units, alone)[1]["with_physics"]
+    assert table[radius]["with_physics"] >= sequential and table[alone]["with_physics"] == pytest.approx(sequential)
+    stds, noise, errors = _spread_and_noise(0.0, 2)  # no physics in the error: the spread's radius, no weight
+    radius, weight, table = fit_smoothing_and_weight(stds, errors, noise, units, 1.0)
+    assert weight == 0.0 and radius == fit_smoothing(stds, errors, 1.0)[0]
+    with pytest.raises(ValueError, match="radius"):
+        fit_smoothing_and_weight(stds, errors, noise, units, 0.0)
+
+
 @pytest.mark.parametrize("offset", [0.0, 100.0])
 def test_sr_physics_variance_is_the_cameras_noise_at_the_output_pixels(offset):
     """Photon noise at gain 0.5 counts per photon and read noise of 2 counts, with and without a camera offset

@@ -17,7 +17,14 @@ import numpy as np
 
 from .data.simulate import VALIDATION_SEED
 from .evaluate import Example, held_out_set, read_pair_folder
-from .uncertainty import StdCalibration, fit_calibration, fit_physics_weight, fit_scale, fit_smoothing
+from .uncertainty import (
+    StdCalibration,
+    fit_calibration,
+    fit_physics_weight,
+    fit_scale,
+    fit_smoothing,
+    fit_smoothing_and_weight,
+)
 
 __all__ = [
     "CalibrationRequest",
@@ -116,16 +123,16 @@ def fit_model_calibration(
         if progress is not None:
             progress(k + 1, len(examples))
     n = options.n_samples
-    radius, ranking = fit_smoothing(stds[n], errors[n], model.task.std_smoothing(model.optics))
     maps = None if any(v is None for v in physics) else physics
-    weight, physics_ranking = fit_physics_weight(stds[n], errors[n], maps, units, radius) if maps else (0.0, {})
+    radius, weight, ranking, physics_ranking = _smoothing_and_weight(model, stds[n], errors[n], maps, units)
     cal = fit_calibration(stds[n], errors[n], units, radius, physics_variances=maps, physics_weight=weight)
     steps = options.steps or model.default_steps
     record = {**cal.fitted_on, "pairs": len(examples), "samples": n, "steps": steps}
     if ranking:  # Spearman ρ(std, |error|) at each smoothing radius tried (output pixels)
         record["smoothing_rho"] = {f"{r:.2f}": round(rho, 4) for r, rho in ranking.items()}
     if physics_ranking:  # the same without and with the task's physics variance (at the weight fitted)
-        record["physics_rho"] = {k: round(v, 4) for k, v in physics_ranking.items()}
+        record["physics_rho"] = {k: round(v, 4) for k, v in physics_ranking[radius].items() if k != "weight"}
+        record["smoothing_physics_rho"] = {f"{r:.2f}": round(v["with_physics"], 4) for r, v in physics_ranking.items()}
         record["physics"] = model.task.physics_variance_label
     record["groups"] = sorted({ex.group for ex in examples})
     record["input_side"] = int(np.median([max(ex.input.shape[-2:]) for ex in examples]))  # px; the std depends on it
@@ -133,6 +140,23 @@ def fit_model_calibration(
         record["tile_size"] = options.tile_size
     scales = {m: fit_scale(stds[m], errors[m], units, cal, physics_variances=maps) for m in counts if m < n}
     return dataclasses.replace(cal, fitted_on=record, scales=scales)
+
+
+def _smoothing_and_weight(
+    model: Any, stds: list[np.ndarray], errors: list[np.ndarray], maps: list[np.ndarray] | None, units: list[float]
+) -> tuple[float, float, dict[float, float], dict[float, dict[str, float]]]:
+    """``(radius, weight, ρ of the spread alone by radius, ρ with the physics variance by radius)``: chosen
+    together when the task has a physics variance and a smoothing radius (:func:`fit_smoothing_and_weight`),
+    else the radius alone (:func:`fit_smoothing`, weight 0, no second table)."""
+    task_radius = model.task.std_smoothing(model.optics)
+    if maps is None:
+        radius, ranking = fit_smoothing(stds, errors, task_radius)
+        return radius, 0.0, ranking, {}
+    if task_radius <= 0:  # nothing to pool: the weight alone
+        weight, rho = fit_physics_weight(stds, errors, maps, units, 0.0)
+        return 0.0, weight, {}, {0.0: {**rho, "weight": weight}}
+    radius, weight, table = fit_smoothing_and_weight(stds, errors, maps, units, task_radius)
+    return radius, weight, {r: row["spread"] for r, row in table.items()}, table
 
 
 def partial_counts(n_samples: int) -> list[int]:

@@ -234,7 +234,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"{before['2sigma']:.1%} -> {after['2sigma']:.1%}"
     )
     if "smoothing_rho" in cal.fitted_on:
-        tried = ", ".join(f"{r} px: {rho:.2f}" for r, rho in cal.fitted_on["smoothing_rho"].items())
+        joined = cal.fitted_on.get("smoothing_physics_rho", {})
+        tried = ", ".join(
+            f"{r} px: {rho:.2f}" + (f" ({joined[r]:.2f} with physics)" if r in joined else "")
+            for r, rho in cal.fitted_on["smoothing_rho"].items()
+        )
         print(f"variance averaged over {cal.smoothing:.2f} px (Spearman ρ(std, |error|) by radius: {tried})")
     if "physics_rho" in cal.fitted_on:
         r, what = cal.fitted_on["physics_rho"], cal.fitted_on.get("physics", "the task's physics variance")

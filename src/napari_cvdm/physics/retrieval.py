@@ -38,7 +38,20 @@ __all__ = [
     "fit_margins",
     "model_planes",
     "phase_preconditioner",
+    "misfit_stalled",
+    "STALL_CHECK",
+    "STALL_DROP",
 ]
+
+
+#: Iterations between two checks of whether a fit has stalled (:attr:`RetrievalOptions.stall_window`).
+STALL_CHECK = 10
+#: A fit has stalled when its window lowered the residual's RMS by less than this fraction. Chosen on the traces
+#: of 36 validation pairs (128², cells, textures, photos; σ 0.005–0.02) among 0.2–2 %: 0.8 % gave 28.19 dB against
+#: 26.93 dB for a fixed 100 iterations. (A threshold at the misfit's own statistical noise, √(2N) noise variances,
+#: is the same on 128² pairs but twice as strict on 256² ones, where it let the lowest modes of a dense-cells pair
+#: drift for 70 more iterations: SSIM 0.56 → 0.46.)
+STALL_DROP = 0.008
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,14 @@ class RetrievalOptions:
     Parameters
     ----------
     iterations
-        L-BFGS iterations (each evaluates the model once or a few times).
+        L-BFGS iterations at most (each evaluates the model once or a few times).
+    stall_window
+        Stop once the last ``stall_window`` iterations lowered the residual's RMS by less than
+        :data:`STALL_DROP` (:func:`misfit_stalled`), checked every :data:`STALL_CHECK` iterations; ``None``: run all
+        ``iterations``. Past that point the fit no longer explains the data measurably better, it moves the lowest
+        modes the data barely constrain: on 72 held-out pairs stopping there gained +0.8 dB on average over a fixed
+        100 iterations (+1.9 dB on photos, whose fine detail needs 150–300 iterations; cells, whose lowest modes
+        drift, stop at about 100).
     start_weight
         ``μ_φ``: weight of ``‖φ − φ₀‖²`` (per pixel, in units of the data term's ``1/σ²``).
     tie_regularization
@@ -63,16 +83,19 @@ class RetrievalOptions:
         Free border around the image (pixels); ``None`` takes :func:`fresnel_margin`.
     """
 
-    iterations: int = 100
+    iterations: int = 400
     start_weight: float = 0.003
     tie_regularization: float = 0.1
     amplitude_smoothness: float = 1e5
     fit_amplitude: bool = True
     margin_px: int | None = None
+    stall_window: int | None = 20
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ValueError("retrieval needs at least one iteration")
+        if self.stall_window is not None and self.stall_window < STALL_CHECK:
+            raise ValueError(f"the stall window must be at least {STALL_CHECK} iterations (or None)")
         if self.start_weight < 0 or self.tie_regularization < 0 or self.amplitude_smoothness < 0:
             raise ValueError("regularisation weights must be >= 0")
         if self.margin_px is not None and self.margin_px < 0:
@@ -80,7 +103,7 @@ class RetrievalOptions:
 
 
 #: For checking a given phase: an amplitude free enough to follow real absorption (μ_A = 10³).
-CONSISTENCY_OPTIONS = RetrievalOptions(iterations=60, amplitude_smoothness=1e3)
+CONSISTENCY_OPTIONS = RetrievalOptions(iterations=60, amplitude_smoothness=1e3, stall_window=None)
 
 
 @dataclass
@@ -95,11 +118,14 @@ class Retrieved:
         ``(B, H, W)`` amplitude ``A`` (1 = no absorption).
     residual
         ``(B, Z, H, W)`` model minus measurement, in units of the noise σ.
+    iterations
+        L-BFGS iterations run (fewer than asked when the fit stalled).
     """
 
     phase: torch.Tensor
     amplitude: torch.Tensor
     residual: torch.Tensor
+    iterations: int = 0
 
 
 def fresnel_margin(dz_um: Sequence[float], wavelength_um: float, pixel_um: float) -> int:
@@ -144,6 +170,14 @@ def model_planes(phase: torch.Tensor, log_amplitude: torch.Tensor, transfers: to
     """Intensities ``(B, Z, H, W)`` of ``exp(log A + iφ)`` (both ``(B, H, W)``) through ``(Z, H, W)`` transfers."""
     field = torch.polar(torch.exp(log_amplitude), phase)
     return torch.fft.ifft2(torch.fft.fft2(field)[:, None] * transfers).abs() ** 2
+
+
+def misfit_stalled(before: float, now: float) -> bool:
+    """Whether a fit's data misfit (sums of squared residuals, any one unit) fell from ``before`` to ``now`` by
+    less than :data:`STALL_DROP` of its RMS."""
+    if before <= 0:
+        return True
+    return math.sqrt(max(now, 0.0) / before) > 1.0 - STALL_DROP
 
 
 def _grad_energy(x: torch.Tensor) -> torch.Tensor:
@@ -194,10 +228,11 @@ def _fit(
         reg = options.start_weight * ((phase - fixed) ** 2).sum() + options.amplitude_smoothness * _grad_energy(log_amp)
         return data + reg / (b * h * w)
 
+    chunk = options.iterations if options.stall_window is None else min(STALL_CHECK, options.iterations)
     opt = torch.optim.LBFGS(
         params,
         lr=1.0,
-        max_iter=options.iterations,
+        max_iter=chunk,
         history_size=20,
         tolerance_grad=0.0,
         tolerance_change=0.0,
@@ -210,15 +245,29 @@ def _fit(
         loss.backward()
         return loss
 
+    def misfit() -> float:
+        with torch.no_grad():
+            return float(((model_planes(current_phase(), log_amp, transfers)[inner] - meas) ** 2).sum())
+
+    done, history = 0, [misfit()] if options.stall_window is not None else []
+    lag = (options.stall_window or 0) // STALL_CHECK
     with torch.enable_grad():
-        opt.step(closure)
+        while done < options.iterations:
+            opt.param_groups[0]["max_iter"] = min(chunk, options.iterations - done)
+            opt.step(closure)  # L-BFGS keeps its history between steps: the chunks are one run
+            done += opt.param_groups[0]["max_iter"]
+            if options.stall_window is None:
+                continue
+            history.append(misfit())
+            if len(history) > lag and misfit_stalled(history[-1 - lag], history[-1]):
+                break
     with torch.no_grad():
         phase = current_phase()
         residual = (model_planes(phase, log_amp, transfers)[inner] - meas) / noise
         crop_phase = phase[:, margin : margin + h, margin : margin + w]
         crop_phase = crop_phase - crop_phase.mean(dim=(-2, -1), keepdim=True)
         amp = torch.exp(log_amp[:, margin : margin + h, margin : margin + w])
-    return Retrieved(crop_phase, amp, residual)
+    return Retrieved(crop_phase, amp, residual, done)
 
 
 def _pad(x: torch.Tensor, margin: int) -> torch.Tensor:

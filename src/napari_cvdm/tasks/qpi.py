@@ -85,6 +85,7 @@ def retrieval_recipe(optics: QPIOptics, options: RetrievalOptions | None = None)
         "pixel_um": optics.pixel_um,
         "noise": RETRIEVAL_NOISE,
         "iterations": o.iterations,
+        "stall_window": o.stall_window,
         "start_weight": o.start_weight,
         "tie_regularization": o.tie_regularization,
         "amplitude_smoothness": o.amplitude_smoothness,
@@ -173,6 +174,7 @@ def _once_per_input(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndar
 def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor:
     """Retrieval phase and amplitude ``(B, 2, H, W)`` of intensities ``(B, 2, H, W)`` at (−dz, +dz)."""
     opts = {k: recipe[k] for k in ("iterations", "start_weight", "tie_regularization", "amplitude_smoothness")}
+    opts["stall_window"] = recipe.get("stall_window")  # recipes before it ran a fixed count
     dz = recipe["dz_um"]
     r = retrieve_phase(
         intensities.float(),
