@@ -73,9 +73,9 @@ def untrained_model_file(directory, task: str, default_steps: int = 2):
 def make_trainer(task="sr", steps=6, tmp_path=None, validator=None, **kw):
     """A trainer of a tiny network on 6 simulated 32² pairs (checkpoints every 3 steps when ``tmp_path``)."""
     from napari_cvdm.data.dataset import SimulatedPairs
-    from napari_cvdm.data.training import pair_batches
     from napari_cvdm.tasks import get_task
     from napari_cvdm.train import TrainConfig, Trainer, new_network
+    from napari_cvdm.training_data import pair_batches
 
     t = get_task(task)
     pairs = SimulatedPairs(task=t, n=6, size=32, seed=1)

@@ -184,11 +184,11 @@ def test_evaluate_command_prints_a_table(capsys):
 
 def test_mismatched_pairs_are_rejected_before_training():
     with pytest.raises(PairError, match="twice the input"):
-        ArrayPairs("sr", [np.zeros((32, 32))], [np.zeros((32, 32))])
+        ArrayPairs(get_task("sr"), [np.zeros((32, 32))], [np.zeros((32, 32))])
     with pytest.raises(PairError, match="NaN"):
-        ArrayPairs("sr", [np.full((32, 32), np.nan)], [np.zeros((64, 64))])
+        ArrayPairs(get_task("sr"), [np.full((32, 32), np.nan)], [np.zeros((64, 64))])
     with pytest.raises(PairError, match="at least"):
-        ArrayPairs("sr", [np.zeros((8, 8))], [np.zeros((16, 16))])
+        ArrayPairs(get_task("sr"), [np.zeros((8, 8))], [np.zeros((16, 16))])
 
 
 def test_defocused_otf_is_normalised_and_blurs_more_with_defocus():

@@ -21,7 +21,7 @@ from napari_cvdm.diffusion.tiling import (
     tiled_area,
 )
 from napari_cvdm.models import load_model
-from napari_cvdm.predict import plan_sampling
+from napari_cvdm.planning import plan_sampling
 
 
 @settings(max_examples=60, deadline=None)
@@ -241,7 +241,7 @@ def test_a_cuda_gpu_gets_half_its_free_memory_as_budget(monkeypatch):
 def test_the_memory_plan_counts_the_film_maps_exactly_and_the_schedule_net(tmp_path):
     import torch
 
-    from napari_cvdm.predict import _bytes_per_pixel, _schedule_bytes_per_pixel, _shared_bytes_per_pixel
+    from napari_cvdm.planning import _bytes_per_pixel, _schedule_bytes_per_pixel, _shared_bytes_per_pixel
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     net = model.network

@@ -14,15 +14,13 @@ from napari_cvdm.data.simulate import simulate_sr_pair
 from napari_cvdm.physics.noise import band_noise_level_function, photon_level
 from napari_cvdm.physics.widefield import WidefieldOptics, out_of_band_ratio
 from napari_cvdm.predict import Prediction, check_pixel_size
+from napari_cvdm.std_fit import SMOOTHING_FACTORS, fit_calibration, fit_scale
 from napari_cvdm.tasks import get_task
 from napari_cvdm.uncertainty import (
     GAUSSIAN_COVERAGE,
-    SMOOTHING_FACTORS,
     StdCalibration,
     calibrate_prediction,
     coverage,
-    fit_calibration,
-    fit_scale,
     reliability,
     smoothed_std,
 )
@@ -306,7 +304,7 @@ def test_the_smoothing_is_chosen_by_how_well_the_std_ranks_the_error():
     with a scale that changes from pixel to pixel and an exact spread, the smallest radius is kept."""
     from scipy.ndimage import gaussian_filter
 
-    from napari_cvdm.uncertainty import fit_smoothing
+    from napari_cvdm.std_fit import fit_smoothing
 
     rng = np.random.default_rng(3)
     fields = [gaussian_filter(rng.standard_normal((96, 96)), 8) for _ in range(6)]
@@ -358,7 +356,8 @@ def _spread_and_noise(noise_share: float, seed: int):
 
 
 def test_a_physics_variance_joins_the_spread_where_the_error_holds_it():
-    from napari_cvdm.uncertainty import effective_std, fit_physics_weight
+    from napari_cvdm.std_fit import fit_physics_weight
+    from napari_cvdm.uncertainty import effective_std
 
     stds, noise, errors = _spread_and_noise(4.0, 0)  # the error holds 4× the noise variance: weight 2
     weight, rho = fit_physics_weight(stds, errors, noise, [1.0] * 6, 0.0)
@@ -379,7 +378,7 @@ def test_the_smoothing_and_the_physics_weight_are_chosen_together():
     """The joint choice ranks the errors at least as well as choosing the radius for the spread alone and the
     weight after it (that pair is among those tried), reports the weight :func:`fit_physics_weight` picks at its
     radius, and falls back to the spread's own radius when the error holds no physics variance."""
-    from napari_cvdm.uncertainty import fit_physics_weight, fit_smoothing, fit_smoothing_and_weight
+    from napari_cvdm.std_fit import fit_physics_weight, fit_smoothing, fit_smoothing_and_weight
 
     stds, noise, errors = _spread_and_noise(4.0, 0)
     units = [1.0] * len(stds)

@@ -33,7 +33,7 @@ from .devices import (
 from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .diffusion.sampler import sample, time_grid
 from .models import CVDMModel, load_model
-from .predict import device_sampling_plan
+from .planning import device_sampling_plan
 
 __all__ = [
     "BenchResult",

@@ -17,14 +17,8 @@ import numpy as np
 
 from .data.simulate import VALIDATION_SEED
 from .evaluate import Example, held_out_set, read_pair_folder
-from .uncertainty import (
-    StdCalibration,
-    fit_calibration,
-    fit_physics_weight,
-    fit_scale,
-    fit_smoothing,
-    fit_smoothing_and_weight,
-)
+from .std_fit import fit_calibration, fit_physics_weight, fit_scale, fit_smoothing, fit_smoothing_and_weight
+from .uncertainty import StdCalibration
 
 __all__ = [
     "CalibrationRequest",
@@ -100,7 +94,7 @@ def fit_model_calibration(
     model: Any, examples: list[Example], options: Any, progress: Callable[[int, int], None] | None = None
 ) -> StdCalibration:
     """Sample every pair with ``options`` (the samples' own std, before any calibration the file has) and fit
-    :func:`~napari_cvdm.uncertainty.fit_calibration` to the errors of the means.
+    :func:`~napari_cvdm.std_fit.fit_calibration` to the errors of the means.
 
     Parameters
     ----------

@@ -98,7 +98,7 @@ def run_toy(args: argparse.Namespace) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from .data.dataset import SimulationRequest, write_simulated_pairs
+    from .simulation import SimulationRequest, write_simulated_pairs
 
     request = from_args(SimulationRequest, args)
     with _bar(request.n, "simulating", "pair") as bar:
@@ -276,7 +276,7 @@ def _sampling(args: argparse.Namespace) -> Any:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "demo": (run_demo, "demo.DemoRequest predict.SamplingOptions:n_samples,steps,seed,device"),
     "toy": (run_toy, "toy.ToyRequest toy.ToyConfig:max_seconds,schedule,seed predict.SamplingOptions:n_samples,steps"),
-    "simulate": (run_simulate, "data.dataset.SimulationRequest optics"),
+    "simulate": (run_simulate, "simulation.SimulationRequest optics"),
     "train": (run_train, "job.TrainingRequest train.TrainConfig job.NetworkOptions optics"),
     "predict": (
         run_predict,
@@ -326,7 +326,7 @@ def _summary(cls: type) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand."""
-    from . import __version__
+    from ._version import __version__
     from .tasks import TASKS
 
     parser = argparse.ArgumentParser(

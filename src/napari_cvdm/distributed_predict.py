@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_write
-from .batch import FileResult, _guarded, _write, file_seed, predict_file
 from .data.tiff import TiffImage, read_tiff
 from .devices import resolve_device
 from .distributed import DistributedContext, rank_device
+from .file_predict import FileResult, _guarded, _write, file_seed, predict_file
 from .models import CVDMModel
 from .predict import SamplingOptions, check_pixel_size
 

@@ -20,7 +20,6 @@ import torch
 
 from .data.normalize import Normalization
 from .data.simulate import TEST_SEED, VALIDATION_SEED
-from .data.training import TrainingData, folder_data, pair_batches, simulated_data
 from .devices import resolve_device
 from .diffusion.denoiser import UNetConfig
 from .diffusion.network import CVDMNetwork, NetworkConfig
@@ -31,6 +30,7 @@ from .physics.optics import Optics
 from .predict import SamplingOptions, predict_image
 from .tasks import Task
 from .train import TrainConfig, Trainer, TrainResult, Validator, new_network
+from .training_data import TrainingData, folder_data, pair_batches, simulated_data
 
 __all__ = [
     "NetworkOptions",

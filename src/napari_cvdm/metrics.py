@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +112,6 @@ class Calibration:
 
 def calibration(std: np.ndarray, error: np.ndarray, max_pixels: int = 200_000, seed: int = 0) -> Calibration:
     """Calibration of an uncertainty map against the actual error (same units, same shape)."""
-    from .uncertainty import coverage, reliability
 
     s = np.asarray(std, np.float64).ravel()
     e = np.abs(np.asarray(error, np.float64)).ravel()
@@ -133,3 +133,24 @@ def spearman_rho(std: np.ndarray, error: np.ndarray, max_pixels: int = 200_000, 
         idx = np.random.default_rng(seed).choice(s.size, max_pixels, replace=False)
         s, e = s[idx], e[idx]
     return float(spearmanr(s, e).statistic) if s.std() > 0 and e.std() > 0 else float("nan")
+
+
+#: Fraction of a Gaussian within ±1σ and ±2σ.
+GAUSSIAN_COVERAGE = {1: 0.6827, 2: 0.9545}
+
+
+#: Nominal central-interval probabilities of the reliability diagram.
+RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def coverage(std: np.ndarray, error: np.ndarray, k: float) -> float:
+    """Fraction of pixels with ``|error| ≤ k·std`` (same shapes)."""
+    return float(np.mean(np.abs(np.asarray(error, np.float64)) <= k * np.asarray(std, np.float64)))
+
+
+def reliability(std: np.ndarray, error: np.ndarray, levels: Sequence[float] = RELIABILITY_LEVELS) -> tuple[float, ...]:
+    """Observed coverage of the central Gaussian intervals of probability ``levels`` (a reliability diagram:
+    a calibrated std gives ``observed == levels``)."""
+    from scipy.stats import norm
+
+    return tuple(coverage(std, error, float(norm.ppf(0.5 + p / 2))) for p in levels)

@@ -1,4 +1,5 @@
-"""Model files: safetensors weights plus a JSON metadata block; the bundled registry.
+"""Models: a trained network with its task, normalisation, optics and std calibration (:class:`CVDMModel`), loaded
+from a model file (:func:`load_model`; the format is :mod:`napari_cvdm.model_files`) or from the bundled registry.
 
 A model file holds the (EMA) weights of a :class:`~napari_cvdm.diffusion.CVDMNetwork`
 as safetensors and, under the metadata key ``"napari_cvdm"``, a JSON object with
@@ -10,7 +11,6 @@ network from the architecture and loads the tensors — nothing is ever unpickle
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -18,16 +18,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
-from ._files import atomic_write
 from ._malloc import release_freed_memory
 from .data.normalize import Normalization
-from .diffusion.network import CVDMNetwork, NetworkConfig, build_network
+from .diffusion.network import CVDMNetwork
 from .diffusion.sampler import ProgressCallback, SamplingProgress
+from .model_files import (
+    DEFAULT_STEPS,
+    FORMAT,
+    FORMAT_VERSION,
+    ModelFileError,
+    model_file_path,
+    read_model_file,
+    save_model,
+    write_model_file,
+)
 from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions, check_consistency, predict_image
-from .tasks import TASKS, Task, get_task
+from .tasks import TASKS, Task
 from .uncertainty import StdCalibration, calibrate_prediction
 
 __all__ = [
@@ -44,21 +52,7 @@ __all__ = [
     "DEFAULT_STEPS",
 ]
 
-FORMAT = "napari-cvdm-model"
-#: Written by this version. 2: a calibration may weigh in the task's physics variance (``physics_weight``), which a
-#: reader of version 1 would drop silently, reporting a std far too small.
-FORMAT_VERSION = 2
-#: The versions this version reads.
-READ_VERSIONS = (1, 2)
-METADATA_KEY = "napari_cvdm"
 BUNDLED = tuple(TASKS)  # one bundled model per task, named after it
-#: Sampling steps of a model file that records none.
-DEFAULT_STEPS = 20
-_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".h5", ".keras")
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used; the message names the file and what is wrong."""
 
 
 @dataclass
@@ -260,63 +254,6 @@ def _calibrating(
     return report
 
 
-def save_model(
-    path: str | Path,
-    network: CVDMNetwork,
-    task: Task | str,
-    normalization: Normalization,
-    optics: Optics,
-    training: dict[str, Any] | None = None,
-    default_steps: int = DEFAULT_STEPS,
-    name: str | None = None,
-) -> Path:
-    """Write a model file (atomically: a temporary file, then a rename).
-
-    Parameters
-    ----------
-    path
-        Output ``.safetensors`` file.
-    network
-        The network whose weights are saved (pass the EMA copy).
-    task, normalization, optics
-        Recorded so that the file is self-describing (``optics``: an instance of the task's optics class).
-    training
-        Provenance: data, steps, seed, parent model (``from``), command, ...
-    default_steps
-        Sampling steps used by default.
-    """
-    from . import __version__
-
-    path = Path(path)
-    task = get_task(task)
-    if path.suffix != ".safetensors":
-        raise ModelFileError(f"{path}: model files must end in .safetensors")
-    if not isinstance(optics, task.optics_class):
-        raise TypeError(f"a {task.name} model records {task.optics_class.__name__}, got {type(optics).__name__}")
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": name or path.stem,
-        "task": task.name,
-        "network": network.config.to_dict(),
-        "normalization": normalization.to_dict(),
-        "optics": optics.to_dict(),
-        "sampling": {"default_steps": int(default_steps)},
-        "training": training or {},
-        "napari_cvdm_version": __version__,
-    }
-    return _write_model_file(path, network, meta)
-
-
-def _write_model_file(path: Path, network: CVDMNetwork, meta: dict[str, Any]) -> Path:
-    """The network's weights (float32) and ``meta`` as a model file, written atomically."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)}))
-    return path
-
-
 def save_calibrated(model: CVDMModel, calibration: StdCalibration, path: str | Path) -> Path:
     """Write ``model`` (weights and metadata unchanged) with ``calibration`` recorded, to ``path``.
 
@@ -331,42 +268,12 @@ def save_calibrated(model: CVDMModel, calibration: StdCalibration, path: str | P
     if path.suffix != ".safetensors":
         raise ModelFileError(f"{path}: model files must end in .safetensors")
     meta = {**model.metadata, "format_version": FORMAT_VERSION, "calibration": calibration.to_dict()}
-    return _write_model_file(path, model.network, meta)
+    return write_model_file(path, model.network, meta)
 
 
 def bundled_model_path(name: str) -> Path:
     """Path of a bundled model file (:data:`BUNDLED`)."""
     return Path(str(files("napari_cvdm") / "weights" / f"{name}.safetensors"))
-
-
-def _read_metadata(path: Path) -> dict[str, Any]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for corrupt headers
-        raise ModelFileError(f"{path}: not a valid safetensors file ({err})") from None
-    if METADATA_KEY not in header:
-        raise ModelFileError(
-            f"{path}: a safetensors file, but not a napari-cvdm model (no '{METADATA_KEY}' "
-            "metadata); it may belong to another program"
-        )
-    try:
-        meta = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError as err:
-        raise ModelFileError(f"{path}: the model metadata is not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: unknown model format {meta.get('format') if isinstance(meta, dict) else meta!r}")
-    version = meta.get("format_version")
-    if version not in READ_VERSIONS:
-        raise ModelFileError(
-            f"{path}: model format version {version} is not supported by this napari-cvdm "
-            f"(it reads versions {', '.join(map(str, READ_VERSIONS))}); update napari-cvdm or re-export the model"
-        )
-    if meta.get("task") not in TASKS:
-        raise ModelFileError(f"{path}: unknown task {meta.get('task')!r} (expected {' or '.join(map(repr, TASKS))})")
-    return meta
 
 
 def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
@@ -386,58 +293,6 @@ def load_model(name_or_path: str | Path, task: str | None = None) -> CVDMModel:
         or foreign safetensors, unsupported format version, wrong task, invalid
         optics, or weights that do not match the recorded architecture.
     """
-    from safetensors.torch import load_file
-
-    if str(name_or_path) in BUNDLED:
-        path = bundled_model_path(str(name_or_path))
-        if not path.exists():
-            raise ModelFileError(
-                f"the bundled '{name_or_path}' model is not in this installation ({path} is "
-                "missing); train one with 'napari-cvdm train' or pass a model file"
-            )
-    else:
-        path = Path(name_or_path)
-        if path.suffix.lower() in _PICKLE_SUFFIXES:
-            raise ModelFileError(
-                f"{path}: refusing to load a '{path.suffix}' file — such files are Python pickles "
-                "that can run arbitrary code; napari-cvdm only loads .safetensors model files"
-            )
-        if not path.exists():
-            raise ModelFileError(f"{path}: model file not found")
-        if path.suffix.lower() != ".safetensors":
-            raise ModelFileError(f"{path}: not a model file (napari-cvdm model files end in .safetensors)")
-    meta = _read_metadata(path)
-    model_task = get_task(meta["task"])
-    if task is not None and model_task is not get_task(task):
-        raise ModelFileError(
-            f"{path}: this is a '{model_task.name}' model, but a '{get_task(task).name}' model is needed"
-        )
-    try:
-        config = NetworkConfig.from_dict(meta["network"])
-        normalization = Normalization(**meta["normalization"])
-        optics = _recorded_optics(model_task, meta.get("optics"))
-        if meta.get("calibration"):
-            StdCalibration.from_dict(meta["calibration"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(
-            f"{path}: invalid architecture, normalisation, optics or calibration in the metadata ({err})"
-        ) from None
-    network = build_network(config)
-    try:
-        tensors = load_file(str(path))
-        network.load_state_dict(tensors, strict=True)
-    except Exception as err:
-        raise ModelFileError(f"{path}: the weights do not match the recorded architecture ({err})") from None
-    network.eval()
-    return CVDMModel(
-        network=network, task=model_task, normalization=normalization, optics=optics, metadata=meta, path=path
-    )
-
-
-def _recorded_optics(task: Task, recorded: dict[str, Any] | None) -> Optics:
-    """The optics block of a model file. Files written by the Fine-tune widget before the optics had one schema
-    record ``{"pixel_size_um": [y, x]}`` (or nothing): they become the task's default optics at that pixel size."""
-    recorded = dict(recorded or {})
-    if "pixel_size_um" in recorded:
-        return task.default_optics().replace(pixel_um=float(recorded.pop("pixel_size_um")[-1]), **recorded)
-    return task.optics_from_dict(recorded)
+    path = model_file_path(name_or_path, {name: bundled_model_path(name) for name in BUNDLED})
+    read = read_model_file(path, task)
+    return CVDMModel(read.network, read.task, read.normalization, read.optics, read.metadata, path)

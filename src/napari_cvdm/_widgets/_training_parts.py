@@ -19,12 +19,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..data.dataset import PairError
-from ..data.training import TrainingData, array_data, folder_data, simulated_data
 from ..devices import available_devices
 from ..layers import layer_pixel_size
 from ..physics.optics import Optics
 from ..tasks import Task
 from ..train import TrainConfig
+from ..training_data import TrainingData, array_data, folder_data, simulated_data
 from ._common import LayerPicker, OpticsForm, float_spin, int_spin
 
 __all__ = ["PairSource", "TrainingPlots", "TrainSettings", "SOURCES"]

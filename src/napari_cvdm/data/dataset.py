@@ -8,21 +8,45 @@ patches, flips and 90° rotations, normalisation, the ``sr`` residual).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ..physics.optics import Optics
 from .normalize import Normalization
-from .tiff import read_tiff, write_tiff
+from .tiff import read_tiff
 
-if TYPE_CHECKING:
-    from ..tasks import Task
+
+class PairTask(Protocol):
+    """What a pair source asks of its task (:class:`napari_cvdm.tasks.Task` has it all): the shapes of a pair, the
+    simulator, and the patches the network learns from."""
+
+    plane_ndim: int
+
+    def pair_shape_error(self, inp: np.ndarray, tgt: np.ndarray) -> str | None: ...
+
+    def default_classes(self, with_images: bool = False) -> list[str]: ...
+
+    def simulate(
+        self,
+        cls: str,
+        size: int,
+        rng: np.random.Generator,
+        optics: Any = None,
+        images: Any = None,
+        photons: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def normalized_patch(
+        self, inp: np.ndarray, tgt: np.ndarray, norm: Normalization, y0: int, x0: int, p: int
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def collate(self, x: torch.Tensor, y: torch.Tensor, norm: Normalization) -> tuple[torch.Tensor, torch.Tensor]: ...
+
 
 __all__ = [
     "PairError",
@@ -32,8 +56,7 @@ __all__ = [
     "ArrayPairs",
     "make_batch",
     "check_pair",
-    "SimulationRequest",
-    "write_simulated_pairs",
+    "PairTask",
 ]
 
 
@@ -41,11 +64,9 @@ class PairError(ValueError):
     """Training pairs that cannot be used; the message names the pair and the problem."""
 
 
-def check_pair(inp: np.ndarray, tgt: np.ndarray, task: Task | str, name: str, min_side: int = 16) -> None:
+def check_pair(inp: np.ndarray, tgt: np.ndarray, task: PairTask, name: str, min_side: int = 16) -> None:
     """Shapes (as the task defines them), size and finiteness of one pair (one plane)."""
-    from ..tasks import get_task
-
-    problem = get_task(task).pair_shape_error(inp, tgt)
+    problem = task.pair_shape_error(inp, tgt)
     if problem:
         raise PairError(f"{name}: {problem}")
     if min(inp.shape[-2:]) < min_side:
@@ -62,7 +83,7 @@ def check_pair(inp: np.ndarray, tgt: np.ndarray, task: Task | str, name: str, mi
 class ArrayPairs:
     """Pairs held in memory (e.g. from napari layers); stacks are split into planes."""
 
-    task: Task | str
+    task: PairTask
     inputs: Sequence[np.ndarray]
     targets: Sequence[np.ndarray]
     names: Sequence[str] | None = None
@@ -70,9 +91,6 @@ class ArrayPairs:
     _pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from ..tasks import get_task
-
-        self.task = get_task(self.task)
         if len(self.inputs) != len(self.targets):
             raise PairError(f"{len(self.inputs)} inputs but {len(self.targets)} targets")
         if not len(self.inputs):
@@ -121,7 +139,7 @@ def paired_tiffs(folder: str | Path) -> list[tuple[str, Path, Path]]:
     return out
 
 
-def FolderPairs(folder: str | Path, task: Task | str, min_side: int = 16) -> ArrayPairs:
+def FolderPairs(folder: str | Path, task: PairTask, min_side: int = 16) -> ArrayPairs:
     """Pairs from ``DIR/inputs/NAME.tif`` + ``DIR/targets/NAME.tif`` (2-D or stacks), checked up front."""
     files = paired_tiffs(folder)
     return ArrayPairs(
@@ -155,7 +173,7 @@ class SimulatedPairs:
         Grayscale images for the ``images`` phase source.
     """
 
-    task: Task | str
+    task: PairTask
     n: int
     size: int
     seed: int = 0
@@ -165,9 +183,6 @@ class SimulatedPairs:
     _cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from ..tasks import get_task
-
-        self.task = get_task(self.task)
         if self.n < 1:
             raise PairError("--simulate needs at least 1 pair")
         if not self.classes:
@@ -198,7 +213,7 @@ def _augment(arrs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarra
 
 def make_batch(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-    task: Task,
+    task: PairTask,
     norm: Normalization,
     patch: int,
     rng: np.random.Generator,
@@ -230,90 +245,3 @@ def make_batch(
     if len({tuple(x.shape) for x in xs}) > 1:
         raise PairError("pairs smaller than the patch size differ in size; use a smaller --patch-size")
     return task.collate(torch.stack(xs), torch.stack(ys), norm)
-
-
-@dataclass(frozen=True)
-class SimulationRequest:
-    """Write simulated pairs as DIR/inputs/NAME.tif and DIR/targets/NAME.tif (the layout train --pairs and
-    evaluate --data read).
-
-    The optics are given beside the request.
-
-    Parameters
-    ----------
-    task
-        sr or qpi.
-    n
-        Number of pairs.
-    output_dir
-        Folder for inputs/, targets/ and simulation.json.
-    seed
-        Random seed.
-    size
-        Input side in pixels (default: the task's).
-    classes
-        Structure classes (sr) or phase sources (qpi), cycled through (default: the task's training classes).
-    images
-        Folder of grayscale images to draw phase from (qpi; the images source).
-    photons
-        A fixed sr signal level in photons per pixel (default: drawn over the training range).
-    """
-
-    task: str = field(metadata={"cli": "--task", "choices": ("sr", "qpi")})
-    n: int = field(metadata={"cli": "--n"})
-    output_dir: Path = field(metadata={"cli": "--output-dir"})
-    seed: int = field(default=0, metadata={"cli": "--seed", "parse": int})
-    size: int | None = field(default=None, metadata={"cli": "--size"})
-    classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
-    images: Path | None = field(default=None, metadata={"cli": "--images"})
-    photons: float | None = field(default=None, metadata={"cli": "--photons", "positive": True})
-
-
-def write_simulated_pairs(
-    request: SimulationRequest, optics: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None
-) -> dict[str, Any]:
-    """Write simulated pairs as ``DIR/inputs/<class>_<i>.tif`` and ``DIR/targets/<class>_<i>.tif`` (float32, pixel
-    sizes in the metadata) and ``DIR/simulation.json``; returns that record.
-
-    Parameters
-    ----------
-    request
-        What to write.
-    optics
-        Optics values that differ from the task's defaults (``{"dz_um": 1.5}``).
-    progress
-        ``progress(done, total)`` after each pair.
-    """
-    from ..tasks import get_task
-    from .simulate import TEST_SEED, VALIDATION_SEED, load_grayscale_images
-
-    task = get_task(request.task)
-    o = task.optics_with(optics or {})
-    images = load_grayscale_images(request.images) if request.images else None
-    classes = task.check_classes(request.classes, with_images=bool(images)) or task.default_classes(bool(images))
-    size = request.size or task.simulate_size
-    rng = np.random.default_rng(request.seed)
-    px = (o.pixel_um, o.pixel_um)
-    folder = Path(request.output_dir)
-    for i in range(request.n):
-        cls = classes[i % len(classes)]
-        inp, tgt = task.simulate(cls, size, rng, o, images, request.photons)
-        name = f"{cls}_{i:04d}.tif"
-        write_tiff(folder / "inputs" / name, inp, pixel_size_um=px, axes="YX" if inp.ndim == 2 else "CYX")
-        write_tiff(folder / "targets" / name, tgt, pixel_size_um=task.output_pixel_size(px))
-        if progress is not None:
-            progress(i + 1, request.n)
-    record = {
-        "task": task.name,
-        "n": request.n,
-        "seed": request.seed,
-        "optics": o.to_dict(),
-        "classes": classes,
-        "size": size,
-        "photons": request.photons,
-        "images": str(request.images) if request.images else None,
-        "held_out_seed": request.seed in (TEST_SEED, VALIDATION_SEED),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "simulation.json").write_text(json.dumps(record, indent=2))
-    return record

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-__all__ = ["Optics", "field_help"]
+__all__ = ["Optics", "field_help", "optics_option_names"]
 
 OpticsT = TypeVar("OpticsT", bound="Optics")
 
@@ -58,3 +58,15 @@ class Optics:
     def replace(self: OpticsT, **changes: Any) -> OpticsT:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def optics_option_names() -> dict[str, str]:
+    """Every optics field of every optics class defined so far, by the command-line option that sets it
+    (``{"dz_um": "--dz", ...}``): what a message names when a field is given to a task it does not apply to."""
+    names: dict[str, str] = {}
+    classes = list(Optics.__subclasses__())
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        names.update({f.name: f.metadata.get("cli", f.name) for f in dataclasses.fields(cls)})
+    return names

@@ -19,7 +19,7 @@ import torch
 
 from ..data.normalize import Normalization
 from ..metrics import Scores
-from ..physics.optics import Optics
+from ..physics.optics import Optics, optics_option_names
 
 __all__ = [
     "Task",
@@ -237,13 +237,7 @@ class Task(ABC):
         base = base or self.default_optics()
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(base)})
         if unknown:
-            from . import TASKS
-
-            option = {
-                f.name: f.metadata.get("cli", f.name)
-                for t in TASKS.values()
-                for f in dataclasses.fields(t.optics_class)
-            }
+            option = optics_option_names()
             own = [f.metadata["cli"] for f in dataclasses.fields(base) if "cli" in f.metadata]
             raise ValueError(
                 f"{', '.join(option.get(u, u) for u in unknown)} does not apply to {self.name} ("

@@ -6,19 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..physics.optics import Optics
-from .dataset import ArrayPairs, FolderPairs, PairError, SimulatedPairs, make_batch
-from .normalize import Normalization
-from .simulate import VALIDATION_SEED
-
-if TYPE_CHECKING:
-    from ..tasks import Task
-    from ..train import BatchSource, TrainConfig
+from .data.dataset import ArrayPairs, FolderPairs, PairError, SimulatedPairs, make_batch
+from .data.normalize import Normalization
+from .data.simulate import VALIDATION_SEED
+from .physics.optics import Optics
+from .tasks import Task
+from .train import BatchSource, TrainConfig
 
 __all__ = ["TrainingData", "split_validation", "array_data", "folder_data", "simulated_data", "pair_batches"]
 

@@ -1,0 +1,118 @@
+"""One file at a time: read a TIFF, predict, write ``<stem>_mean.tif``, ``<stem>_std.tif`` and
+``<stem>_residual.tif`` with the pixel size (the building blocks of :mod:`napari_cvdm.batch` and
+:mod:`napari_cvdm.distributed_predict`).
+
+Outputs are written to a temporary name and renamed, so an output that exists is complete. A file's seed comes from
+the user's seed and the file's name (:func:`file_seed`), never from the rank or the order, so results do not depend
+on how the work was split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data.tiff import read_tiff, write_tiff
+from .diffusion.sampler import ProgressCallback
+from .models import CVDMModel
+from .predict import SamplingOptions, check_pixel_size
+
+__all__ = ["FileResult", "OUTPUT_KEYS", "file_seed", "outputs_of", "predict_file", "predict_files"]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input file: the outputs written, or the error (``skipped``: already complete)."""
+
+    path: Path
+    outputs: tuple[Path, ...] = ()
+    shape: tuple[int, ...] = ()
+    seconds: float = 0.0
+    error: str | None = None
+    skipped: bool = False
+    warnings: tuple[str, ...] = ()
+    residual_rms: float | None = None
+
+
+def file_seed(path: Path, seed: int) -> int:
+    """The seed of one file: from the user's seed and the file's name, so that every file gets its own noise (a
+    time-lapse's frames do not share their errors) and a file gets the same result however the work is split."""
+    return int(
+        np.random.SeedSequence([seed, zlib.crc32(Path(path).name.encode())]).generate_state(1, dtype=np.uint64)[0] >> 2
+    )
+
+
+#: What is written per input: ``<stem>_<key>.tif``.
+OUTPUT_KEYS = ("mean", "std", "residual")
+
+
+def outputs_of(path: Path, output_dir: Path) -> tuple[Path, ...]:
+    """The mean, std and residual files of one input."""
+    stem = Path(path).stem
+    return tuple(output_dir / f"{stem}_{key}.tif" for key in OUTPUT_KEYS)
+
+
+def _write(
+    model: CVDMModel, path: Path, output_dir: Path, arrays: dict[str, np.ndarray], pixel_um: tuple[float, float] | None
+) -> tuple[Path, ...]:
+    """Write ``arrays`` (``mean``, ``std`` on the output grid; ``residual`` on the input grid) as float32 TIFFs."""
+    for out in outputs_of(path, output_dir):  # what a crashed run left under temporary names
+        for stale in out.parent.glob(f".{out.name}.*.tmp"):
+            stale.unlink()
+    written = []
+    for key, out in zip(OUTPUT_KEYS, outputs_of(path, output_dir)):
+        arr = arrays[key]
+        px = pixel_um if key == "residual" else model.task.output_pixel_size(pixel_um)
+        written.append(write_tiff(out, arr, pixel_size_um=px))  # axes from the dimensions: YX, ZYX, TZYX
+    return tuple(written)
+
+
+def predict_file(
+    model: CVDMModel, path: Path, options: SamplingOptions, output_dir: Path, callback: ProgressCallback | None = None
+) -> FileResult:
+    """Reconstruct one TIFF (seed: :func:`file_seed`) and write its mean and std."""
+    img = read_tiff(path)
+    t0 = time.perf_counter()
+    pred = model.predict_with(img.data, dataclasses.replace(options, seed=file_seed(path, options.seed)), callback)
+    pred = check_pixel_size(pred, model.task, model.optics, img.pixel_size_um)
+    arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
+    outputs = _write(model, path, output_dir, arrays, img.pixel_size_um)
+    seconds = time.perf_counter() - t0
+    return FileResult(
+        path, outputs, pred.mean.shape, seconds, warnings=tuple(pred.warnings), residual_rms=pred.residual_rms
+    )
+
+
+def _guarded(path: Path, work: Callable[[], FileResult], raise_errors: bool) -> FileResult:
+    try:
+        return work()
+    except (ValueError, OSError) as err:
+        if raise_errors:
+            raise
+        return FileResult(Path(path), error=str(err))
+
+
+def predict_files(
+    model: CVDMModel,
+    paths: Sequence[Path],
+    options: SamplingOptions,
+    output_dir: Path,
+    callback: Callable[[Path], ProgressCallback | None] | None = None,
+    raise_errors: bool = False,
+) -> list[FileResult]:
+    """Reconstruct every file in this process; a file that cannot be read or reconstructed gets its error and the
+    rest go on (``callback(path)`` gives the sampling progress callback of that file)."""
+    return [
+        _guarded(
+            p,
+            lambda p=p: predict_file(model, Path(p), options, output_dir, callback(p) if callback else None),
+            raise_errors,
+        )
+        for p in paths
+    ]

@@ -1,0 +1,73 @@
+"""What a qpi result is checked for beyond its residual: a phase range beyond the model's, objects that come out as
+dips (swapped planes), and planes that betray a wrap-around simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..physics.background import MIN_BACKGROUND_FRACTION, flat_background_mask
+from ..physics.seams import (
+    FRINGE_LIMIT,
+    SEAM_CORRELATION_LIMIT,
+    SEAM_LIMIT,
+    border_fringe_ratio,
+    edge_seam_ratio,
+    seam_correlation,
+)
+
+__all__ = ["range_warnings", "plane_order_warnings", "wrap_around_evidence"]
+
+
+def range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:
+    """A warning when the phase spans clearly more than the range the model was trained on."""
+    span = float(np.percentile(phase, 99.9) - np.percentile(phase, 0.1))
+    if span > 1.5 * max_phase:
+        return [
+            f"the phase spans {span:.1f} rad, beyond the 0–{max_phase:g} rad expected with these optics (the range "
+            "qpi models are trained on): do not trust it (thick or strongly scattering samples, phase wrapping, or "
+            "images that are not a defocused pair)"
+        ]
+    return []
+
+
+def _dips(phase: np.ndarray, background: np.ndarray) -> bool:
+    """Whether the phase ``(H, W)`` looks like dips in a flat background (the objects below their surround):
+    judged only where the planes show enough flat ``background`` ``(H, W)`` bool (a sign needs a surround —
+    textures and photo-like phase have none), whose median phase is the level; the phase then reaches clearly
+    further below it than above."""
+    if background.mean() < MIN_BACKGROUND_FRACTION:
+        return False
+    level = float(np.median(phase[background]))
+    above = float(np.percentile(phase, 99.5)) - level
+    below = level - float(np.percentile(phase, 0.5))
+    return below > 0.3 and below > 1.3 * above
+
+
+def plane_order_warnings(physics_phase: np.ndarray, planes: np.ndarray, noise: float) -> list[str]:
+    """Swapping the planes (or the sign of dz) negates a pure phase and the data cannot tell; cells are thicker
+    than their surround, so dips on a flat background deserve a warning. Judged on the TIE phase of the planes,
+    whose damped lowest modes keep the background flat (the iterative retrieval's may tilt on real data), against
+    the background the planes show (:func:`~napari_cvdm.physics.background.flat_background_mask` at ``noise``)."""
+    if _dips(physics_phase, flat_background_mask(planes, noise)):
+        return [
+            "the objects come out as dips below their surround: if they should be thicker (cells), the planes "
+            "are probably swapped or dz has the wrong sign — the input must be ordered (−dz, +dz), −dz before "
+            "the focus along the light"
+        ]
+    return []
+
+
+def wrap_around_evidence(planes: np.ndarray) -> str:
+    """What in the planes ``(2, H, W)`` says they come from a wrap-around (periodic) simulation, in words; empty
+    when nothing does (:mod:`~napari_cvdm.physics.seams`)."""
+    if all(edge_seam_ratio(p) >= SEAM_LIMIT for p in planes):  # NaN (no evidence) compares False
+        return "the planes' opposite edges continue each other"
+    if min(planes.shape[-2:]) < 32:
+        return ""
+    ratio, mirrored = border_fringe_ratio(planes), seam_correlation(planes)
+    if ratio >= FRINGE_LIMIT or mirrored >= SEAM_CORRELATION_LIMIT:
+        return (
+            f"defocus fringes line two opposite borders ({ratio:.1f}× the inside's contrast, the two borders "
+            f"correlated {mirrored:.2f}), as on both sides of a phase step at a periodic seam"
+        )
+    return ""
