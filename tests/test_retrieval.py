@@ -78,7 +78,7 @@ def test_the_retrieval_stops_where_the_fit_stalls_and_a_fixed_count_runs_to_its_
 
 def test_a_recipe_recorded_before_the_stall_rule_runs_its_fixed_count(monkeypatch):
     """A model conditioned on a 100-iteration retrieval keeps getting one: its recipe has no stall window."""
-    import napari_cvdm.tasks.qpi as qpi_module
+    import napari_cvdm.tasks.qpi_condition as qpi_module
 
     seen = []
     real = qpi_module.retrieve_phase
@@ -186,7 +186,7 @@ def test_training_conditions_are_computed_once_and_can_be_kept_on_disk(tmp_path,
     again = qpi.normalized_patch(copy, pair.target, norm, 0, 0, 32)[0]
     assert len(list(tmp_path.glob("*.npy"))) == 1
     np.testing.assert_array_equal(again, first)
-    import napari_cvdm.tasks.qpi as module
+    import napari_cvdm.tasks.qpi_condition as module
 
     monkeypatch.setattr(module, "_physics_condition", lambda *a: pytest.fail("recomputed instead of read from disk"))
     np.testing.assert_array_equal(qpi.normalized_patch(pair.input.copy(), pair.target, norm, 0, 0, 32)[0], first)
@@ -264,7 +264,10 @@ def test_the_evaluation_baselines_retrieve_each_pair_once(monkeypatch):
 
     calls = []
     real = qpi_module.iterative_phase
-    monkeypatch.setattr(qpi_module, "iterative_phase", lambda x, o, opts=None: calls.append(1) or real(x, o, opts))
+    import napari_cvdm.tasks.qpi_condition as condition_module
+
+    for module in (qpi_module, condition_module):  # the baselines, and flat_background_phase where it lives
+        monkeypatch.setattr(module, "iterative_phase", lambda x, o, opts=None: calls.append(1) or real(x, o, opts))
     methods = get_task("qpi").baselines(QPIOptics())
     pair = _cells_pair(4)
     flat = methods["flat-background retrieval"](pair.input)[0]

@@ -149,3 +149,33 @@ def given_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
 def from_args(cls: type, args: argparse.Namespace) -> Any:
     """An instance of ``cls`` from the options given (the others keep the class's defaults)."""
     return cls(**given_values(cls, args))
+
+
+def option_classes(spec: str) -> list[tuple[list[type], list[str], list[str]]]:
+    """``(classes, fields, required fields)`` of each token of a :data:`COMMANDS` spec."""
+    import importlib
+
+    from .tasks import TASKS
+
+    out = []
+    for token in spec.split():
+        if token == "optics":
+            out.append(([t.optics_class for t in TASKS.values()], [], []))
+            continue
+        path, _, fields = token.partition(":")
+        module, _, name = path.rpartition(".")
+        cls = getattr(importlib.import_module(f"napari_cvdm.{module}"), name)
+        names = fields.split(",") if fields else []
+        out.append(([cls], [n.rstrip("!") for n in names], [n.rstrip("!") for n in names if n.endswith("!")]))
+    return out
+
+
+def class_words(name: str) -> str:
+    """``SamplingOptions`` → ``sampling options``."""
+    import re
+
+    return re.sub(r"(?<!^)([A-Z])", r" \1", name).lower()
+
+
+def class_summary(cls: type) -> str:
+    return (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ").replace("``", "")

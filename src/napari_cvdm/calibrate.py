@@ -26,6 +26,7 @@ __all__ = [
     "fit_model_calibration",
     "calibrate_model",
     "calibration_remarks",
+    "calibration_report",
     "partial_counts",
     "SPREAD_SHARE_WARNING",
 ]
@@ -189,3 +190,34 @@ def calibration_remarks(calibration: StdCalibration) -> list[str]:
         "does not track its error (the calibrated std is mostly a constant floor); fine-tune or retrain on data "
         "like these pairs"
     ]
+
+
+def calibration_report(cal: StdCalibration) -> list[str]:
+    """What a fitted calibration says, line by line: the scale and floor with the coverage before and after, the
+    pooling radius chosen, the physics variance's weight and the running-result scales."""
+    before, after = cal.fitted_on["coverage_before"], cal.fitted_on["coverage_after"]
+    lines = [
+        f"{cal.fitted_on['pairs']} pairs ({cal.fitted_on['data']}): std × {cal.scale:.3g}, floor {cal.floor:.3g} "
+        f"(normalised units); within ±1σ {before['1sigma']:.1%} -> {after['1sigma']:.1%}, within ±2σ "
+        f"{before['2sigma']:.1%} -> {after['2sigma']:.1%}"
+    ]
+    if "smoothing_rho" in cal.fitted_on:
+        joined = cal.fitted_on.get("smoothing_physics_rho", {})
+        tried = ", ".join(
+            f"{r} px: {rho:.2f}" + (f" ({joined[r]:.2f} with physics)" if r in joined else "")
+            for r, rho in cal.fitted_on["smoothing_rho"].items()
+        )
+        lines.append(f"variance averaged over {cal.smoothing:.2f} px (Spearman ρ(std, |error|) by radius: {tried})")
+    if "physics_rho" in cal.fitted_on:
+        r, what = cal.fitted_on["physics_rho"], cal.fitted_on.get("physics", "the task's physics variance")
+        kept = (
+            f"added with weight {cal.physics_weight:.3g}" if cal.physics_weight > 0 else "not added (it does not help)"
+        )
+        lines.append(
+            f"{what}: {kept}; Spearman ρ(std, |error|) {r['spread']:.2f} from the spread alone, "
+            f"{r['with_physics']:.2f} with it"
+        )
+    if cal.scales:
+        running = ", ".join(f"{n} samples × {a:.3g}" for n, a in sorted(cal.scales.items()))
+        lines.append(f"running results of a progressive run: {running}")
+    return lines

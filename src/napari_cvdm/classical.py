@@ -107,15 +107,12 @@ def classical_method(name: str, optics: dict[str, Any] | None = None) -> Classic
 
 def load_method(name: str, optics: dict[str, Any] | None = None) -> Any:
     """What ``predict --model NAME`` runs: a classical method (:data:`CLASSICAL_NAMES`, with ``optics``), or a
-    model (bundled name or file; a model carries its own optics, so ``optics`` must be empty)."""
+    model (bundled name or file), run at ``optics`` by physics similarity when they differ from its own
+    (:func:`~napari_cvdm.optics_match.at_optics`)."""
     from .models import load_model
+    from .optics_match import at_optics
 
     if name in CLASSICAL_NAMES:
         return classical_method(name, optics)
-    if optics:
-        raise ValueError(
-            "optics options apply to the classical methods (--model tie, iterative, flat-background, bicubic, "
-            "richardson-lucy); a model carries the optics it was trained for (fine-tune it for yours: "
-            "napari-cvdm train --from)"
-        )
-    return load_model(name)
+    model = load_model(name)
+    return at_optics(model, optics) if optics else model

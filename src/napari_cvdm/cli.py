@@ -16,40 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._malloc import reuse_freed_memory
-from ._options import add_options, from_args, given_values
+from ._options import add_options, class_summary, class_words, from_args, given_values, option_classes
+from ._terminal import counter, progress_bar, sampling_bar
 
 __all__ = ["main", "build_parser", "COMMANDS"]
-
-
-def _bar(total: int, desc: str, unit: str) -> Any:
-    """A progress bar on a terminal; silent when stderr is not one (logs, pipes, CI)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
-
-
-def _counter(bar: Any) -> Callable[[int, int], None]:
-    """``progress(done, total)`` that moves ``bar`` (and sets its total, which may be known only later)."""
-
-    def move(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    return move
-
-
-def _sampling_bar(desc: str) -> Callable[[Any], None]:
-    """A sampling callback that moves a bar over the denoiser passes (samples × steps × planes)."""
-    bars: list[Any] = []
-
-    def report(progress: Any) -> None:
-        if not bars:
-            bars.append(_bar(progress.total, desc, "pass"))
-        _counter(bars[0])(progress.done, progress.total)
-        if progress.done >= progress.total:
-            bars[0].close()
-
-    return report
 
 
 def _optics_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,8 +71,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     from .simulation import SimulationRequest, write_simulated_pairs
 
     request = from_args(SimulationRequest, args)
-    with _bar(request.n, "simulating", "pair") as bar:
-        record = write_simulated_pairs(request, _optics_values(args), _counter(bar))
+    with progress_bar(request.n, "simulating", "pair") as bar:
+        record = write_simulated_pairs(request, _optics_values(args), counter(bar))
     if record["held_out_seed"]:
         print(f"warning: seed {request.seed} makes the held-out evaluation set; do not train on it", file=sys.stderr)
     print(f"wrote {request.n} {request.task} pairs to {request.output_dir}/inputs and {request.output_dir}/targets")
@@ -126,7 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
             + (f"; resumed at step {trainer.step}" if request.resume else ""),
             flush=True,
         )
-    stop, bar = StopOnSignal(), _bar(config.steps, "training", "step")
+    stop, bar = StopOnSignal(), progress_bar(config.steps, "training", "step")
     bar.disable = bar.disable or not main_rank
 
     def report(p: Any) -> bool:
@@ -173,7 +143,7 @@ def run_predict(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # printed below, once per file, in plain words
         warnings.simplefilter("ignore")
-        results = predict_request(model, request, options, dist, lambda path: _sampling_bar(path.name), args.debug)
+        results = predict_request(model, request, options, dist, lambda path: sampling_bar(path.name), args.debug)
     finish(dist)
     if not dist.is_main:
         return 0
@@ -206,8 +176,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print("\n".join(evaluation.notes))
     t0 = time.perf_counter()
     notes: list[str] = []
-    with _bar(len(evaluation.examples), "evaluating", "pair") as bar:
-        rows = run_noting(evaluation.run, _counter(bar), notes)
+    with progress_bar(len(evaluation.examples), "evaluating", "pair") as bar:
+        rows = run_noting(evaluation.run, counter(bar), notes)
     for note in notes:
         print(f"note: {note}")
     print(format_table(rows))
@@ -222,36 +192,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationRequest, calibrate_model, calibration_remarks
+    from .calibrate import CalibrationRequest, calibrate_model, calibration_remarks, calibration_report
 
     request = from_args(CalibrationRequest, args)
-    with _bar(0, "calibrating", "pair") as bar:
-        cal = calibrate_model(request, _sampling(args), _counter(bar))
-    before, after = cal.fitted_on["coverage_before"], cal.fitted_on["coverage_after"]
-    print(
-        f"{cal.fitted_on['pairs']} pairs ({cal.fitted_on['data']}): std × {cal.scale:.3g}, floor {cal.floor:.3g} "
-        f"(normalised units); within ±1σ {before['1sigma']:.1%} -> {after['1sigma']:.1%}, within ±2σ "
-        f"{before['2sigma']:.1%} -> {after['2sigma']:.1%}"
-    )
-    if "smoothing_rho" in cal.fitted_on:
-        joined = cal.fitted_on.get("smoothing_physics_rho", {})
-        tried = ", ".join(
-            f"{r} px: {rho:.2f}" + (f" ({joined[r]:.2f} with physics)" if r in joined else "")
-            for r, rho in cal.fitted_on["smoothing_rho"].items()
-        )
-        print(f"variance averaged over {cal.smoothing:.2f} px (Spearman ρ(std, |error|) by radius: {tried})")
-    if "physics_rho" in cal.fitted_on:
-        r, what = cal.fitted_on["physics_rho"], cal.fitted_on.get("physics", "the task's physics variance")
-        kept = (
-            f"added with weight {cal.physics_weight:.3g}" if cal.physics_weight > 0 else "not added (it does not help)"
-        )
-        print(
-            f"{what}: {kept}; Spearman ρ(std, |error|) {r['spread']:.2f} from the spread alone, "
-            f"{r['with_physics']:.2f} with it"
-        )
-    if cal.scales:
-        running = ", ".join(f"{n} samples × {a:.3g}" for n, a in sorted(cal.scales.items()))
-        print(f"running results of a progressive run: {running}")
+    with progress_bar(0, "calibrating", "pair") as bar:
+        cal = calibrate_model(request, _sampling(args), counter(bar))
+    print("\n".join(calibration_report(cal)))
     for remark in calibration_remarks(cal):
         print(f"napari-cvdm calibrate: warning: {remark}", file=sys.stderr)
     print(f"wrote {request.output}")
@@ -294,36 +240,6 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
 }
 
 
-def _option_classes(spec: str) -> list[tuple[list[type], list[str], list[str]]]:
-    """``(classes, fields, required fields)`` of each token of a :data:`COMMANDS` spec."""
-    import importlib
-
-    from .tasks import TASKS
-
-    out = []
-    for token in spec.split():
-        if token == "optics":
-            out.append(([t.optics_class for t in TASKS.values()], [], []))
-            continue
-        path, _, fields = token.partition(":")
-        module, _, name = path.rpartition(".")
-        cls = getattr(importlib.import_module(f"napari_cvdm.{module}"), name)
-        names = fields.split(",") if fields else []
-        out.append(([cls], [n.rstrip("!") for n in names], [n.rstrip("!") for n in names if n.endswith("!")]))
-    return out
-
-
-def _words(name: str) -> str:
-    """``SamplingOptions`` → ``sampling options``."""
-    import re
-
-    return re.sub(r"(?<!^)([A-Z])", r" \1", name).lower()
-
-
-def _summary(cls: type) -> str:
-    return (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ").replace("``", "")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand."""
     from ._version import __version__
@@ -338,11 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (func, spec) in COMMANDS.items():
-        groups = _option_classes(spec)
-        text = _summary(groups[0][0][0])
+        groups = option_classes(spec)
+        text = class_summary(groups[0][0][0])
         p = sub.add_parser(name, help=text[0].lower() + text[1:].rstrip("."), description=text)
         for i, (classes, fields, required) in enumerate(groups):
-            title = "optics (default: the model's, or the task's)" if len(classes) > 1 else _words(classes[0].__name__)
+            title = (
+                "optics (default: the model's, or the task's)" if len(classes) > 1 else class_words(classes[0].__name__)
+            )
             labels = {t.optics_class: t.name for t in TASKS.values()}
             add_options(
                 p if i == 0 else p.add_argument_group(title), classes, fields, len(classes) == 1, required, labels

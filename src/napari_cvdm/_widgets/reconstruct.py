@@ -60,26 +60,7 @@ class ReconstructWidget(QWidget):
         self.second_box = LayerPicker(napari_viewer, leading=[_BOTH_PLANES])
         self.second_label = QLabel("+dz image")
         self.model_box = MethodPicker()
-        self.samples_spin = int_spin(
-            1,
-            256,
-            8,
-            "Samples drawn; their mean is the reconstruction, their spread the uncertainty (the std needs at least 2)",
-        )
-        self.steps_spin = int_spin(1, 1000, 16, "Sampling steps (the model's default is set when you pick it)")
-        self.seed_spin = int_spin(0, 2**31 - 1, 0, "Same seed, same result")
-        self.tile_spin = int_spin(
-            0,
-            16384,
-            0,
-            "Tile side in input pixels for large images (tiles overlap and "
-            "are blended at every step); auto: only when memory needs it",
-        )
-        self.tile_spin.setSpecialValueText("auto")
-        self.tile_spin.setSingleStep(64)
-        self.device_box = QComboBox()
-        self.device_box.addItems(["auto", *available_devices()])
-        self.device_box.setToolTip("auto: CUDA, then Apple MPS, then CPU")
+        self._make_sampling_fields()
         self.optics_form = OpticsForm()  # the optics of a classical method (a model carries its own)
         self.optics_label = QLabel("Optics of the classical method")
         self.samples_check = QCheckBox("add the samples as a stack")
@@ -114,6 +95,29 @@ class ReconstructWidget(QWidget):
         self.keep_button.clicked.connect(self.stop_and_keep)
         self.model_box.model_changed.connect(self._on_model_changed)
         self._on_model_changed(self.model_box.current_model(quiet=True))
+
+    def _make_sampling_fields(self) -> None:
+        """The samples, steps, seed, tile and device fields."""
+        self.samples_spin = int_spin(
+            1,
+            256,
+            8,
+            "Samples drawn; their mean is the reconstruction, their spread the uncertainty (the std needs at least 2)",
+        )
+        self.steps_spin = int_spin(1, 1000, 16, "Sampling steps (the model's default is set when you pick it)")
+        self.seed_spin = int_spin(0, 2**31 - 1, 0, "Same seed, same result")
+        self.tile_spin = int_spin(
+            0,
+            16384,
+            0,
+            "Tile side in input pixels for large images (tiles overlap and "
+            "are blended at every step); auto: only when memory needs it",
+        )
+        self.tile_spin.setSpecialValueText("auto")
+        self.tile_spin.setSingleStep(64)
+        self.device_box = QComboBox()
+        self.device_box.addItems(["auto", *available_devices()])
+        self.device_box.setToolTip("auto: CUDA, then Apple MPS, then CPU")
 
     def _lay_out(self) -> None:
         form = QFormLayout()

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import torch
 
 from .denoiser import Denoiser
 from .network import CVDMNetwork
+from .progress import KeepRequested, ProgressCallback, SamplingCancelled, SamplingProgress, Stop, ask, cancel_check
 from .tiling import balanced_tile, default_overlap, tiled
 
 __all__ = [
@@ -50,47 +50,6 @@ __all__ = [
     "passes_in_rounds",
     "sample_seeds",
 ]
-
-
-@dataclass(frozen=True)
-class SamplingProgress:
-    """Progress of a sampling run.
-
-    Attributes
-    ----------
-    done
-        Denoiser steps finished so far (over all chunks of samples).
-    total
-        Steps in the whole run (``steps × number of chunks``).
-    partial
-        After each round of :func:`sample_in_rounds`: the samples finished so far. The sampler hands their
-        normalised values ``(N_done, C, H, W)``; :func:`~napari_cvdm.predict.predict_image` turns them into a
-        :class:`~napari_cvdm.predict.PartialResult` (running mean and std in physical units) before its callback
-        sees them. ``None`` at every other call.
-    """
-
-    done: int
-    total: int
-    partial: Any = None
-
-
-class SamplingCancelled(RuntimeError):
-    """Raised when the progress callback asks to stop."""
-
-
-class KeepRequested(SamplingCancelled):
-    """Raised when the callback answers :attr:`Stop.KEEP`: :func:`sample_in_rounds` catches it and returns the
-    samples finished so far; anywhere else it cancels like ``False``."""
-
-
-class Stop(Enum):
-    """What a progress callback may answer besides ``None``/``True`` (go on) and ``False`` (cancel)."""
-
-    KEEP = "keep"  #: stop now and keep the samples finished so far (:func:`sample_in_rounds`)
-
-
-#: Called after every step; returning ``False`` cancels the run, :attr:`Stop.KEEP` stops it and keeps what is done.
-ProgressCallback = Callable[[SamplingProgress], "bool | Stop | None"]
 
 
 def sample_seeds(generator: torch.Generator, n_samples: int) -> list[int]:
@@ -178,29 +137,6 @@ def step_coefficients(lam: torch.Tensor, tau_t: torch.Tensor, tau_s: torch.Tenso
         take_y=torch.exp(-0.5 * a_s) * var_ts / var_t,
         noise_std=(var_ts * var_s / var_t).sqrt(),
     )
-
-
-def _ask(callback: ProgressCallback | None, progress: SamplingProgress) -> None:
-    """Report ``progress``; raise :class:`SamplingCancelled` when the callback answers ``False`` and
-    :class:`KeepRequested` when it answers :attr:`Stop.KEEP`."""
-    if callback is None:
-        return
-    answer = callback(progress)
-    if answer is Stop.KEEP:
-        raise KeepRequested(f"stopped after {progress.done} of {progress.total} steps")
-    if answer is False:
-        raise SamplingCancelled(f"sampling cancelled after {progress.done} of {progress.total} steps")
-
-
-def cancel_check(callback: ProgressCallback | None, progress: Callable[[], SamplingProgress]) -> Callable[[], None]:
-    """A function that asks ``callback`` (with the current progress) whether to go on, and raises
-    :class:`SamplingCancelled` when it answers ``False`` (:class:`KeepRequested` for :attr:`Stop.KEEP`):
-    checked between the tiles of a large image."""
-
-    def check() -> None:
-        _ask(callback, progress())
-
-    return check
 
 
 def _denoiser_for(
@@ -320,7 +256,7 @@ class _Run:
                     _ancestral_update(z, eps_hat, coef, last, noise)
                 del eps_hat  # before the next pass makes its own: one image-sized ε̂ at a time
                 self.done += 1
-                _ask(self.callback, self.progress())
+                ask(self.callback, self.progress())
         return z_all
 
 
@@ -418,7 +354,7 @@ def sample_in_rounds(
         for size, chunks in zip(rounds, groups):
             finished.append(run.group(gens[start : start + size], chunks))
             start += size
-            _ask(callback, run.progress(torch.cat(finished)))
+            ask(callback, run.progress(torch.cat(finished)))
     except KeepRequested:
         if not finished:
             raise SamplingCancelled("stopped before the first samples were finished: nothing to keep") from None

@@ -21,7 +21,7 @@ Lengths in µm, phase in rad, intensities under unit illumination (the backgroun
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -193,6 +193,27 @@ def _check_planes(planes: torch.Tensor, dz_um: Sequence[float], noise: float) ->
         raise ValueError("the planes contain NaN or infinite values")
 
 
+def _iterate(
+    opt: torch.optim.LBFGS, closure: Callable[[], torch.Tensor], misfit: Callable[[], float], options: RetrievalOptions
+) -> int:
+    """Run ``opt`` for ``options.iterations`` at most, in chunks of :data:`STALL_CHECK` when the options have a stall
+    window, stopping once the ``misfit`` stalls (:func:`misfit_stalled`); returns the iterations run."""
+    chunk = options.iterations if options.stall_window is None else min(STALL_CHECK, options.iterations)
+    done, history = 0, [misfit()] if options.stall_window is not None else []
+    lag = (options.stall_window or 0) // STALL_CHECK
+    with torch.enable_grad():
+        while done < options.iterations:
+            opt.param_groups[0]["max_iter"] = min(chunk, options.iterations - done)
+            opt.step(closure)  # L-BFGS keeps its history between steps: the chunks are one run
+            done += opt.param_groups[0]["max_iter"]
+            if options.stall_window is None:
+                continue
+            history.append(misfit())
+            if len(history) > lag and misfit_stalled(history[-1 - lag], history[-1]):
+                break
+    return done
+
+
 def _fit(
     planes: torch.Tensor,
     phase0: torch.Tensor,
@@ -228,15 +249,8 @@ def _fit(
         reg = options.start_weight * ((phase - fixed) ** 2).sum() + options.amplitude_smoothness * _grad_energy(log_amp)
         return data + reg / (b * h * w)
 
-    chunk = options.iterations if options.stall_window is None else min(STALL_CHECK, options.iterations)
     opt = torch.optim.LBFGS(
-        params,
-        lr=1.0,
-        max_iter=chunk,
-        history_size=20,
-        tolerance_grad=0.0,
-        tolerance_change=0.0,
-        line_search_fn="strong_wolfe",
+        params, lr=1.0, history_size=20, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe"
     )
 
     def closure() -> torch.Tensor:
@@ -249,18 +263,7 @@ def _fit(
         with torch.no_grad():
             return float(((model_planes(current_phase(), log_amp, transfers)[inner] - meas) ** 2).sum())
 
-    done, history = 0, [misfit()] if options.stall_window is not None else []
-    lag = (options.stall_window or 0) // STALL_CHECK
-    with torch.enable_grad():
-        while done < options.iterations:
-            opt.param_groups[0]["max_iter"] = min(chunk, options.iterations - done)
-            opt.step(closure)  # L-BFGS keeps its history between steps: the chunks are one run
-            done += opt.param_groups[0]["max_iter"]
-            if options.stall_window is None:
-                continue
-            history.append(misfit())
-            if len(history) > lag and misfit_stalled(history[-1 - lag], history[-1]):
-                break
+    done = _iterate(opt, closure, misfit, options)
     with torch.no_grad():
         phase = current_phase()
         residual = (model_planes(phase, log_amp, transfers)[inner] - meas) / noise

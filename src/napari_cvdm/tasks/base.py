@@ -8,11 +8,9 @@ docs/architecture.md). A new task is a new subclass of :class:`Task` registered 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,6 +18,7 @@ import torch
 from ..data.normalize import Normalization
 from ..metrics import Scores
 from ..physics.optics import Optics, optics_option_names
+from .records import RESIDUAL_LIMIT, Conditioned, Consistency, MethodNote, interior_rms, run_noting
 
 __all__ = [
     "Task",
@@ -34,8 +33,6 @@ __all__ = [
     "interior_rms",
 ]
 
-#: A reconstruction whose residual RMS exceeds this many noise units does not explain its input.
-RESIDUAL_LIMIT = 1.5
 
 #: A known pixel size further than this factor from the model's is warned about.
 PIXEL_SIZE_TOLERANCE = 1.5
@@ -45,85 +42,6 @@ MIN_SIDE = 16
 
 #: A reconstruction method: ``input → (mean, std or None)``.
 Method = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
-
-
-_Arg = TypeVar("_Arg")
-_Out = TypeVar("_Out")
-
-
-class MethodNote(UserWarning):
-    """What a :data:`Method` says about one result (e.g. that a prior could not be used): issued as this warning
-    category, it becomes one of the result's warnings when the method runs as a classical method."""
-
-
-def run_noting(fn: Callable[[_Arg], _Out], x: _Arg, notes: list[str]) -> _Out:
-    """``fn(x)`` (a :data:`Method` on one input, or a whole evaluation) with its :class:`MethodNote` warnings
-    appended to ``notes`` instead of issued (other warnings pass through)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MethodNote)
-        out = fn(x)
-    for w in caught:
-        if issubclass(w.category, MethodNote):
-            notes.append(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out
-
-
-@dataclass
-class Conditioned:
-    """One input plane prepared for the network.
-
-    Attributes
-    ----------
-    cond
-        ``(1, C, H', W')`` condition on the output grid (normalised units).
-    to_values
-        Maps network samples ``(N, 1, H', W')`` (normalised, relative to the task's base) to values in
-        physical units ``(N, H', W')``.
-    warnings
-        Plain-text remarks about this input (e.g. a flat image).
-    """
-
-    cond: torch.Tensor
-    to_values: Callable[[torch.Tensor], torch.Tensor]
-    warnings: list[str] = field(default_factory=list)
-
-
-def interior_rms(residual: np.ndarray, border: int = 4) -> float:
-    """RMS of a residual ``(..., H, W)`` without ``border`` pixels at the edges (the forward models guess what
-    lies beyond the image there)."""
-    r = np.asarray(residual, np.float64)
-    h, w = r.shape[-2:]
-    if h > 4 * border and w > 4 * border:
-        r = r[..., border : h - border, border : w - border]
-    return float(np.sqrt(np.mean(r**2)))
-
-
-@dataclass
-class Consistency:
-    """A reconstruction pushed back through the forward model and compared with its input.
-
-    Attributes
-    ----------
-    residual
-        Model minus measurement in units of the noise, on the input grid (``sr`` ``(H, W)``, ``qpi``
-        ``(2, H, W)``).
-    rms
-        Root mean square of ``residual`` (≈ 1 when the reconstruction explains the input down to the noise).
-    reference_rms
-        The same for the physics estimate (``qpi``: the nonlinear retrieval), or ``None``.
-    noise
-        The noise σ the residual is measured in (estimated from the input; input units).
-    warnings
-        Plain-text warnings (the result does not explain the data, leaves the trained range, ...).
-    """
-
-    residual: np.ndarray
-    rms: float
-    reference_rms: float | None
-    noise: float
-    warnings: list[str] = field(default_factory=list)
 
 
 class Task(ABC):
@@ -382,6 +300,25 @@ class Task(ABC):
         """The task's warning for an image whose pixels look larger than the model's, judged from the image
         alone (``None``: the task has none). A known pixel size (:meth:`pixel_size_warning`) says it better."""
         return None
+
+    def similarity_scale(self, model_optics: Optics, optics: Optics) -> float:
+        """How much to enlarge an image taken with ``optics`` so that it looks as if taken with ``model_optics``
+        (its pixels become ``1/scale`` of their size): the factor that makes the physics of both the same. ``1``
+        for equal optics; a task without such a similarity refuses other optics.
+
+        Raises
+        ------
+        ValueError
+            The task cannot map one optics onto the other.
+        """
+        if optics == model_optics:
+            return 1.0
+        raise ValueError(f"{self.name} models run only at the optics they were trained for")
+
+    def similarity_range(self) -> tuple[float, float]:
+        """The enlargements :meth:`similarity_scale` may use without a warning that the image lies outside what
+        the model covers."""
+        return (1.0, 1.0)
 
     def pixel_size_warning(self, pixel_um: Sequence[float] | None, optics: Optics) -> str | None:
         """A warning when the image's known pixel size ``(y, x)`` (µm; from its file or layer) is more than

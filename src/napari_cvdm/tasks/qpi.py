@@ -191,6 +191,18 @@ class QPITask(Task):
             )
         return remarks
 
+    def similarity_scale(self, model_optics: QPIOptics, optics: QPIOptics) -> float:
+        """The enlargement that gives the pair the model's Fresnel number ``p²/(λ·dz)``: a defocused pair of a thin
+        object depends on the optics only through it (paraxial propagation), so the planes enlarged by
+        ``(p/p_model)·√(λ_model·dz_model / (λ·dz))`` are those the model's optics would record of the same phase."""
+        ratio = (model_optics.wavelength_um * model_optics.dz_um) / (optics.wavelength_um * optics.dz_um)
+        return optics.pixel_um / model_optics.pixel_um * ratio**0.5
+
+    def similarity_range(self) -> tuple[float, float]:
+        """From half to twice the model's Fresnel length in pixels: further, the defocus blur spans either less
+        than a pixel or most of a small image."""
+        return (0.5, 2.0)
+
     def physics_variance(self, plane: np.ndarray, optics: QPIOptics) -> np.ndarray:
         """The variance map of an error in the lowest modes, tilt and curvature across the field, which the planes
         barely constrain (:func:`~napari_cvdm.physics.modes.low_mode_variance`; mean 1 rad², largest at the

@@ -22,7 +22,7 @@ from ..physics.fresnel import QPIOptics
 from ..physics.noise import noise_sigma
 from ..physics.retrieval import RetrievalOptions, Retrieved, retrieve_phase
 from ..physics.tie import tie_phase_torch
-from .base import MethodNote, interior_rms
+from .records import MethodNote, interior_rms
 
 __all__ = [
     "qpi_condition",

@@ -239,6 +239,18 @@ class SRTask(Task):
                 )
         return remarks
 
+    def similarity_scale(self, model_optics: WidefieldOptics, optics: WidefieldOptics) -> float:
+        """The ratio of the OTF cut-offs in cycles per pixel, ``(2·NA/λ·p)`` of ``optics`` over the model's: an
+        image enlarged by it has the model's PSF width in pixels (the shape of a widefield image depends on the
+        optics only through it)."""
+        return optics.cutoff_cycles_per_pixel / model_optics.cutoff_cycles_per_pixel
+
+    def similarity_range(self) -> tuple[float, float]:
+        """Enlargements from 0.3 (40 nm pixels, NA 0.8, 680 nm against the bundled optics) to 1.6 (a camera
+        sampling at Nyquist, cut-off 0.5 cycles per pixel): beyond that the camera undersamples and no resampling
+        brings back what it aliased."""
+        return (0.3, 1.6)
+
     def undersampling_remark(self, optics: WidefieldOptics) -> str:
         """The warning for an image with detail beyond the cut-off of ``optics`` (pixels larger than the model's)."""
         return (

@@ -1,0 +1,151 @@
+"""A model run at the user's optics by physics similarity: the input is resampled so that its physics matches the
+model's (sr: the OTF cut-off in cycles per pixel; qpi: the Fresnel number), reconstructed, and resampled back to the
+task's output grid of the user's image; the result is then checked against the input through the user's optics.
+
+:func:`at_optics` gives a :class:`ModelAtOptics`, which predicts like the model it wraps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .diffusion.sampler import ProgressCallback
+from .models import CVDMModel
+from .physics.optics import Optics
+from .predict import Prediction, SamplingOptions, check_consistency, with_warnings
+from .tasks import Task
+
+__all__ = ["ModelAtOptics", "at_optics", "resample_last_two", "similarity_remark"]
+
+#: Enlargements closer to 1 than this run the model on the image as it is.
+SAME_SCALE = 0.02
+
+
+def resample_last_two(values: np.ndarray, shape: tuple[int, int], variance: bool = False) -> np.ndarray:
+    """``values`` ``(..., H, W)`` resampled to ``(..., shape[0], shape[1])`` by cubic splines, low-passed first
+    where it shrinks (no aliasing); ``variance``: a std map, resampled as a variance (linear, non-negative)."""
+    from skimage.transform import resize
+
+    arr = np.asarray(values, np.float64)
+    if arr.shape[-2:] == tuple(shape):
+        return np.asarray(values, np.float32)
+    lead = arr.shape[:-2]
+    flat = arr.reshape(-1, *arr.shape[-2:])
+    shrink = shape[0] < arr.shape[-2] or shape[1] < arr.shape[-1]
+    work = flat**2 if variance else flat
+    out = np.stack([resize(p, shape, order=1 if variance else 3, anti_aliasing=shrink, mode="reflect") for p in work])
+    out = np.sqrt(np.maximum(out, 0)) if variance else out
+    return out.reshape(*lead, *shape).astype(np.float32)
+
+
+def similarity_remark(task: Task, scale: float, model_optics: Optics, optics: Optics) -> str | None:
+    """A warning when the enlargement lies outside what the model covers (:meth:`Task.similarity_range`)."""
+    low, high = task.similarity_range()
+    if low <= scale <= high:
+        return None
+    side = "undersampled by the camera, or a far lower resolution" if scale > high else "sampled far more finely"
+    return (
+        f"these optics ({optics.to_dict()}) are {scale:.2g}× the model's ({model_optics.to_dict()}) in what the "
+        f"model sees ({side}); the model covers {low:g}–{high:g}×: do not trust the detail, fine-tune the model "
+        "for your optics"
+    )
+
+
+@dataclass(frozen=True)
+class ModelAtOptics:
+    """A :class:`~napari_cvdm.models.CVDMModel` run at other optics (see the module's text).
+
+    Attributes
+    ----------
+    model
+        The model, with the optics it was trained for.
+    optics
+        The optics of the images to reconstruct (the task's optics class; µm).
+    scale
+        The enlargement of the input that makes its physics the model's (:meth:`Task.similarity_scale`).
+    """
+
+    label: ClassVar[str] = "CVDM"
+    stochastic: ClassVar[bool] = True
+    model: CVDMModel
+    optics: Optics
+    scale: float
+
+    @property
+    def task(self) -> Task:
+        return self.model.task
+
+    @property
+    def network(self) -> Any:
+        return self.model.network
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def default_steps(self) -> int:
+        return self.model.default_steps
+
+    def predict(
+        self,
+        image: np.ndarray,
+        n_samples: int = 8,
+        steps: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        tile_size: int | None = None,
+        callback: ProgressCallback | None = None,
+    ) -> Prediction:
+        """:meth:`CVDMModel.predict` at these optics."""
+        return self.predict_with(image, SamplingOptions(n_samples, steps, seed, device, tile_size), callback)
+
+    def predict_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """The model's calibrated prediction of the resampled image, brought back to the output grid of
+        ``image``, and checked against ``image`` through these optics."""
+        prediction = self.sample_with(image, options, callback)
+        checked = check_consistency(prediction, self.task, self.optics, image, self.model.trained_ranges)
+        remark = similarity_remark(self.task, self.scale, self.model.optics, self.optics)
+        return with_warnings(checked, [remark] if remark else [])
+
+    def sample_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """Mean, calibrated std and samples on the output grid of ``image`` (no consistency check)."""
+        arr = np.asarray(image, np.float32)
+        h, w = arr.shape[-2:]
+        inner = (max(round(h * self.scale), 16), max(round(w * self.scale), 16))
+        pred = self.model.sample_with(resample_last_two(arr, inner), options, callback)
+        gain = round(pred.mean.shape[-1] / inner[1])
+        out = (gain * h, gain * w)
+        return dataclasses.replace(
+            pred,
+            mean=resample_last_two(pred.mean, out),
+            std=resample_last_two(pred.std, out, variance=True),
+            samples=None if pred.samples is None else resample_last_two(pred.samples, out),
+            schedule=None if pred.schedule is None else resample_last_two(pred.schedule, out),
+            sample_std=None if pred.sample_std is None else resample_last_two(pred.sample_std, out, variance=True),
+        )
+
+
+def at_optics(model: CVDMModel, optics: dict[str, Any] | Optics) -> CVDMModel | ModelAtOptics:
+    """``model`` run at ``optics`` (an optics object, or field → value changes of the model's own); the model
+    itself when the physics is the same.
+
+    Raises
+    ------
+    ValueError
+        A field the task's optics does not have, or a value out of range.
+    """
+    task = model.task
+    target = optics if isinstance(optics, Optics) else task.optics_with(dict(optics), model.optics)
+    if target == model.optics:
+        return model
+    scale = task.similarity_scale(model.optics, target)
+    return ModelAtOptics(model, target, 1.0 if abs(scale - 1.0) < SAME_SCALE else scale)

@@ -1,0 +1,100 @@
+"""What a task hands back besides its values: a plane prepared for the network (:class:`Conditioned`), a
+reconstruction pushed back through the forward model (:class:`Consistency`), and the notes a method makes about one
+result (:class:`MethodNote`)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+__all__ = ["Conditioned", "Consistency", "MethodNote", "run_noting", "interior_rms", "RESIDUAL_LIMIT"]
+
+
+#: A reconstruction whose residual RMS exceeds this many noise units does not explain its input.
+RESIDUAL_LIMIT = 1.5
+
+
+_Arg = TypeVar("_Arg")
+
+
+_Out = TypeVar("_Out")
+
+
+class MethodNote(UserWarning):
+    """What a :data:`Method` says about one result (e.g. that a prior could not be used): issued as this warning
+    category, it becomes one of the result's warnings when the method runs as a classical method."""
+
+
+def run_noting(fn: Callable[[_Arg], _Out], x: _Arg, notes: list[str]) -> _Out:
+    """``fn(x)`` (a :data:`Method` on one input, or a whole evaluation) with its :class:`MethodNote` warnings
+    appended to ``notes`` instead of issued (other warnings pass through)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MethodNote)
+        out = fn(x)
+    for w in caught:
+        if issubclass(w.category, MethodNote):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
+
+@dataclass
+class Conditioned:
+    """One input plane prepared for the network.
+
+    Attributes
+    ----------
+    cond
+        ``(1, C, H', W')`` condition on the output grid (normalised units).
+    to_values
+        Maps network samples ``(N, 1, H', W')`` (normalised, relative to the task's base) to values in
+        physical units ``(N, H', W')``.
+    warnings
+        Plain-text remarks about this input (e.g. a flat image).
+    """
+
+    cond: torch.Tensor
+    to_values: Callable[[torch.Tensor], torch.Tensor]
+    warnings: list[str] = field(default_factory=list)
+
+
+def interior_rms(residual: np.ndarray, border: int = 4) -> float:
+    """RMS of a residual ``(..., H, W)`` without ``border`` pixels at the edges (the forward models guess what
+    lies beyond the image there)."""
+    r = np.asarray(residual, np.float64)
+    h, w = r.shape[-2:]
+    if h > 4 * border and w > 4 * border:
+        r = r[..., border : h - border, border : w - border]
+    return float(np.sqrt(np.mean(r**2)))
+
+
+@dataclass
+class Consistency:
+    """A reconstruction pushed back through the forward model and compared with its input.
+
+    Attributes
+    ----------
+    residual
+        Model minus measurement in units of the noise, on the input grid (``sr`` ``(H, W)``, ``qpi``
+        ``(2, H, W)``).
+    rms
+        Root mean square of ``residual`` (≈ 1 when the reconstruction explains the input down to the noise).
+    reference_rms
+        The same for the physics estimate (``qpi``: the nonlinear retrieval), or ``None``.
+    noise
+        The noise σ the residual is measured in (estimated from the input; input units).
+    warnings
+        Plain-text warnings (the result does not explain the data, leaves the trained range, ...).
+    """
+
+    residual: np.ndarray
+    rms: float
+    reference_rms: float | None
+    noise: float
+    warnings: list[str] = field(default_factory=list)

@@ -1,0 +1,73 @@
+"""A model runs at the user's optics by physics similarity: the input is enlarged until its physics is the model's
+(sr: the OTF cut-off in cycles per pixel; qpi: the Fresnel number), and the result comes back on the user's grid."""
+
+import numpy as np
+import pytest
+
+from conftest import untrained_model_file
+from napari_cvdm.models import load_model
+from napari_cvdm.optics_match import ModelAtOptics, at_optics, resample_last_two
+from napari_cvdm.physics.fresnel import QPIOptics, defocused_pair
+from napari_cvdm.physics.widefield import WidefieldOptics
+from napari_cvdm.tasks import get_task
+
+
+def test_the_sr_scale_makes_the_cutoff_in_cycles_per_pixel_the_models():
+    model, user = WidefieldOptics(), WidefieldOptics(na=1.4, wavelength_um=0.6, pixel_um=0.1)
+    scale = get_task("sr").similarity_scale(model, user)
+    assert user.cutoff_cycles_per_pixel / scale == pytest.approx(model.cutoff_cycles_per_pixel)
+    assert user.psf_sigma_px * scale == pytest.approx(model.psf_sigma_px)  # the same PSF width in pixels
+
+
+def test_the_qpi_scale_makes_the_fresnel_number_the_models():
+    model, user = QPIOptics(), QPIOptics(pixel_um=0.3, wavelength_um=0.6, dz_um=3.0)
+    scale = get_task("qpi").similarity_scale(model, user)
+    fresnel = lambda o, p: p**2 / (o.wavelength_um * o.dz_um)  # noqa: E731
+    assert fresnel(user, user.pixel_um / scale) == pytest.approx(fresnel(model, model.pixel_um))
+
+
+def test_a_pair_at_other_optics_enlarged_by_the_scale_is_the_pair_the_models_optics_record():
+    """The physics behind the qpi scale: a smooth phase imaged with pixels twice the model's, the planes enlarged 2×,
+    equals the same phase enlarged 2× and imaged with the model's optics."""
+    yy, xx = np.mgrid[:128, :128] - 64.0
+    phase = 1.5 * np.exp(-(xx**2 + yy**2) / (2 * 9.0**2))
+    user = QPIOptics(pixel_um=0.42)  # twice the model's pixel at the same dz and wavelength: scale 2
+    scale = get_task("qpi").similarity_scale(QPIOptics(), user)
+    assert scale == pytest.approx(2.0)
+    big = resample_last_two(phase[None], (256, 256))[0]
+    at_model = defocused_pair(big, QPIOptics())
+    enlarged = resample_last_two(defocused_pair(phase, user), (256, 256))
+    inner = (slice(None), slice(48, -48), slice(48, -48))
+    assert np.abs(enlarged[inner] - at_model[inner]).max() < 0.01
+
+
+def test_resampling_a_std_keeps_it_non_negative_and_its_level():
+    std = np.full((3, 40, 40), 2.0, np.float32)
+    out = resample_last_two(std, (64, 64), variance=True)
+    assert out.shape == (3, 64, 64) and np.allclose(out, 2.0, atol=1e-5)
+
+
+def test_the_models_own_optics_give_the_model_itself(tmp_path):
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    assert at_optics(model, {}) is model and at_optics(model, model.optics) is model
+    with pytest.raises(ValueError, match="does not apply to sr"):
+        at_optics(model, {"dz_um": 2.0})
+
+
+def test_a_model_at_other_optics_returns_the_users_grid_and_checks_against_the_users_optics(tmp_path):
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    run = at_optics(model, {"pixel_um": 0.1})
+    assert isinstance(run, ModelAtOptics) and run.scale == pytest.approx(0.1 / 0.0626)
+    image = np.random.default_rng(0).poisson(50, (2, 40, 40)).astype(np.float32)
+    pred = run.predict(image, n_samples=2, steps=1)
+    assert pred.mean.shape == pred.std.shape == (2, 80, 80) and pred.samples.shape == (2, 2, 80, 80)
+    assert pred.residual.shape == (2, 40, 40) and (pred.std >= 0).all()
+
+
+def test_optics_outside_what_the_model_covers_are_said_once(tmp_path):
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    run = at_optics(model, {"pixel_um": 0.16, "na": 1.49, "wavelength_um": 0.45})  # undersampled by the camera
+    image = np.random.default_rng(0).poisson(50, (32, 32)).astype(np.float32)
+    with pytest.warns(UserWarning):
+        pred = run.predict(image, n_samples=1, steps=1)
+    assert sum("the model covers" in w for w in pred.warnings) == 1
