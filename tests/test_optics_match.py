@@ -71,3 +71,31 @@ def test_optics_outside_what_the_model_covers_are_said_once(tmp_path):
     with pytest.warns(UserWarning):
         pred = run.predict(image, n_samples=1, steps=1)
     assert sum("the model covers" in w for w in pred.warnings) == 1
+
+
+def test_given_the_pixel_alone_the_cutoff_is_read_off_the_image_and_said(tmp_path):
+    from napari_cvdm.classical import load_method
+    from napari_cvdm.data.simulate import SRConditions, simulate_sr_scene
+    from napari_cvdm.optics_match import ModelAtImageOptics
+
+    path = untrained_model_file(tmp_path, "sr")
+    run = load_method(str(path), {"pixel_um": 0.09})
+    assert isinstance(run, ModelAtImageOptics)
+    truth = WidefieldOptics(na=1.0, wavelength_um=0.6, pixel_um=0.09)
+    image = simulate_sr_scene("er", (96, 96), SRConditions(300.0, 0.1), np.random.default_rng(0), truth).input
+    at = run.for_image(image)
+    assert at.optics.cutoff_cycles_per_pixel == pytest.approx(truth.cutoff_cycles_per_pixel, rel=0.15)
+    assert at.optics.wavelength_um == load_model(path).optics.wavelength_um  # the NA moved, not the emission
+    with pytest.warns(UserWarning):
+        pred = run.predict(image, n_samples=1, steps=1)
+    assert pred.mean.shape == (192, 192) and any("read off the image" in w for w in pred.warnings)
+
+
+def test_stated_optics_the_image_contradicts_are_warned_about():
+    from napari_cvdm.data.simulate import SRConditions, simulate_sr_scene
+
+    truth = WidefieldOptics(na=0.8, wavelength_um=0.6, pixel_um=0.0626)
+    image = simulate_sr_scene("er", (128, 128), SRConditions(300.0, 0.1), np.random.default_rng(0), truth).input
+    sr = get_task("sr")
+    assert sr.optics_disagreement(image, truth) is None
+    assert "check them" in sr.optics_disagreement(image, truth.replace(na=1.4))

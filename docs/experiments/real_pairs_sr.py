@@ -23,6 +23,7 @@ from napari_cvdm.classical import classical_method
 from napari_cvdm.metrics import affine_fit, psnr
 from napari_cvdm.models import load_model
 from napari_cvdm.optics_match import at_optics
+from napari_cvdm.physics.cutoff import estimate_cutoff
 from napari_cvdm.predict import SamplingOptions
 
 PAIRS = {"mitochondria": ("sfsrm_mito_wf_crop_y64x320.tif", "sfsrm_mito_storm4x_crop_y256x1280.tif"),
@@ -74,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         wf = tifffile.imread(Path(args.data) / wf_file).astype(np.float32)
         ref = reference(tifffile.imread(Path(args.data) / storm_file))
         print(f"{name}: widefield {wf.shape}, reference {ref.shape}")
-        for label, method in methods.items():
+        cutoff = estimate_cutoff(wf)
+        na = cutoff * model.optics.wavelength_um / (2 * args.pixel_size)  # the model's wavelength, the NA that fits
+        print(f"  estimated cut-off {cutoff:.3f} cycles/pixel (NA/λ {na / model.optics.wavelength_um:.2f} /µm)")
+        estimated = {f"CVDM at the estimated cut-off ({cutoff:.3f})": at_optics(model, {**stated, "na": na})}
+        for label, method in {**methods, **estimated}.items():
             t0 = time.perf_counter()
             pred = method.predict_with(wf, SamplingOptions(args.samples, args.steps, seed=0))
             std = pred.std if method.stochastic else None

@@ -108,11 +108,16 @@ def classical_method(name: str, optics: dict[str, Any] | None = None) -> Classic
 def load_method(name: str, optics: dict[str, Any] | None = None) -> Any:
     """What ``predict --model NAME`` runs: a classical method (:data:`CLASSICAL_NAMES`, with ``optics``), or a
     model (bundled name or file), run at ``optics`` by physics similarity when they differ from its own
-    (:func:`~napari_cvdm.optics_match.at_optics`)."""
+    (:func:`~napari_cvdm.optics_match.at_optics`; given the pixel size alone, the rest is read off each image:
+    :func:`~napari_cvdm.optics_match.at_image_optics`)."""
     from .models import load_model
-    from .optics_match import at_optics
+    from .optics_match import at_image_optics, at_optics
 
     if name in CLASSICAL_NAMES:
         return classical_method(name, optics)
     model = load_model(name)
-    return at_optics(model, optics) if optics else model
+    if not optics:
+        return model
+    if set(optics) <= {"pixel_um"}:  # the pixel alone: the rest read off each image where the task can
+        return at_image_optics(model, optics)
+    return at_optics(model, optics)

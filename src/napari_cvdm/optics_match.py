@@ -19,7 +19,14 @@ from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions, check_consistency, with_warnings
 from .tasks import Task
 
-__all__ = ["ModelAtOptics", "at_optics", "resample_last_two", "similarity_remark"]
+__all__ = [
+    "ModelAtOptics",
+    "ModelAtImageOptics",
+    "at_optics",
+    "at_image_optics",
+    "resample_last_two",
+    "similarity_remark",
+]
 
 #: Enlargements closer to 1 than this run the model on the image as it is.
 SAME_SCALE = 0.02
@@ -56,24 +63,13 @@ def similarity_remark(task: Task, scale: float, model_optics: Optics, optics: Op
 
 
 @dataclass(frozen=True)
-class ModelAtOptics:
-    """A :class:`~napari_cvdm.models.CVDMModel` run at other optics (see the module's text).
-
-    Attributes
-    ----------
-    model
-        The model, with the optics it was trained for.
-    optics
-        The optics of the images to reconstruct (the task's optics class; µm).
-    scale
-        The enlargement of the input that makes its physics the model's (:meth:`Task.similarity_scale`).
-    """
+class _ModelAtOtherOptics:
+    """What a model run at other optics shares with the model: its task, network, name and steps."""
 
     label: ClassVar[str] = "CVDM"
     stochastic: ClassVar[bool] = True
     model: CVDMModel
     optics: Optics
-    scale: float
 
     @property
     def task(self) -> Task:
@@ -107,12 +103,38 @@ class ModelAtOptics:
     def predict_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ModelAtOptics(_ModelAtOtherOptics):
+    """A :class:`~napari_cvdm.models.CVDMModel` run at other optics (see the module's text).
+
+    Attributes
+    ----------
+    model
+        The model, with the optics it was trained for.
+    optics
+        The optics of the images to reconstruct (the task's optics class; µm).
+    scale
+        The enlargement of the input that makes its physics the model's (:meth:`Task.similarity_scale`).
+    """
+
+    scale: float
+
+    def predict_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
         """The model's calibrated prediction of the resampled image, brought back to the output grid of
         ``image``, and checked against ``image`` through these optics."""
         prediction = self.sample_with(image, options, callback)
         checked = check_consistency(prediction, self.task, self.optics, image, self.model.trained_ranges)
-        remark = similarity_remark(self.task, self.scale, self.model.optics, self.optics)
-        return with_warnings(checked, [remark] if remark else [])
+        first = self.task.check_input(image)[0]
+        remarks = [
+            similarity_remark(self.task, self.scale, self.model.optics, self.optics),
+            self.task.optics_disagreement(first, self.optics),
+        ]
+        return with_warnings(checked, [r for r in remarks if r])
 
     def sample_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -149,3 +171,45 @@ def at_optics(model: CVDMModel, optics: dict[str, Any] | Optics) -> CVDMModel | 
         return model
     scale = task.similarity_scale(model.optics, target)
     return ModelAtOptics(model, target, 1.0 if abs(scale - 1.0) < SAME_SCALE else scale)
+
+
+@dataclass(frozen=True)
+class ModelAtImageOptics(_ModelAtOtherOptics):
+    """A model run at optics partly read off each image (:meth:`Task.estimated_optics`; sr: the cut-off from the
+    image's spectrum, for users who know their pixel but not their NA or emission), then as
+    :class:`ModelAtOptics`. The estimate is told with each result.
+
+    Attributes
+    ----------
+    model
+        The model, with the optics it was trained for.
+    optics
+        What is known of the images' optics (the rest: the model's).
+    """
+
+    def for_image(self, image: np.ndarray) -> ModelAtOptics:
+        """The model at the optics estimated from ``image``'s first plane."""
+        first = self.task.check_input(image)[0]
+        found = self.task.estimated_optics(first, self.optics) or self.optics
+        return ModelAtOptics(self.model, found, self.task.similarity_scale(self.model.optics, found))
+
+    def predict_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """:meth:`ModelAtOptics.predict_with` at the optics estimated from ``image``, which a remark states."""
+        run = self.for_image(image)
+        prediction = run.predict_with(image, options, callback)
+        changed = {k: v for k, v in run.optics.to_dict().items() if v != self.optics.to_dict().get(k)}
+        if not changed:
+            return prediction
+        told = ", ".join(f"{k} {v:.3g}" for k, v in changed.items())
+        remark = (
+            f"optics read off the image ({told}; the image enlarged {run.scale:.2f}× for the model): give them "
+            "if you know them"
+        )
+        return with_warnings(prediction, [remark])
+
+
+def at_image_optics(model: CVDMModel, optics: dict[str, Any]) -> ModelAtImageOptics:
+    """``model`` run at ``optics`` (field → value changes of the model's own) completed from each image."""
+    return ModelAtImageOptics(model, model.task.optics_with(dict(optics), model.optics))

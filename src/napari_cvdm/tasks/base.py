@@ -315,6 +315,15 @@ class Task(ABC):
             return 1.0
         raise ValueError(f"{self.name} models run only at the optics they were trained for")
 
+    def estimated_optics(self, plane: np.ndarray, optics: Optics) -> Optics | None:
+        """``optics`` with what the image itself tells of them (one input plane), or ``None`` where the task reads
+        nothing off an image."""
+        return None
+
+    def optics_disagreement(self, plane: np.ndarray, optics: Optics) -> str | None:
+        """A warning when what the image tells of its optics (:meth:`estimated_optics`) contradicts ``optics``."""
+        return None
+
     def similarity_range(self) -> tuple[float, float]:
         """The enlargements :meth:`similarity_scale` may use without a warning that the image lies outside what
         the model covers."""

@@ -25,6 +25,7 @@ from ..data.simulate import (
     simulate_sr_scene,
 )
 from ..metrics import Scores, affine_fit, sr_scores
+from ..physics.cutoff import estimate_cutoff
 from ..physics.noise import band_noise_level_curve, band_noise_level_function, photon_level
 from ..physics.widefield import (
     DEFAULT_RL_ITERATIONS,
@@ -244,6 +245,31 @@ class SRTask(Task):
         image enlarged by it has the model's PSF width in pixels (the shape of a widefield image depends on the
         optics only through it)."""
         return optics.cutoff_cycles_per_pixel / model_optics.cutoff_cycles_per_pixel
+
+    def estimated_optics(self, plane: np.ndarray, optics: WidefieldOptics) -> WidefieldOptics:
+        """``optics`` with the cut-off read off the image's spectrum (:func:`~napari_cvdm.physics.cutoff.
+        estimate_cutoff`): the NA that gives it at the stated wavelength and pixel (the wavelength instead where
+        that NA is not one of an objective's)."""
+        cutoff = estimate_cutoff(plane)
+        na = cutoff * optics.wavelength_um / (2 * optics.pixel_um)
+        if 0.1 <= na <= 1.6:
+            return optics.replace(na=na)
+        return optics.replace(wavelength_um=2 * optics.na * optics.pixel_um / cutoff)
+
+    def optics_disagreement(self, plane: np.ndarray, optics: WidefieldOptics) -> str | None:
+        """A warning when the cut-off read off the image is more than 1.3× off the one ``optics`` state (judged only
+        where the image is large enough and the stated cut-off lies below 0.45 cycles per pixel, where the spectrum
+        still shows it)."""
+        if min(plane.shape[-2:]) < 64 or optics.cutoff_cycles_per_pixel >= 0.45:
+            return None
+        found, stated = estimate_cutoff(plane), optics.cutoff_cycles_per_pixel
+        if max(found / stated, stated / found) <= 1.3:
+            return None
+        return (
+            f"the image's spectrum ends at {found:.2f} cycles per pixel, the stated optics (NA {optics.na:g}, "
+            f"{optics.wavelength_um * 1000:.0f} nm, {optics.pixel_um * 1000:.1f} nm pixels) at {stated:.2f}: check "
+            "them (a binned camera, another objective, or an out-of-focus image)"
+        )
 
     def similarity_range(self) -> tuple[float, float]:
         """Enlargements from 0.3 (40 nm pixels, NA 0.8, 680 nm against the bundled optics) to 1.6 (a camera

@@ -1,0 +1,72 @@
+"""The optical cut-off of a widefield image, estimated from its own power spectrum.
+
+A widefield image's radial power spectrum is the object's (a power law, ``A·f^−α``) times the squared OTF of a
+circular pupil (zero beyond the cut-off ``2·NA/λ``), on top of the camera's white noise. :func:`estimate_cutoff`
+fits that model to the radially averaged spectrum, the noise floor read off the spectrum's corners (beyond 0.55
+cycles per pixel, where no optics of a camera that samples at Nyquist passes anything). Where the signal meets the
+noise alone would depend on the brightness; the fit uses the OTF's shape below that point as well.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["widefield_otf", "radial_power", "estimate_cutoff", "CUTOFF_GRID", "MIN_FIT_FREQUENCY"]
+
+#: Cut-offs tried by the fit, cycles per pixel.
+CUTOFF_GRID = np.linspace(0.06, 0.5, 89)
+#: Power-law exponents of the object's spectrum tried by the fit.
+EXPONENT_GRID = np.linspace(0.5, 4.0, 15)
+#: The lowest frequencies (the image's size, its windowing) carry no information on the optics.
+MIN_FIT_FREQUENCY = 0.03
+#: Median over mean of an exponentially distributed power (a noise-only Fourier coefficient): ln 2.
+_MEDIAN_TO_MEAN = float(np.log(2.0))
+
+
+def widefield_otf(nu: np.ndarray) -> np.ndarray:
+    """The incoherent OTF of a circular pupil at ``nu`` = frequency / cut-off (0 beyond 1)."""
+    v = np.clip(np.asarray(nu, np.float64), 0.0, 1.0)
+    return (2 / np.pi) * (np.arccos(v) - v * np.sqrt(1 - v**2))
+
+
+def radial_power(image: np.ndarray, bins: int = 64) -> tuple[np.ndarray, np.ndarray, float]:
+    """The Hann-windowed power spectrum of an ``(H, W)`` image averaged in ``bins`` rings up to 0.5 cycles per
+    pixel: ``(centres, power, noise floor)``, the floor the mean power beyond 0.55 cycles per pixel (robustly, from
+    the median)."""
+    x = np.asarray(image, np.float64)
+    h, w = x.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.fft2((x - np.sum(x * win) / np.sum(win)) * win)) ** 2
+    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    floor = float(np.median(power[f > 0.55])) / _MEDIAN_TO_MEAN
+    edges = np.linspace(0, 0.5, bins + 1)
+    ring = np.digitize(f.ravel(), edges) - 1
+    inside = (ring >= 0) & (ring < bins)
+    total = np.bincount(ring[inside], power.ravel()[inside], bins)
+    count = np.maximum(np.bincount(ring[inside], None, bins), 1)
+    return (edges[:-1] + edges[1:]) / 2, total / count, max(floor, 1e-30)
+
+
+def estimate_cutoff(image: np.ndarray) -> float:
+    """The widefield cut-off ``2·NA/λ·pixel`` of an ``(H, W)`` image (at least 64 pixels a side), cycles per pixel:
+    the best least-squares fit of ``log(A·f^−α·OTF(f/fc)² + floor)`` to the log of its radial power spectrum.
+
+    Raises
+    ------
+    ValueError
+        An image too small for a spectrum.
+    """
+    if min(np.shape(image)[-2:]) < 64:
+        raise ValueError("estimating the optical cut-off needs an image of at least 64×64 pixels")
+    f, power, floor = radial_power(image)
+    keep = f > MIN_FIT_FREQUENCY
+    f, logp = f[keep], np.log(np.maximum(power[keep], 1e-30))
+    amplitudes = np.exp(np.linspace(-10, 40, 201))[:, None]  # relative to the floor
+    best, cutoff = np.inf, float(CUTOFF_GRID[-1])
+    for fc in CUTOFF_GRID:
+        shape = widefield_otf(f / fc) ** 2
+        for alpha in EXPONENT_GRID:
+            err = ((np.log(floor * (amplitudes * (f**-alpha * shape)[None, :] + 1)) - logp) ** 2).sum(axis=1).min()
+            if err < best:
+                best, cutoff = err, float(fc)
+    return cutoff
