@@ -99,3 +99,18 @@ def test_stated_optics_the_image_contradicts_are_warned_about():
     sr = get_task("sr")
     assert sr.optics_disagreement(image, truth) is None
     assert "check them" in sr.optics_disagreement(image, truth.replace(na=1.4))
+
+
+def test_running_results_of_a_progressive_run_arrive_on_the_users_grid(tmp_path):
+    from napari_cvdm.predict import PartialResult, SamplingOptions
+
+    run = at_optics(load_model(untrained_model_file(tmp_path, "sr")), {"pixel_um": 0.05})
+    shapes = []
+
+    def seen(progress):
+        if isinstance(progress.partial, PartialResult):
+            shapes.append(progress.partial.prediction.mean.shape)
+
+    image = np.random.default_rng(0).poisson(50, (40, 40)).astype(np.float32)
+    pred = run.predict_with(image, SamplingOptions(4, 1, progressive=True), seen)
+    assert shapes and set(shapes) == {(80, 80)} and pred.mean.shape == (80, 80)

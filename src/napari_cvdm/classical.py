@@ -111,13 +111,8 @@ def load_method(name: str, optics: dict[str, Any] | None = None) -> Any:
     (:func:`~napari_cvdm.optics_match.at_optics`; given the pixel size alone, the rest is read off each image:
     :func:`~napari_cvdm.optics_match.at_image_optics`)."""
     from .models import load_model
-    from .optics_match import at_image_optics, at_optics
+    from .optics_match import model_at
 
     if name in CLASSICAL_NAMES:
         return classical_method(name, optics)
-    model = load_model(name)
-    if not optics:
-        return model
-    if set(optics) <= {"pixel_um"}:  # the pixel alone: the rest read off each image where the task can
-        return at_image_optics(model, optics)
-    return at_optics(model, optics)
+    return model_at(load_model(name), optics or {})

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .diffusion.sampler import ProgressCallback
+from .diffusion.sampler import ProgressCallback, SamplingProgress
 from .models import CVDMModel
 from .physics.optics import Optics
-from .predict import Prediction, SamplingOptions, check_consistency, with_warnings
+from .predict import PartialResult, Prediction, SamplingOptions, check_consistency, with_warnings
 from .tasks import Task
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "ModelAtImageOptics",
     "at_optics",
     "at_image_optics",
+    "model_at",
     "resample_last_two",
     "similarity_remark",
 ]
@@ -87,6 +88,10 @@ class _ModelAtOtherOptics:
     def default_steps(self) -> int:
         return self.model.default_steps
 
+    @property
+    def path(self) -> Any:
+        return self.model.path
+
     def predict(
         self,
         image: np.ndarray,
@@ -143,17 +148,35 @@ class ModelAtOptics(_ModelAtOtherOptics):
         arr = np.asarray(image, np.float32)
         h, w = arr.shape[-2:]
         inner = (max(round(h * self.scale), 16), max(round(w * self.scale), 16))
-        pred = self.model.sample_with(resample_last_two(arr, inner), options, callback)
-        gain = round(pred.mean.shape[-1] / inner[1])
-        out = (gain * h, gain * w)
-        return dataclasses.replace(
-            pred,
-            mean=resample_last_two(pred.mean, out),
-            std=resample_last_two(pred.std, out, variance=True),
-            samples=None if pred.samples is None else resample_last_two(pred.samples, out),
-            schedule=None if pred.schedule is None else resample_last_two(pred.schedule, out),
-            sample_std=None if pred.sample_std is None else resample_last_two(pred.sample_std, out, variance=True),
-        )
+        out = (self.task.gain * h, self.task.gain * w)
+        pred = self.model.sample_with(resample_last_two(arr, inner), options, _partials_at(callback, out))
+        return _prediction_at(pred, out)
+
+
+def _prediction_at(pred: Prediction, out: tuple[int, int]) -> Prediction:
+    """``pred`` resampled to the output grid ``out`` (the std and the samples' spread as variances)."""
+    return dataclasses.replace(
+        pred,
+        mean=resample_last_two(pred.mean, out),
+        std=resample_last_two(pred.std, out, variance=True),
+        samples=None if pred.samples is None else resample_last_two(pred.samples, out),
+        schedule=None if pred.schedule is None else resample_last_two(pred.schedule, out),
+        sample_std=None if pred.sample_std is None else resample_last_two(pred.sample_std, out, variance=True),
+    )
+
+
+def _partials_at(callback: ProgressCallback | None, out: tuple[int, int]) -> ProgressCallback | None:
+    """``callback`` given the running results of a progressive run on the output grid ``out``."""
+    if callback is None:
+        return None
+
+    def report(progress: SamplingProgress) -> Any:
+        if isinstance(progress.partial, PartialResult):
+            part = dataclasses.replace(progress.partial, prediction=_prediction_at(progress.partial.prediction, out))
+            progress = dataclasses.replace(progress, partial=part)
+        return callback(progress)
+
+    return report
 
 
 def at_optics(model: CVDMModel, optics: dict[str, Any] | Optics) -> CVDMModel | ModelAtOptics:
@@ -213,3 +236,14 @@ class ModelAtImageOptics(_ModelAtOtherOptics):
 def at_image_optics(model: CVDMModel, optics: dict[str, Any]) -> ModelAtImageOptics:
     """``model`` run at ``optics`` (field → value changes of the model's own) completed from each image."""
     return ModelAtImageOptics(model, model.task.optics_with(dict(optics), model.optics))
+
+
+def model_at(model: CVDMModel, optics: dict[str, Any]) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
+    """What runs ``model`` for images of ``optics`` (field → value, the fields the user changed from the model's):
+    the model itself when nothing changed; given the pixel size alone, the rest read off each image
+    (:func:`at_image_optics`); otherwise :func:`at_optics`."""
+    if not optics:
+        return model
+    if set(optics) <= {"pixel_um"}:
+        return at_image_optics(model, optics)
+    return at_optics(model, optics)

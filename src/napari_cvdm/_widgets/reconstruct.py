@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 from ..devices import available_devices
 from ..layers import layer_pixel_size, model_input, residual_geometry, residual_layer, result_layers
 from ..models import CVDMModel
+from ..optics_match import model_at
 from ..predict import PartialResult, Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
 from ._results import add_or_update
@@ -61,8 +62,12 @@ class ReconstructWidget(QWidget):
         self.second_label = QLabel("+dz image")
         self.model_box = MethodPicker()
         self._make_sampling_fields()
-        self.optics_form = OpticsForm()  # the optics of a classical method (a model carries its own)
-        self.optics_label = QLabel("Optics of the classical method")
+        self.optics_form = OpticsForm()  # your optics: a classical method's, or those a model is mapped onto
+        self.optics_label = QLabel("Optics of your microscope")
+        self.optics_label.setToolTip(
+            "A model runs at other optics by physics similarity (sr: the same cut-off in cycles per pixel; qpi: the "
+            "same Fresnel number); change only the pixel size and the sr cut-off is read off the image"
+        )
         self.samples_check = QCheckBox("add the samples as a stack")
         self.schedule_check = QCheckBox("add the learned schedule λ(x)")
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
@@ -163,13 +168,18 @@ class ReconstructWidget(QWidget):
         self.steps_spin.setValue(model.default_steps)
         for box in (self.samples_spin, self.steps_spin, self.seed_spin, self.samples_check, self.schedule_check):
             box.setEnabled(model.stochastic)  # a classical method draws no samples
-        if not model.stochastic:
-            self.optics_form.show_optics(model.optics)
-        self.optics_form.setVisible(not model.stochastic)
-        self.optics_label.setVisible(not model.stochastic)
+        self.optics_form.show_optics(model.optics)
         pair = model.task.input_planes == 2
         self.second_box.setVisible(pair)
         self.second_label.setVisible(pair)
+
+    def _at_form_optics(self, model: CVDMModel) -> Any:
+        """``model`` run at the optics in the form where the user changed them (:func:`model_at`)."""
+        own, given = model.optics.to_dict(), self.optics_form.optics().to_dict()
+        changed = {
+            k: v for k, v in given.items() if k in self.optics_form.boxes and abs(v - own[k]) > 1e-4 * abs(own[k])
+        }
+        return model_at(model, changed)
 
     def _gather_input(self, model: CVDMModel) -> tuple[Image, np.ndarray, bool]:
         """The input layer, its data as the model takes it, and whether the layer carries the planes."""
@@ -194,8 +204,7 @@ class ReconstructWidget(QWidget):
         model = self.model_box.current_model()
         if model is None:
             raise ValueError("choose a model first")
-        if not model.stochastic:
-            model = model.with_optics(self.optics_form.optics())
+        model = model.with_optics(self.optics_form.optics()) if not model.stochastic else self._at_form_optics(model)
         layer, data, plane_axis = self._gather_input(model)
         model.task.check_input(data)
         if 0 < self.tile_spin.value() < MIN_GUI_TILE:
