@@ -56,12 +56,8 @@ def run_toy(args: argparse.Namespace) -> int:
     scores = evaluate_toy(result.network, cfg, n_samples=options.n_samples, steps=options.steps or 50)
     print(f"PSNR of the input      : {scores.psnr_condition:6.2f} dB")
     print(f"PSNR of the CVDM mean  : {scores.psnr_mean:6.2f} dB  ({scores.psnr_mean - scores.psnr_condition:+.2f} dB)")
-    for name, image in (
-        ("input", scores.condition),
-        ("target", scores.target),
-        ("mean", scores.mean),
-        ("std", scores.std),
-    ):
+    images = {"input": scores.condition, "target": scores.target, "mean": scores.mean, "std": scores.std}
+    for name, image in images.items():
         write_tiff(out / f"toy_{name}.tif", image.astype("float32"))
     print(f"wrote {out}/toy_input.tif, toy_target.tif, toy_mean.tif, toy_std.tif")
     return 0
@@ -191,6 +187,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate_real(args: argparse.Namespace) -> int:
+    from .real_pairs import RealEvaluationRequest, evaluate_real_pairs, format_real_table, write_real_rows
+
+    request = from_args(RealEvaluationRequest, args)
+    rows = evaluate_real_pairs(request, _sampling(args))
+    print(format_real_table(rows))
+    if request.json is not None:
+        print(f"wrote {write_real_rows(rows, request.json)}")
+    return 0
+
+
 def run_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import CalibrationRequest, calibrate_model, calibration_remarks, calibration_report
 
@@ -231,6 +238,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "evaluate": (
         run_evaluate,
         "evaluate.EvaluationRequest predict.SamplingOptions:n_samples,steps,seed,device,tile_size optics",
+    ),
+    "evaluate-real": (
+        run_evaluate_real,
+        "real_pairs.RealEvaluationRequest predict.SamplingOptions:n_samples,steps,seed,device",
     ),
     "calibrate": (
         run_calibrate,
