@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_cvdm.consistency import check_pixel_size
 from napari_cvdm.data.simulate import simulate_sr_pair
 from napari_cvdm.physics.noise import band_noise_level_function, photon_level
 from napari_cvdm.physics.widefield import WidefieldOptics, out_of_band_ratio
-from napari_cvdm.predict import Prediction, check_pixel_size
+from napari_cvdm.predict import Prediction
 from napari_cvdm.std_fit import SMOOTHING_FACTORS, fit_calibration, fit_scale
 from napari_cvdm.tasks import get_task
 from napari_cvdm.uncertainty import (

@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .consistency import check_consistency, with_warnings
 from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProgress
 from .physics.optics import Optics
-from .predict import Prediction, SamplingOptions, check_consistency, with_warnings
+from .predict import Prediction, SamplingOptions
 from .tasks import TASKS, Method, Task
 from .tasks.base import run_noting
 

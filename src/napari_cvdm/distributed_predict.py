@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_write
+from .consistency import check_pixel_size
 from .data.tiff import TiffImage, read_tiff
 from .devices import resolve_device
 from .distributed import DistributedContext, rank_device
 from .file_predict import FileResult, _guarded, _write, file_seed, predict_file
 from .models import CVDMModel
-from .predict import SamplingOptions, check_pixel_size
+from .predict import SamplingOptions
 
 __all__ = ["PARTS", "work_units", "predict_distributed"]
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .consistency import check_pixel_size
 from .data.tiff import read_tiff, write_tiff
 from .diffusion.sampler import ProgressCallback
 from .models import CVDMModel
-from .predict import SamplingOptions, check_pixel_size
+from .predict import SamplingOptions
 
 __all__ = ["FileResult", "OUTPUT_KEYS", "file_seed", "outputs_of", "predict_file", "predict_files"]
 

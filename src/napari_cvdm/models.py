@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._malloc import release_freed_memory
+from .consistency import check_consistency
 from .data.normalize import Normalization
 from .diffusion.network import CVDMNetwork
 from .diffusion.sampler import ProgressCallback, SamplingProgress
@@ -34,7 +35,7 @@ from .model_files import (
     write_model_file,
 )
 from .physics.optics import Optics
-from .predict import Prediction, SamplingOptions, check_consistency, predict_image
+from .predict import Prediction, Predicts, SamplingOptions, predict_image
 from .tasks import TASKS, Task
 from .uncertainty import StdCalibration, calibrate_prediction
 
@@ -56,7 +57,7 @@ BUNDLED = tuple(TASKS)  # one bundled model per task, named after it
 
 
 @dataclass
-class CVDMModel:
+class CVDMModel(Predicts):
     """A loaded model: network, task, optics, normalisation and metadata.
 
     Attributes
@@ -123,40 +124,6 @@ class CVDMModel:
     def name(self) -> str:
         """A short name for lists and layer names."""
         return str(self.metadata.get("name") or (self.path.stem if self.path else self.task.name))
-
-    def predict(
-        self,
-        image: np.ndarray,
-        n_samples: int = 8,
-        steps: int | None = None,
-        seed: int = 0,
-        device: str = "auto",
-        tile_size: int | None = None,
-        callback: ProgressCallback | None = None,
-    ) -> Prediction:
-        """Reconstruct an image: mean and per-pixel std of ``n_samples`` samples.
-
-        Parameters
-        ----------
-        image
-            ``sr``: ``(H, W)`` or a stack ``(Z|T, H, W)``. ``qpi``: ``(2, H, W)``
-            ordered (−dz, +dz), or ``(T, 2, H, W)``.
-        n_samples
-            Samples per image (≥ 1; the std needs ≥ 2).
-        steps
-            Sampling steps (default: the model's).
-        seed
-            Random seed: the same seed gives the same result.
-        device
-            ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
-        tile_size
-            Tile side on the input grid for large images; ``None`` tiles only when the image does not fit the
-            memory budget. Tiles overlap and are blended at every sampling step, so results have no seams.
-        callback
-            Progress callback (see :mod:`napari_cvdm.diffusion.sampler`); returning
-            ``False`` cancels with :class:`~napari_cvdm.diffusion.SamplingCancelled`.
-        """
-        return self.predict_with(image, SamplingOptions(n_samples, steps, seed, device, tile_size), callback)
 
     def predict_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None

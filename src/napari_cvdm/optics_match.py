@@ -13,10 +13,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .consistency import check_consistency, with_warnings
 from .diffusion.sampler import ProgressCallback, SamplingProgress
 from .models import CVDMModel
 from .physics.optics import Optics
-from .predict import PartialResult, Prediction, SamplingOptions, check_consistency, with_warnings
+from .predict import PartialResult, Prediction, Predicts, SamplingOptions
 from .tasks import Task
 
 __all__ = [
@@ -64,7 +65,7 @@ def similarity_remark(task: Task, scale: float, model_optics: Optics, optics: Op
 
 
 @dataclass(frozen=True)
-class _ModelAtOtherOptics:
+class _ModelAtOtherOptics(Predicts):
     """What a model run at other optics shares with the model: its task, network, name and steps."""
 
     label: ClassVar[str] = "CVDM"
@@ -91,24 +92,6 @@ class _ModelAtOtherOptics:
     @property
     def path(self) -> Any:
         return self.model.path
-
-    def predict(
-        self,
-        image: np.ndarray,
-        n_samples: int = 8,
-        steps: int | None = None,
-        seed: int = 0,
-        device: str = "auto",
-        tile_size: int | None = None,
-        callback: ProgressCallback | None = None,
-    ) -> Prediction:
-        """:meth:`CVDMModel.predict` at these optics."""
-        return self.predict_with(image, SamplingOptions(n_samples, steps, seed, device, tile_size), callback)
-
-    def predict_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
-    ) -> Prediction:
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

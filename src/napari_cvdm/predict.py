@@ -30,18 +30,15 @@ from .diffusion.sampler import (
     schedule_map,
 )
 from .diffusion.schedule import LearnedSchedule
-from .physics.optics import Optics
 from .planning import SamplingPlan, device_sampling_plan, plan_sampling
 from .tasks import MIN_SIDE, Task, get_task
 
 __all__ = [
     "SamplingOptions",
+    "Predicts",
     "Prediction",
     "PartialResult",
     "predict_image",
-    "check_consistency",
-    "check_pixel_size",
-    "with_warnings",
     "SamplingPlan",
     "plan_sampling",
     "device_sampling_plan",
@@ -109,7 +106,7 @@ class Prediction:
     residual
         The mean pushed back through the forward model minus the input, in units of the noise, on the input's
         grid and shape (``sr`` ``(H, W)``, ``qpi`` ``(2, H, W)``; a leading axis for stacks), or ``None`` when
-        not checked (:func:`check_consistency`).
+        not checked (:func:`~napari_cvdm.consistency.check_consistency`).
     residual_rms
         One number: the RMS of the residual (the worst plane of a stack); about 1 when the result explains the
         input down to the noise.
@@ -337,60 +334,45 @@ def _kept_remark(done: int, n_samples: int, plane: int, n_planes: int) -> str:
     return what + ": the std of few samples is itself uncertain"
 
 
-def with_warnings(prediction: Prediction, new: list[str]) -> Prediction:
-    """The prediction with the plain-text warnings of ``new`` it does not have yet appended (each issued once
-    as a Python warning)."""
-    remarks = list(prediction.warnings)
-    for remark in new:
-        if remark not in remarks:
-            remarks.append(remark)
-            warnings.warn(remark, stacklevel=3)
-    return dataclasses.replace(prediction, warnings=remarks)
+class Predicts:
+    """``predict(image, n_samples, …)`` for a reconstructor that has ``predict_with(image, SamplingOptions,
+    callback)`` (models, and models run at other optics)."""
 
+    def predict_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        raise NotImplementedError
 
-def check_consistency(
-    prediction: Prediction, task: Task | str, optics: Optics, image: np.ndarray, ranges: dict[str, Any] | None = None
-) -> Prediction:
-    """The prediction with its consistency check: each plane's mean through the task's forward model against
-    the input (:meth:`Task.consistency`), the residual map, its RMS and the task's warnings — the result's and
-    the input's (:meth:`Task.distribution_warnings`, first plane of a stack) — also issued as Python warnings.
+    def predict(
+        self,
+        image: np.ndarray,
+        n_samples: int = 8,
+        steps: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        tile_size: int | None = None,
+        callback: ProgressCallback | None = None,
+    ) -> Prediction:
+        """Reconstruct an image: mean and per-pixel std of ``n_samples`` samples.
 
-    Parameters
-    ----------
-    prediction
-        The result of :func:`predict_image` for ``image``.
-    optics
-        The optics of the model (the forward model).
-    image
-        The input given to :func:`predict_image`.
-    ranges
-        The imaging conditions the model was trained on (``None``: unknown, not checked).
-    """
-    task = get_task(task)
-    planes = task.check_input(image)
-    means = [prediction.mean] if task.is_single(image) else list(prediction.mean)
-    checks = [task.consistency(plane, mean, optics) for plane, mean in zip(planes, means)]
-    found = task.distribution_warnings(planes[0], optics, ranges) + [w for c in checks for w in c.warnings]
-    residual = np.stack([c.residual for c in checks])
-    refs = [c.reference_rms for c in checks if c.reference_rms is not None]
-    return dataclasses.replace(
-        with_warnings(prediction, found),
-        residual=residual[0] if task.is_single(image) else residual,
-        residual_rms=max(c.rms for c in checks),
-        reference_rms=max(refs) if refs else None,
-    )
-
-
-def check_pixel_size(
-    prediction: Prediction, task: Task | str, optics: Optics, pixel_um: tuple[float, float] | None
-) -> Prediction:
-    """The prediction with a warning when the input's known pixel size (µm, from its file or layer; ``None``:
-    unknown) is far from the model's (:meth:`Task.pixel_size_warning`); it replaces the guess of the same from
-    the image's spectrum (:meth:`Task.undersampling_remark`), which would say it a second time."""
-    task = get_task(task)
-    remark = task.pixel_size_warning(pixel_um, optics)
-    if remark is None:
-        return prediction
-    guess = task.undersampling_remark(optics)
-    kept = dataclasses.replace(prediction, warnings=[w for w in prediction.warnings if w != guess])
-    return with_warnings(kept, [remark])
+        Parameters
+        ----------
+        image
+            ``sr``: ``(H, W)`` or a stack ``(Z|T, H, W)``. ``qpi``: ``(2, H, W)``
+            ordered (−dz, +dz), or ``(T, 2, H, W)``.
+        n_samples
+            Samples per image (≥ 1; the std needs ≥ 2).
+        steps
+            Sampling steps (default: the model's).
+        seed
+            Random seed: the same seed gives the same result.
+        device
+            ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        tile_size
+            Tile side on the input grid for large images; ``None`` tiles only when the image does not fit the
+            memory budget. Tiles overlap and are blended at every sampling step, so results have no seams.
+        callback
+            Progress callback (see :mod:`napari_cvdm.diffusion.sampler`); returning
+            ``False`` cancels with :class:`~napari_cvdm.diffusion.SamplingCancelled`.
+        """
+        return self.predict_with(image, SamplingOptions(n_samples, steps, seed, device, tile_size), callback)

@@ -21,9 +21,10 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
 
+from ..consistency import check_pixel_size
 from ..diffusion.sampler import SamplingCancelled, SamplingProgress, Stop
 from ..models import CVDMModel
-from ..predict import PartialResult, Prediction, SamplingOptions, check_pixel_size
+from ..predict import PartialResult, Prediction, SamplingOptions
 
 __all__ = ["JobContext", "RunController", "describe_error", "format_eta"]
 
