@@ -108,3 +108,34 @@ def test_every_file_has_its_own_seed_from_its_name_and_the_users_seed():
     assert file_seed("a/cell0.tif", 0) == file_seed("b/cell0.tif", 0)  # not the folder, order or rank
     assert len({file_seed(f"cell{i}.tif", 0) for i in range(100)}) == 100
     assert file_seed("cell0.tif", 0) != file_seed("cell0.tif", 1)
+
+
+def test_folders_and_globs_are_inputs_and_outputs_never_overwrite_each_other(tmp_path):
+    from napari_cvdm.batch import check_outputs_apart, expand_inputs
+
+    for folder in ("a", "b", "out"):
+        (tmp_path / folder).mkdir()
+    for name in ("a/x.tif", "a/y.tif", "b/x.tif", "out/x_mean.tif", "a/notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    assert expand_inputs([a], out) == [a / "x.tif", a / "y.tif"]  # the folder's TIFFs, sorted
+    assert expand_inputs([str(tmp_path / "*" / "x*.tif")], out) == [a / "x.tif", b / "x.tif"]  # not out/x_mean.tif
+    assert expand_inputs([a / "y.tif", a], out) == [a / "y.tif", a / "x.tif"]  # each file once, in the order given
+    with pytest.raises(ValueError, match="no file matches"):
+        expand_inputs([str(tmp_path / "*.czi")])
+    with pytest.raises(ValueError, match="without .tif files"):
+        expand_inputs([_empty(tmp_path)])
+    with pytest.raises(ValueError, match=r"a/x.tif and .*b/x.tif would both write"):
+        check_outputs_apart(expand_inputs([a, b]), out)
+
+
+def _empty(tmp_path):
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+def test_predict_needs_neither_samples_nor_an_output_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_tiff(tmp_path / "wf.tif", np.random.default_rng(0).poisson(30, (32, 32)).astype(np.float32))
+    assert main(["predict", "wf.tif", "--model", "bicubic"]) == 0
+    assert (tmp_path / "cvdm-output" / "wf_mean.tif").exists()

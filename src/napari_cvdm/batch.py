@@ -13,7 +13,8 @@ The command line's ``predict`` is :func:`predict_request`. It scales out the way
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import glob
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,12 @@ from .file_predict import FileResult, file_seed, outputs_of, predict_file, predi
 from .models import CVDMModel
 from .predict import SamplingOptions
 
+#: What a folder given as input contributes.
+TIFF_SUFFIXES = (".tif", ".tiff")
+
 __all__ = [
+    "expand_inputs",
+    "check_outputs_apart",
     "PredictRequest",
     "FileResult",
     "file_seed",
@@ -44,13 +50,15 @@ class PredictRequest:
     Parameters
     ----------
     inputs
-        TIFF files: sr (H, W) or stacks; qpi (2, H, W) ordered (-dz, +dz), divided by the background.
+        TIFF files, folders (their TIFFs) or quoted globs ("data/*.tif"): sr (H, W) or stacks; qpi (2, H, W)
+        ordered (-dz, +dz), divided by the background.
     model
-        sr, qpi or a .safetensors model file; or a classical method to compare with: tie, iterative or
-        flat-background (qpi), bicubic or richardson-lucy (sr), whose optics the optics options set (--samples
-        is then ignored).
+        sr, qpi or a .safetensors model file (the optics options run it at your optics by physics similarity;
+        --pixel-size alone: the sr cut-off read off each image); or a classical method to compare with: tie,
+        iterative or flat-background (qpi), bicubic or richardson-lucy (sr), at the optics options given
+        (--samples is then ignored).
     output_dir
-        Where DIR/<stem>_mean.tif, _std.tif and _residual.tif go.
+        Where DIR/<stem>_mean.tif, _std.tif and _residual.tif go (default: cvdm-output in the current folder).
     compile
         Compile the denoiser with torch.compile (pays off on GPUs for long runs; slower on CPUs).
     shard
@@ -61,7 +69,7 @@ class PredictRequest:
 
     inputs: list[Path] = field(metadata={"cli": "inputs"})
     model: str = field(metadata={"cli": "--model"})
-    output_dir: Path = field(metadata={"cli": "--output-dir"})
+    output_dir: Path = field(default=Path("cvdm-output"), metadata={"cli": "--output-dir"})
     compile: bool = field(default=False, metadata={"cli": "--compile"})
     shard: str | None = field(default=None, metadata={"cli": "--shard"})
     skip_existing: bool = field(default=False, metadata={"cli": "--skip-existing"})
@@ -82,9 +90,57 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def expand_inputs(inputs: Sequence[str | Path], output_dir: Path | None = None) -> list[Path]:
+    """Files, folders (the TIFFs in them, sorted) and globs (``data/*.tif``, ``**`` for sub-folders), in the order
+    given, each file once; a folder's or glob's files inside ``output_dir`` (earlier outputs) are left out.
+
+    Raises
+    ------
+    ValueError
+        A folder without TIFFs, or a pattern that matches nothing.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+            if not found:
+                raise ValueError(f"{path}: a folder without .tif files")
+        elif not path.exists() and any(c in str(item) for c in "*?["):
+            found = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
+            if not found:
+                raise ValueError(f"{item}: no file matches this pattern")
+        else:
+            found = [path]
+        if output_dir is not None and (path.is_dir() or found != [path]):
+            found = [p for p in found if p.resolve().parent != Path(output_dir).resolve()]
+        out += [p for p in found if p not in out]
+    return out
+
+
+def check_outputs_apart(paths: Sequence[Path], output_dir: Path) -> None:
+    """Refuse inputs that would write the same outputs (the same name in different folders).
+
+    Raises
+    ------
+    ValueError
+        Naming both inputs and the output they share.
+    """
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        mean = outputs_of(path, output_dir)[0]
+        if mean in seen and seen[mean].resolve() != path.resolve():
+            raise ValueError(
+                f"{seen[mean]} and {path} would both write {mean} (and its _std and _residual): rename one, or "
+                "run the folders with different --output-dir"
+            )
+        seen[mean] = path
+
+
 def _selected(request: PredictRequest) -> tuple[list[Path], list[FileResult]]:
     """The inputs of this shard, less those whose outputs are complete (``--skip-existing``)."""
-    paths = [Path(p) for p in request.inputs]
+    paths = expand_inputs(request.inputs, request.output_dir)
+    check_outputs_apart(paths, request.output_dir)
     if request.shard is not None:
         k, n = parse_shard(request.shard)
         paths = paths[k::n]

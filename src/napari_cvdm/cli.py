@@ -233,7 +233,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "train": (run_train, "job.TrainingRequest train.TrainConfig job.NetworkOptions optics"),
     "predict": (
         run_predict,
-        "batch.PredictRequest predict.SamplingOptions:n_samples!,steps,seed,device,tile_size optics",
+        "batch.PredictRequest predict.SamplingOptions:n_samples,steps,seed,device,tile_size optics",
     ),
     "evaluate": (
         run_evaluate,
