@@ -59,6 +59,8 @@ def test_sr_sample_gives_mean_and_std_at_half_the_pixel_size(make_napari_viewer,
     np.testing.assert_allclose(lo_in, lo_out, atol=1e-9)
     np.testing.assert_allclose(lo_in + inp.scale * SAMPLE_SIZE, lo_out + mean.scale * size, atol=1e-9)
     assert std.colormap.name == "magma"
+    # the reconstruction is what is shown and selected; its std and residual are one click away
+    assert mean.visible and not std.visible and viewer.layers.selection.active is mean
     assert viewer.layers["widefield CVDM samples"].data.shape == (2, size, size)
     assert viewer.layers["widefield CVDM schedule"].data.shape == (size, size)
     # the target of the sample overlays the result exactly
@@ -350,6 +352,11 @@ def test_classical_methods_are_listed_beside_the_models_and_named_after_themselv
     widget.model_box.setCurrentIndex(next(i for i, t in enumerate(texts) if t.startswith("TIE")))
     _run(qtbot, widget)
     truth = viewer.layers["phase (ground truth)"].data
+    assert "brightfield ±1 µm TIE std" not in viewer.layers  # a classical method has no spread to show
+    tie_layer = viewer.layers["brightfield ±1 µm TIE mean"]
+    assert viewer.layers.selection.active is tie_layer and tie_layer.colormap.name == "coolwarm"
+    low, high = tie_layer.contrast_limits  # a diverging map centred on the medium's phase
+    assert (low + high) / 2 == pytest.approx(np.median(tie_layer.data), abs=1e-4)
     iterative, tie = (viewer.layers[f"brightfield ±1 µm {m} mean"].data for m in ("iterative", "TIE"))
     better, worse = qpi_scores(iterative, truth), qpi_scores(tie, truth)
     assert better.psnr > worse.psnr and better.ssim > worse.ssim + 0.05  # dense cells: low modes dominate PSNR

@@ -119,8 +119,9 @@ def result_layers(
     with_schedule: bool = False,
     label: str = "CVDM",
 ) -> list[LayerData]:
-    """Layer-data tuples named after the input: mean (gray; its metadata keeps the warnings and the residual's
-    RMS), std (magma; its metadata says whether it is calibrated), then optionally the samples (a stack along a
+    """Layer-data tuples named after the input: mean (the task's colormap, :meth:`Task.display`; its metadata keeps
+    the warnings and the residual's RMS), std (magma, added hidden; its metadata says whether it is calibrated;
+    none when it is zero everywhere, as for a classical method), then optionally the samples (a stack along a
     new first axis) and the learned λ map (viridis); contrast from robust percentiles.
 
     ``scale``/``translate`` come from :meth:`~napari_cvdm.tasks.Task.output_geometry` (one value per axis of the
@@ -131,10 +132,14 @@ def result_layers(
     value = {"values": task.value_units}
     checked = {"warnings": list(prediction.warnings), "residual_rms": prediction.residual_rms}
     calibrated = prediction.sample_std is not None  # the std is the model's calibration of the samples' spread
-    out = [
-        _layer(names["mean"], prediction.mean, "gray", base, task, "mean", {**value, **checked}),
-        _layer(names["std"], prediction.std, "magma", base, task, "std", {**value, "calibrated": calibrated}),
-    ]
+    colormap, limits = task.display(np.asarray(prediction.mean))
+    mean = _layer(names["mean"], prediction.mean, colormap, base, task, "mean", {**value, **checked})
+    mean[1]["contrast_limits"] = limits
+    out = [mean]
+    if np.any(prediction.std):  # a classical method, or one sample, has no spread to show
+        std = _layer(names["std"], prediction.std, "magma", base, task, "std", {**value, "calibrated": calibrated})
+        std[1]["visible"] = False  # the reconstruction stays in view; one click shows its uncertainty
+        out.append(std)
     if with_samples and prediction.samples is not None:
         stacked = {
             k: (e, *v)

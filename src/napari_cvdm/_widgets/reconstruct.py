@@ -287,9 +287,9 @@ class ReconstructWidget(QWidget):
                 if layer not in self.partial_layers:
                     self.partial_layers.append(layer)
 
-        (mean, mean_kwargs, _), (std, std_kwargs, _) = layers[:2]
-        add(mean, mean_kwargs)
-        QTimer.singleShot(0, lambda: add(std, std_kwargs))
+        add(*layers[0][:2])
+        for data, kwargs, _ in layers[1:2]:  # the std, when the samples so far have a spread
+            QTimer.singleShot(0, lambda data=data, kwargs=kwargs: add(data, kwargs))
 
     def _partial_stack(self, part: PartialResult) -> Prediction:
         """The running result of a stack: the planes finished or begun so far, zeros for the others."""
@@ -329,25 +329,29 @@ class ReconstructWidget(QWidget):
         if prediction.residual is not None and job.residual_at is not None:
             residual = residual_layer(job.input_name, job.model.task, prediction, *job.residual_at, job.model.label)
             layers.insert(2, residual)
-        # napari takes ~0.1-0.2 s per new layer: the mean and std now, the others one per turn of the event loop
-        added = [add_or_update(self.viewer, data, kwargs, job.owner) for data, kwargs, _ in layers[:2]]
-        self.viewer.layers.selection.active = added[0]
+        # napari takes ~0.1-0.2 s per new layer: the mean now, the others one per turn of the event loop
+        mean = add_or_update(self.viewer, *layers[0][:2], job.owner)
+        self.viewer.layers.selection.active = mean
         check = "" if prediction.residual_rms is None else f"; residual {prediction.residual_rms:.2f}× the noise"
-        self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{added[0].name}' and '{added[1].name}'{check}")
-        rest = [(data, kwargs) for data, kwargs, _ in layers[2:]]
-        self.pending_layers = len(rest)
-        QTimer.singleShot(0, lambda: self._add_in_turns(rest, job.owner))
+        std = " (its std hidden, one click away)" if job.model.stochastic and len(layers) > 1 else ""
+        self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{mean.name}'{std}{check}")
+        rest = [(data, kwargs) for data, kwargs, _ in layers[1:]]
+        self.pending_layers = len(rest) + 1
+        QTimer.singleShot(0, lambda: self._add_in_turns(rest, job.owner, mean))
         for remark in prediction.warnings:
             show_warning(remark)
         if job.with_schedule and prediction.schedule is None:
             show_warning("this model uses a fixed schedule: there is no λ(x) map to show")
 
-    def _add_in_turns(self, layers: list[tuple[np.ndarray, dict]], owner: str) -> None:
+    def _add_in_turns(self, layers: list[tuple[np.ndarray, dict]], owner: str, shown: Image) -> None:
         """Add the first of ``layers`` now and the others one per turn of the event loop, so the viewer never
-        freezes for all of them."""
+        freezes for all of them; then select ``shown`` again (napari selects each layer it adds)."""
         if not layers:
+            if shown in self.viewer.layers:
+                self.viewer.layers.selection.active = shown
+            self.pending_layers = 0
             return
         data, kwargs = layers[0]
         add_or_update(self.viewer, data, kwargs, owner)
-        self.pending_layers = len(layers) - 1
-        QTimer.singleShot(0, lambda: self._add_in_turns(layers[1:], owner))
+        self.pending_layers = len(layers)  # the rest, and selecting the mean again
+        QTimer.singleShot(0, lambda: self._add_in_turns(layers[1:], owner, shown))

@@ -191,6 +191,16 @@ class QPITask(Task):
             )
         return remarks
 
+    def display(self, values: np.ndarray) -> tuple[str, tuple[float, float]]:
+        """Phase in radians on a diverging colormap whose centre (white) is the median phase, the level of the
+        medium around cells: thicker than the surround is red, thinner blue; the limits symmetric about it."""
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return "coolwarm", (-1.0, 1.0)
+        level = float(np.median(finite))
+        reach = float(max(np.percentile(finite, 99.5) - level, level - np.percentile(finite, 0.5), 1e-3))
+        return "coolwarm", (level - reach, level + reach)
+
     def similarity_scale(self, model_optics: QPIOptics, optics: QPIOptics) -> float:
         """The enlargement that gives the pair the model's Fresnel number ``p²/(λ·dz)``: a defocused pair of a thin
         object depends on the optics only through it (paraxial propagation), so the planes enlarged by
