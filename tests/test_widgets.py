@@ -399,3 +399,21 @@ def test_cancel_removes_the_running_result(make_napari_viewer, qtbot, model_file
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     assert [layer.name for layer in viewer.layers] == ["cells"]
     assert "removed" in widget.status.text()
+
+
+def test_closing_the_panel_stops_the_run_and_adds_nothing(make_napari_viewer, qtbot, model_files):
+    """The panel's × takes the widget out of the window (napari keeps the object): the run must not go on."""
+    import time
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).random((64, 64)).astype(np.float32), name="cells")
+    widget = _widget(viewer, model_files["sr"], samples=8, steps=400)
+    widget.run()
+    qtbot.waitUntil(lambda: "cells CVDM mean" in viewer.layers, timeout=60_000)  # a running result is shown
+    closed = time.perf_counter()
+    viewer.window.remove_dock_widget(widget)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5_000)
+    assert time.perf_counter() - closed < 5
+    for _ in range(5):
+        qtbot.wait(20)
+    assert [layer.name for layer in viewer.layers] == ["cells"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -259,6 +259,12 @@ class ReconstructWidget(QWidget):
         )
         self.keep_button.setEnabled(o.progressive)  # only a run in rounds has something to keep early
 
+    def event(self, event: QEvent) -> bool:
+        """Closing the panel (its ×) takes the widget out of the window: the run stops as with Cancel."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.runner.running:
+            self.runner.stop("the panel was closed: cancelling…")
+        return super().event(event)
+
     def cancel(self) -> None:
         """Stop the running reconstruction after the current denoiser pass; nothing is kept."""
         self.runner.stop("cancelling…")
@@ -309,7 +315,7 @@ class ReconstructWidget(QWidget):
 
     def _on_done(self, prediction: Prediction | None, job: ReconstructJob) -> None:
         self.runner.detail = ""
-        if prediction is None:
+        if prediction is None or self.parent() is None:  # cancelled, or its panel closed while it finished
             removed = bool(self.partial_layers)
             self._remove_partial()
             self.status.setText("cancelled; the running result was removed" if removed else "cancelled; nothing added")
