@@ -149,3 +149,25 @@ def test_closing_the_viewer_stops_training_within_seconds(make_napari_viewer, qt
     viewer.close()
     qtbot.waitUntil(lambda: bool(finished), timeout=5_000)
     assert finished[0] - t0 < 5
+
+
+def test_closing_the_panel_stops_training_and_offers_what_it_learned(make_napari_viewer, qtbot, model_files, tmp_path):
+    import time
+
+    viewer = make_napari_viewer()
+    inputs, targets = _sr_pairs(4)
+    viewer.add_image(inputs, name="widefield stack")
+    viewer.add_image(targets, name="SIM stack")
+    widget = _widget(viewer, model_files["sr"], steps=5000)
+    widget.source_box.setCurrentIndex(0)
+    widget.pages.input_box.setCurrentText("widefield stack")
+    widget.pages.target_box.setCurrentText("SIM stack")
+    widget.start()
+    qtbot.waitUntil(lambda: len(widget.plots.losses) >= 2, timeout=120_000)
+    closed = time.perf_counter()
+    viewer.window.remove_dock_widget(widget)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5_000)
+    assert time.perf_counter() - closed < 5 and widget.result.steps_done < 5000
+    assert widget.offer.isVisible() and "Save the model trained so far" in widget.offer.text()
+    assert load_model(widget.save(tmp_path / "kept")).task.name == "sr"
+    widget.offer.close()

@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -58,6 +60,8 @@ class FineTuneWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        #: The question asked when the panel was closed mid-training (``None`` until then).
+        self.offer: QMessageBox | None = None
         preload("torch._dynamo", "scipy.ndimage", "scipy.signal")
         self.job: TrainingJob | None = None
         self.result: TrainResult | None = None
@@ -179,6 +183,13 @@ class FineTuneWidget(QWidget):
             f"training on {len(job.data.train)} pairs ({len(job.data.validation)} for validation)…",
         )
 
+    def event(self, event: QEvent) -> bool:
+        """Closing the panel (its ×) takes the widget out of the window: training stops after the current step,
+        and what it learned is offered for saving (:meth:`_offer_to_save`)."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.runner.running:
+            self.runner.stop("the panel was closed: stopping after this step…")
+        return super().event(event)
+
     def stop(self) -> None:
         """End training after the current step; the best weights so far are kept."""
         self.runner.stop("stopping after this step…")
@@ -204,12 +215,28 @@ class FineTuneWidget(QWidget):
     def _on_done(self, result: TrainResult) -> None:
         self.result = result
         self.save_button.setEnabled(True)
+        if self.parent() is None:  # its panel was closed during the run
+            self._offer_to_save(result)
+            return
         how = "stopped" if result.stopped_early else "finished"
         best = f"; best validation PSNR {result.best_val_psnr:.2f} dB" if result.best_val_psnr is not None else ""
         self.status.setText(
             f"{how} after {result.steps_done} steps in {self.runner.elapsed():.0f} s{best}. "
             "Save the model to use it in Reconstruct."
         )
+
+    def _offer_to_save(self, result: TrainResult) -> None:
+        """Ask (without blocking the viewer) whether to save a model whose panel was closed mid-training."""
+        self.offer = QMessageBox()
+        self.offer.setWindowTitle("CVDM Fine-tune")
+        self.offer.setText(
+            f"Fine-tune stopped after {result.steps_done} steps when its panel was closed. Save the model trained "
+            "so far? (Otherwise it is lost.)"
+        )
+        self.offer.setStandardButtons(QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard)
+        self.offer.button(QMessageBox.StandardButton.Save).clicked.connect(self._save_dialog)
+        self.offer.setModal(False)
+        self.offer.show()
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
