@@ -417,3 +417,20 @@ def test_closing_the_panel_stops_the_run_and_adds_nothing(make_napari_viewer, qt
     for _ in range(5):
         qtbot.wait(20)
     assert [layer.name for layer in viewer.layers] == ["cells"]
+
+
+def test_stop_and_keep_before_the_first_samples_are_finished_stops_at_once(make_napari_viewer, qtbot, model_files):
+    import time
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(5).random((64, 64)).astype(np.float32), name="cells")
+    widget = _widget(viewer, model_files["sr"], samples=8, steps=2000)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress_bar.value() >= 1, timeout=30_000)
+    assert "cells CVDM mean" not in viewer.layers  # no round finished yet
+    pressed = time.perf_counter()
+    widget.stop_and_keep()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert time.perf_counter() - pressed < 10
+    assert [layer.name for layer in viewer.layers] == ["cells"]
+    assert "before the first samples were finished" in widget.status.text()

@@ -237,18 +237,15 @@ class ReconstructJob:
 
     def run(self, context: JobContext, on_partial: Callable[[PartialResult], None] | None = None) -> Prediction | None:
         """Sample in the worker thread (``None`` when cancelled). With ``options.progressive``, ``on_partial``
-        gets each running result in the GUI thread, and "stop and keep" ends the run after the first round that
-        finishes once it is asked (the result then has fewer samples, and says so in its warnings)."""
-        rounds = 0
+        gets each running result in the GUI thread, and "stop and keep" ends the run at the next step with the samples
+        finished in rounds so far (the result then has fewer samples, and says so in its warnings; ``None`` when no
+        round has finished yet)."""
 
         def callback(progress: SamplingProgress) -> bool | Stop:
-            nonlocal rounds
             context.progress(progress.done, progress.total)
-            if progress.partial is not None:
-                rounds += 1
-                if on_partial is not None:
-                    context.in_gui(on_partial, progress.partial)
-            if rounds and context.keep_requested():
+            if progress.partial is not None and on_partial is not None:
+                context.in_gui(on_partial, progress.partial)
+            if context.keep_requested():  # before the first round: stops at once, with nothing to keep
                 return Stop.KEEP
             return context.keep_going()
 

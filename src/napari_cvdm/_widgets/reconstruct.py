@@ -318,7 +318,9 @@ class ReconstructWidget(QWidget):
         if prediction is None or self.parent() is None:  # cancelled, or its panel closed while it finished
             removed = bool(self.partial_layers)
             self._remove_partial()
-            self.status.setText("cancelled; the running result was removed" if removed else "cancelled; nothing added")
+            kept = self.runner.keep_requested.is_set()
+            what = "stopped before the first samples were finished" if kept else "cancelled"
+            self.status.setText(f"{what}; the running result was removed" if removed else f"{what}; nothing added")
             return
         self.partial_layers = []
         layers = result_layers(
