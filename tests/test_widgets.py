@@ -434,3 +434,20 @@ def test_stop_and_keep_before_the_first_samples_are_finished_stops_at_once(make_
     assert time.perf_counter() - pressed < 10
     assert [layer.name for layer in viewer.layers] == ["cells"]
     assert "before the first samples were finished" in widget.status.text()
+
+
+def test_time_left_is_measured_from_the_first_report_not_from_the_start(qtbot, monkeypatch):
+    """Loading and the image's schedule come before the first pass: counting them made the first estimates ~10×
+    too long."""
+    from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
+
+    from napari_cvdm._widgets import _runner
+
+    clock = iter([110.0, 112.0])  # started at 100 s, preparing took 10 s; then a pass every 2 s
+    monkeypatch.setattr(_runner.time, "perf_counter", lambda: next(clock))
+    runner = _runner.RunController(QPushButton(), QPushButton(), QProgressBar(), QLabel(), "test")
+    runner._t0 = 100.0
+    assert runner.seconds_per_unit(1) is None  # the first report: nothing measured yet
+    assert runner.seconds_per_unit(2) == pytest.approx(2.0)
+    assert _runner.format_eta(2, 12, 2.0) == "about 20 s left (2 of 12 denoiser passes)"
+    assert _runner.format_eta(2, 12, None) == "2 of 12 denoiser passes"

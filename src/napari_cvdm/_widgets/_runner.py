@@ -29,12 +29,12 @@ from ..predict import PartialResult, Prediction, SamplingOptions
 __all__ = ["JobContext", "RunController", "describe_error", "format_eta"]
 
 
-def format_eta(done: int, total: int, elapsed_s: float, unit: str = "denoiser passes") -> str:
-    """``"about 40 s left (12 of 128 denoiser passes)"`` (no estimate before the first unit of work)."""
+def format_eta(done: int, total: int, seconds_per_unit: float | None, unit: str = "denoiser passes") -> str:
+    """``"about 40 s left (12 of 128 denoiser passes)"`` (no estimate until a rate has been measured)."""
     counted = f"{done} of {total} {unit}"
-    if not 0 < done < total:
+    if seconds_per_unit is None or not 0 < done < total:
         return counted
-    left = elapsed_s * (total - done) / done
+    left = seconds_per_unit * (total - done)
     eta = f"about {left:.0f} s left" if left < 120 else f"about {left / 60:.1f} min left"
     return f"{eta} ({counted})"
 
@@ -127,6 +127,7 @@ class RunController:
         self.bridge = _Bridge()
         self.bridge.call.connect(lambda fn, args: None if self.closed else fn(*args))
         self._t0 = 0.0
+        self._first: tuple[int, float] | None = None  # (units done, time) at the first report of the run
         for button in self.run_buttons:
             button.setEnabled(False)
         # closing the widget or the viewer destroys the buttons: the job stops at its next check (napari quitting
@@ -158,6 +159,7 @@ class RunController:
         self.stop_requested.clear()
         self.keep_requested.clear()
         self.detail = ""
+        self._first = None
         self.worker = create_worker(work, _start_thread=False)
         self.worker.returned.connect(lambda result: self._returned(result, on_done))
         self.worker.finished.connect(self._finished)
@@ -186,6 +188,17 @@ class RunController:
         """Seconds since the job started."""
         return time.perf_counter() - self._t0
 
+    def seconds_per_unit(self, done: int) -> float | None:
+        """Seconds per unit of work measured from the first report on (what comes before it — loading, the
+        schedule of the image, the first pass's warm-up — says nothing of the rest); ``None`` until a second
+        report."""
+        now = time.perf_counter()
+        if self._first is None or done < self._first[0]:
+            self._first = (done, now)
+            return None
+        units = done - self._first[0]
+        return (now - self._first[1]) / units if units > 0 else None
+
     def show_progress(self, done: int, total: int, unit: str) -> None:
         """Progress bar and time left (GUI thread)."""
         if self.closed:
@@ -194,7 +207,7 @@ class RunController:
             self.bar.setRange(0, total)
             self.bar.setValue(done)
         if not (self.stop_requested.is_set() or self.keep_requested.is_set()):
-            eta = format_eta(done, total, self.elapsed(), unit)
+            eta = format_eta(done, total, self.seconds_per_unit(done), unit)
             self.status.setText(f"{eta}\n{self.detail}" if self.detail else eta)
 
     def _returned(self, result: Any, on_done: Callable[[Any], None]) -> None:

@@ -198,7 +198,9 @@ class FineTuneWidget(QWidget):
         self.plots.add_loss(step, loss)
         best = f" · best validation {max(p for _, p in self.plots.psnrs):.2f} dB" if self.plots.psnrs else ""
         if not self.runner.stop_requested.is_set():
-            self.status.setText(f"loss {loss:.4f} · {format_eta(step, total, self.runner.elapsed(), 'steps')}{best}")
+            self.status.setText(
+                f"loss {loss:.4f} · {format_eta(step, total, self.runner.seconds_per_unit(step), 'steps')}{best}"
+            )
 
     def _on_preview(self, mean: np.ndarray) -> None:
         px = self.job.task.output_pixel_size((self.job.start.optics.pixel_um,) * 2)
