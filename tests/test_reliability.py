@@ -156,3 +156,14 @@ def test_a_malicious_pickle_is_never_executed(tmp_path, suffix, words):
     with pytest.raises(ModelFileError, match=words):
         load_model(path)
     assert not marker.exists()
+
+
+def test_a_brightness_beyond_measure_is_said_in_words_not_as_inf(monkeypatch):
+    import napari_cvdm.tasks.sr as sr_module
+    from napari_cvdm.physics.widefield import WidefieldOptics
+    from napari_cvdm.tasks import get_task
+
+    monkeypatch.setattr(sr_module, "photon_level", lambda image, gain: float("inf"))
+    image = np.random.default_rng(0).poisson(100, (128, 128)).astype(np.float32)
+    (remark,) = get_task("sr").distribution_warnings(image, WidefieldOptics(), {"photon_range": [10, 1000]})
+    assert "inf" not in remark and "far more photons" in remark

@@ -223,7 +223,8 @@ class FineTuneWidget(QWidget):
         how = "stopped" if result.stopped_early else "finished"
         best = f"; best validation PSNR {result.best_val_psnr:.2f} dB" if result.best_val_psnr is not None else ""
         self.status.setText(
-            f"{how} after {result.steps_done} steps in {self.runner.elapsed():.0f} s{best}. "
+            f"{how} after {result.steps_done} step{'s' if result.steps_done != 1 else ''} in "
+            f"{self.runner.elapsed():.0f} s{best}. "
             "Save the model to use it in Reconstruct."
         )
 

@@ -228,9 +228,14 @@ class SRTask(Task):
             lo, hi = (float(v) for v in photon_range)
             photons = photon_level(x, self.noise_model(x, optics)[0])
             if photons < lo / BRIGHTNESS_FACTOR or photons > hi * BRIGHTNESS_FACTOR:
+                held = (
+                    f"about {photons:.0f} photons per pixel"
+                    if np.isfinite(photons)
+                    else "far more photons per pixel than their noise would allow"
+                )
                 remarks.append(
-                    f"the brightest structures hold about {photons:.0f} photons per pixel (judged from the "
-                    f"image's noise), the model was trained on {lo:g}–{hi:g}: "
+                    f"the brightest structures hold {held} (judged from the image's noise), the model was trained "
+                    f"on {lo:g}–{hi:g}: "
                     + (
                         "average or sum frames for more signal, or fine-tune on pairs at this signal level"
                         if photons < lo
