@@ -1,6 +1,7 @@
 """Plugins > CVDM > Reconstruct, sample data and the TIFF writer, in a real napari viewer (under Xvfb)."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from napari_cvdm._reader import read_layers
 from napari_cvdm._sample_data import SAMPLE_SIZE, qpi_sample, sr_sample
 from napari_cvdm._writer import write_image
+from napari_cvdm.data.tiff import read_tiff
 from napari_cvdm.metrics import qpi_scores
 from napari_cvdm.physics.fresnel import QPIOptics
 from napari_cvdm.physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase
@@ -451,3 +453,13 @@ def test_time_left_is_measured_from_the_first_report_not_from_the_start(qtbot, m
     assert runner.seconds_per_unit(2) == pytest.approx(2.0)
     assert _runner.format_eta(2, 12, 2.0) == "about 20 s left (2 of 12 denoiser passes)"
     assert _runner.format_eta(2, 12, None) == "2 of 12 denoiser passes"
+
+
+def test_selected_result_layers_save_to_a_folder_with_their_pixel_size(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    for name in ("w CVDM mean", "w CVDM std"):
+        viewer.add_image(np.ones((8, 8), np.float32), name=name, scale=(0.0313, 0.0313), units=("µm", "µm"))
+    viewer.layers.selection.update(viewer.layers)
+    written = viewer.layers.save(str(tmp_path / "results"), selected=True, plugin="napari-cvdm")
+    assert sorted(Path(p).name for p in written) == ["w CVDM mean.tif", "w CVDM std.tif"]
+    assert read_tiff(tmp_path / "results" / "w CVDM std.tif").pixel_size_um == pytest.approx((0.0313, 0.0313))

@@ -8,7 +8,7 @@ import numpy as np
 
 from .data.tiff import um_per_unit, write_tiff
 
-__all__ = ["write_image", "pixel_size_from_layer"]
+__all__ = ["write_image", "write_layers", "pixel_size_from_layer"]
 
 
 def pixel_size_from_layer(meta: dict[str, Any]) -> tuple[tuple[float, float] | None, float | None]:
@@ -50,3 +50,17 @@ def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         arr = arr.astype(np.uint8)
     written = write_tiff(path, arr, pixel_size_um=pixel, axes=axes, z_spacing_um=z if axes[-3:-2] == "Z" else None)
     return [str(written)]
+
+
+def write_layers(path: str, layer_data: list[tuple[Any, dict[str, Any], str]]) -> list[str]:
+    """Write several image layers (a result's mean, std and residual, say) into the folder ``path``, one TIFF
+    each named after its layer, with its pixel size; returns the files written."""
+    from pathlib import Path
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for data, meta, _ in layer_data:
+        name = "".join(c if c.isalnum() or c in " ._-±" else "_" for c in str(meta.get("name") or "layer")).strip()
+        written += write_image(str(folder / f"{name or 'layer'}.tif"), data, meta)
+    return written
