@@ -114,3 +114,13 @@ def test_running_results_of_a_progressive_run_arrive_on_the_users_grid(tmp_path)
     image = np.random.default_rng(0).poisson(50, (40, 40)).astype(np.float32)
     pred = run.predict_with(image, SamplingOptions(4, 1, progressive=True), seen)
     assert shapes and set(shapes) == {(80, 80)} and pred.mean.shape == (80, 80)
+
+
+def test_evaluate_at_other_optics_simulates_there_and_maps_the_model_onto_them(tmp_path, capsys):
+    from napari_cvdm.cli import main
+
+    model = untrained_model_file(tmp_path, "sr")
+    args = ["evaluate", "--model", str(model), "--classes", "er", "--n-per-class", "1", "--size", "64"]
+    assert main([*args, "--samples", "2", "--steps", "1", "--pixel-size", "0.09", "--na", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert "by physics similarity" in out and "CVDM tiny-sr" in out

@@ -463,3 +463,17 @@ def test_selected_result_layers_save_to_a_folder_with_their_pixel_size(make_napa
     written = viewer.layers.save(str(tmp_path / "results"), selected=True, plugin="napari-cvdm")
     assert sorted(Path(p).name for p in written) == ["w CVDM mean.tif", "w CVDM std.tif"]
     assert read_tiff(tmp_path / "results" / "w CVDM std.tif").pixel_size_um == pytest.approx((0.0313, 0.0313))
+
+
+def test_one_notice_per_run_however_many_remarks(make_napari_viewer, qtbot, model_files, monkeypatch):
+    import napari_cvdm._widgets.reconstruct as module
+
+    shown = []
+    monkeypatch.setattr(module, "show_warning", shown.append)
+    viewer = make_napari_viewer()
+    binned = np.kron(np.random.default_rng(6).poisson(50, (32, 32)), np.ones((2, 2))).astype(np.float32)
+    viewer.add_image(binned, name="binned")  # undersampled for the model, and not explained by its result
+    widget = _widget(viewer, model_files["sr"])
+    _run(qtbot, widget)
+    remarks = viewer.layers["binned CVDM mean"].metadata["cvdm"]["warnings"]
+    assert len(remarks) >= 2 and len(shown) == 1 and all(r in shown[0] for r in remarks)

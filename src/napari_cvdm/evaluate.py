@@ -295,6 +295,7 @@ def prepare_evaluation(request: EvaluationRequest, options: Any, optics: dict[st
     """
     from .data.simulate import load_grayscale_images
     from .models import ModelFileError, load_model
+    from .optics_match import model_at
     from .tasks import TASKS, get_task
 
     notes, model = [], None
@@ -306,6 +307,9 @@ def prepare_evaluation(request: EvaluationRequest, options: Any, optics: dict[st
         notes.append(f"note: {err}; scoring the classical baselines only")
     task = model.task if model is not None else get_task(request.model)
     o = task.optics_with(optics or {}, model.optics if model is not None else None)
+    if model is not None and optics:  # pairs simulated at other optics: the model mapped onto them
+        model = model_at(model, optics)
+        notes.append(f"note: the model runs at {o.to_dict()} by physics similarity")
     images = load_grayscale_images(request.images) if request.images else None
     classes = task.check_classes(request.classes, with_images=bool(images))
     if request.data:

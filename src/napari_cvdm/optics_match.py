@@ -199,6 +199,12 @@ class ModelAtImageOptics(_ModelAtOtherOptics):
         found = self.task.estimated_optics(first, self.optics) or self.optics
         return ModelAtOptics(self.model, found, self.task.similarity_scale(self.model.optics, found))
 
+    def sample_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """:meth:`ModelAtOptics.sample_with` at the optics estimated from ``image`` (no consistency check)."""
+        return self.for_image(image).sample_with(image, options, callback)
+
     def predict_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:

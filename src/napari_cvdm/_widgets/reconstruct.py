@@ -346,10 +346,13 @@ class ReconstructWidget(QWidget):
         rest = [(data, kwargs) for data, kwargs, _ in layers[1:]]
         self.pending_layers = len(rest) + 1
         QTimer.singleShot(0, lambda: self._add_in_turns(rest, job.owner, mean))
-        for remark in prediction.warnings:
-            show_warning(remark)
+        remarks = list(prediction.warnings)
         if job.with_schedule and prediction.schedule is None:
-            show_warning("this model uses a fixed schedule: there is no λ(x) map to show")
+            remarks.append("this model uses a fixed schedule: there is no λ(x) map to show")
+        if remarks:  # one notice per run, however many remarks
+            show_warning(
+                f"'{mean.name}': " + ("\n".join(f"• {r}" for r in remarks) if len(remarks) > 1 else remarks[0])
+            )
 
     def _add_in_turns(self, layers: list[tuple[np.ndarray, dict]], owner: str, shown: Image) -> None:
         """Add the first of ``layers`` now and the others one per turn of the event loop, so the viewer never
