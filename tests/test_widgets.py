@@ -477,3 +477,13 @@ def test_one_notice_per_run_however_many_remarks(make_napari_viewer, qtbot, mode
     _run(qtbot, widget)
     remarks = viewer.layers["binned CVDM mean"].metadata["cvdm"]["warnings"]
     assert len(remarks) >= 2 and len(shown) == 1 and all(r in shown[0] for r in remarks)
+
+
+def test_another_reconstruct_panel_opens_beside_the_first(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, first = viewer.window.add_plugin_dock_widget("napari-cvdm", "Reconstruct")
+    second = first.open_another()
+    third = first.open_another()
+    assert second is not first and third is not second
+    docked = set(viewer.window.dock_widgets)
+    assert {"Reconstruct 2", "Reconstruct 3"} <= docked

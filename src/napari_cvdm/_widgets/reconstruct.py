@@ -148,6 +148,20 @@ class ReconstructWidget(QWidget):
         for item in (self.samples_check, self.schedule_check, buttons, self.progress_bar, self.status):
             (layout.addLayout if isinstance(item, QHBoxLayout) else layout.addWidget)(item)
         layout.addStretch(1)
+        another = QPushButton("Another Reconstruct…")
+        another.setToolTip("Open a second Reconstruct panel, e.g. to run another model on the same image beside this")
+        another.clicked.connect(self.open_another)
+        layout.addWidget(another)
+
+    def open_another(self) -> ReconstructWidget:
+        """Dock another Reconstruct widget (napari's menu shows the one it has instead of a second one)."""
+        widget = ReconstructWidget(self.viewer)
+        names = set(getattr(self.viewer.window, "dock_widgets", {}))  # docked widgets by name (napari ≥ 0.6.2)
+        n = 2
+        while f"Reconstruct {n}" in names:
+            n += 1
+        self.viewer.window.add_dock_widget(widget, name=f"Reconstruct {n}", area="right", tabify=True)
+        return widget
 
     @property
     def worker(self) -> Any:
