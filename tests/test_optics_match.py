@@ -124,3 +124,12 @@ def test_evaluate_at_other_optics_simulates_there_and_maps_the_model_onto_them(t
     assert main([*args, "--samples", "2", "--steps", "1", "--pixel-size", "0.09", "--na", "1.0"]) == 0
     out = capsys.readouterr().out
     assert "by physics similarity" in out and "CVDM tiny-sr" in out
+
+
+def test_models_models_at_other_optics_and_classical_methods_are_one_kind_of_reconstructor(tmp_path):
+    from napari_cvdm.classical import classical_method
+    from napari_cvdm.predict import Reconstructor
+
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    for method in (model, at_optics(model, {"pixel_um": 0.1}), classical_method("richardson-lucy")):
+        assert isinstance(method, Reconstructor), method

@@ -22,8 +22,7 @@ from .diffusion.sampler import ProgressCallback
 from .distributed import DistributedContext
 from .distributed_predict import predict_distributed
 from .file_predict import FileResult, file_seed, outputs_of, predict_file, predict_files
-from .models import CVDMModel
-from .predict import SamplingOptions
+from .predict import Reconstructor, SamplingOptions
 
 #: What a folder given as input contributes.
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -151,7 +150,7 @@ def _selected(request: PredictRequest) -> tuple[list[Path], list[FileResult]]:
 
 
 def predict_request(
-    model: CVDMModel,
+    model: Reconstructor,
     request: PredictRequest,
     options: SamplingOptions,
     dist: DistributedContext | None = None,

@@ -20,8 +20,7 @@ from .data.tiff import TiffImage, read_tiff
 from .devices import resolve_device
 from .distributed import DistributedContext, rank_device
 from .file_predict import FileResult, _guarded, _write, file_seed, predict_file
-from .models import CVDMModel
-from .predict import SamplingOptions
+from .predict import Reconstructor, SamplingOptions
 
 __all__ = ["PARTS", "work_units", "predict_distributed"]
 
@@ -55,7 +54,7 @@ def _part(output_dir: Path, path: Path, plane: int) -> Path:
 
 
 def _predict_plane(
-    model: CVDMModel, image: TiffImage, path: Path, plane: int, options: SamplingOptions, output_dir: Path
+    model: Reconstructor, image: TiffImage, path: Path, plane: int, options: SamplingOptions, output_dir: Path
 ) -> FileResult:
     pred = model.predict_with(
         image.data[plane], dataclasses.replace(options, seed=file_seed(path, options.seed) + plane)
@@ -79,7 +78,7 @@ def _predict_plane(
     return FileResult(path, shape=pred.mean.shape)
 
 
-def _assemble(model: CVDMModel, path: Path, n: int, output_dir: Path) -> FileResult:
+def _assemble(model: Reconstructor, path: Path, n: int, output_dir: Path) -> FileResult:
     """Rank 0: the stack of ``path`` from its parts, written as the one-process run writes it."""
     parts = [np.load(_part(output_dir, path, p)) for p in range(n)]
     arrays = {key: np.stack([q[key] for q in parts]) for key in ("mean", "std", "residual")}
@@ -93,7 +92,7 @@ def _assemble(model: CVDMModel, path: Path, n: int, output_dir: Path) -> FileRes
 
 
 def predict_distributed(
-    model: CVDMModel,
+    model: Reconstructor,
     paths: list[Path],
     options: SamplingOptions,
     output_dir: Path,

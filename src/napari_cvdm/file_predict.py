@@ -21,8 +21,7 @@ import numpy as np
 from .consistency import check_pixel_size
 from .data.tiff import read_tiff, write_tiff
 from .diffusion.sampler import ProgressCallback
-from .models import CVDMModel
-from .predict import SamplingOptions
+from .predict import Reconstructor, SamplingOptions
 
 __all__ = ["FileResult", "OUTPUT_KEYS", "file_seed", "outputs_of", "predict_file", "predict_files"]
 
@@ -60,7 +59,11 @@ def outputs_of(path: Path, output_dir: Path) -> tuple[Path, ...]:
 
 
 def _write(
-    model: CVDMModel, path: Path, output_dir: Path, arrays: dict[str, np.ndarray], pixel_um: tuple[float, float] | None
+    model: Reconstructor,
+    path: Path,
+    output_dir: Path,
+    arrays: dict[str, np.ndarray],
+    pixel_um: tuple[float, float] | None,
 ) -> tuple[Path, ...]:
     """Write ``arrays`` (``mean``, ``std`` on the output grid; ``residual`` on the input grid) as float32 TIFFs."""
     for out in outputs_of(path, output_dir):  # what a crashed run left under temporary names
@@ -75,7 +78,11 @@ def _write(
 
 
 def predict_file(
-    model: CVDMModel, path: Path, options: SamplingOptions, output_dir: Path, callback: ProgressCallback | None = None
+    model: Reconstructor,
+    path: Path,
+    options: SamplingOptions,
+    output_dir: Path,
+    callback: ProgressCallback | None = None,
 ) -> FileResult:
     """Reconstruct one TIFF (seed: :func:`file_seed`) and write its mean and std."""
     img = read_tiff(path)
@@ -100,7 +107,7 @@ def _guarded(path: Path, work: Callable[[], FileResult], raise_errors: bool) -> 
 
 
 def predict_files(
-    model: CVDMModel,
+    model: Reconstructor,
     paths: Sequence[Path],
     options: SamplingOptions,
     output_dir: Path,

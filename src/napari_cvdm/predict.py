@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -30,12 +30,14 @@ from .diffusion.sampler import (
     schedule_map,
 )
 from .diffusion.schedule import LearnedSchedule
+from .physics.optics import Optics
 from .planning import SamplingPlan, device_sampling_plan, plan_sampling
 from .tasks import MIN_SIDE, Task, get_task
 
 __all__ = [
     "SamplingOptions",
     "Predicts",
+    "Reconstructor",
     "Prediction",
     "PartialResult",
     "predict_image",
@@ -376,3 +378,22 @@ class Predicts:
             ``False`` cancels with :class:`~napari_cvdm.diffusion.SamplingCancelled`.
         """
         return self.predict_with(image, SamplingOptions(n_samples, steps, seed, device, tile_size), callback)
+
+
+@runtime_checkable
+class Reconstructor(Protocol):
+    """What reconstructs an image — a model (:class:`~napari_cvdm.models.CVDMModel`), a model run at other optics
+    (:mod:`napari_cvdm.optics_match`) or a classical method (:class:`~napari_cvdm.classical.ClassicalMethod`): the
+    one door the command line, the widgets and the batch jobs go through."""
+
+    label: str  #: what result layers are called after (``CVDM``, ``TIE``, …)
+    stochastic: bool  #: whether it draws samples (its std is their spread)
+    task: Task
+    optics: Optics
+    name: str
+
+    def predict_with(
+        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """Mean, std and the consistency check of ``image``."""
+        ...

@@ -23,8 +23,7 @@ from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
 
 from ..consistency import check_pixel_size
 from ..diffusion.sampler import SamplingCancelled, SamplingProgress, Stop
-from ..models import CVDMModel
-from ..predict import PartialResult, Prediction, SamplingOptions
+from ..predict import PartialResult, Prediction, Reconstructor, SamplingOptions
 
 __all__ = ["JobContext", "RunController", "describe_error", "format_eta"]
 
@@ -235,7 +234,7 @@ class RunController:
 class ReconstructJob:
     """One reconstruction: the model, the input as the model takes it, the options and where results go."""
 
-    model: CVDMModel
+    model: Reconstructor
     data: np.ndarray
     options: SamplingOptions
     input_name: str
