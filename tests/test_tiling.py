@@ -285,3 +285,11 @@ def test_schedule_tiles_overlap_by_the_schedule_nets_reach_not_the_denoisers():
         return float(((tiled_lam - whole).abs() / whole).mean())
 
     assert gap(own) < 1.5 * gap(wide) + 1e-3, (gap(own), gap(wide))
+
+
+def test_several_gpus_are_listed_each_by_number(monkeypatch):
+    from napari_cvdm.devices import available_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert available_devices()[:3] == ["cuda", "cuda:0", "cuda:1"] and available_devices()[-1] == "cpu"

@@ -174,3 +174,12 @@ def test_sigterm_stops_training_with_a_complete_resumable_checkpoint(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resumed at step {stopped_at}" in done.stdout
     assert load_model(out).metadata["training"]["steps"] == stopped_at + 2
+
+
+def test_a_checkpoint_opened_as_a_model_says_what_it_is(tmp_path):
+    from napari_cvdm.models import ModelFileError
+
+    trainer = make_trainer(steps=2, tmp_path=tmp_path)
+    trainer.run(callback=lambda p: p.step < 1)  # stops after step 1: writes a checkpoint
+    with pytest.raises(ModelFileError, match=r"a training checkpoint, not a model .*--resume.*run\.safetensors"):
+        load_model(tmp_path / "run.ckpt.safetensors")

@@ -37,10 +37,12 @@ _CPU_CHUNK_PIXELS = 2**18
 
 
 def available_devices() -> list[str]:
-    """Devices present on this machine, best first (always ends with ``"cpu"``)."""
+    """Devices present on this machine, best first (always ends with ``"cpu"``); with several GPUs each also by
+    number (``cuda:0``, ``cuda:1``, …)."""
     out = []
     if torch.cuda.is_available():
-        out.append("cuda")
+        count = torch.cuda.device_count()
+        out += ["cuda"] + ([f"cuda:{i}" for i in range(count)] if count > 1 else [])  # a second GPU by number
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         out.append("mps")
     return out + ["cpu"]
@@ -51,7 +53,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device(available_devices()[0])
     if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N (the N-th GPU) or mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but no CUDA GPU is available to torch on this machine")
     if name == "mps" and "mps" not in available_devices():

@@ -127,6 +127,12 @@ def _read_metadata(path: Path) -> dict[str, Any]:
             header = f.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         raise ModelFileError(f"{path}: not a valid safetensors file ({err})") from None
+    if "checkpoint" in header and METADATA_KEY not in header:
+        model = path.name.replace(".ckpt.safetensors", ".safetensors")
+        raise ModelFileError(
+            f"{path}: a training checkpoint, not a model (it holds the optimizer's state to resume training: "
+            f"napari-cvdm train … --resume); the model the run writes is {model}"
+        )
     if METADATA_KEY not in header:
         raise ModelFileError(
             f"{path}: a safetensors file, but not a napari-cvdm model (no '{METADATA_KEY}' "

@@ -60,7 +60,7 @@ class SamplingOptions:
     seed
         Random seed: the same seed gives the same result.
     device
-        ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+        ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` (the N-th GPU, from 0) or ``mps``.
     tile_size
         Tile side in input pixels for large images (tiles overlap and are blended at every step; default: tiles
         only when the image does not fit the memory budget).
