@@ -30,7 +30,7 @@ from .physics.optics import Optics
 from .predict import SamplingOptions, predict_image
 from .tasks import Task
 from .train import TrainConfig, Trainer, TrainResult, Validator, new_network
-from .training_data import TrainingData, folder_data, pair_batches, simulated_data
+from .training_data import TrainingData, folder_data, pair_batches, simulated_across_optics, simulated_data
 
 __all__ = [
     "NetworkOptions",
@@ -286,6 +286,9 @@ class TrainingRequest:
         auto, cpu, cuda or mps.
     default_steps
         Sampling steps recorded in a new model.
+    across_optics
+        With --simulate: each pair at optics drawn over the task's range (sr: pixels 40–130 nm, NA 0.8–1.49,
+        emission 450–680 nm), resampled to the model's by physics similarity.
     """
 
     task: str = field(metadata={"cli": "--task", "choices": ("sr", "qpi")})
@@ -302,6 +305,7 @@ class TrainingRequest:
     log: Path | None = field(default=None, metadata={"cli": "--log"})
     device: str = field(default="auto", metadata={"cli": "--device"})
     default_steps: int = field(default=20, metadata={"cli": "--default-steps"})
+    across_optics: bool = field(default=False, metadata={"cli": "--across-optics"})
 
     def __post_init__(self) -> None:
         if Path(self.output).suffix != ".safetensors":
@@ -348,7 +352,11 @@ def prepare_training(
     else:
         images = load_grayscale_images(request.images) if request.images else None
         classes = task.check_classes(request.classes, with_images=bool(images)) or ()
-        data = simulated_data(task, request.simulate, config.seed, request.size, o, classes, images)
+        data = (
+            simulated_across_optics(task, request.simulate, config.seed, request.size, o, classes)
+            if request.across_optics
+            else simulated_data(task, request.simulate, config.seed, request.size, o, classes, images)
+        )
         data.record["images"] = str(request.images) if request.images else None
     job = TrainingJob.create(
         task,

@@ -3,6 +3,7 @@ the batches the trainer draws from them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +14,22 @@ import torch
 
 from .data.dataset import ArrayPairs, FolderPairs, PairError, SimulatedPairs, make_batch
 from .data.normalize import Normalization
+from .data.resample import resample_last_two
 from .data.simulate import VALIDATION_SEED
 from .physics.optics import Optics
 from .tasks import Task
 from .train import BatchSource, TrainConfig
 
-__all__ = ["TrainingData", "split_validation", "array_data", "folder_data", "simulated_data", "pair_batches"]
+__all__ = [
+    "TrainingData",
+    "split_validation",
+    "array_data",
+    "folder_data",
+    "simulated_data",
+    "SimulatedAcrossOptics",
+    "simulated_across_optics",
+    "pair_batches",
+]
 
 
 @dataclass
@@ -89,6 +100,43 @@ def simulated_data(
         **task.simulation_ranges(),
     }
     return TrainingData(train, val_source, record)  # simulated when first needed (off the GUI thread)
+
+
+@dataclass
+class SimulatedAcrossOptics(SimulatedPairs):
+    """Pairs simulated at optics drawn over the task's range (:meth:`Task.draw_optics`) and resampled to the
+    model's optics by physics similarity (:meth:`Task.similarity_scale`): the images a model run at other optics
+    sees (its objects at other scales in pixels, its noise interpolated). Pair ``i`` from seed ``(seed, i)``."""
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= i < self.n:
+            raise IndexError(f"pair {i} of {self.n}")
+        if i not in self._cache:
+            rng = np.random.default_rng([self.seed, i])
+            base = self.optics or self.task.default_optics()
+            drawn = self.task.draw_optics(rng, base)
+            scale = self.task.similarity_scale(base, drawn)
+            side = max(int(math.ceil(self.size / scale)), 16)
+            inp, tgt = self.task.simulate(self.classes[i % len(self.classes)], side, rng, drawn, self.images)
+            grid = (round(side * scale), round(side * scale))
+            gain = tgt.shape[-1] // inp.shape[-1]
+            self._cache[i] = (resample_last_two(inp, grid), resample_last_two(tgt, (gain * grid[0], gain * grid[1])))
+        return self._cache[i]
+
+
+def simulated_across_optics(
+    task: Task, n: int, seed: int, size: int | None = None, optics: Optics | None = None, classes: Sequence[str] = ()
+) -> TrainingData:
+    """``n`` pairs across the task's optics range, resampled to ``optics`` (the model's), and one validation pair
+    per class drawn the same way (another seed)."""
+    size = size or task.train_size
+    kw: dict[str, Any] = dict(task=task, size=size, optics=optics, classes=list(classes))
+    train = SimulatedAcrossOptics(n=n, seed=seed, **kw)
+    val = SimulatedAcrossOptics(n=len(train.classes), seed=VALIDATION_SEED + 1, **kw)
+    base = optics or task.default_optics()
+    record = {"simulate": n, "size": size, "classes": list(train.classes), "optics": base.to_dict()}
+    record.update(across_optics="drawn over the task's range, resampled to these optics", **task.simulation_ranges())
+    return TrainingData(train, val, record)
 
 
 def pair_batches(task: Task, pairs: Any, normalization: Normalization, config: TrainConfig) -> BatchSource:

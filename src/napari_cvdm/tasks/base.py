@@ -329,6 +329,16 @@ class Task(ABC):
         """A warning when what the image tells of its optics (:meth:`estimated_optics`) contradicts ``optics``."""
         return None
 
+    def draw_optics(self, rng: np.random.Generator, base: Optics) -> Optics:
+        """Optics drawn over the range a model of this task is meant to cover (for training across optics).
+
+        Raises
+        ------
+        ValueError
+            The task has no such range.
+        """
+        raise ValueError(f"{self.name} models are not trained across optics")
+
     def similarity_range(self) -> tuple[float, float]:
         """The enlargements :meth:`similarity_scale` may use without a warning that the image lies outside what
         the model covers."""

@@ -49,6 +49,8 @@ BRIGHTNESS_FACTOR = 2.5
 
 #: Inputs smaller than this (pixels) are too small for the spectral and brightness checks.
 _CHECK_SIDE = 48
+#: The optics an sr model is meant to cover: camera pixel at the sample (µm), NA, emission (µm).
+OPTICS_RANGE = {"pixel_um": (0.04, 0.13), "na": (0.8, 1.49), "wavelength_um": (0.45, 0.68)}
 
 
 def sr_affine(image: np.ndarray, norm: Normalization) -> tuple[float, float]:
@@ -275,6 +277,18 @@ class SRTask(Task):
             f"{optics.wavelength_um * 1000:.0f} nm, {optics.pixel_um * 1000:.1f} nm pixels) at {stated:.2f}: check "
             "them (a binned camera, another objective, or an out-of-focus image)"
         )
+
+    def draw_optics(self, rng: np.random.Generator, base: WidefieldOptics) -> WidefieldOptics:
+        """Widefield optics over :data:`OPTICS_RANGE` (pixel log-uniform, NA and emission uniform), redrawn until
+        the camera samples the PSF (cut-off ≤ 0.5 cycles per pixel); the camera's noise as in ``base``."""
+        while True:
+            pixel = float(np.exp(rng.uniform(*np.log(OPTICS_RANGE["pixel_um"]))))
+            optics = base.replace(
+                pixel_um=pixel, na=float(rng.uniform(*OPTICS_RANGE["na"])),
+                wavelength_um=float(rng.uniform(*OPTICS_RANGE["wavelength_um"])),
+            )  # fmt: skip
+            if optics.cutoff_cycles_per_pixel <= 0.5:
+                return optics
 
     def similarity_range(self) -> tuple[float, float]:
         """Enlargements from 0.3 (40 nm pixels, NA 0.8, 680 nm against the bundled optics) to 1.6 (a camera
