@@ -133,3 +133,22 @@ def test_models_models_at_other_optics_and_classical_methods_are_one_kind_of_rec
     model = load_model(untrained_model_file(tmp_path, "sr"))
     for method in (model, at_optics(model, {"pixel_um": 0.1}), classical_method("richardson-lucy")):
         assert isinstance(method, Reconstructor), method
+
+
+def test_training_across_optics_draws_the_range_and_resamples_to_the_models_grid():
+    from napari_cvdm.tasks.sr import OPTICS_RANGE
+    from napari_cvdm.training_data import SimulatedAcrossOptics, simulated_across_optics
+
+    sr = get_task("sr")
+    rng = np.random.default_rng(0)
+    drawn = [sr.draw_optics(rng, WidefieldOptics()) for _ in range(200)]
+    assert all(o.cutoff_cycles_per_pixel <= 0.5 for o in drawn)  # the camera samples the PSF
+    pixels = [o.pixel_um for o in drawn]
+    assert OPTICS_RANGE["pixel_um"][0] <= min(pixels) < 0.05 and 0.11 < max(pixels) <= OPTICS_RANGE["pixel_um"][1]
+    data = simulated_across_optics(sr, 4, seed=2, size=32, classes=["er"])
+    inp, tgt = data.train[1]
+    assert abs(inp.shape[-1] - 32) <= 1 and tgt.shape == (2 * inp.shape[0], 2 * inp.shape[1])
+    again = SimulatedAcrossOptics(task=sr, n=4, size=32, seed=2, classes=["er"])[1]
+    np.testing.assert_array_equal(again[0], inp)  # pair i comes from seed (seed, i)
+    with pytest.raises(ValueError, match="not trained across optics"):
+        get_task("qpi").draw_optics(rng, QPIOptics())
