@@ -40,12 +40,17 @@ def similarity_remark(task: Task, scale: float, model_optics: Optics, optics: Op
     low, high = task.similarity_range()
     if low <= scale <= high:
         return None
-    side = "undersampled by the camera, or a far lower resolution" if scale > high else "sampled far more finely"
-    return (
-        f"these optics ({optics.to_dict()}) are {scale:.2g}× the model's ({model_optics.to_dict()}) in what the "
-        f"model sees ({side}); the model covers {low:g}–{high:g}×: do not trust the detail, fine-tune the model "
-        "for your optics"
-    )
+    if scale > high:
+        what = (
+            f"enlarged {scale:.2g}× to look like an image of the model's optics (it covers {low:g}–{high:g}×): the "
+            "camera undersamples for it, or the resolution is far lower, so fine detail is guessed"
+        )
+    else:
+        what = (
+            f"shrunk to {scale:.2g}× to look like an image of the model's optics (it covers {low:g}–{high:g}×): "
+            "detail finer than the model's pixels is lost"
+        )
+    return f"the image was {what}; compare with the classical methods, or fine-tune the model for your optics"
 
 
 @dataclass(frozen=True)

@@ -209,9 +209,10 @@ class QPITask(Task):
         return optics.pixel_um / model_optics.pixel_um * ratio**0.5
 
     def similarity_range(self) -> tuple[float, float]:
-        """From half to twice the model's Fresnel length in pixels: further, the defocus blur spans either less
-        than a pixel or most of a small image."""
-        return (0.5, 2.0)
+        """Enlargements up to twice (a shorter defocus than the model's): further, the defocus blur spans less than
+        a pixel. Not shrinking: a pair shrunk to the model's Fresnel number loses detail the retrievals keep
+        (docs/models.md)."""
+        return (0.95, 2.0)
 
     def physics_variance(self, plane: np.ndarray, optics: QPIOptics) -> np.ndarray:
         """The variance map of an error in the lowest modes, tilt and curvature across the field, which the planes
