@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import untrained_model_file
+from napari_cvdm.data.resample import resample_last_two
 from napari_cvdm.models import load_model
-from napari_cvdm.optics_match import ModelAtOptics, at_optics, resample_last_two
+from napari_cvdm.optics_match import ModelAtOptics, at_optics
 from napari_cvdm.physics.fresnel import QPIOptics, defocused_pair
 from napari_cvdm.physics.widefield import WidefieldOptics
 from napari_cvdm.tasks import get_task

@@ -21,21 +21,13 @@ from .physics.optics import Optics
 from .predict import PartialResult, Prediction, Predicts, SamplingOptions
 from .tasks import Task
 
-__all__ = [
-    "ModelAtOptics",
-    "ModelAtImageOptics",
-    "at_optics",
-    "at_image_optics",
-    "model_at",
-    "resample_last_two",
-    "similarity_remark",
-]
+__all__ = ["ModelAtOptics", "ModelAtImageOptics", "at_optics", "at_image_optics", "model_at", "similarity_remark"]
 
 #: Enlargements closer to 1 than this run the model on the image as it is.
 SAME_SCALE = 0.02
 
 
-def similarity_remark(task: Task, scale: float, model_optics: Optics, optics: Optics) -> str | None:
+def similarity_remark(task: Task, scale: float) -> str | None:
     """A warning when the enlargement lies outside what the model covers (:meth:`Task.similarity_range`)."""
     low, high = task.similarity_range()
     if low <= scale <= high:
@@ -103,15 +95,17 @@ class ModelAtOptics(_ModelAtOtherOptics):
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """The model's calibrated prediction of the resampled image, brought back to the output grid of
-        ``image``, and checked against ``image`` through these optics."""
-        prediction = self.sample_with(image, options, callback)
+        ``image``, and checked against ``image`` through these optics (and these optics against what the image's
+        own spectrum says of them)."""
+        disagreement = self.task.optics_disagreement(self.task.check_input(image)[0], self.optics)
+        return self.checked(image, self.sample_with(image, options, callback), [disagreement] if disagreement else [])
+
+    def checked(self, image: np.ndarray, prediction: Prediction, remarks: list[str]) -> Prediction:
+        """``prediction`` of ``image`` checked through these optics, with ``remarks`` and the warning when the
+        enlargement leaves what the model covers."""
         checked = check_consistency(prediction, self.task, self.optics, image, self.model.trained_ranges)
-        first = self.task.check_input(image)[0]
-        remarks = [
-            similarity_remark(self.task, self.scale, self.model.optics, self.optics),
-            self.task.optics_disagreement(first, self.optics),
-        ]
-        return with_warnings(checked, [r for r in remarks if r])
+        outside = similarity_remark(self.task, self.scale)
+        return with_warnings(checked, [*remarks, *([outside] if outside else [])])
 
     def sample_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -160,12 +154,14 @@ def at_optics(model: CVDMModel, optics: dict[str, Any] | Optics) -> CVDMModel | 
     ValueError
         A field the task's optics does not have, or a value out of range.
     """
-    task = model.task
-    target = optics if isinstance(optics, Optics) else task.optics_with(dict(optics), model.optics)
-    if target == model.optics:
-        return model
-    scale = task.similarity_scale(model.optics, target)
-    return ModelAtOptics(model, target, 1.0 if abs(scale - 1.0) < SAME_SCALE else scale)
+    target = optics if isinstance(optics, Optics) else model.task.optics_with(dict(optics), model.optics)
+    return model if target == model.optics else _mapped(model, target)
+
+
+def _mapped(model: CVDMModel, optics: Optics) -> ModelAtOptics:
+    """``model`` at ``optics`` with the enlargement that makes the physics its own (1 when it nearly is)."""
+    scale = model.task.similarity_scale(model.optics, optics)
+    return ModelAtOptics(model, optics, 1.0 if abs(scale - 1.0) < SAME_SCALE else scale)
 
 
 @dataclass(frozen=True)
@@ -185,8 +181,7 @@ class ModelAtImageOptics(_ModelAtOtherOptics):
     def for_image(self, image: np.ndarray) -> ModelAtOptics:
         """The model at the optics estimated from ``image``'s first plane."""
         first = self.task.check_input(image)[0]
-        found = self.task.estimated_optics(first, self.optics) or self.optics
-        return ModelAtOptics(self.model, found, self.task.similarity_scale(self.model.optics, found))
+        return _mapped(self.model, self.task.estimated_optics(first, self.optics) or self.optics)
 
     def sample_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -197,18 +192,17 @@ class ModelAtImageOptics(_ModelAtOtherOptics):
     def predict_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
-        """:meth:`ModelAtOptics.predict_with` at the optics estimated from ``image``, which a remark states."""
+        """:meth:`ModelAtOptics.predict_with` at the optics estimated from ``image``, which a remark states (no
+        check of those optics against the image's spectrum: they were read off it)."""
         run = self.for_image(image)
-        prediction = run.predict_with(image, options, callback)
+        prediction = run.sample_with(image, options, callback)
         changed = {k: v for k, v in run.optics.to_dict().items() if v != self.optics.to_dict().get(k)}
-        if not changed:
-            return prediction
         told = ", ".join(f"{k} {v:.3g}" for k, v in changed.items())
         remark = (
             f"optics read off the image ({told}; the image enlarged {run.scale:.2f}× for the model): give them "
             "if you know them"
         )
-        return with_warnings(prediction, [remark])
+        return run.checked(image, prediction, [remark] if changed else [])
 
 
 def at_image_optics(model: CVDMModel, optics: dict[str, Any]) -> ModelAtImageOptics:
