@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "affine_fit",
+    "affine_coefficients",
     "psnr",
     "ssim",
     "Scores",
@@ -30,13 +31,18 @@ __all__ = [
 ]
 
 
-def affine_fit(estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``a·estimate + b`` with ``a, b`` minimising the squared error to ``target``."""
+def affine_coefficients(estimate: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` minimising the squared error of ``a·estimate + b`` to ``target`` (same shapes)."""
     e = np.asarray(estimate, np.float64).ravel()
     t = np.asarray(target, np.float64).ravel()
     var = e.var()
     a = float(np.mean((e - e.mean()) * (t - t.mean())) / var) if var > 0 else 0.0
-    b = float(t.mean() - a * e.mean())
+    return a, float(t.mean() - a * e.mean())
+
+
+def affine_fit(estimate: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``a·estimate + b`` with ``a, b`` minimising the squared error to ``target``."""
+    a, b = affine_coefficients(estimate, target)
     return a * np.asarray(estimate, np.float64) + b
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from .data.tiff import read_tiff
-from .metrics import psnr, spearman_rho
+from .metrics import affine_coefficients, psnr, spearman_rho
 from .physics.widefield import WidefieldOptics, richardson_lucy_sr
 from .predict import SamplingOptions
 
@@ -142,7 +142,7 @@ def real_scores(mean: np.ndarray, std: np.ndarray | None, reference: np.ndarray)
     """Scores of a result ``(2H, 2W)`` (and its std) against the reference, on the inner part."""
     inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
     e, r = np.asarray(mean, np.float64)[inner], reference[inner]
-    gain, offset = np.polyfit(e.ravel(), r.ravel(), 1)
+    gain, offset = affine_coefficients(e, r)
     fit = gain * e + offset
     band = np.corrcoef(_band(np.asarray(mean, np.float64))[inner].ravel(), _band(reference)[inner].ravel())[0, 1]
     out = {"psnr": psnr(fit, r), "band_corr": float(band), "frc_px": frc_resolution(e, r)}
