@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["widefield_otf", "radial_power", "estimate_cutoff", "CUTOFF_GRID", "MIN_FIT_FREQUENCY"]
+__all__ = ["widefield_otf", "windowed_power", "radial_power", "estimate_cutoff", "CUTOFF_GRID", "MIN_FIT_FREQUENCY"]
 
 #: Cut-offs tried by the fit, cycles per pixel.
 CUTOFF_GRID = np.linspace(0.06, 0.5, 89)
@@ -29,15 +29,21 @@ def widefield_otf(nu: np.ndarray) -> np.ndarray:
     return (2 / np.pi) * (np.arccos(v) - v * np.sqrt(1 - v**2))
 
 
-def radial_power(image: np.ndarray, bins: int = 64) -> tuple[np.ndarray, np.ndarray, float]:
-    """The Hann-windowed power spectrum of an ``(H, W)`` image averaged in ``bins`` rings up to 0.5 cycles per
-    pixel: ``(centres, power, noise floor)``, the floor the mean power beyond 0.55 cycles per pixel (robustly, from
-    the median)."""
+def windowed_power(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The power spectrum of an ``(H, W)`` image under a Hann window (its windowed mean removed) and the radial
+    frequency of each coefficient, cycles per pixel: two ``(H, W)`` arrays in numpy's FFT layout."""
     x = np.asarray(image, np.float64)
     h, w = x.shape
     win = np.outer(np.hanning(h), np.hanning(w))
     power = np.abs(np.fft.fft2((x - np.sum(x * win) / np.sum(win)) * win)) ** 2
-    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    return power, np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+
+
+def radial_power(image: np.ndarray, bins: int = 64) -> tuple[np.ndarray, np.ndarray, float]:
+    """The Hann-windowed power spectrum of an ``(H, W)`` image averaged in ``bins`` rings up to 0.5 cycles per
+    pixel: ``(centres, power, noise floor)``, the floor the mean power beyond 0.55 cycles per pixel (robustly, from
+    the median)."""
+    power, f = windowed_power(image)
     floor = float(np.median(power[f > 0.55])) / _MEDIAN_TO_MEAN
     edges = np.linspace(0, 0.5, bins + 1)
     ring = np.digitize(f.ravel(), edges) - 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import j1
 
+from .cutoff import windowed_power
 from .optics import Optics
 
 __all__ = [
@@ -290,11 +291,7 @@ def out_of_band_ratio(image: np.ndarray, cutoff: float) -> float:
     """
     if not 0 < cutoff < 0.4:
         raise ValueError(f"the cut-off must lie between 0 and 0.4 cycles per pixel, got {cutoff:.3f}")
-    x = np.asarray(image, np.float64)
-    h, w = x.shape
-    win = np.outer(np.hanning(h), np.hanning(w))
-    power = np.abs(np.fft.fft2((x - np.sum(x * win) / np.sum(win)) * win)) ** 2
-    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    power, f = windowed_power(image)
     beyond = power[(f > 1.1 * cutoff) & (f < min(1.4 * cutoff, 0.45))]
     corners = power[f > 0.55]
     return float(np.mean(beyond) / max(np.mean(corners), 1e-30))
