@@ -134,7 +134,7 @@ def result_layers(
     calibrated = prediction.sample_std is not None  # the std is the model's calibration of the samples' spread
     colormap, limits = task.display(np.asarray(prediction.mean))
     mean = _layer(names["mean"], prediction.mean, colormap, base, task, "mean", {**value, **checked})
-    mean[1]["contrast_limits"] = limits
+    mean[1]["contrast_limits"] = limits or mean[1]["contrast_limits"]
     out = [mean]
     if np.any(prediction.std):  # a classical method, or one sample, has no spread to show
         std = _layer(names["std"], prediction.std, "magma", base, task, "std", {**value, "calibrated": calibrated})

@@ -301,10 +301,10 @@ class Task(ABC):
         alone (``None``: the task has none). A known pixel size (:meth:`pixel_size_warning`) says it better."""
         return None
 
-    def display(self, values: np.ndarray) -> tuple[str, tuple[float, float]]:
-        """How a reconstruction is shown: a colormap and contrast limits (robust percentiles, gray)."""
-        lo, hi = np.percentile(values[np.isfinite(values)], (1.0, 99.5)) if np.isfinite(values).any() else (0, 1)
-        return "gray", (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+    def display(self, values: np.ndarray) -> tuple[str, tuple[float, float] | None]:
+        """How a reconstruction is shown: a colormap and contrast limits (``None``: the layers' robust
+        percentiles)."""
+        return "gray", None
 
     def similarity_scale(self, model_optics: Optics, optics: Optics) -> float:
         """How much to enlarge an image taken with ``optics`` so that it looks as if taken with ``model_optics``

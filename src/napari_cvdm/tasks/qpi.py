@@ -191,7 +191,7 @@ class QPITask(Task):
             )
         return remarks
 
-    def display(self, values: np.ndarray) -> tuple[str, tuple[float, float]]:
+    def display(self, values: np.ndarray) -> tuple[str, tuple[float, float] | None]:
         """Phase in radians on a diverging colormap whose centre (white) is the median phase, the level of the
         medium around cells: thicker than the surround is red, thinner blue; the limits symmetric about it."""
         finite = values[np.isfinite(values)]
