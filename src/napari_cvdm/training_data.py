@@ -108,20 +108,15 @@ class SimulatedAcrossOptics(SimulatedPairs):
     model's optics by physics similarity (:meth:`Task.similarity_scale`): the images a model run at other optics
     sees (its objects at other scales in pixels, its noise interpolated). Pair ``i`` from seed ``(seed, i)``."""
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= i < self.n:
-            raise IndexError(f"pair {i} of {self.n}")
-        if i not in self._cache:
-            rng = np.random.default_rng([self.seed, i])
-            base = self.optics or self.task.default_optics()
-            drawn = self.task.draw_optics(rng, base)
-            scale = self.task.similarity_scale(base, drawn)
-            side = max(int(math.ceil(self.size / scale)), 16)
-            inp, tgt = self.task.simulate(self.classes[i % len(self.classes)], side, rng, drawn, self.images)
-            grid = (round(side * scale), round(side * scale))
-            gain = tgt.shape[-1] // inp.shape[-1]
-            self._cache[i] = (resample_last_two(inp, grid), resample_last_two(tgt, (gain * grid[0], gain * grid[1])))
-        return self._cache[i]
+    def _simulate(self, cls: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        base = self.optics or self.task.default_optics()
+        drawn = self.task.draw_optics(rng, base)
+        scale = self.task.similarity_scale(base, drawn)
+        side = max(int(math.ceil(self.size / scale)), 16)
+        inp, tgt = self.task.simulate(cls, side, rng, drawn, self.images)
+        grid = (round(side * scale), round(side * scale))
+        gain = tgt.shape[-1] // inp.shape[-1]
+        return resample_last_two(inp, grid), resample_last_two(tgt, (gain * grid[0], gain * grid[1]))
 
 
 def simulated_across_optics(

@@ -195,10 +195,12 @@ class SimulatedPairs:
         if not 0 <= i < self.n:
             raise IndexError(f"pair {i} of {self.n}")
         if i not in self._cache:
-            rng = np.random.default_rng([self.seed, i])
-            cls = self.classes[i % len(self.classes)]
-            self._cache[i] = self.task.simulate(cls, self.size, rng, self.optics, self.images)
+            self._cache[i] = self._simulate(self.classes[i % len(self.classes)], np.random.default_rng([self.seed, i]))
         return self._cache[i]
+
+    def _simulate(self, cls: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One pair of class ``cls`` drawn with ``rng``."""
+        return self.task.simulate(cls, self.size, rng, self.optics, self.images)
 
 
 def _augment(arrs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
