@@ -309,7 +309,7 @@ def prepare_evaluation(request: EvaluationRequest, options: Any, optics: dict[st
     o = task.optics_with(optics or {}, model.optics if model is not None else None)
     if model is not None and optics:  # pairs simulated at other optics: the model mapped onto them
         model = model_at(model, optics)
-        notes.append(f"note: the model runs at {o.to_dict()} by physics similarity")
+        notes.append(f"note: the model runs at these optics by physics similarity: {o.describe()}")
     images = load_grayscale_images(request.images) if request.images else None
     classes = task.check_classes(request.classes, with_images=bool(images))
     if request.data:

@@ -196,8 +196,8 @@ class ModelAtImageOptics(_ModelAtOtherOptics):
         check of those optics against the image's spectrum: they were read off it)."""
         run = self.for_image(image)
         prediction = run.sample_with(image, options, callback)
-        changed = {k: v for k, v in run.optics.to_dict().items() if v != self.optics.to_dict().get(k)}
-        told = ", ".join(f"{k} {v:.3g}" for k, v in changed.items())
+        changed = {k for k, v in run.optics.to_dict().items() if v != self.optics.to_dict().get(k)}
+        told = run.optics.describe(changed)
         remark = (
             f"optics read off the image ({told}; the image enlarged {run.scale:.2f}× for the model): give them "
             "if you know them"

@@ -59,6 +59,13 @@ class Optics:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
+    def describe(self, names: Any = None) -> str:
+        """The fields users set (or ``names`` of them), in words: ``"NA 1.3, emission wavelength (µm) 0.525, …"``."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        shown = [f for f in fields if "cli" in f.metadata and (names is None or f.name in names)]
+        values = [(f.metadata.get("label", f.name), getattr(self, f.name)) for f in shown]
+        return ", ".join(f"{label} {value:.3g}" for label, value in values if value is not None)
+
 
 def optics_option_names() -> dict[str, str]:
     """Every optics field of every optics class defined so far, by the command-line option that sets it
