@@ -15,7 +15,7 @@ from napari_cvdm.physics.retrieval import RetrievalOptions, fit_margins, retriev
 from napari_cvdm.physics.seams import FRINGE_LIMIT, SEAM_CORRELATION_LIMIT, border_fringe_ratio, seam_correlation
 from napari_cvdm.physics.tie import tie_phase, tie_phase_torch
 from napari_cvdm.physics.widefield import WidefieldOptics, widefield_from_target
-from napari_cvdm.tasks import get_task
+from napari_cvdm.tasks import get_task, qpi_condition
 from napari_cvdm.tasks.qpi import flat_background_phase, iterative_phase, pair_noise, physics_noise
 
 LAM, PX, DZ = 0.521, 0.21, 1.0
@@ -338,3 +338,24 @@ def test_a_flat_background_recipe_conditions_on_the_flattened_retrieval_and_shar
     assert len(list(tmp_path.glob("*.npy"))) == 1  # one retrieval on disk serves both recipes
     np.testing.assert_array_equal(again[[0, 1, 3]], first[[0, 1, 3]])
     np.testing.assert_allclose(again[2], cond[2], atol=1e-5)
+
+
+def test_the_retrieval_weighs_each_pair_by_its_own_noise(monkeypatch):
+    """At three times the noise the fixed σ of 0.01 gave, the fit chased the noise into large wrong phases; weighed by
+    the pair's own noise it stays above the TIE on average."""
+    optics = QPIOptics()
+    pairs = [
+        simulate_qpi_pair("cells", (96, 96), np.random.default_rng(seed), optics, noise=0.03, absorbing=True)
+        for seed in range(4)
+    ]
+    assert all(0.02 < qpi_condition.fit_noise(p.input) < 0.04 for p in pairs)
+    assert qpi_condition.retrieval_recipe(optics)["noise"] == qpi_condition.PLANES_NOISE
+
+    def psnr(method) -> float:
+        return float(np.mean([qpi_scores(method(p.input), p.target).psnr for p in pairs]))
+
+    weighed = psnr(lambda x: iterative_phase(x, optics))
+    tie = psnr(lambda x: tie_phase(x[0], x[1], optics.dz_um, optics.wavelength_um, optics.pixel_um))
+    monkeypatch.setattr(qpi_condition, "fit_noise", lambda planes: qpi_condition.RETRIEVAL_NOISE)
+    fixed = psnr(lambda x: iterative_phase(x, optics))
+    assert weighed > fixed + 2 and weighed > tie

@@ -50,7 +50,8 @@ class PredictRequest:
     ----------
     inputs
         TIFF files, folders (their TIFFs) or quoted globs ("data/*.tif"): sr (H, W) or stacks; qpi (2, H, W)
-        ordered (-dz, +dz), divided by the background.
+        ordered (-dz, +dz) or a through-focus stack (N, H, W) from -dz to +dz (its outer pair is used), divided
+        by the background (or see --flat-field).
     model
         sr, qpi or a .safetensors model file (the optics options run it at your optics by physics similarity;
         --pixel-size alone: the sr cut-off read off each image); or a classical method to compare with: tie,
@@ -64,6 +65,10 @@ class PredictRequest:
         K/N: only every N-th input from the K-th (K from 0), e.g. a job array's index.
     skip_existing
         Skip inputs whose outputs are already complete (to continue after a crash).
+    flat_field
+        qpi: a TIFF of the empty field (same exposure; one plane or one per plane) that raw camera planes are
+        divided by, or "estimate" to fit a smooth illumination to the planes (default: the planes are already
+        divided by the background).
     """
 
     inputs: list[Path] = field(metadata={"cli": "inputs"})
@@ -72,6 +77,7 @@ class PredictRequest:
     compile: bool = field(default=False, metadata={"cli": "--compile"})
     shard: str | None = field(default=None, metadata={"cli": "--shard"})
     skip_existing: bool = field(default=False, metadata={"cli": "--skip-existing"})
+    flat_field: str | None = field(default=None, metadata={"cli": "--flat-field"})
 
     def __post_init__(self) -> None:
         if self.shard is not None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .consistency import check_consistency, with_warnings
+from .consistency import check_consistency, check_consistency_quickly, with_warnings
 from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProgress
 from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions
@@ -30,6 +30,9 @@ CLASSICAL_NAMES = {
     "bicubic": ("sr", "bicubic"),
     "richardson-lucy": ("sr", "richardson-lucy"),
 }
+
+#: Methods (by label) checked with the task's quick check: the full one would cost a hundred times the method.
+QUICK_CHECKED = frozenset({"TIE"})
 
 
 @dataclass
@@ -80,6 +83,8 @@ class ClassicalMethod:
         mean = mean[0] if self.task.is_single(image) else mean
         prediction = Prediction(mean=mean, std=np.zeros_like(mean))
         prediction = with_warnings(prediction, notes)  # once each
+        if self.label in QUICK_CHECKED:
+            return check_consistency_quickly(prediction, self.task, self.optics, image)
         return check_consistency(prediction, self.task, self.optics, image)
 
 
@@ -106,14 +111,16 @@ def classical_method(name: str, optics: dict[str, Any] | None = None) -> Classic
     return default.with_optics(task.optics_with(optics or {}))
 
 
-def load_method(name: str, optics: dict[str, Any] | None = None) -> Any:
+def load_method(name: str, optics: dict[str, Any] | None = None, flat_field: str | None = None) -> Any:
     """What ``predict --model NAME`` runs: a classical method (:data:`CLASSICAL_NAMES`, with ``optics``), or a
     model (bundled name or file), run at ``optics`` by physics similarity when they differ from its own
     (:func:`~napari_cvdm.optics_match.at_optics`; given the pixel size alone, the rest is read off each image:
-    :func:`~napari_cvdm.optics_match.at_image_optics`)."""
+    :func:`~napari_cvdm.optics_match.at_image_optics`). A qpi one takes camera planes
+    (:func:`~napari_cvdm.brightfield_input.with_brightfield_input`: stacks, raw counts divided by ``flat_field``)."""
+    from .brightfield_input import with_brightfield_input
     from .models import load_model
     from .optics_match import model_at
 
     if name in CLASSICAL_NAMES:
-        return classical_method(name, optics)
-    return model_at(load_model(name), optics or {})
+        return with_brightfield_input(classical_method(name, optics), flat_field)
+    return with_brightfield_input(model_at(load_model(name), optics or {}), flat_field)

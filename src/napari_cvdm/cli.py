@@ -132,7 +132,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from .distributed import finish, init_distributed
 
     request, options = from_args(PredictRequest, args), _sampling(args)
-    model = load_method(request.model, _optics_values(args))
+    model = load_method(request.model, _optics_values(args), request.flat_field)
     if request.compile and model.stochastic:
         compile_network(model.network)
     dist = init_distributed(resolve_device(options.device))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,9 @@ import numpy as np
 from .physics.optics import Optics
 from .predict import Prediction
 from .tasks import Task, get_task
+from .tasks.records import Consistency
 
-__all__ = ["check_consistency", "check_pixel_size", "with_warnings"]
+__all__ = ["check_consistency", "check_consistency_quickly", "check_pixel_size", "with_warnings"]
 
 
 def with_warnings(prediction: Prediction, new: list[str]) -> Prediction:
@@ -46,9 +48,29 @@ def check_consistency(
         The imaging conditions the model was trained on (``None``: unknown, not checked).
     """
     task = get_task(task)
+    return _checked(prediction, task, optics, image, ranges, task.consistency)
+
+
+def check_consistency_quickly(
+    prediction: Prediction, task: Task | str, optics: Optics, image: np.ndarray
+) -> Prediction:
+    """:func:`check_consistency` with the task's quick check (:meth:`Task.quick_consistency`): for fast classical
+    methods, whose full check would cost far more than the method."""
+    task = get_task(task)
+    return _checked(prediction, task, optics, image, None, task.quick_consistency)
+
+
+def _checked(
+    prediction: Prediction,
+    task: Task,
+    optics: Optics,
+    image: np.ndarray,
+    ranges: dict[str, Any] | None,
+    check: Callable[[np.ndarray, np.ndarray, Optics], Consistency],
+) -> Prediction:
     planes = task.check_input(image)
     means = [prediction.mean] if task.is_single(image) else list(prediction.mean)
-    checks = [task.consistency(plane, mean, optics) for plane, mean in zip(planes, means)]
+    checks = [check(plane, mean, optics) for plane, mean in zip(planes, means)]
     found = task.distribution_warnings(planes[0], optics, ranges) + [w for c in checks for w in c.warnings]
     residual = np.stack([c.residual for c in checks])
     refs = [c.reference_rms for c in checks if c.reference_rms is not None]

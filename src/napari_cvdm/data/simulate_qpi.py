@@ -22,6 +22,7 @@ __all__ = [
     "QPIPair",
     "NOISE_RANGE",
     "ABSORPTION_RANGE",
+    "STRONG_ABSORPTION_RANGE",
     "draw_noise",
     "absorption_map",
     "crop_of_larger_field",
@@ -157,6 +158,9 @@ NOISE_RANGE = (0.003, 0.03)
 #: Amplitude range of absorbing qpi objects (1 = transparent).
 ABSORPTION_RANGE = (0.8, 1.0)
 
+#: Amplitude range of strongly absorbing objects (stained or pigmented cells, dense tissue): held-out only.
+STRONG_ABSORPTION_RANGE = (0.4, 1.0)
+
 
 def draw_noise(rng: np.random.Generator, noise_range: tuple[float, float] = NOISE_RANGE) -> float:
     """A noise σ drawn log-uniformly from ``noise_range`` (unit illumination)."""
@@ -164,16 +168,22 @@ def draw_noise(rng: np.random.Generator, noise_range: tuple[float, float] = NOIS
     return float(np.exp(rng.uniform(lo, hi)))
 
 
-def absorption_map(phase: np.ndarray, rng: np.random.Generator, pixel_um: float) -> np.ndarray:
-    """Amplitude ``A`` in :data:`ABSORPTION_RANGE` for a phase map ``(H, W)``: half the time following the
-    phase (stained or dense objects absorb where they are thick), half the time an independent smooth texture."""
-    depth = rng.uniform(0.02, 1.0 - ABSORPTION_RANGE[0])
+def absorption_map(
+    phase: np.ndarray,
+    rng: np.random.Generator,
+    pixel_um: float,
+    amplitude_range: tuple[float, float] = ABSORPTION_RANGE,
+) -> np.ndarray:
+    """Amplitude ``A`` in ``amplitude_range`` (its least value down to its greatest, at most 1) for a phase map
+    ``(H, W)``: half the time following the phase (stained or dense objects absorb where they are thick), half the
+    time an independent smooth texture."""
+    depth = rng.uniform(0.02, amplitude_range[1] - amplitude_range[0])
     if rng.random() < 0.5:
         shape = phase / (phase.max() + 1e-12)
     else:
         shape = _textures(phase.shape, pixel_um, rng)
         shape = (shape - shape.min()) / (np.ptp(shape) + 1e-12)
-    return 1.0 - depth * shape
+    return amplitude_range[1] - depth * shape
 
 
 def crop_of_larger_field(shape: tuple[int, int], optics: QPIOptics) -> tuple[tuple[int, int], int]:
@@ -224,6 +234,7 @@ def simulate_qpi_pair(
     images: list[np.ndarray] | None = None,
     noise: float | None = None,
     absorbing: bool | None = None,
+    absorption_range: tuple[float, float] = ABSORPTION_RANGE,
 ) -> QPIPair:
     """Simulate a defocused brightfield pair and its phase, as a camera crop of a larger field.
 
@@ -236,13 +247,15 @@ def simulate_qpi_pair(
     noise
         Noise σ (unit illumination); default: the optics' ``noise``, or drawn from :data:`NOISE_RANGE`.
     absorbing
-        Whether the object absorbs (``A`` in :data:`ABSORPTION_RANGE`); default: 70 % of the draws.
+        Whether the object absorbs; default: 70 % of the draws.
+    absorption_range
+        The amplitude ``A`` of absorbing objects spans part of this range (1 = transparent).
     """
     optics = optics or QPIOptics()
     big, c = crop_of_larger_field(shape, optics)
     phase = phase_map(source, big, rng, optics, images)
     absorbing = bool(rng.random() < 0.7) if absorbing is None else absorbing
-    amplitude = absorption_map(phase, rng, optics.pixel_um) if absorbing else np.ones(big)
+    amplitude = absorption_map(phase, rng, optics.pixel_um, absorption_range) if absorbing else np.ones(big)
     crop = (slice(c, c + shape[0]), slice(c, c + shape[1]))
     noise = optics.noise if noise is None else noise
     sigma = draw_noise(rng) if noise is None else float(noise)

@@ -4,8 +4,11 @@ dips (swapped planes), and planes that betray a wrap-around simulation."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..physics.background import MIN_BACKGROUND_FRACTION, flat_background_mask
+from ..physics.fresnel import QPIOptics, defocus_stack, phase_object
+from ..physics.retrieval import fresnel_margin
 from ..physics.seams import (
     FRINGE_LIMIT,
     SEAM_CORRELATION_LIMIT,
@@ -15,7 +18,7 @@ from ..physics.seams import (
     seam_correlation,
 )
 
-__all__ = ["range_warnings", "plane_order_warnings", "wrap_around_evidence"]
+__all__ = ["range_warnings", "plane_order_warnings", "wrap_around_evidence", "quick_residual"]
 
 
 def range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:
@@ -71,3 +74,20 @@ def wrap_around_evidence(planes: np.ndarray) -> str:
             f"correlated {mirrored:.2f}), as on both sides of a phase step at a periodic seam"
         )
     return ""
+
+
+def quick_residual(plane: np.ndarray, phase: np.ndarray, optics: QPIOptics) -> np.ndarray:
+    """The quick check of a phase ``(H, W)`` (rad) against its pair ``(2, H, W)``: the field of amplitude
+    ``√((I₋ + I₊)/2)`` — the TIE's own assumption — and this phase, its border reflected over the Fresnel reach,
+    propagated to ±dz, minus the planes: ``(2, H, W)`` in units of the background. One propagation instead of a
+    fit (:meth:`~napari_cvdm.tasks.qpi.QPITask.consistency` fits the amplitude and the field outside the image):
+    fine for a fast method's result, rougher at the borders and where the sample absorbs in fine detail."""
+    planes = np.asarray(plane, np.float64)
+    h, w = planes.shape[-2:]
+    m = min(fresnel_margin((optics.dz_um,), optics.wavelength_um, optics.pixel_um), h - 1, w - 1)
+    amplitude = np.sqrt(np.clip(planes.mean(axis=0), 1e-3, None))
+    padded = [np.pad(a, m, mode="reflect") for a in (np.asarray(phase, np.float64), amplitude)]
+    field = phase_object(torch.from_numpy(padded[0]), torch.from_numpy(padded[1]))
+    dz = (-optics.dz_um, optics.dz_um)
+    model = defocus_stack(field, dz, optics.wavelength_um, optics.pixel_um).numpy()[:, m : m + h, m : m + w]
+    return model - planes

@@ -44,6 +44,10 @@ __all__ = [
     "ConditionCache",
     "zero_mean",
     "retrieved_field",
+    "weighted_retrieval",
+    "fit_noise",
+    "FIT_NOISE_FLOOR",
+    "PLANES_NOISE",
     "once_per_input",
 ]
 
@@ -62,14 +66,31 @@ RETRIEVAL_NOISE = 0.01
 RESIDUAL_PER_NOISE = 0.65
 
 
+#: The least σ (units of the background) a retrieval weighs a pair's data with (:func:`fit_noise`).
+FIT_NOISE_FLOOR = 1e-3
+
+#: A recipe's ``noise`` when the retrieval weighs each pair by its own noise (:func:`fit_noise`) rather than by a
+#: fixed σ (models trained before it record :data:`RETRIEVAL_NOISE`).
+PLANES_NOISE = "planes"
+
+
+def fit_noise(planes: np.ndarray) -> float:
+    """σ (units of the background) the retrieval weighs a pair ``(2, H, W)`` with: the planes' own noise
+    (:func:`pair_noise`), at least :data:`FIT_NOISE_FLOOR`. The balance between the data and the pull towards
+    the TIE start then follows the noise: a fixed σ of 0.01 let the fit of a pair three times noisier chase the
+    noise into large, wrong phases (docs/physics.md)."""
+    return max(pair_noise(planes), FIT_NOISE_FLOOR)
+
+
 def retrieval_recipe(optics: QPIOptics, options: RetrievalOptions | None = None) -> dict:
-    """The retrieval that conditions a model, as recorded in its normalisation."""
+    """The retrieval that conditions a model, as recorded in its normalisation (each pair weighed by its own
+    noise, :data:`PLANES_NOISE`)."""
     o = options or RetrievalOptions()
     return {
         "dz_um": optics.dz_um,
         "wavelength_um": optics.wavelength_um,
         "pixel_um": optics.pixel_um,
-        "noise": RETRIEVAL_NOISE,
+        "noise": PLANES_NOISE,
         "iterations": o.iterations,
         "stall_window": o.stall_window,
         "start_weight": o.start_weight,
@@ -85,16 +106,26 @@ def flat_background_recipe(optics: QPIOptics, options: RetrievalOptions | None =
 
 
 def retrieved_field(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> Retrieved:
-    """The nonlinear retrieval of one pair ``(2, H, W)`` at (−dz, +dz), as a batch of one."""
+    """The nonlinear retrieval of one pair ``(2, H, W)`` at (−dz, +dz), as a batch of one, the data weighed by the
+    fixed :data:`RETRIEVAL_NOISE`: the physics check whose residual measures the noise (:func:`retrieval_noise`)."""
     x = torch.from_numpy(np.asarray(planes, np.float32))[None]
     return retrieve_phase(
         x, (-optics.dz_um, optics.dz_um), optics.wavelength_um, optics.pixel_um, RETRIEVAL_NOISE, options
     )
 
 
+def weighted_retrieval(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> Retrieved:
+    """The nonlinear retrieval of one pair ``(2, H, W)`` at (−dz, +dz) with the data weighed by the pair's own
+    noise (:func:`fit_noise`): the phase estimate. Its residual is in units of that σ."""
+    x = torch.from_numpy(np.asarray(planes, np.float32))[None]
+    dz = (-optics.dz_um, optics.dz_um)
+    return retrieve_phase(x, dz, optics.wavelength_um, optics.pixel_um, fit_noise(planes), options)
+
+
 def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> np.ndarray:
-    """The nonlinear retrieval's phase (rad, zero mean) of one pair ``(2, H, W)`` at (−dz, +dz) → ``(H, W)``."""
-    return retrieved_field(planes, optics, options).phase[0].numpy()
+    """The nonlinear retrieval's phase (rad, zero mean) of one pair ``(2, H, W)`` at (−dz, +dz) → ``(H, W)``
+    (:func:`weighted_retrieval`)."""
+    return weighted_retrieval(planes, optics, options).phase[0].numpy()
 
 
 def pair_noise(planes: np.ndarray) -> float:
@@ -161,15 +192,11 @@ def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor
     """Retrieval phase and amplitude ``(B, 2, H, W)`` of intensities ``(B, 2, H, W)`` at (−dz, +dz)."""
     opts = {k: recipe[k] for k in ("iterations", "start_weight", "tie_regularization", "amplitude_smoothness")}
     opts["stall_window"] = recipe.get("stall_window")  # recipes before it ran a fixed count
-    dz = recipe["dz_um"]
-    r = retrieve_phase(
-        intensities.float(),
-        (-dz, dz),
-        recipe["wavelength_um"],
-        recipe["pixel_um"],
-        recipe["noise"],
-        RetrievalOptions(**opts),
-    )
+    dz, noise = recipe["dz_um"], recipe["noise"]
+    if noise == PLANES_NOISE:  # the batch shares one fit: weighed by its images' mean noise
+        noise = float(np.mean([fit_noise(p) for p in intensities.detach().cpu().numpy()]))
+    x = intensities.float()
+    r = retrieve_phase(x, (-dz, dz), recipe["wavelength_um"], recipe["pixel_um"], noise, RetrievalOptions(**opts))
     return torch.stack([r.phase, r.amplitude], dim=1)
 
 

@@ -1,0 +1,102 @@
+"""Brightfield planes as a camera writes them: through-focus stacks, raw counts with an image of the empty field or
+an estimated illumination, saturation, and the quick check that keeps TIE fast."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_cvdm.classical import load_method
+from napari_cvdm.cli import main
+from napari_cvdm.data.simulate_qpi import crop_of_larger_field, phase_map
+from napari_cvdm.physics.brightfield import ESTIMATE, estimated_illumination, outer_pair, prepare_brightfield, saturated
+from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
+
+OPTICS = QPIOptics(wavelength_um=0.55, pixel_um=0.3, dz_um=2.0)
+
+
+def _raw_stack(side: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A raw uint16 3-plane stack at (−dz, 0, +dz) under a vignetted illumination, the empty field and the phase."""
+    rng = np.random.default_rng(seed)
+    big, c = crop_of_larger_field((side, side), OPTICS)
+    phase = phase_map("cells", big, rng, OPTICS)
+    field = phase_object(torch.from_numpy(phase))
+    planes = defocus_stack(field, (-2.0, 0.0, 2.0), 0.55, 0.3).numpy()[:, c : c + side, c : c + side]
+    y, x = np.mgrid[0:side, 0:side] / side
+    illumination = 20000 * (1 - 0.3 * ((x - 0.4) ** 2 + (y - 0.6) ** 2))
+    raw = rng.poisson(planes * illumination).astype(np.uint16)
+    return raw, illumination.astype(np.float32), phase[c : c + side, c : c + side]
+
+
+def test_a_through_focus_stack_gives_its_outer_pair_and_says_so():
+    raw, empty, _ = _raw_stack()
+    prepared = prepare_brightfield(raw, empty)
+    np.testing.assert_allclose(prepared.planes, outer_pair(raw) / empty, rtol=1e-5)
+    assert any("3 planes" in n and "outer pair" in n for n in prepared.notes)
+    assert any("empty field" in n for n in prepared.notes)
+    with pytest.raises(ValueError, match="N >= 2"):
+        outer_pair(raw[0])
+
+
+def test_raw_counts_are_refused_at_once_with_what_to_give():
+    raw, _, _ = _raw_stack()
+    with pytest.raises(ValueError, match="raw camera counts.*--flat-field FILE.*--flat-field estimate"):
+        prepare_brightfield(raw)
+    with pytest.raises(ValueError, match="one plane"):
+        prepare_brightfield(raw, np.ones((10, 10)))
+    with pytest.raises(ValueError, match="<= 0"):
+        prepare_brightfield(raw, np.zeros(raw.shape[-2:]))
+
+
+def test_the_estimated_illumination_follows_a_smooth_vignetting():
+    raw, empty, _ = _raw_stack(side=96)
+    surface = estimated_illumination(raw.astype(np.float64))
+    assert np.abs(surface / empty - 1).max() < 0.03  # the cell barely moves a quadratic fit of the planes' mean
+    prepared = prepare_brightfield(raw, ESTIMATE)
+    assert abs(float(np.median(prepared.planes)) - 1) < 0.03 and any("estimated" in n for n in prepared.notes)
+
+
+def test_saturated_pixels_are_found_at_the_type_ceiling_or_a_plateau():
+    planes = np.full((2, 32, 32), 1000, np.uint16)
+    planes[0, :4, :4] = 65535
+    assert saturated(planes).sum() == 16
+    twelve_bit = np.random.default_rng(0).integers(100, 3000, (2, 64, 64)).astype(np.uint16)
+    twelve_bit[1, 10:14, 10:14] = 4095
+    assert saturated(twelve_bit).sum() == 16
+    assert not saturated(np.random.default_rng(1).normal(1, 0.01, (2, 64, 64))).any()
+    notes = prepare_brightfield(planes, np.full((32, 32), 1000.0)).notes
+    assert any("16 pixels" in n and "saturated" in n for n in notes)
+
+
+def test_tie_runs_with_its_quick_check_in_well_under_a_second():
+    raw, empty, truth = _raw_stack(side=128)
+    tie = load_method("tie", {"dz_um": 2.0, "pixel_um": 0.3, "wavelength_um": 0.55}, flat_field=None)
+    planes = prepare_brightfield(raw, empty).planes
+    tie.predict(planes)  # warm-up (FFT plans)
+    t0 = time.perf_counter()
+    result = tie.predict(planes)
+    assert time.perf_counter() - t0 < 1.0
+    assert 0.5 < result.residual_rms < 2.25 and result.reference_rms is None
+    assert not any("explains the planes only" in w for w in result.warnings)
+    wrong = tie.inner.task.quick_consistency(planes, 3 * result.mean, tie.optics)
+    assert wrong.rms > 2.25 and any("explains the planes only" in w for w in wrong.warnings)
+
+
+def test_predict_runs_on_a_raw_three_plane_stack_with_its_empty_field(tmp_path, capsys):
+    raw, empty, _ = _raw_stack()
+    tifffile.imwrite(tmp_path / "stack.tif", raw, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "empty.tif", empty)
+    optics = ["--dz", "2", "--pixel-size", "0.3", "--wavelength", "0.55"]
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "stack.tif"), "--model", "tie", *optics, "--output-dir", str(out)]) == 1
+    assert "--flat-field" in capsys.readouterr().err
+    args = ["predict", str(tmp_path / "stack.tif"), "--model", "tie", *optics, "--output-dir", str(out)]
+    assert main([*args, "--flat-field", str(tmp_path / "empty.tif")]) == 0
+    assert tifffile.imread(out / "stack_mean.tif").shape == raw.shape[-2:]
+    assert "outer pair" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "stack.tif"), "--model", "bicubic", "--flat-field", "estimate"]) == 2
+    assert "--flat-field is for brightfield planes" in capsys.readouterr().err
