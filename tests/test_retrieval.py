@@ -359,3 +359,20 @@ def test_the_retrieval_weighs_each_pair_by_its_own_noise(monkeypatch):
     monkeypatch.setattr(qpi_condition, "fit_noise", lambda planes: qpi_condition.RETRIEVAL_NOISE)
     fixed = psnr(lambda x: iterative_phase(x, optics))
     assert weighed > fixed + 2 and weighed > tie
+
+
+def test_when_the_methods_disagree_the_check_says_which_explains_the_planes():
+    from napari_cvdm.tasks.qpi_checks import best_explanation, disagreement
+
+    rng = np.random.default_rng(0)
+    phase = gaussian_filter(rng.normal(size=(64, 64)), 4)
+    assert disagreement(phase, 1.2 * phase) == ""
+    assert "spans" in disagreement(3 * phase, phase) and "correlation" in disagreement(phase, rng.normal(size=(64, 64)))
+    note = best_explanation({"A": 2.0, "B": 1.1}, "spans 3 rad against 1 rad")
+    assert "B explains the planes best" in note and note.index("B 1.10×") < note.index("A 2.00×")
+    optics, qpi = QPIOptics(), get_task("qpi")
+    pair = simulate_qpi_pair("cells", (64, 64), np.random.default_rng(2), optics, noise=0.01, absorbing=False)
+    wrong = qpi.consistency(pair.input, 4 * pair.target, optics)
+    assert any("disagree" in w and "the iterative retrieval explains the planes best" in w for w in wrong.warnings)
+    tie = tie_phase(pair.input[0], pair.input[1], optics.dz_um, optics.wavelength_um, optics.pixel_um)
+    assert not any("disagree" in w for w in qpi.consistency(pair.input, tie, optics).warnings)

@@ -29,7 +29,14 @@ from ..physics.modes import low_mode_variance
 from ..physics.retrieval import fit_margins
 from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase
 from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interior_rms
-from .qpi_checks import plane_order_warnings, quick_residual, range_warnings, wrap_around_evidence
+from .qpi_checks import (
+    best_explanation,
+    disagreement,
+    plane_order_warnings,
+    quick_residual,
+    range_warnings,
+    wrap_around_evidence,
+)
 from .qpi_condition import (
     AMPLITUDE_SCALE,
     RETRIEVAL_NOISE,
@@ -264,7 +271,14 @@ class QPITask(Task):
                 "iterative retrieval (a prior, such as a flat background, can pull the phase away from the planes)"
             )
         remarks += range_warnings(np.asarray(estimate), optics.max_phase)
-        remarks += plane_order_warnings(tie_phase(plane[0], plane[1], optics.dz_um, lam, px), plane, sigma)
+        tie = tie_phase(plane[0], plane[1], optics.dz_um, lam, px)
+        remarks += plane_order_warnings(tie, plane, sigma)
+        differ = disagreement(np.asarray(estimate), tie)
+        if differ:  # the same check of the TIE, so that the note can say which explains the planes
+            tie_fit = fit_margins(x, torch.from_numpy(tie).float()[None], dz, lam, px, RETRIEVAL_NOISE)
+            tie_rms = interior_rms(tie_fit.residual[0].numpy() * unit)
+            found = {"this result": rms, "the iterative retrieval": ref_rms, "the TIE": tie_rms}
+            remarks.append(best_explanation(found, f"this result against the TIE: {differ}"))
         return Consistency(residual.astype(np.float32), rms, ref_rms, sigma, remarks)
 
     def quick_consistency(self, plane: np.ndarray, estimate: np.ndarray, optics: QPIOptics) -> Consistency:

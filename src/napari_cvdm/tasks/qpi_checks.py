@@ -18,7 +18,19 @@ from ..physics.seams import (
     seam_correlation,
 )
 
-__all__ = ["range_warnings", "plane_order_warnings", "wrap_around_evidence", "quick_residual"]
+__all__ = [
+    "range_warnings",
+    "plane_order_warnings",
+    "wrap_around_evidence",
+    "quick_residual",
+    "disagreement",
+    "best_explanation",
+]
+
+#: Two phases disagree when their correlation is below this ...
+AGREEMENT_CORRELATION = 0.9
+#: ... or their spans (0.5–99.5 percentiles) differ by more than this factor.
+AGREEMENT_SPAN = 1.5
 
 
 def range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:
@@ -91,3 +103,30 @@ def quick_residual(plane: np.ndarray, phase: np.ndarray, optics: QPIOptics) -> n
     dz = (-optics.dz_um, optics.dz_um)
     model = defocus_stack(field, dz, optics.wavelength_um, optics.pixel_um).numpy()[:, m : m + h, m : m + w]
     return model - planes
+
+
+def _span(phase: np.ndarray) -> float:
+    return float(np.percentile(phase, 99.5) - np.percentile(phase, 0.5))
+
+
+def disagreement(phase: np.ndarray, other: np.ndarray) -> str:
+    """How two phases ``(H, W)`` of the same planes disagree, in words (correlation below
+    :data:`AGREEMENT_CORRELATION`, or spans more than :data:`AGREEMENT_SPAN` apart); empty when they agree."""
+    a, b = np.asarray(phase, np.float64).ravel(), np.asarray(other, np.float64).ravel()
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+    spans = _span(a), _span(b)
+    if corr >= AGREEMENT_CORRELATION and max(spans) <= AGREEMENT_SPAN * max(min(spans), 1e-6):
+        return ""
+    return f"spans {spans[0]:.1f} rad against {spans[1]:.1f} rad, correlation {corr:.2f}"
+
+
+def best_explanation(residuals: dict[str, float], differ: str) -> str:
+    """The note that says which of several phases of the same planes explains them best: ``residuals`` maps a
+    method's name to the RMS of its residual (noise units, the same check for all); ``differ`` says how the
+    phases disagree (:func:`disagreement`)."""
+    ranked = sorted(residuals.items(), key=lambda kv: kv[1])
+    listed = ", ".join(f"{name} {rms:.2f}×" for name, rms in ranked)
+    return (
+        f"the methods disagree ({differ}); {ranked[0][0]} explains the planes best — residual {listed} the noise, "
+        "each phase checked the same way (amplitude and the field outside the image fitted)"
+    )
