@@ -376,3 +376,19 @@ def test_when_the_methods_disagree_the_check_says_which_explains_the_planes():
     assert any("disagree" in w and "the iterative retrieval explains the planes best" in w for w in wrong.warnings)
     tie = tie_phase(pair.input[0], pair.input[1], optics.dz_um, optics.wavelength_um, optics.pixel_um)
     assert not any("disagree" in w for w in qpi.consistency(pair.input, tie, optics).warnings)
+
+
+def test_a_retrieval_thrown_off_falls_back_to_the_tie_and_says_why():
+    from napari_cvdm.physics.retrieval import Retrieved
+    from napari_cvdm.tasks.base import MethodNote
+
+    optics = QPIOptics()
+    pair = simulate_qpi_pair("cells", (64, 64), np.random.default_rng(4), optics, noise=0.01, absorbing=True)
+    wild = 6 * gaussian_filter(np.random.default_rng(5).normal(size=(64, 64)), 3) / 0.05  # large, wrong phases
+    thrown = Retrieved(torch.from_numpy(wild).float()[None], torch.ones(1, 64, 64), torch.full((1, 2, 64, 64), 5.0))
+    with pytest.warns(MethodNote, match="explains the planes worse than the TIE's"):
+        phase = qpi_condition.tie_if_better(pair.input, optics, thrown)
+    tie = tie_phase(pair.input[0], pair.input[1], optics.dz_um, optics.wavelength_um, optics.pixel_um)
+    np.testing.assert_allclose(phase, tie, atol=1e-4)
+    fine = Retrieved(thrown.phase, thrown.amplitude, torch.full((1, 2, 64, 64), 0.7))  # fits to the noise: kept
+    np.testing.assert_array_equal(qpi_condition.tie_if_better(pair.input, optics, fine), wild.astype(np.float32))

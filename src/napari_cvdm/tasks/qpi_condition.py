@@ -20,9 +20,9 @@ from ..data.normalize import Normalization
 from ..physics.background import flatten_background
 from ..physics.fresnel import QPIOptics
 from ..physics.noise import noise_sigma
-from ..physics.retrieval import RetrievalOptions, Retrieved, retrieve_phase
+from ..physics.retrieval import RetrievalOptions, Retrieved, fit_margins, retrieve_phase
 from ..physics.tie import tie_phase_torch
-from .records import MethodNote, interior_rms
+from .records import RESIDUAL_LIMIT, MethodNote, interior_rms
 
 __all__ = [
     "qpi_condition",
@@ -49,6 +49,7 @@ __all__ = [
     "FIT_NOISE_FLOOR",
     "PLANES_NOISE",
     "once_per_input",
+    "tie_if_better",
 ]
 
 
@@ -124,8 +125,38 @@ def weighted_retrieval(planes: np.ndarray, optics: QPIOptics, options: Retrieval
 
 def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> np.ndarray:
     """The nonlinear retrieval's phase (rad, zero mean) of one pair ``(2, H, W)`` at (−dz, +dz) → ``(H, W)``
-    (:func:`weighted_retrieval`)."""
-    return weighted_retrieval(planes, optics, options).phase[0].numpy()
+    (:func:`weighted_retrieval`), or the TIE's where that explains the planes better (:func:`tie_if_better`)."""
+    return tie_if_better(planes, optics, weighted_retrieval(planes, optics, options))
+
+
+def tie_if_better(planes: np.ndarray, optics: QPIOptics, retrieved: Retrieved) -> np.ndarray:
+    """The retrieval's phase ``(H, W)``, or — when its fit leaves more than :data:`RESIDUAL_LIMIT` noise units and
+    the TIE's phase, checked the same way (:func:`fit_margins`), explains the planes ``(2, H, W)`` better — the
+    TIE's, with a :class:`~napari_cvdm.tasks.base.MethodNote` that says why. Strong or finely detailed absorption can
+    throw the fit into large wrong phases (−15 dB where TIE gave 19 dB); the TIE, linear in the intensity
+    difference, is not thrown."""
+    phase = retrieved.phase[0].numpy()
+    if interior_rms(retrieved.residual[0].numpy()) <= RESIDUAL_LIMIT:
+        return phase
+    dz, lam, px = optics.dz_um, optics.wavelength_um, optics.pixel_um
+    tie = tie_phase_torch(*torch.from_numpy(np.asarray(planes, np.float64)), dz, lam, px).float()
+    x = torch.from_numpy(np.asarray(planes, np.float32))[None]
+    own, linear = (
+        interior_rms(fit_margins(x, ph[None], (-dz, dz), lam, px, RETRIEVAL_NOISE).residual[0].numpy())
+        for ph in (retrieved.phase[0].float(), tie)
+    )
+    if linear >= own:
+        return phase
+    unit = RETRIEVAL_NOISE / pair_noise(planes)
+    warnings.warn(
+        MethodNote(
+            f"iterative retrieval: its phase explains the planes worse than the TIE's ({own * unit:.1f}× against "
+            f"{linear * unit:.1f}× the noise), so the result is the TIE phase (strong or finely detailed absorption "
+            "can throw the fit off)"
+        ),
+        stacklevel=2,
+    )
+    return tie.numpy()
 
 
 def pair_noise(planes: np.ndarray) -> float:
