@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import tifffile
 
 from conftest import run_torchrun
 from napari_cvdm.batch import file_seed, outputs_of, parse_shard
@@ -139,3 +140,31 @@ def test_predict_needs_neither_samples_nor_an_output_folder(tmp_path, monkeypatc
     write_tiff(tmp_path / "wf.tif", np.random.default_rng(0).poisson(30, (32, 32)).astype(np.float32))
     assert main(["predict", "wf.tif", "--model", "bicubic"]) == 0
     assert (tmp_path / "cvdm-output" / "wf_mean.tif").exists()
+
+
+def test_outputs_keep_the_inputs_axes_pixel_size_and_z_spacing(tmp_path):
+    """A time-lapse stays a time-lapse and channels stay channels (they were written back as Z slices); a Z stack
+    keeps its spacing; a qpi pair's phase loses the plane axis and its residual keeps the planes as Z."""
+    from napari_cvdm.classical import load_method
+    from napari_cvdm.data.tiff import output_axes, read_tiff
+    from napari_cvdm.file_predict import predict_file
+    from napari_cvdm.predict import SamplingOptions
+
+    assert output_axes("CTYX", 4) is None and output_axes("QYX", 3) == "ZYX" and output_axes("TCYX", 3) == "TYX"
+    rng = np.random.default_rng(0)
+    stack = rng.poisson(50, (3, 24, 24)).astype(np.float32)
+    for axes, extra in (("TYX", {}), ("CYX", {}), ("ZYX", {"spacing": 0.5})):
+        path = tmp_path / f"{axes}.tif"
+        tifffile.imwrite(
+            path, stack, imagej=True, resolution=(1 / 0.1, 1 / 0.1), metadata={"axes": axes, "unit": "um", **extra}
+        )
+        predict_file(load_method("bicubic"), path, SamplingOptions(), tmp_path / "out")
+        mean = read_tiff(tmp_path / "out" / f"{axes}_mean.tif")
+        assert mean.axes == axes and mean.data.shape == (3, 48, 48)
+        assert mean.pixel_size_um == pytest.approx((0.05, 0.05))
+        assert mean.z_spacing_um == (pytest.approx(0.5) if axes == "ZYX" else None)
+    pair = tmp_path / "pair.tif"
+    tifffile.imwrite(pair, rng.normal(1, 0.01, (2, 32, 32)).astype(np.float32), photometric="minisblack")
+    predict_file(load_method("tie"), pair, SamplingOptions(), tmp_path / "out")
+    assert read_tiff(tmp_path / "out" / "pair_mean.tif").axes == "YX"
+    assert read_tiff(tmp_path / "out" / "pair_residual.tif").axes == "ZYX"

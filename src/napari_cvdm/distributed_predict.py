@@ -70,6 +70,8 @@ def _predict_plane(
                 std=pred.std,
                 residual=pred.residual,
                 pixel_size_um=pixel,
+                axes=np.asarray(image.axes),
+                z_spacing_um=np.float64(np.nan if image.z_spacing_um is None else image.z_spacing_um),
                 warnings=np.asarray(pred.warnings, dtype=str),
                 residual_rms=np.float64(pred.residual_rms),
             )
@@ -83,7 +85,16 @@ def _assemble(model: Reconstructor, path: Path, n: int, output_dir: Path) -> Fil
     parts = [np.load(_part(output_dir, path, p)) for p in range(n)]
     arrays = {key: np.stack([q[key] for q in parts]) for key in ("mean", "std", "residual")}
     pixel = parts[0]["pixel_size_um"]  # recorded by the rank that read the file: no second read of the stack
-    outputs = _write(model, path, output_dir, arrays, None if np.isnan(pixel).any() else tuple(map(float, pixel)))
+    dz = float(parts[0]["z_spacing_um"])
+    outputs = _write(
+        model,
+        path,
+        output_dir,
+        arrays,
+        None if np.isnan(pixel).any() else tuple(map(float, pixel)),
+        str(parts[0]["axes"]),
+        None if np.isnan(dz) else dz,
+    )
     remarks = list(dict.fromkeys(str(w) for q in parts for w in q["warnings"]))  # as one process merges a stack's
     rms = max(float(q["residual_rms"]) for q in parts)
     for p in range(n):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .consistency import check_pixel_size
-from .data.tiff import read_tiff, write_tiff
+from .data.tiff import output_axes, read_tiff, write_tiff
 from .diffusion.sampler import ProgressCallback
 from .predict import Reconstructor, SamplingOptions
 
@@ -64,8 +64,12 @@ def _write(
     output_dir: Path,
     arrays: dict[str, np.ndarray],
     pixel_um: tuple[float, float] | None,
+    axes: str | None = None,
+    z_spacing_um: float | None = None,
 ) -> tuple[Path, ...]:
-    """Write ``arrays`` (``mean``, ``std`` on the output grid; ``residual`` on the input grid) as float32 TIFFs."""
+    """Write ``arrays`` (``mean``, ``std`` on the output grid; ``residual`` on the input grid) as float32 TIFFs,
+    their axes those of the input ``axes`` (:func:`~napari_cvdm.data.tiff.output_axes`: a time-lapse stays a
+    time-lapse, channels stay channels) with the Z spacing."""
     for out in outputs_of(path, output_dir):  # what a crashed run left under temporary names
         for stale in out.parent.glob(f".{out.name}.*.tmp"):
             stale.unlink()
@@ -73,7 +77,9 @@ def _write(
     for key, out in zip(OUTPUT_KEYS, outputs_of(path, output_dir)):
         arr = arrays[key]
         px = pixel_um if key == "residual" else model.task.output_pixel_size(pixel_um)
-        written.append(write_tiff(out, arr, pixel_size_um=px))  # axes from the dimensions: YX, ZYX, TZYX
+        ax = output_axes(axes, np.ndim(arr))
+        dz = z_spacing_um if ax is not None and "Z" in ax and "Z" in (axes or "") else None
+        written.append(write_tiff(out, arr, pixel_size_um=px, axes=ax, z_spacing_um=dz))
     return tuple(written)
 
 
@@ -90,7 +96,7 @@ def predict_file(
     pred = model.predict_with(img.data, dataclasses.replace(options, seed=file_seed(path, options.seed)), callback)
     pred = check_pixel_size(pred, model.task, model.optics, img.pixel_size_um)
     arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
-    outputs = _write(model, path, output_dir, arrays, img.pixel_size_um)
+    outputs = _write(model, path, output_dir, arrays, img.pixel_size_um, img.axes, img.z_spacing_um)
     seconds = time.perf_counter() - t0
     return FileResult(
         path, outputs, pred.mean.shape, seconds, warnings=tuple(pred.warnings), residual_rms=pred.residual_rms

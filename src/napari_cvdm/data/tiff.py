@@ -17,7 +17,7 @@ import tifffile
 
 from .._files import atomic_write
 
-__all__ = ["TiffImage", "TiffReadError", "read_tiff", "write_tiff", "scale_for_axes", "um_per_unit"]
+__all__ = ["TiffImage", "TiffReadError", "read_tiff", "write_tiff", "scale_for_axes", "um_per_unit", "output_axes"]
 
 # factor that turns a length in the given unit into micrometres
 _UNIT_TO_UM = {
@@ -246,3 +246,31 @@ def write_tiff(
         ),
     )
     return path
+
+
+#: The order ImageJ (and so Fiji) keeps the axes of a hyperstack in.
+IMAGEJ_ORDER = "TZCYX"
+
+
+def output_axes(input_axes: str | None, ndim: int) -> str | None:
+    """The axes of an output with ``ndim`` dimensions computed plane by plane from an input with ``input_axes``
+    (tifffile's letters): the input's, less the axis before ``Y`` when the output has one dimension fewer (a qpi
+    pair's planes); letters that name no ImageJ axis (``Q``, ``I``, ``S``: the file did not say) become the first
+    of Z, T, C not used yet. ``None`` when there is nothing to go by or the result is not in ImageJ's order
+    (the writer then guesses from the dimensions).
+
+    Examples: ``"TYX"`` → ``"TYX"`` (a time-lapse stays one), ``"CYX"`` → ``"CYX"``, a pair ``"SYX"`` with a 2-D
+    phase → ``"YX"``, the same pair's residual → ``"ZYX"``.
+    """
+    if not input_axes or len(input_axes) < ndim or not input_axes.endswith("YX"):
+        return None
+    axes = input_axes if len(input_axes) == ndim else input_axes[:-3] + input_axes[-2:]
+    if len(axes) != ndim:
+        return None
+    named = [a if a in IMAGEJ_ORDER else "" for a in axes]
+    for i, a in enumerate(named):
+        if not a:
+            named[i] = next(c for c in "ZTC" if c not in named)
+    out = "".join(named)
+    order = [IMAGEJ_ORDER.index(a) for a in out]
+    return out if order == sorted(order) and len(set(out)) == len(out) else None
