@@ -168,3 +168,22 @@ def test_outputs_keep_the_inputs_axes_pixel_size_and_z_spacing(tmp_path):
     predict_file(load_method("tie"), pair, SamplingOptions(), tmp_path / "out")
     assert read_tiff(tmp_path / "out" / "pair_mean.tif").axes == "YX"
     assert read_tiff(tmp_path / "out" / "pair_residual.tif").axes == "ZYX"
+
+
+def test_outputs_record_how_they_were_made(tmp_path):
+    import json
+
+    from napari_cvdm.classical import load_method
+    from napari_cvdm.file_predict import predict_file
+    from napari_cvdm.predict import SamplingOptions
+
+    path = tmp_path / "cells.tif"
+    write_tiff(path, np.random.default_rng(0).poisson(50, (24, 24)).astype(np.float32), pixel_size_um=0.0626)
+    predict_file(load_method("sr"), path, SamplingOptions(n_samples=2, steps=2, seed=3), tmp_path / "sr")
+    made = json.loads(read_tiff(tmp_path / "sr" / "cells_mean.tif").info)
+    assert made["method"] == "CVDM" and made["samples"] == 2 and made["steps"] == 2 and made["device"] == "cpu"
+    assert made["precision"] in ("fp32", "bf16") and made["threads"] >= 1 and made["software"].startswith("napari-cvdm")
+    assert made["seed"] == file_seed(path, 3) and "NA" in made["optics"]
+    predict_file(load_method("bicubic"), path, SamplingOptions(), tmp_path / "bicubic")
+    made = json.loads(read_tiff(tmp_path / "bicubic" / "cells_std.tif").info)
+    assert made["method"] == "bicubic" and "seed" not in made

@@ -19,7 +19,7 @@ from .consistency import check_pixel_size
 from .data.tiff import TiffImage, read_tiff
 from .devices import resolve_device
 from .distributed import DistributedContext, rank_device
-from .file_predict import FileResult, _guarded, _write, file_seed, predict_file
+from .file_predict import FileResult, _guarded, _write, file_seed, predict_file, provenance
 from .predict import Reconstructor, SamplingOptions
 
 __all__ = ["PARTS", "work_units", "predict_distributed"]
@@ -71,6 +71,7 @@ def _predict_plane(
                 residual=pred.residual,
                 pixel_size_um=pixel,
                 axes=np.asarray(image.axes),
+                info=np.asarray(provenance(model, options, file_seed(path, options.seed))),
                 z_spacing_um=np.float64(np.nan if image.z_spacing_um is None else image.z_spacing_um),
                 warnings=np.asarray(pred.warnings, dtype=str),
                 residual_rms=np.float64(pred.residual_rms),
@@ -94,6 +95,7 @@ def _assemble(model: Reconstructor, path: Path, n: int, output_dir: Path) -> Fil
         None if np.isnan(pixel).any() else tuple(map(float, pixel)),
         str(parts[0]["axes"]),
         None if np.isnan(dz) else dz,
+        str(parts[0]["info"]),
     )
     remarks = list(dict.fromkeys(str(w) for q in parts for w in q["warnings"]))  # as one process merges a stack's
     rms = max(float(q["residual_rms"]) for q in parts)

@@ -10,6 +10,7 @@ on how the work was split.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -17,13 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ._version import __version__
 from .consistency import check_pixel_size
 from .data.tiff import output_axes, read_tiff, write_tiff
+from .devices import autocast_dtype, resolve_device
 from .diffusion.sampler import ProgressCallback
 from .predict import Reconstructor, SamplingOptions
 
-__all__ = ["FileResult", "OUTPUT_KEYS", "file_seed", "outputs_of", "predict_file", "predict_files"]
+__all__ = ["FileResult", "OUTPUT_KEYS", "file_seed", "outputs_of", "predict_file", "predict_files", "provenance"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,29 @@ def file_seed(path: Path, seed: int) -> int:
     )
 
 
+def provenance(model: Reconstructor, options: SamplingOptions, seed: int) -> str:
+    """How an output was made, as JSON for its TIFF's ``Info`` (Fiji: Image > Show Info): the software, the method
+    and its optics; for a model also the seed, samples, steps, device, precision (bf16 or fp32) and CPU threads —
+    what the same result needs (bf16 sums depend on the thread count; fp32 agrees to 10⁻⁵)."""
+    record = {
+        "software": f"napari-cvdm {__version__}",
+        "method": model.label,
+        "model": model.name,
+        "optics": model.optics.describe(),
+    }
+    if model.stochastic:
+        device = resolve_device(options.device)
+        record |= {
+            "seed": seed,
+            "samples": options.n_samples,
+            "steps": options.steps or model.default_steps,
+            "device": str(device),
+            "precision": "bf16" if autocast_dtype(device) is not None else "fp32",
+            "threads": torch.get_num_threads(),
+        }
+    return json.dumps(record, ensure_ascii=False)
+
+
 #: What is written per input: ``<stem>_<key>.tif``.
 OUTPUT_KEYS = ("mean", "std", "residual")
 
@@ -66,10 +93,11 @@ def _write(
     pixel_um: tuple[float, float] | None,
     axes: str | None = None,
     z_spacing_um: float | None = None,
+    info: str | None = None,
 ) -> tuple[Path, ...]:
     """Write ``arrays`` (``mean``, ``std`` on the output grid; ``residual`` on the input grid) as float32 TIFFs,
     their axes those of the input ``axes`` (:func:`~napari_cvdm.data.tiff.output_axes`: a time-lapse stays a
-    time-lapse, channels stay channels) with the Z spacing."""
+    time-lapse, channels stay channels) with the Z spacing and ``info`` (:func:`provenance`)."""
     for out in outputs_of(path, output_dir):  # what a crashed run left under temporary names
         for stale in out.parent.glob(f".{out.name}.*.tmp"):
             stale.unlink()
@@ -79,7 +107,7 @@ def _write(
         px = pixel_um if key == "residual" else model.task.output_pixel_size(pixel_um)
         ax = output_axes(axes, np.ndim(arr))
         dz = z_spacing_um if ax is not None and "Z" in ax and "Z" in (axes or "") else None
-        written.append(write_tiff(out, arr, pixel_size_um=px, axes=ax, z_spacing_um=dz))
+        written.append(write_tiff(out, arr, pixel_size_um=px, axes=ax, z_spacing_um=dz, info=info))
     return tuple(written)
 
 
@@ -92,11 +120,12 @@ def predict_file(
 ) -> FileResult:
     """Reconstruct one TIFF (seed: :func:`file_seed`) and write its mean and std."""
     img = read_tiff(path)
-    t0 = time.perf_counter()
-    pred = model.predict_with(img.data, dataclasses.replace(options, seed=file_seed(path, options.seed)), callback)
+    t0, seed = time.perf_counter(), file_seed(path, options.seed)
+    pred = model.predict_with(img.data, dataclasses.replace(options, seed=seed), callback)
     pred = check_pixel_size(pred, model.task, model.optics, img.pixel_size_um)
     arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
-    outputs = _write(model, path, output_dir, arrays, img.pixel_size_um, img.axes, img.z_spacing_um)
+    made = provenance(model, options, seed)
+    outputs = _write(model, path, output_dir, arrays, img.pixel_size_um, img.axes, img.z_spacing_um, made)
     seconds = time.perf_counter() - t0
     return FileResult(
         path, outputs, pred.mean.shape, seconds, warnings=tuple(pred.warnings), residual_rms=pred.residual_rms

@@ -64,6 +64,8 @@ class TiffImage:
         Plane spacing in µm for a Z stack, or ``None``.
     path
         Where it was read from.
+    info
+        ImageJ's ``Info`` text (napari-cvdm records there how an output was made), or ``None``.
     """
 
     data: np.ndarray
@@ -71,6 +73,7 @@ class TiffImage:
     pixel_size_um: tuple[float, float] | None
     z_spacing_um: float | None
     path: Path
+    info: str | None = None
 
 
 def um_per_unit(unit: object, missing: float | None = None) -> float | None:
@@ -155,6 +158,7 @@ def read_tiff(path: str | Path) -> TiffImage:
             axes = series.axes
             pixel_size: tuple[float, float] | None = None
             z_spacing: float | None = None
+            info = (tif.imagej_metadata or {}).get("Info")
             if tif.is_ome and tif.ome_metadata:
                 pixel_size, z_spacing = _ome_pixel_size(tif.ome_metadata)
             if pixel_size is None:
@@ -169,7 +173,7 @@ def read_tiff(path: str | Path) -> TiffImage:
         raise TiffReadError(f"{path}: cannot be read as a TIFF image ({type(err).__name__}: {err})") from None
     if data.size == 0:
         raise TiffReadError(f"{path}: the image has no pixels (shape {data.shape})")
-    return TiffImage(data=data, axes=axes, pixel_size_um=pixel_size, z_spacing_um=z_spacing, path=path)
+    return TiffImage(data, axes, pixel_size, z_spacing, path, None if info is None else str(info))
 
 
 def scale_for_axes(image: TiffImage, axes: str | None = None) -> tuple[float, ...]:
@@ -202,6 +206,7 @@ def write_tiff(
     pixel_size_um: float | tuple[float, float] | None = None,
     axes: str | None = None,
     z_spacing_um: float | None = None,
+    info: str | None = None,
 ) -> Path:
     """Write an image as an ImageJ-compatible TIFF with its pixel size.
 
@@ -218,6 +223,9 @@ def write_tiff(
         ``data.ndim`` when ``None`` (3-D → ``"ZYX"``).
     z_spacing_um
         Z spacing in µm for a Z stack.
+    info
+        Text kept as ImageJ's ``Info`` property (Fiji: Image > Show Info; :attr:`TiffImage.info`), e.g. how the
+        image was made.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +246,8 @@ def write_tiff(
         metadata["unit"] = "um"
     if z_spacing_um is not None:
         metadata["spacing"] = float(z_spacing_um)
+    if info is not None:
+        metadata["Info"] = info
     imagej = arr.dtype in (np.uint8, np.uint16, np.float32) and set(axes) <= set("TZCYXS")
     atomic_write(
         path,
