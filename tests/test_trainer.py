@@ -183,3 +183,11 @@ def test_a_checkpoint_opened_as_a_model_says_what_it_is(tmp_path):
     trainer.run(callback=lambda p: p.step < 1)  # stops after step 1: writes a checkpoint
     with pytest.raises(ModelFileError, match=r"a training checkpoint, not a model .*--resume.*run\.safetensors"):
         load_model(tmp_path / "run.ckpt.safetensors")
+
+
+def test_fine_tuning_starts_at_the_learning_rate_the_docs_recommend():
+    from napari_cvdm.train import FINE_TUNE_LR, TrainConfig, training_config
+
+    assert training_config(True, {"steps": 10}).lr == FINE_TUNE_LR == 2e-4
+    assert training_config(True, {"steps": 10, "lr": 5e-4}).lr == 5e-4
+    assert training_config(False, {"steps": 10}).lr == TrainConfig(steps=10).lr == 1e-3

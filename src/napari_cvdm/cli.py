@@ -78,9 +78,10 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from .distributed import StopOnSignal, finish
     from .job import NetworkOptions, TrainingRequest, prepare_training
-    from .train import TrainConfig
+    from .train import TrainConfig, training_config
 
-    request, config = from_args(TrainingRequest, args), from_args(TrainConfig, args)
+    request = from_args(TrainingRequest, args)
+    config = training_config(request.from_model is not None, given_values(TrainConfig, args))
     job = prepare_training(request, config, from_args(NetworkOptions, args), _optics_values(args))
     trainer, main_rank = job.trainer, job.trainer.dist.is_main
     if main_rank:
@@ -191,8 +192,7 @@ def run_evaluate_real(args: argparse.Namespace) -> int:
     from .real_pairs import RealEvaluationRequest, evaluate_real_pairs, format_real_table, write_real_rows
 
     request = from_args(RealEvaluationRequest, args)
-    rows = evaluate_real_pairs(request, _sampling(args))
-    print(format_real_table(rows))
+    print(format_real_table(rows := evaluate_real_pairs(request, _sampling(args))))
     if request.json is not None:
         print(f"wrote {write_real_rows(rows, request.json)}")
     return 0

@@ -51,7 +51,7 @@ class TrainConfig:
     patch_size
         Patch side on the input grid (``sr`` targets are twice that).
     lr, weight_decay
-        AdamW learning rate and weight decay.
+        AdamW learning rate (fine-tuning a trained model with --from: 2e-4 unless given) and weight decay.
     warmup_steps
         Linear learning-rate warm-up; afterwards a cosine decay to ``0.1·lr``.
     lr_decay_steps
@@ -94,6 +94,17 @@ class TrainConfig:
             raise ValueError("need lr > 0, 0 <= ema_decay < 1 and grad_clip > 0")
         if self.checkpoint_every < 1 or self.validate_every < 0 or self.log_every < 1:
             raise ValueError("intervals must be positive (validate_every may be 0)")
+
+
+#: The learning rate of a run that starts from a trained model, unless one is given: 1e-4 to 3e-4 keep what the
+#: model knows while it adapts (docs/user-guide.md); a run from scratch takes :class:`TrainConfig`'s default.
+FINE_TUNE_LR = 2e-4
+
+
+def training_config(fine_tuning: bool, values: dict[str, Any]) -> TrainConfig:
+    """The settings of a run: ``values`` (field → value, those the user gave), the learning rate
+    :data:`FINE_TUNE_LR` when ``fine_tuning`` and none was given."""
+    return TrainConfig(**{**({"lr": FINE_TUNE_LR} if fine_tuning else {}), **values})
 
 
 @dataclass(frozen=True)
