@@ -13,19 +13,18 @@ The command line's ``predict`` is :func:`predict_request`. It scales out the way
 
 from __future__ import annotations
 
+import functools
 import glob
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data.microscope_files import is_image_path, read_image
 from .diffusion.sampler import ProgressCallback
 from .distributed import DistributedContext
 from .distributed_predict import predict_distributed
 from .file_predict import FileResult, file_seed, outputs_of, predict_file, predict_files
 from .predict import Reconstructor, SamplingOptions
-
-#: What a folder given as input contributes.
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 __all__ = [
     "expand_inputs",
@@ -43,13 +42,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """Reconstruct TIFFs: writes DIR/<stem>_mean.tif, _std.tif and _residual.tif (float32, with the pixel size;
-    the residual is the mean pushed back through the optics minus the input, in noise units, on the input grid).
+    """Reconstruct microscope files: writes DIR/<stem>_mean.tif, _std.tif and _residual.tif (float32, with the pixel
+    size and axes; the residual is the mean pushed back through the optics minus the input, in noise units, on the
+    input grid).
 
     Parameters
     ----------
     inputs
-        TIFF files, folders (their TIFFs) or quoted globs ("data/*.tif"): sr (H, W) or stacks; qpi (2, H, W)
+        TIFF files (CZI, ND2, LIF, OME-Zarr with the extra of that name), folders (their images) or quoted globs
+        ("data/*.tif"): sr (H, W) or stacks; qpi (2, H, W)
         ordered (-dz, +dz) or a through-focus stack (N, H, W) from -dz to +dz (its outer pair is used), divided
         by the background (or see --flat-field).
     model
@@ -65,6 +66,8 @@ class PredictRequest:
         K/N: only every N-th input from the K-th (K from 0), e.g. a job array's index.
     skip_existing
         Skip inputs whose outputs are already complete (to continue after a crash).
+    channel
+        The channel (from 0) of a multi-channel image to reconstruct (default: every channel, each as a plane).
     flat_field
         qpi: a TIFF of the empty field (same exposure; one plane or one per plane) that raw camera planes are
         divided by, or "estimate" to fit a smooth illumination to the planes (default: the planes are already
@@ -78,6 +81,7 @@ class PredictRequest:
     shard: str | None = field(default=None, metadata={"cli": "--shard"})
     skip_existing: bool = field(default=False, metadata={"cli": "--skip-existing"})
     flat_field: str | None = field(default=None, metadata={"cli": "--flat-field"})
+    channel: int | None = field(default=None, metadata={"cli": "--channel", "parse": int})
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -107,10 +111,10 @@ def expand_inputs(inputs: Sequence[str | Path], output_dir: Path | None = None) 
     out: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+        if path.is_dir() and not is_image_path(path):
+            found = sorted(p for p in path.iterdir() if is_image_path(p))
             if not found:
-                raise ValueError(f"{path}: a folder without .tif files")
+                raise ValueError(f"{path}: a folder without images (.tif, .czi, .nd2, .lif, .zarr)")
         elif not path.exists() and any(c in str(item) for c in "*?["):
             found = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
             if not found:
@@ -167,6 +171,9 @@ def predict_request(
     stacks dealt out one by one, stacks assembled by rank 0). Returns every file's result on rank 0 (this rank's
     elsewhere)."""
     paths, skipped = _selected(request)
+    read = functools.partial(read_image, channel=request.channel)
     if dist is None or dist.world_size == 1:
-        return skipped + predict_files(model, paths, options, request.output_dir, callback, raise_errors)
-    return skipped + predict_distributed(model, paths, options, request.output_dir, dist, raise_errors)
+        return skipped + predict_files(model, paths, options, request.output_dir, callback, raise_errors, read)
+    return skipped + predict_distributed(
+        model, paths, options, request.output_dir, dist, raise_errors, read, request.channel
+    )

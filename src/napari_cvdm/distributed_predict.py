@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ._files import atomic_write
 from .consistency import check_pixel_size
-from .data.tiff import TiffImage, read_tiff
+from .data.microscope_files import read_image
+from .data.tiff import TiffImage
 from .devices import resolve_device
 from .distributed import DistributedContext, rank_device
 from .file_predict import FileResult, _guarded, _write, file_seed, predict_file, provenance
@@ -28,23 +30,26 @@ __all__ = ["PARTS", "work_units", "predict_distributed"]
 PARTS = ".cvdm-parts"
 
 
-def _planes(path: Path, plane_ndim: int) -> int:
-    """Planes of a stack (1 for a single image, or a file that cannot be read: its unit reports the error)."""
+def _planes(path: Path, plane_ndim: int, channel: int | None = None) -> int:
+    """Planes of a TIFF stack, its channel axis dropped when one ``channel`` is taken (1 for a single image, for
+    other formats, or for a file that cannot be read: its whole-file unit reports the error)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            shape = tif.series[0].shape
+            shape, axes = list(tif.series[0].shape), tif.series[0].axes
     except Exception:  # noqa: BLE001 - the whole-file unit reads it again and reports the problem in words
         return 1
+    if channel is not None and "C" in axes:
+        del shape[axes.index("C")]
     return int(shape[0]) if len(shape) == plane_ndim + 1 and shape[0] > 1 else 1
 
 
-def work_units(paths: list[Path], plane_ndim: int) -> list[tuple[Path, int | None]]:
+def work_units(paths: list[Path], plane_ndim: int, channel: int | None = None) -> list[tuple[Path, int | None]]:
     """``(path, None)`` for a single image, ``(path, p)`` for each plane of a stack, in input order."""
     units: list[tuple[Path, int | None]] = []
     for path in paths:
-        n = _planes(path, plane_ndim)
+        n = _planes(path, plane_ndim, channel)
         units += [(path, None)] if n == 1 else [(path, p) for p in range(n)]
     return units
 
@@ -111,26 +116,29 @@ def predict_distributed(
     output_dir: Path,
     dist: DistributedContext,
     raise_errors: bool = False,
+    read: Callable[[Path], TiffImage] = read_image,
+    channel: int | None = None,
 ) -> list[FileResult]:
     """This rank's share of the work; rank 0 gathers every result, assembles the stacks and returns all results
-    in input order (the other ranks return theirs)."""
+    in input order (the other ranks return theirs). ``read`` reads a file (with the ``channel`` it takes, if
+    any)."""
     import torch.distributed as tdist
 
     options = dataclasses.replace(options, device=str(rank_device(resolve_device(options.device), dist)))
-    units = work_units(paths, model.task.plane_ndim)
-    read: dict[Path, TiffImage] = {}  # a rank's planes of one stack come one after another: read it once
+    units = work_units(paths, model.task.plane_ndim, channel)
+    read_files: dict[Path, TiffImage] = {}  # a rank's planes of one stack come one after another: read it once
 
     def plane_unit(path: Path, plane: int) -> FileResult:
-        if path not in read:
-            read.clear()
-            read[path] = read_tiff(path)
-        return _predict_plane(model, read[path], path, plane, options, output_dir)
+        if path not in read_files:
+            read_files.clear()
+            read_files[path] = read(path)
+        return _predict_plane(model, read_files[path], path, plane, options, output_dir)
 
     mine = [
         _guarded(
             path,
             lambda path=path, plane=plane: (
-                predict_file(model, path, options, output_dir) if plane is None else plane_unit(path, plane)
+                predict_file(model, path, options, output_dir, None, read) if plane is None else plane_unit(path, plane)
             ),
             raise_errors,
         )

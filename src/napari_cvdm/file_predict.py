@@ -22,7 +22,8 @@ import torch
 
 from ._version import __version__
 from .consistency import check_pixel_size
-from .data.tiff import output_axes, read_tiff, write_tiff
+from .data.microscope_files import read_image
+from .data.tiff import TiffImage, output_axes, write_tiff
 from .devices import autocast_dtype, resolve_device
 from .diffusion.sampler import ProgressCallback
 from .predict import Reconstructor, SamplingOptions
@@ -117,9 +118,10 @@ def predict_file(
     options: SamplingOptions,
     output_dir: Path,
     callback: ProgressCallback | None = None,
+    read: Callable[[Path], TiffImage] = read_image,
 ) -> FileResult:
-    """Reconstruct one TIFF (seed: :func:`file_seed`) and write its mean and std."""
-    img = read_tiff(path)
+    """Reconstruct one file (read by ``read``; seed: :func:`file_seed`) and write its mean and std."""
+    img = read(path)
     t0, seed = time.perf_counter(), file_seed(path, options.seed)
     pred = model.predict_with(img.data, dataclasses.replace(options, seed=seed), callback)
     pred = check_pixel_size(pred, model.task, model.optics, img.pixel_size_um)
@@ -148,13 +150,14 @@ def predict_files(
     output_dir: Path,
     callback: Callable[[Path], ProgressCallback | None] | None = None,
     raise_errors: bool = False,
+    read: Callable[[Path], TiffImage] = read_image,
 ) -> list[FileResult]:
     """Reconstruct every file in this process; a file that cannot be read or reconstructed gets its error and the
     rest go on (``callback(path)`` gives the sampling progress callback of that file)."""
     return [
         _guarded(
             p,
-            lambda p=p: predict_file(model, Path(p), options, output_dir, callback(p) if callback else None),
+            lambda p=p: predict_file(model, Path(p), options, output_dir, callback(p) if callback else None, read),
             raise_errors,
         )
         for p in paths
