@@ -487,3 +487,24 @@ def test_another_reconstruct_panel_opens_beside_the_first(make_napari_viewer):
     assert second is not first and third is not second
     docked = set(viewer.window.dock_widgets)
     assert {"Reconstruct 2", "Reconstruct 3"} <= docked
+
+
+def test_a_through_focus_stack_layer_runs_on_its_outer_pair_and_raw_counts_are_refused(
+    make_napari_viewer, qtbot, model_files
+):
+    viewer = make_napari_viewer()
+    _add(viewer, qpi_sample())
+    pair = viewer.layers["brightfield ±1 µm"].data
+    viewer.add_image(np.stack([pair[0], (pair[0] + pair[1]) / 2, pair[1]]), name="stack")
+    viewer.add_image(pair * 20000.0, name="raw counts")
+    widget = _widget(viewer, model_files["qpi"])
+    texts = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
+    widget.model_box.setCurrentIndex(next(i for i, t in enumerate(texts) if t.startswith("TIE")))
+    widget.layer_box.setCurrentText("raw counts")
+    with pytest.raises(ValueError, match="raw camera counts"):
+        widget.job()
+    widget.layer_box.setCurrentText("stack")
+    _run(qtbot, widget)
+    mean = viewer.layers["stack TIE mean"]
+    np.testing.assert_allclose(mean.data, tie_phase(pair[0], pair[1], 1.0, 0.521, 0.21), atol=1e-5)
+    assert any("outer pair" in w for w in mean.metadata["cvdm"]["warnings"])

@@ -191,7 +191,8 @@ def model_input(
     task
         The model's task.
     name, data
-        The chosen layer: ``(2, H, W)`` or ``(T, 2, H, W)`` when it carries both planes of a pair.
+        The chosen layer: ``(2, H, W)`` or ``(T, 2, H, W)`` when it carries both planes of a pair, or a
+        through-focus stack ``(N, H, W)`` for brightfield tasks (:mod:`~napari_cvdm.physics.brightfield`).
     second
         ``(name, data)`` of the +dz layer when the planes are two layers (ignored by one-plane tasks).
 
@@ -208,10 +209,12 @@ def model_input(
     if task.input_planes == 1:
         return data, False
     if second is None:
+        if task.brightfield and data.ndim == 3 and data.shape[0] >= 3:  # a through-focus stack: its outer pair
+            return data, True
         if not (data.ndim >= 3 and data.shape[-3] == 2):
             raise ValueError(
                 f"'{name}' has shape {data.shape}; {task.name} needs two defocused images: a layer "
-                "with 2 planes (−dz, +dz), or choose the +dz image as the second layer"
+                "with 2 planes (−dz, +dz) or a through-focus stack, or choose the +dz image as the second layer"
             )
         return data, True
     other, plus = second

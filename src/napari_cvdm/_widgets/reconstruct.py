@@ -29,10 +29,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..brightfield_input import with_brightfield_input
 from ..devices import available_devices
 from ..layers import layer_pixel_size, model_input, residual_geometry, residual_layer, result_layers
 from ..models import CVDMModel
 from ..optics_match import model_at
+from ..physics.brightfield import prepare_brightfield
 from ..predict import PartialResult, Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
 from ._results import add_or_update
@@ -220,7 +222,12 @@ class ReconstructWidget(QWidget):
             raise ValueError("choose a model first")
         model = model.with_optics(self.optics_form.optics()) if not model.stochastic else self._at_form_optics(model)
         layer, data, plane_axis = self._gather_input(model)
-        model.task.check_input(data)
+        if model.task.brightfield:
+            prepared = prepare_brightfield(data)  # raw counts refused at once, in words
+            model = with_brightfield_input(model) if prepared.notes else model  # the notes travel with the result
+            model.task.check_input(prepared.planes)
+        else:
+            model.task.check_input(data)
         if 0 < self.tile_spin.value() < MIN_GUI_TILE:
             raise ValueError(
                 f"tiles of {self.tile_spin.value()} pixels spend most of their time on the overlaps "
