@@ -392,3 +392,16 @@ def test_a_retrieval_thrown_off_falls_back_to_the_tie_and_says_why():
     np.testing.assert_allclose(phase, tie, atol=1e-4)
     fine = Retrieved(thrown.phase, thrown.amplitude, torch.full((1, 2, 64, 64), 0.7))  # fits to the noise: kept
     np.testing.assert_array_equal(qpi_condition.tie_if_better(pair.input, optics, fine), wild.astype(np.float32))
+
+
+def test_without_a_flat_background_a_dip_below_a_level_border_still_gets_the_plane_order_warning():
+    from napari_cvdm.tasks.qpi_checks import plane_order_warnings
+
+    rng = np.random.default_rng(0)
+    planes = 1 + 0.05 * rng.normal(size=(2, 64, 64))  # nothing quiet: no flat background to judge by
+    yy, xx = np.mgrid[0:64, 0:64]
+    cell = 2.0 * np.exp(-((yy - 32) ** 2 + (xx - 30) ** 2) / (2 * 10.0**2))
+    assert any("below the level at the image's border" in w for w in plane_order_warnings(-cell, planes, 0.001))
+    assert plane_order_warnings(cell, planes, 0.001) == []
+    texture = gaussian_filter(rng.normal(size=(64, 64)), 3)  # no level border: nothing to judge by
+    assert plane_order_warnings(texture - 3 * np.clip(texture, 0, None), planes, 0.001) == []

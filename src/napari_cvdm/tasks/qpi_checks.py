@@ -45,29 +45,58 @@ def range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:
     return []
 
 
-def _dips(phase: np.ndarray, background: np.ndarray) -> bool:
-    """Whether the phase ``(H, W)`` looks like dips in a flat background (the objects below their surround):
-    judged only where the planes show enough flat ``background`` ``(H, W)`` bool (a sign needs a surround —
-    textures and photo-like phase have none), whose median phase is the level; the phase then reaches clearly
-    further below it than above."""
-    if background.mean() < MIN_BACKGROUND_FRACTION:
-        return False
-    level = float(np.median(phase[background]))
+def _below_level(phase: np.ndarray, surround: np.ndarray) -> bool:
+    """Whether the phase ``(H, W)`` reaches clearly further below the median of its ``surround`` ``(H, W)`` bool
+    than above it (dips rather than bumps)."""
+    level = float(np.median(phase[surround]))
     above = float(np.percentile(phase, 99.5)) - level
     below = level - float(np.percentile(phase, 0.5))
     return below > 0.3 and below > 1.3 * above
+
+
+def _dips(phase: np.ndarray, background: np.ndarray) -> bool:
+    """Whether the phase ``(H, W)`` looks like dips in a flat background (the objects below their surround):
+    judged only where the planes show enough flat ``background`` ``(H, W)`` bool (a sign needs a surround —
+    textures and photo-like phase have none), whose median phase is the level."""
+    return background.mean() >= MIN_BACKGROUND_FRACTION and _below_level(phase, background)
+
+
+#: The image border the fallback check takes for the surround: this fraction of the shorter side ...
+BORDER_FRACTION = 0.08
+#: ... when the phase there is level: its 10–90 % spread at most this fraction of the image's 0.5–99.5 % span
+#: (cells in medium: 0.1–0.25; textures, which have no surround, 0.3–0.7).
+BORDER_SPREAD = 0.3
+
+
+def _level_border(phase: np.ndarray) -> np.ndarray | None:
+    """The image's border ``(H, W)`` bool where the phase there is level (:data:`BORDER_SPREAD`), else ``None``."""
+    border = np.zeros(phase.shape, bool)
+    k = max(2, int(BORDER_FRACTION * min(phase.shape)))
+    border[:k], border[-k:], border[:, :k], border[:, -k:] = True, True, True, True
+    spread = np.subtract(*np.percentile(phase[border], [90, 10]))
+    span = np.subtract(*np.percentile(phase, [99.5, 0.5]))
+    return border if span > 0 and spread <= BORDER_SPREAD * span else None
 
 
 def plane_order_warnings(physics_phase: np.ndarray, planes: np.ndarray, noise: float) -> list[str]:
     """Swapping the planes (or the sign of dz) negates a pure phase and the data cannot tell; cells are thicker
     than their surround, so dips on a flat background deserve a warning. Judged on the TIE phase of the planes,
     whose damped lowest modes keep the background flat (the iterative retrieval's may tilt on real data), against
-    the background the planes show (:func:`~napari_cvdm.physics.background.flat_background_mask` at ``noise``)."""
-    if _dips(physics_phase, flat_background_mask(planes, noise)):
+    the background the planes show (:func:`~napari_cvdm.physics.background.flat_background_mask` at ``noise``);
+    where they show none (real media carry fringes and dust), against a level image border, more softly."""
+    background = flat_background_mask(planes, noise)
+    if _dips(physics_phase, background):
         return [
             "the objects come out as dips below their surround: if they should be thicker (cells), the planes "
             "are probably swapped or dz has the wrong sign — the input must be ordered (−dz, +dz), −dz before "
             "the focus along the light"
+        ]
+    border = None if background.mean() >= MIN_BACKGROUND_FRACTION else _level_border(physics_phase)
+    if border is not None and _below_level(physics_phase, border):
+        return [
+            "the object in the middle comes out below the level at the image's border (no flat background to judge "
+            "by): if it is a cell in medium, the planes may be swapped or dz have the wrong sign — the input must be "
+            "ordered (−dz, +dz), −dz before the focus along the light"
         ]
     return []
 
