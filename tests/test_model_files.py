@@ -101,3 +101,22 @@ def test_a_qpi_model_file_records_its_noise_range_and_its_conditioning_recipe(tm
     data = model.metadata["training"]["data"]
     assert data["noise_range"] == [0.003, 0.03] and data["absorption_range"] == [0.8, 1.0]
     assert data["field"] == "camera crop"
+
+
+def test_model_files_carry_no_paths_of_the_machine_that_trained_them(tmp_path):
+    from importlib.resources import files
+
+    from safetensors import safe_open
+
+    from napari_cvdm.model_files import METADATA_KEY, without_machine_paths
+
+    record = {"command": "/tmp/run/src/napari_cvdm/__main__.py train --from /home/me/sr.safetensors --images=/data/x"}
+    record["lineage"] = [{"path": "/tmp/run/parent.safetensors", "url": "https://example.org/a/b"}]
+    clean = without_machine_paths(record)
+    assert clean["command"] == "napari-cvdm train --from sr.safetensors --images=x"
+    assert clean["lineage"] == [{"path": "parent.safetensors", "url": "https://example.org/a/b"}]
+    for name in ("sr", "qpi"):
+        with safe_open(str(files("napari_cvdm") / "weights" / f"{name}.safetensors"), "pt") as f:
+            text = f.metadata()[METADATA_KEY]
+        assert not any(root in text for root in ("/tmp/", "/root/", "/home/", "/work/")), name
+        assert json.loads(text)["training"]["command"].startswith("napari-cvdm ")

@@ -8,6 +8,7 @@ from what :func:`read_model_file` returns.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,10 +105,27 @@ def save_model(
         "normalization": normalization.to_dict(),
         "optics": optics.to_dict(),
         "sampling": {"default_steps": int(default_steps)},
-        "training": training or {},
+        "training": without_machine_paths(training or {}),
         "napari_cvdm_version": __version__,
     }
     return write_model_file(path, network, meta)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/\"',;:=]+/)+([^\s/\"',;:=]*)")
+
+
+def without_machine_paths(value: Any) -> Any:
+    """``value`` (a model file's provenance: nested dicts, lists, strings) with the folders of absolute paths
+    dropped — a file keeps its name, the package's entry point becomes ``napari-cvdm`` — so that a shared model
+    file does not carry the layout of the machine that trained it."""
+    if isinstance(value, dict):
+        return {k: without_machine_paths(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_machine_paths(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    entry = re.sub(r"\S*/napari_cvdm/__main__\.py", "napari-cvdm", value)
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), entry)
 
 
 def write_model_file(path: Path, network: CVDMNetwork, meta: dict[str, Any]) -> Path:
