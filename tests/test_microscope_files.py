@@ -75,3 +75,17 @@ def test_one_channel_is_chosen_or_the_choice_is_refused_in_words(tmp_path):
         read_image(path, channel=2)
     with pytest.raises(TiffReadError, match="no channel axis"):
         select_channel(read_image(path, channel=0), 0)
+
+
+def test_axes_the_file_does_not_state_can_be_named(tmp_path):
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(
+        path, np.random.default_rng(0).poisson(50, (3, 24, 24)).astype(np.float32), photometric="minisblack"
+    )
+    assert read_image(path).axes != "TYX"  # a plain stack says nothing
+    assert read_image(path, axes="tyx").axes == "TYX"
+    with pytest.raises(TiffReadError, match="does not fit an image of shape"):
+        read_image(path, axes="YX")
+    out = tmp_path / "out"
+    assert main(["predict", str(path), "--model", "bicubic", "--axes", "TYX", "--output-dir", str(out)]) == 0
+    assert read_tiff(out / "movie_mean.tif").axes == "TYX"

@@ -68,6 +68,9 @@ class PredictRequest:
         Skip inputs whose outputs are already complete (to continue after a crash).
     channel
         The channel (from 0) of a multi-channel image to reconstruct (default: every channel, each as a plane).
+    axes
+        The axes of the input files, one letter per dimension from TZCYX ending in YX (e.g. TYX for a time-lapse
+        saved without metadata; default: what the file says, a plain stack is Z).
     flat_field
         qpi: a TIFF of the empty field (same exposure; one plane or one per plane) that raw camera planes are
         divided by, or "estimate" to fit a smooth illumination to the planes (default: the planes are already
@@ -82,6 +85,7 @@ class PredictRequest:
     skip_existing: bool = field(default=False, metadata={"cli": "--skip-existing"})
     flat_field: str | None = field(default=None, metadata={"cli": "--flat-field"})
     channel: int | None = field(default=None, metadata={"cli": "--channel", "parse": int})
+    axes: str | None = field(default=None, metadata={"cli": "--axes"})
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -171,9 +175,9 @@ def predict_request(
     stacks dealt out one by one, stacks assembled by rank 0). Returns every file's result on rank 0 (this rank's
     elsewhere)."""
     paths, skipped = _selected(request)
-    read = functools.partial(read_image, channel=request.channel)
+    read = functools.partial(read_image, channel=request.channel, axes=request.axes)
     if dist is None or dist.world_size == 1:
         return skipped + predict_files(model, paths, options, request.output_dir, callback, raise_errors, read)
     return skipped + predict_distributed(
-        model, paths, options, request.output_dir, dist, raise_errors, read, request.channel
+        model, paths, options, request.output_dir, dist, raise_errors, read, request.channel, request.axes
     )

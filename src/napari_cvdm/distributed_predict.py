@@ -30,14 +30,15 @@ __all__ = ["PARTS", "work_units", "predict_distributed"]
 PARTS = ".cvdm-parts"
 
 
-def _planes(path: Path, plane_ndim: int, channel: int | None = None) -> int:
-    """Planes of a TIFF stack, its channel axis dropped when one ``channel`` is taken (1 for a single image, for
-    other formats, or for a file that cannot be read: its whole-file unit reports the error)."""
+def _planes(path: Path, plane_ndim: int, channel: int | None = None, axes: str | None = None) -> int:
+    """Planes of a TIFF stack, its channel axis (of the file, or of ``axes`` the user gave) dropped when one
+    ``channel`` is taken (1 for a single image, for other formats, or for a file that cannot be read: its
+    whole-file unit reports the error)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            shape, axes = list(tif.series[0].shape), tif.series[0].axes
+            shape, axes = list(tif.series[0].shape), axes or tif.series[0].axes
     except Exception:  # noqa: BLE001 - the whole-file unit reads it again and reports the problem in words
         return 1
     if channel is not None and "C" in axes:
@@ -45,11 +46,13 @@ def _planes(path: Path, plane_ndim: int, channel: int | None = None) -> int:
     return int(shape[0]) if len(shape) == plane_ndim + 1 and shape[0] > 1 else 1
 
 
-def work_units(paths: list[Path], plane_ndim: int, channel: int | None = None) -> list[tuple[Path, int | None]]:
+def work_units(
+    paths: list[Path], plane_ndim: int, channel: int | None = None, axes: str | None = None
+) -> list[tuple[Path, int | None]]:
     """``(path, None)`` for a single image, ``(path, p)`` for each plane of a stack, in input order."""
     units: list[tuple[Path, int | None]] = []
     for path in paths:
-        n = _planes(path, plane_ndim, channel)
+        n = _planes(path, plane_ndim, channel, axes)
         units += [(path, None)] if n == 1 else [(path, p) for p in range(n)]
     return units
 
@@ -118,14 +121,15 @@ def predict_distributed(
     raise_errors: bool = False,
     read: Callable[[Path], TiffImage] = read_image,
     channel: int | None = None,
+    axes: str | None = None,
 ) -> list[FileResult]:
     """This rank's share of the work; rank 0 gathers every result, assembles the stacks and returns all results
-    in input order (the other ranks return theirs). ``read`` reads a file (with the ``channel`` it takes, if
-    any)."""
+    in input order (the other ranks return theirs). ``read`` reads a file (with the ``channel`` it takes and the
+    ``axes`` the user named, if any)."""
     import torch.distributed as tdist
 
     options = dataclasses.replace(options, device=str(rank_device(resolve_device(options.device), dist)))
-    units = work_units(paths, model.task.plane_ndim, channel)
+    units = work_units(paths, model.task.plane_ndim, channel, axes)
     read_files: dict[Path, TiffImage] = {}  # a rank's planes of one stack come one after another: read it once
 
     def plane_unit(path: Path, plane: int) -> FileResult:

@@ -12,7 +12,15 @@ import numpy as np
 
 from .tiff import TiffImage, TiffReadError, read_tiff
 
-__all__ = ["read_image", "select_channel", "BIOIO_FORMATS", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "is_image_path"]
+__all__ = [
+    "read_image",
+    "select_channel",
+    "with_axes",
+    "BIOIO_FORMATS",
+    "IMAGE_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "is_image_path",
+]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -77,9 +85,33 @@ def select_channel(image: TiffImage, channel: int) -> TiffImage:
     return dataclasses.replace(image, data=np.take(image.data, channel, axis=axis), axes=image.axes.replace("C", ""))
 
 
-def read_image(path: str | Path, channel: int | None = None) -> TiffImage:
-    """A microscope file (:data:`IMAGE_SUFFIXES`) with its axes and pixel size, one channel of it when
-    ``channel`` is given (:func:`select_channel`).
+def with_axes(image: TiffImage, axes: str) -> TiffImage:
+    """The image with its axes named by the user (one letter per dimension, from ``TZCYX``, ending in ``YX``): for
+    files that do not say (a time-lapse saved as a plain stack is read as Z).
+
+    Raises
+    ------
+    TiffReadError
+        Letters that do not fit the image's dimensions.
+    """
+    axes = axes.upper()
+    ok = (
+        len(axes) == image.data.ndim
+        and axes.endswith("YX")
+        and set(axes) <= set("TZCYX")
+        and len(set(axes)) == len(axes)
+    )
+    if not ok:
+        raise TiffReadError(
+            f"{image.path}: --axes {axes} does not fit an image of shape {image.data.shape} (file axes "
+            f"{image.axes}): give one letter per dimension from T, Z, C, Y, X, ending in YX, e.g. TYX"
+        )
+    return dataclasses.replace(image, axes=axes, z_spacing_um=image.z_spacing_um if "Z" in axes else None)
+
+
+def read_image(path: str | Path, channel: int | None = None, axes: str | None = None) -> TiffImage:
+    """A microscope file (:data:`IMAGE_SUFFIXES`) with its axes (or ``axes``, :func:`with_axes`) and pixel size,
+    one channel of it when ``channel`` is given (:func:`select_channel`).
 
     Raises
     ------
@@ -88,4 +120,5 @@ def read_image(path: str | Path, channel: int | None = None) -> TiffImage:
     """
     path = Path(path)
     image = _read_bioio(path) if path.suffix.lower() in BIOIO_FORMATS else read_tiff(path)
+    image = image if axes is None else with_axes(image, axes)
     return image if channel is None else select_channel(image, channel)
