@@ -100,3 +100,22 @@ def test_predict_runs_on_a_raw_three_plane_stack_with_its_empty_field(tmp_path, 
     assert "outer pair" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "stack.tif"), "--model", "bicubic", "--flat-field", "estimate"]) == 2
     assert "--flat-field is for brightfield planes" in capsys.readouterr().err
+
+
+def test_the_inner_planes_of_a_stack_check_the_phase_made_from_its_outer_pair():
+    import re
+
+    from napari_cvdm.brightfield_input import stack_check
+
+    raw, empty, truth = _raw_stack(side=96)
+    stack = prepare_brightfield(raw, empty).stack
+    assert stack.shape == raw.shape and abs(float(np.median(stack)) - 1) < 0.05
+
+    def per_plane(phase):
+        return [float(v) for v in re.findall(r"([\d.]+)×", stack_check(stack, phase, OPTICS))]
+
+    right, wrong = per_plane(truth - truth.mean()), per_plane(3 * (truth - truth.mean()))
+    assert len(right) == 3 and max(right) < 1.2 and min(wrong) > 2 * max(right)
+    tie = load_method("tie", {"dz_um": 2.0, "pixel_um": 0.3, "wavelength_um": 0.55}, flat_field=ESTIMATE)
+    notes = tie.predict(raw).warnings
+    assert any("across the stack's 3 planes" in n for n in notes)

@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .consistency import with_warnings
 from .diffusion.sampler import ProgressCallback
 from .physics.brightfield import ESTIMATE, prepare_brightfield
+from .physics.retrieval import fit_margins
 from .predict import Prediction, Predicts, SamplingOptions
+from .tasks.qpi_condition import RETRIEVAL_NOISE, pair_noise
+from .tasks.records import interior_rms
 
-__all__ = ["BrightfieldInput", "with_brightfield_input", "read_flat_field"]
+__all__ = ["BrightfieldInput", "with_brightfield_input", "read_flat_field", "stack_check"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,35 @@ class BrightfieldInput(Predicts):
     ) -> Prediction:
         """The inner reconstructor's prediction of the prepared pair (``(2, H, W)`` or ``(T, 2, H, W)``)."""
         prepared = prepare_brightfield(image, self.flat_field)
-        return with_warnings(self.inner.predict_with(prepared.planes, options, callback), prepared.notes)
+        prediction = self.inner.predict_with(prepared.planes, options, callback)
+        notes = prepared.notes
+        if prepared.stack is not None:
+            notes = [*notes, stack_check(prepared.stack, prediction.mean, self.inner.optics)]
+        return with_warnings(prediction, notes)
+
+
+def stack_check(stack: np.ndarray, phase: np.ndarray, optics: Any) -> str:
+    """How well a phase ``(H, W)`` (rad) from a stack's outer pair explains every plane of the stack ``(N, H, W)``
+    (unit illumination, evenly spaced from −dz to +dz): the field outside the image and the amplitude fitted, the
+    phase held (:func:`~napari_cvdm.physics.retrieval.fit_margins`), each plane's residual in units of the noise —
+    the inner planes, which the phase was not made from, check it without a ground truth."""
+    n = stack.shape[0]
+    dz = [float(v) for v in np.linspace(-optics.dz_um, optics.dz_um, n)]
+    x = torch.from_numpy(np.asarray(stack, np.float32))[None]
+    fit = fit_margins(
+        x,
+        torch.from_numpy(np.asarray(phase, np.float32))[None],
+        dz,
+        optics.wavelength_um,
+        optics.pixel_um,
+        RETRIEVAL_NOISE,
+    )
+    unit = RETRIEVAL_NOISE / pair_noise(stack[[0, -1]])
+    per_plane = ", ".join(f"{interior_rms(fit.residual[0, k].numpy()) * unit:.2f}×" for k in range(n))
+    return (
+        f"across the stack's {n} planes (−dz to +dz) the phase explains them to {per_plane} the noise (the inner "
+        "planes, which it was not made from, check it: about 1 or less where it is right)"
+    )
 
 
 def read_flat_field(value: str | Path | None) -> np.ndarray | str | None:

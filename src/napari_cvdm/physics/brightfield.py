@@ -49,11 +49,15 @@ class PreparedPlanes:
         What was done, in words a user reads (which planes were taken, what it was divided by, saturation).
     saturated
         ``(2, H, W)`` bool (or ``(T, 2, H, W)``): pixels at the camera's ceiling.
+    stack
+        ``(N, H, W)`` float32: every plane of a through-focus stack under unit illumination (``None`` for a pair),
+        evenly spaced from −dz to +dz.
     """
 
     planes: np.ndarray
     notes: list[str] = field(default_factory=list)
     saturated: np.ndarray | None = None
+    stack: np.ndarray | None = None
 
 
 def outer_pair(stack: np.ndarray) -> np.ndarray:
@@ -162,9 +166,10 @@ def prepare_brightfield(image: np.ndarray, flat_field: np.ndarray | str | None =
     arr = np.asarray(image)
     if arr.dtype.kind not in "iuf":
         raise ValueError(f"the image has data type {arr.dtype}; a numeric image is needed")
-    notes = []
+    notes, stack = [], None
     if arr.ndim == 3 and arr.shape[0] >= 3:
         notes.append(f"a through-focus stack of {arr.shape[0]} planes: the outer pair (first and last) is used")
+        stack = _unit_illumination(arr, flat_field)[0].astype(np.float32)
         arr = outer_pair(arr)
     clipped = saturated(arr)
     if clipped.any():
@@ -175,4 +180,4 @@ def prepare_brightfield(image: np.ndarray, flat_field: np.ndarray | str | None =
     flat = arr.reshape(-1, *arr.shape[-2:])
     divided, done = _unit_illumination(flat, flat_field)
     planes = divided.reshape(arr.shape).astype(np.float32)
-    return PreparedPlanes(planes, done + notes, clipped)
+    return PreparedPlanes(planes, done + notes, clipped, stack)
