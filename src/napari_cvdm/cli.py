@@ -218,6 +218,14 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from .export import ExportRequest, export_bioimageio
+
+    path, status = export_bioimageio(from_args(ExportRequest, args))
+    print(f"wrote {path} (bioimage.io validation: {status})")
+    return 0
+
+
 def _sampling(args: argparse.Namespace) -> Any:
     from .predict import SamplingOptions
 
@@ -248,6 +256,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
         "calibrate.CalibrationRequest predict.SamplingOptions:n_samples,steps,seed,device,tile_size",
     ),
     "bench": (run_bench, "bench.BenchRequest predict.SamplingOptions:n_samples,steps,device"),
+    "export": (run_export, "export.ExportRequest"),
 }
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "READ_VERSIONS",
+    "contents_from_metadata",
     "METADATA_KEY",
     "DEFAULT_STEPS",
     "ModelFileError",
@@ -242,6 +243,24 @@ def read_model_file(path: Path, task: str | None = None) -> ModelFileContents:
         raise ModelFileError(
             f"{path}: this is a '{model_task.name}' model, but a '{get_task(task).name}' model is needed"
         )
+    contents = contents_from_metadata(meta, str(path))
+    try:
+        contents.network.load_state_dict(load_file(str(path)), strict=True)
+    except Exception as err:
+        raise ModelFileError(f"{path}: the weights do not match the recorded architecture ({err})") from None
+    return contents
+
+
+def contents_from_metadata(meta: dict[str, Any], where: str = "the model") -> ModelFileContents:
+    """A model file's metadata block made into its parts, the network freshly initialised (load its weights
+    next).
+
+    Raises
+    ------
+    ModelFileError
+        Invalid architecture, normalisation, optics or calibration (``where`` names the file in the message).
+    """
+    model_task = get_task(meta["task"])
     try:
         config = NetworkConfig.from_dict(meta["network"])
         normalization = Normalization(**meta["normalization"])
@@ -250,11 +269,6 @@ def read_model_file(path: Path, task: str | None = None) -> ModelFileContents:
             StdCalibration.from_dict(meta["calibration"])
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(
-            f"{path}: invalid architecture, normalisation, optics or calibration in the metadata ({err})"
+            f"{where}: invalid architecture, normalisation, optics or calibration in the metadata ({err})"
         ) from None
-    network = build_network(config)
-    try:
-        network.load_state_dict(load_file(str(path)), strict=True)
-    except Exception as err:
-        raise ModelFileError(f"{path}: the weights do not match the recorded architecture ({err})") from None
-    return ModelFileContents(network.eval(), model_task, normalization, optics, meta)
+    return ModelFileContents(build_network(config).eval(), model_task, normalization, optics, meta)
