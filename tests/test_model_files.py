@@ -93,10 +93,17 @@ def test_a_qpi_model_file_records_its_noise_range_and_its_conditioning_recipe(tm
     out = tmp_path / "qpi-small.safetensors"
     args = ["--simulate", "2", "--size", "32", "--steps", "1", "--batch-size", "1", "--patch-size", "32"]
     small = ["--base-channels", "8", "--channel-mults", "1,2", "--validate-every", "0"]
-    assert main(["train", "--task", "qpi", *args, *small, "--output", str(out)]) == 0
+    sharing = ["--authors", "A. Microscopist", "B. Engineer", "--license", "CC-BY-4.0", "--description", "cells"]
+    assert main(["train", "--task", "qpi", *args, *small, *sharing, "--output", str(out)]) == 0
     model = load_model(out)
     recipe = model.normalization.retrieval
     assert recipe["dz_um"] == 1.0 and recipe["wavelength_um"] == 0.521 and recipe["iterations"] >= 1
+    assert recipe["noise"] == "planes"  # each pair weighed by its own noise
+    assert model.metadata["training"]["sharing"] == {
+        "authors": ["A. Microscopist", "B. Engineer"],
+        "license": "CC-BY-4.0",
+        "description": "cells",
+    }
     assert model.network.config.cond_channels == 4  # planes, retrieval phase and amplitude
     data = model.metadata["training"]["data"]
     assert data["noise_range"] == [0.003, 0.03] and data["absorption_range"] == [0.8, 1.0]

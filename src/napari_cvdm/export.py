@@ -157,7 +157,7 @@ def _axes(spec: Any, model: CVDMModel, channels: list[str], output: bool) -> lis
 def _description(request: ExportRequest, model: CVDMModel, files: dict[str, Path], folder: Path) -> Any:
     from bioimageio.spec.model import v0_5 as spec
 
-    recorded = model.metadata.get("sharing", {})
+    recorded = model.metadata.get("training", {}).get("sharing") or {}
     authors = request.authors or recorded.get("authors") or ["napari-cvdm developers"]
     words = (
         request.description or f"CVDM {model.task.title} with a calibrated per-pixel std, {model.optics.describe()}."

@@ -159,6 +159,8 @@ class TrainingJob:
     data: TrainingData
     config: TrainConfig
     trainer: Trainer
+    #: Who made the model, its licence and what it is for, as the model file records them (``training.sharing``).
+    sharing: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -222,6 +224,7 @@ class TrainingJob:
             "command": command,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "world_size": self.trainer.dist.world_size,
+            "sharing": self.sharing,
         }
 
     def save(
@@ -289,6 +292,9 @@ class TrainingRequest:
     across_optics
         With --simulate: each pair at optics drawn over the task's range (sr: pixels 40–130 nm, NA 0.8–1.49,
         emission 450–680 nm), resampled to the model's by physics similarity.
+    authors, license, description
+        Recorded in the model file for sharing it (napari-cvdm export): who made it, its SPDX licence, what it is
+        for.
     """
 
     task: str = field(metadata={"cli": "--task", "choices": ("sr", "qpi")})
@@ -306,6 +312,9 @@ class TrainingRequest:
     device: str = field(default="auto", metadata={"cli": "--device"})
     default_steps: int = field(default=20, metadata={"cli": "--default-steps"})
     across_optics: bool = field(default=False, metadata={"cli": "--across-optics"})
+    authors: list[str] | None = field(default=None, metadata={"cli": "--authors"})
+    license: str | None = field(default=None, metadata={"cli": "--license"})
+    description: str | None = field(default=None, metadata={"cli": "--description"})
 
     def __post_init__(self) -> None:
         if Path(self.output).suffix != ".safetensors":
@@ -368,6 +377,7 @@ def prepare_training(
         request.log or Path(request.output).with_suffix(".log.jsonl"),
         dist,
     )
+    job.sharing = {k: v for k in ("authors", "license", "description") if (v := getattr(request, k)) is not None}
     if request.resume:
         if not request.checkpoint_path.exists():
             raise ValueError(f"--resume: no checkpoint at {request.checkpoint_path}")
