@@ -89,3 +89,24 @@ def test_axes_the_file_does_not_state_can_be_named(tmp_path):
     out = tmp_path / "out"
     assert main(["predict", str(path), "--model", "bicubic", "--axes", "TYX", "--output-dir", str(out)]) == 0
     assert read_tiff(out / "movie_mean.tif").axes == "TYX"
+
+
+def test_outputs_as_ome_zarr_keep_axes_scale_and_provenance(tmp_path, capsys):
+    pytest.importorskip("bioio_ome_zarr", reason="the ome-zarr extra is not installed")
+    import json
+
+    import zarr
+
+    path = tmp_path / "two.tif"
+    data = np.random.default_rng(0).poisson(50, (2, 24, 24)).astype(np.float32)
+    tifffile.imwrite(path, data, imagej=True, resolution=(10.0, 10.0), metadata={"axes": "CYX", "unit": "um"})
+    args = ["predict", str(path), "--model", "bicubic", "--output-format", "ome-zarr", "--output-dir", str(tmp_path)]
+    assert main(args) == 0
+    mean = read_image(tmp_path / "two_mean.ome.zarr")
+    assert mean.axes == "CYX" and mean.data.shape == (2, 48, 48)
+    assert mean.pixel_size_um == pytest.approx((0.05, 0.05))
+    made = json.loads(zarr.open_group(str(tmp_path / "two_std.ome.zarr")).attrs["napari_cvdm"])
+    assert made["method"] == "bicubic"
+    stamp = (tmp_path / "two_mean.ome.zarr").stat().st_mtime_ns
+    assert main([*args, "--skip-existing"]) == 0  # the folders count as complete outputs: not written again
+    assert (tmp_path / "two_mean.ome.zarr").stat().st_mtime_ns == stamp

@@ -71,6 +71,9 @@ class PredictRequest:
     axes
         The axes of the input files, one letter per dimension from TZCYX ending in YX (e.g. TYX for a time-lapse
         saved without metadata; default: what the file says, a plain stack is Z).
+    output_format
+        tiff (ImageJ TIFFs that Fiji and napari open with their axes and scale) or ome-zarr (needs the ome-zarr
+        extra): <stem>_mean.ome.zarr and so on.
     flat_field
         qpi: a TIFF of the empty field (same exposure; one plane or one per plane) that raw camera planes are
         divided by, or "estimate" to fit a smooth illumination to the planes (default: the planes are already
@@ -86,6 +89,7 @@ class PredictRequest:
     flat_field: str | None = field(default=None, metadata={"cli": "--flat-field"})
     channel: int | None = field(default=None, metadata={"cli": "--channel", "parse": int})
     axes: str | None = field(default=None, metadata={"cli": "--axes"})
+    output_format: str = field(default="tiff", metadata={"cli": "--output-format", "choices": ("tiff", "ome-zarr")})
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -131,7 +135,7 @@ def expand_inputs(inputs: Sequence[str | Path], output_dir: Path | None = None) 
     return out
 
 
-def check_outputs_apart(paths: Sequence[Path], output_dir: Path) -> None:
+def check_outputs_apart(paths: Sequence[Path], output_dir: Path, fmt: str = "tiff") -> None:
     """Refuse inputs that would write the same outputs (the same name in different folders).
 
     Raises
@@ -141,7 +145,7 @@ def check_outputs_apart(paths: Sequence[Path], output_dir: Path) -> None:
     """
     seen: dict[Path, Path] = {}
     for path in paths:
-        mean = outputs_of(path, output_dir)[0]
+        mean = outputs_of(path, output_dir, fmt)[0]
         if mean in seen and seen[mean].resolve() != path.resolve():
             raise ValueError(
                 f"{seen[mean]} and {path} would both write {mean} (and its _std and _residual): rename one, or "
@@ -153,13 +157,14 @@ def check_outputs_apart(paths: Sequence[Path], output_dir: Path) -> None:
 def _selected(request: PredictRequest) -> tuple[list[Path], list[FileResult]]:
     """The inputs of this shard, less those whose outputs are complete (``--skip-existing``)."""
     paths = expand_inputs(request.inputs, request.output_dir)
-    check_outputs_apart(paths, request.output_dir)
+    check_outputs_apart(paths, request.output_dir, request.output_format)
     if request.shard is not None:
         k, n = parse_shard(request.shard)
         paths = paths[k::n]
-    done = [p for p in paths if request.skip_existing and all(o.exists() for o in outputs_of(p, request.output_dir))]
+    fmt, out = request.output_format, request.output_dir
+    done = [p for p in paths if request.skip_existing and all(o.exists() for o in outputs_of(p, out, fmt))]
     return [p for p in paths if p not in done], [
-        FileResult(p, outputs_of(p, request.output_dir), skipped=True) for p in done
+        FileResult(p, outputs_of(p, request.output_dir, fmt), skipped=True) for p in done
     ]
 
 
@@ -176,8 +181,9 @@ def predict_request(
     elsewhere)."""
     paths, skipped = _selected(request)
     read = functools.partial(read_image, channel=request.channel, axes=request.axes)
+    fmt = request.output_format
     if dist is None or dist.world_size == 1:
-        return skipped + predict_files(model, paths, options, request.output_dir, callback, raise_errors, read)
+        return skipped + predict_files(model, paths, options, request.output_dir, callback, raise_errors, read, fmt)
     return skipped + predict_distributed(
-        model, paths, options, request.output_dir, dist, raise_errors, read, request.channel, request.axes
+        model, paths, options, request.output_dir, dist, raise_errors, read, request.channel, request.axes, fmt
     )

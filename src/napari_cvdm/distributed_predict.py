@@ -89,7 +89,7 @@ def _predict_plane(
     return FileResult(path, shape=pred.mean.shape)
 
 
-def _assemble(model: Reconstructor, path: Path, n: int, output_dir: Path) -> FileResult:
+def _assemble(model: Reconstructor, path: Path, n: int, output_dir: Path, fmt: str = "tiff") -> FileResult:
     """Rank 0: the stack of ``path`` from its parts, written as the one-process run writes it."""
     parts = [np.load(_part(output_dir, path, p)) for p in range(n)]
     arrays = {key: np.stack([q[key] for q in parts]) for key in ("mean", "std", "residual")}
@@ -104,6 +104,7 @@ def _assemble(model: Reconstructor, path: Path, n: int, output_dir: Path) -> Fil
         str(parts[0]["axes"]),
         None if np.isnan(dz) else dz,
         str(parts[0]["info"]),
+        fmt,
     )
     remarks = list(dict.fromkeys(str(w) for q in parts for w in q["warnings"]))  # as one process merges a stack's
     rms = max(float(q["residual_rms"]) for q in parts)
@@ -122,10 +123,11 @@ def predict_distributed(
     read: Callable[[Path], TiffImage] = read_image,
     channel: int | None = None,
     axes: str | None = None,
+    fmt: str = "tiff",
 ) -> list[FileResult]:
     """This rank's share of the work; rank 0 gathers every result, assembles the stacks and returns all results
     in input order (the other ranks return theirs). ``read`` reads a file (with the ``channel`` it takes and the
-    ``axes`` the user named, if any)."""
+    ``axes`` the user named, if any); outputs are written in ``fmt``."""
     import torch.distributed as tdist
 
     options = dataclasses.replace(options, device=str(rank_device(resolve_device(options.device), dist)))
@@ -142,7 +144,9 @@ def predict_distributed(
         _guarded(
             path,
             lambda path=path, plane=plane: (
-                predict_file(model, path, options, output_dir, None, read) if plane is None else plane_unit(path, plane)
+                predict_file(model, path, options, output_dir, None, read, fmt)
+                if plane is None
+                else plane_unit(path, plane)
             ),
             raise_errors,
         )
@@ -160,7 +164,9 @@ def predict_distributed(
     for path in paths:
         n = planes[path]
         if n and not results[path].error:
-            results[path] = _guarded(path, lambda path=path, n=n: _assemble(model, path, n, output_dir), raise_errors)
+            results[path] = _guarded(
+                path, lambda path=path, n=n: _assemble(model, path, n, output_dir, fmt), raise_errors
+            )
     parts = output_dir / PARTS
     if parts.is_dir() and not any(parts.iterdir()):
         parts.rmdir()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -22,13 +23,22 @@ import torch
 
 from ._version import __version__
 from .consistency import check_pixel_size
-from .data.microscope_files import read_image
+from .data.microscope_files import read_image, write_ome_zarr
 from .data.tiff import TiffImage, output_axes, write_tiff
 from .devices import autocast_dtype, resolve_device
 from .diffusion.sampler import ProgressCallback
 from .predict import Reconstructor, SamplingOptions
 
-__all__ = ["FileResult", "OUTPUT_KEYS", "file_seed", "outputs_of", "predict_file", "predict_files", "provenance"]
+__all__ = [
+    "FileResult",
+    "OUTPUT_KEYS",
+    "OUTPUT_FORMATS",
+    "file_seed",
+    "outputs_of",
+    "predict_file",
+    "predict_files",
+    "provenance",
+]
 
 
 @dataclass(frozen=True)
@@ -80,10 +90,14 @@ def provenance(model: Reconstructor, options: SamplingOptions, seed: int) -> str
 OUTPUT_KEYS = ("mean", "std", "residual")
 
 
-def outputs_of(path: Path, output_dir: Path) -> tuple[Path, ...]:
-    """The mean, std and residual files of one input."""
+#: Output formats: the suffix of each written file.
+OUTPUT_FORMATS = {"tiff": ".tif", "ome-zarr": ".ome.zarr"}
+
+
+def outputs_of(path: Path, output_dir: Path, fmt: str = "tiff") -> tuple[Path, ...]:
+    """The mean, std and residual files of one input (``fmt``: a key of :data:`OUTPUT_FORMATS`)."""
     stem = Path(path).stem
-    return tuple(output_dir / f"{stem}_{key}.tif" for key in OUTPUT_KEYS)
+    return tuple(output_dir / f"{stem}_{key}{OUTPUT_FORMATS[fmt]}" for key in OUTPUT_KEYS)
 
 
 def _write(
@@ -95,20 +109,22 @@ def _write(
     axes: str | None = None,
     z_spacing_um: float | None = None,
     info: str | None = None,
+    fmt: str = "tiff",
 ) -> tuple[Path, ...]:
-    """Write ``arrays`` (``mean``, ``std`` on the output grid; ``residual`` on the input grid) as float32 TIFFs,
-    their axes those of the input ``axes`` (:func:`~napari_cvdm.data.tiff.output_axes`: a time-lapse stays a
-    time-lapse, channels stay channels) with the Z spacing and ``info`` (:func:`provenance`)."""
-    for out in outputs_of(path, output_dir):  # what a crashed run left under temporary names
+    """Write ``arrays`` (``mean``, ``std`` on the output grid; ``residual`` on the input grid) as float32 TIFFs or
+    OME-Zarr (``fmt``), their axes those of the input ``axes`` (:func:`~napari_cvdm.data.tiff.output_axes`: a
+    time-lapse stays a time-lapse, channels stay channels) with the Z spacing and ``info`` (:func:`provenance`)."""
+    for out in outputs_of(path, output_dir, fmt):  # what a crashed run left under temporary names
         for stale in out.parent.glob(f".{out.name}.*.tmp"):
-            stale.unlink()
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    write = write_ome_zarr if fmt == "ome-zarr" else write_tiff
     written = []
-    for key, out in zip(OUTPUT_KEYS, outputs_of(path, output_dir)):
+    for key, out in zip(OUTPUT_KEYS, outputs_of(path, output_dir, fmt)):
         arr = arrays[key]
         px = pixel_um if key == "residual" else model.task.output_pixel_size(pixel_um)
         ax = output_axes(axes, np.ndim(arr))
         dz = z_spacing_um if ax is not None and "Z" in ax and "Z" in (axes or "") else None
-        written.append(write_tiff(out, arr, pixel_size_um=px, axes=ax, z_spacing_um=dz, info=info))
+        written.append(write(out, arr, pixel_size_um=px, axes=ax, z_spacing_um=dz, info=info))
     return tuple(written)
 
 
@@ -119,15 +135,17 @@ def predict_file(
     output_dir: Path,
     callback: ProgressCallback | None = None,
     read: Callable[[Path], TiffImage] = read_image,
+    fmt: str = "tiff",
 ) -> FileResult:
-    """Reconstruct one file (read by ``read``; seed: :func:`file_seed`) and write its mean and std."""
+    """Reconstruct one file (read by ``read``; seed: :func:`file_seed`) and write its mean, std and residual
+    (``fmt``: a key of :data:`OUTPUT_FORMATS`)."""
     img = read(path)
     t0, seed = time.perf_counter(), file_seed(path, options.seed)
     pred = model.predict_with(img.data, dataclasses.replace(options, seed=seed), callback)
     pred = check_pixel_size(pred, model.task, model.optics, img.pixel_size_um)
     arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
     made = provenance(model, options, seed)
-    outputs = _write(model, path, output_dir, arrays, img.pixel_size_um, img.axes, img.z_spacing_um, made)
+    outputs = _write(model, path, output_dir, arrays, img.pixel_size_um, img.axes, img.z_spacing_um, made, fmt)
     seconds = time.perf_counter() - t0
     return FileResult(
         path, outputs, pred.mean.shape, seconds, warnings=tuple(pred.warnings), residual_rms=pred.residual_rms
@@ -151,13 +169,14 @@ def predict_files(
     callback: Callable[[Path], ProgressCallback | None] | None = None,
     raise_errors: bool = False,
     read: Callable[[Path], TiffImage] = read_image,
+    fmt: str = "tiff",
 ) -> list[FileResult]:
     """Reconstruct every file in this process; a file that cannot be read or reconstructed gets its error and the
     rest go on (``callback(path)`` gives the sampling progress callback of that file)."""
     return [
         _guarded(
             p,
-            lambda p=p: predict_file(model, Path(p), options, output_dir, callback(p) if callback else None, read),
+            lambda p=p: predict_file(model, Path(p), options, output_dir, callback(p) if callback else None, read, fmt),
             raise_errors,
         )
         for p in paths

@@ -20,6 +20,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "TIFF_SUFFIXES",
     "is_image_path",
+    "write_ome_zarr",
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -122,3 +123,54 @@ def read_image(path: str | Path, channel: int | None = None, axes: str | None = 
     image = _read_bioio(path) if path.suffix.lower() in BIOIO_FORMATS else read_tiff(path)
     image = image if axes is None else with_axes(image, axes)
     return image if channel is None else select_channel(image, channel)
+
+
+_AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+
+
+def write_ome_zarr(
+    path: str | Path,
+    data: np.ndarray,
+    axes: str | None = None,
+    pixel_size_um: tuple[float, float] | None = None,
+    z_spacing_um: float | None = None,
+    info: str | None = None,
+) -> Path:
+    """Write an image as OME-Zarr (through bioio's writer: the ``ome-zarr`` extra) with its axes, pixel size, Z
+    spacing and ``info`` (kept in the group's attributes as ``napari_cvdm``); written under a temporary name and
+    renamed, so that a folder that exists is complete.
+
+    Parameters
+    ----------
+    data
+        ``(..., H, W)`` float32 (float64 is stored as float32).
+    axes
+        Letters from ``TZCYX`` (default: ``YX``, ``ZYX``, ``TZYX`` by the dimensions).
+    """
+    import os
+    import shutil
+
+    if importlib.util.find_spec("bioio_ome_zarr") is None:
+        raise ValueError('writing OME-Zarr needs bioio-ome-zarr: pip install "napari-cvdm[ome-zarr]"')
+    from bioio_ome_zarr.writers import OMEZarrWriter
+
+    path, arr = Path(path), np.asarray(data, np.float32)
+    axes = axes or {2: "YX", 3: "ZYX", 4: "TZYX"}[arr.ndim]
+    py, px = pixel_size_um or (1.0, 1.0)
+    sizes = {"Y": py, "X": px, "Z": z_spacing_um or 1.0}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    writer = OMEZarrWriter(
+        str(tmp),
+        level_shapes=arr.shape,
+        dtype=arr.dtype,
+        axes_names=[a.lower() for a in axes],
+        axes_types=[_AXIS_TYPES[a] for a in axes],
+        axes_units=["micrometer" if a in sizes else None for a in axes],
+        physical_pixel_size=[float(sizes.get(a, 1.0)) for a in axes],
+        attributes={"napari_cvdm": info} if info else None,
+    )
+    writer.write_full_volume(arr)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return path
