@@ -77,8 +77,9 @@ def test_train_cli_from_changes_weights_and_keeps_lineage(tmp_path, trained_mode
     ]
     assert any(changed)
     lineage = child.metadata["training"]["lineage"]
-    assert lineage[-1]["path"] == str(trained_models["sr"]) and lineage[-1]["training"] == {"steps": 3}
-    assert child.metadata["training"]["from"] == str(trained_models["sr"])
+    assert lineage[-1]["path"] == trained_models["sr"].name  # the file, not the machine's folders
+    assert lineage[-1]["training"] == {"steps": 3}
+    assert child.metadata["training"]["from"] == trained_models["sr"].name
     assert (tmp_path / "tuned.ckpt.safetensors").exists() and (tmp_path / "tuned.log.jsonl").exists()
 
 
