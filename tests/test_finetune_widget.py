@@ -171,3 +171,25 @@ def test_closing_the_panel_stops_training_and_offers_what_it_learned(make_napari
     assert widget.offer.isVisible() and "Save the model trained so far" in widget.offer.text()
     assert load_model(widget.save(tmp_path / "kept")).task.name == "sr"
     widget.offer.close()
+
+
+def test_fine_tune_opened_beside_reconstruct_goes_into_tabs_with_it_on_top(make_napari_viewer, qtbot):
+    """Docked under Reconstruct, Fine-tune got about 100 pixels of a 1280×800 screen; beside it, it takes a tab."""
+    from qtpy.QtWidgets import QDockWidget
+
+    from napari_cvdm._widgets import FineTuneWidget, ReconstructWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.add_dock_widget(ReconstructWidget(viewer), name="Reconstruct")
+    fine_tune = FineTuneWidget(viewer)
+    viewer.window.add_dock_widget(fine_tune, name="Fine-tune")
+    window = fine_tune.window()
+
+    def dock(widget):
+        parent = widget.parentWidget()
+        while not isinstance(parent, QDockWidget):
+            parent = parent.parentWidget()
+        return parent
+
+    qtbot.waitUntil(lambda: bool(window.tabifiedDockWidgets(dock(fine_tune))), timeout=5000)
+    assert not fine_tune.visibleRegion().isEmpty()  # its tab is the one shown

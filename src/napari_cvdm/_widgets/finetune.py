@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -37,6 +37,7 @@ from ..predict import SamplingOptions, predict_image
 from ..tasks import TASKS, Task, get_task
 from ..train import TrainProgress, TrainResult
 from ._common import ModelPicker, preload
+from ._docking import mark_as_panel, tab_beside_panels
 from ._results import add_or_update
 from ._runner import JobContext, RunController, format_eta
 from ._session import SESSION_MODELS
@@ -60,6 +61,8 @@ class FineTuneWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        self._docked_once = False
+        mark_as_panel(self)
         #: The question asked when the panel was closed mid-training (``None`` until then).
         self.offer: QMessageBox | None = None
         preload("torch._dynamo", "scipy.ndimage", "scipy.signal")
@@ -185,9 +188,13 @@ class FineTuneWidget(QWidget):
 
     def event(self, event: QEvent) -> bool:
         """Closing the panel (its ×) takes the widget out of the window: training stops after the current step,
-        and what it learned is offered for saving (:meth:`_offer_to_save`)."""
+        and what it learned is offered for saving (:meth:`_offer_to_save`). Shown the first time beside a docked
+        Reconstruct panel, it goes into tabs with it (:func:`tab_beside_panels`)."""
         if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.runner.running:
             self.runner.stop("the panel was closed: stopping after this step…")
+        if event.type() == QEvent.Type.Show and not self._docked_once:
+            self._docked_once = True
+            QTimer.singleShot(0, lambda: tab_beside_panels(self))  # once the window has placed the dock
         return super().event(event)
 
     def stop(self) -> None:

@@ -37,6 +37,7 @@ from ..optics_match import model_at
 from ..physics.brightfield import prepare_brightfield
 from ..predict import PartialResult, Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
+from ._docking import mark_as_panel
 from ._results import add_or_update
 from ._runner import ReconstructJob, RunController
 
@@ -58,6 +59,7 @@ class ReconstructWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        mark_as_panel(self)
         self.viewer = napari_viewer
         self.layer_box = LayerPicker(napari_viewer)
         self.second_box = LayerPicker(napari_viewer, leading=[_BOTH_PLANES])
