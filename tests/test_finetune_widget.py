@@ -193,3 +193,15 @@ def test_fine_tune_opened_beside_reconstruct_goes_into_tabs_with_it_on_top(make_
 
     qtbot.waitUntil(lambda: bool(window.tabifiedDockWidgets(dock(fine_tune))), timeout=5000)
     assert not fine_tune.visibleRegion().isEmpty()  # its tab is the one shown
+
+
+def test_the_target_starts_on_another_layer_than_the_input(make_napari_viewer):
+    from napari_cvdm._widgets import FineTuneWidget
+
+    viewer = make_napari_viewer()
+    widget = FineTuneWidget(viewer)  # opened before the images
+    inputs, targets = _sr_pairs(1)
+    viewer.add_image(inputs[0], name="widefield")
+    viewer.add_image(targets[0], name="SIM")
+    assert widget.pages.input_box.layer().name == "widefield" and widget.pages.target_box.layer().name == "SIM"
+    assert FineTuneWidget(viewer).pages.target_box.layer().name == "SIM"  # opened after them

@@ -40,6 +40,9 @@ class PairSource(QStackedWidget):
         super().__init__()
         self.input_box = LayerPicker(viewer, exclude=exclude)
         self.target_box = LayerPicker(viewer, exclude=exclude)
+        self._keep_apart()
+        self.input_box.currentIndexChanged.connect(self._keep_apart)
+        viewer.layers.events.inserted.connect(self._keep_apart)  # after the pickers' own refresh
         layers = QWidget()
         form = QFormLayout(layers)
         form.addRow("Input", self.input_box)
@@ -69,6 +72,16 @@ class PairSource(QStackedWidget):
             policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
             self.widget(i).setSizePolicy(policy, policy)
         self.adjustSize()
+
+    def _keep_apart(self, *_: Any) -> None:
+        """The target starts on another layer than the input (the first other image), so that the form is not
+        wrong before the user touches it."""
+        inp = self.input_box.layer()
+        if inp is None or self.target_box.layer() is not inp:
+            return
+        other = next((i for i in range(self.target_box.count()) if self.target_box.itemData(i) not in (None, inp)), -1)
+        if other >= 0:
+            self.target_box.setCurrentIndex(other)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder with inputs/ and targets/")
