@@ -110,3 +110,20 @@ def test_outputs_as_ome_zarr_keep_axes_scale_and_provenance(tmp_path, capsys):
     stamp = (tmp_path / "two_mean.ome.zarr").stat().st_mtime_ns
     assert main([*args, "--skip-existing"]) == 0  # the folders count as complete outputs: not written again
     assert (tmp_path / "two_mean.ome.zarr").stat().st_mtime_ns == stamp
+
+
+def test_outputs_as_ome_tiff_keep_axes_pixel_size_z_spacing_and_provenance(tmp_path):
+    import json
+
+    path = tmp_path / "stack.tif"
+    data = np.random.default_rng(0).poisson(50, (3, 24, 24)).astype(np.float32)
+    meta = {"axes": "ZYX", "unit": "um", "spacing": 0.4}
+    tifffile.imwrite(path, data, imagej=True, resolution=(10.0, 10.0), metadata=meta)
+    args = ["predict", str(path), "--model", "bicubic", "--output-format", "ome-tiff", "--output-dir", str(tmp_path)]
+    assert main(args) == 0
+    with tifffile.TiffFile(tmp_path / "stack_mean.ome.tif") as tif:
+        assert tif.is_ome
+    mean = read_tiff(tmp_path / "stack_mean.ome.tif")
+    assert mean.axes == "ZYX" and mean.data.shape == (3, 48, 48)
+    assert mean.pixel_size_um == pytest.approx((0.05, 0.05)) and mean.z_spacing_um == pytest.approx(0.4)
+    assert json.loads(mean.info)["method"] == "bicubic"

@@ -72,8 +72,8 @@ class PredictRequest:
         The axes of the input files, one letter per dimension from TZCYX ending in YX (e.g. TYX for a time-lapse
         saved without metadata; default: what the file says, a plain stack is Z).
     output_format
-        tiff (ImageJ TIFFs that Fiji and napari open with their axes and scale) or ome-zarr (needs the ome-zarr
-        extra): <stem>_mean.ome.zarr and so on.
+        tiff (ImageJ TIFFs that Fiji and napari open with their axes and scale), ome-tiff (<stem>_mean.ome.tif, OME
+        metadata) or ome-zarr (<stem>_mean.ome.zarr; needs the ome-zarr extra).
     flat_field
         qpi: a TIFF of the empty field (same exposure; one plane or one per plane) that raw camera planes are
         divided by, or "estimate" to fit a smooth illumination to the planes (default: the planes are already
@@ -89,7 +89,9 @@ class PredictRequest:
     flat_field: str | None = field(default=None, metadata={"cli": "--flat-field"})
     channel: int | None = field(default=None, metadata={"cli": "--channel", "parse": int})
     axes: str | None = field(default=None, metadata={"cli": "--axes"})
-    output_format: str = field(default="tiff", metadata={"cli": "--output-format", "choices": ("tiff", "ome-zarr")})
+    output_format: str = field(
+        default="tiff", metadata={"cli": "--output-format", "choices": ("tiff", "ome-tiff", "ome-zarr")}
+    )
 
     def __post_init__(self) -> None:
         if self.shard is not None:

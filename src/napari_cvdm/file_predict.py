@@ -24,7 +24,7 @@ import torch
 from ._version import __version__
 from .consistency import check_pixel_size
 from .data.microscope_files import read_image, write_ome_zarr
-from .data.tiff import TiffImage, output_axes, write_tiff
+from .data.tiff import TiffImage, output_axes, write_ome_tiff, write_tiff
 from .devices import autocast_dtype, resolve_device
 from .diffusion.sampler import ProgressCallback
 from .predict import Reconstructor, SamplingOptions
@@ -91,7 +91,7 @@ OUTPUT_KEYS = ("mean", "std", "residual")
 
 
 #: Output formats: the suffix of each written file.
-OUTPUT_FORMATS = {"tiff": ".tif", "ome-zarr": ".ome.zarr"}
+OUTPUT_FORMATS = {"tiff": ".tif", "ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr"}
 
 
 def outputs_of(path: Path, output_dir: Path, fmt: str = "tiff") -> tuple[Path, ...]:
@@ -117,7 +117,7 @@ def _write(
     for out in outputs_of(path, output_dir, fmt):  # what a crashed run left under temporary names
         for stale in out.parent.glob(f".{out.name}.*.tmp"):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    write = write_ome_zarr if fmt == "ome-zarr" else write_tiff
+    write = {"tiff": write_tiff, "ome-tiff": write_ome_tiff, "ome-zarr": write_ome_zarr}[fmt]
     written = []
     for key, out in zip(OUTPUT_KEYS, outputs_of(path, output_dir, fmt)):
         arr = arrays[key]

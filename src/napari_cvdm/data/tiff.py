@@ -104,6 +104,12 @@ def _ome_pixel_size(ome_xml: str) -> tuple[tuple[float, float] | None, float | N
     return (y if y is not None else x, x if x is not None else y), z
 
 
+def _ome_description(ome_xml: str) -> str | None:
+    """The first image's ``Description`` in OME-XML (where napari-cvdm keeps how an output was made)."""
+    found = next((el for el in ET.fromstring(ome_xml).iter() if el.tag.endswith("Description")), None)
+    return found.text if found is not None and found.text else None
+
+
 def _resolution_pixel_size(page: tifffile.TiffPage, unit: str | None) -> tuple[float, float] | None:
     tags = page.tags
     if "XResolution" not in tags or "YResolution" not in tags:
@@ -161,6 +167,7 @@ def read_tiff(path: str | Path) -> TiffImage:
             info = (tif.imagej_metadata or {}).get("Info")
             if tif.is_ome and tif.ome_metadata:
                 pixel_size, z_spacing = _ome_pixel_size(tif.ome_metadata)
+                info = info or _ome_description(tif.ome_metadata)
             if pixel_size is None:
                 ij = tif.imagej_metadata or {}
                 pixel_size = _resolution_pixel_size(series.pages[0] or tif.pages[0], ij.get("unit"))
@@ -284,3 +291,32 @@ def output_axes(input_axes: str | None, ndim: int) -> str | None:
     out = "".join(named)
     order = [IMAGEJ_ORDER.index(a) for a in out]
     return out if order == sorted(order) and len(set(out)) == len(out) else None
+
+
+def write_ome_tiff(
+    path: str | Path,
+    data: np.ndarray,
+    pixel_size_um: float | tuple[float, float] | None = None,
+    axes: str | None = None,
+    z_spacing_um: float | None = None,
+    info: str | None = None,
+) -> Path:
+    """Write an image as OME-TIFF (OME-XML with the axes, ``PhysicalSizeX/Y/Z`` in µm and ``info`` as the image's
+    description), atomically; parameters as :func:`write_tiff`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(data, np.float32)
+    axes = axes or {2: "YX", 3: "ZYX", 4: "TZYX"}.get(arr.ndim)
+    if axes is None or len(axes) != arr.ndim:
+        raise ValueError(f"cannot write an array of shape {arr.shape} with axes {axes!r} as OME-TIFF")
+    metadata: dict = {"axes": axes}
+    if pixel_size_um is not None:
+        py, px = (pixel_size_um, pixel_size_um) if np.isscalar(pixel_size_um) else pixel_size_um
+        metadata |= {"PhysicalSizeX": float(px), "PhysicalSizeXUnit": "µm"}
+        metadata |= {"PhysicalSizeY": float(py), "PhysicalSizeYUnit": "µm"}
+    if z_spacing_um is not None:
+        metadata |= {"PhysicalSizeZ": float(z_spacing_um), "PhysicalSizeZUnit": "µm"}
+    if info is not None:
+        metadata["Description"] = info
+    atomic_write(path, lambda tmp: tifffile.imwrite(tmp, arr, ome=True, metadata=metadata))
+    return path
