@@ -119,3 +119,13 @@ def test_the_inner_planes_of_a_stack_check_the_phase_made_from_its_outer_pair():
     tie = load_method("tie", {"dz_um": 2.0, "pixel_um": 0.3, "wavelength_um": 0.55}, flat_field=ESTIMATE)
     notes = tie.predict(raw).warnings
     assert any("across the stack's 3 planes" in n for n in notes)
+
+
+def test_a_stack_is_divided_once_by_one_empty_field_per_plane():
+    """An empty field recorded at each plane of the stack divides each plane (the outer pair was divided a second
+    time on its own, which refused a per-plane empty field of the stack's length)."""
+    raw, empty, _ = _raw_stack()
+    per_plane = np.stack([empty * f for f in (1.0, 1.1, 0.9)])
+    prepared = prepare_brightfield(raw, per_plane)
+    np.testing.assert_allclose(prepared.stack, raw / per_plane, rtol=1e-5)
+    np.testing.assert_allclose(prepared.planes, prepared.stack[[0, -1]])

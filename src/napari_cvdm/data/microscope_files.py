@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tiff import TiffImage, TiffReadError, read_tiff
+from .tiff import TiffImage, TiffReadError, checked_axes, pixel_yx, read_tiff
 
 __all__ = [
     "read_image",
@@ -155,8 +155,8 @@ def write_ome_zarr(
     from bioio_ome_zarr.writers import OMEZarrWriter
 
     path, arr = Path(path), np.asarray(data, np.float32)
-    axes = axes or {2: "YX", 3: "ZYX", 4: "TZYX"}[arr.ndim]
-    py, px = pixel_size_um or (1.0, 1.0)
+    axes = checked_axes(arr.shape, axes)
+    py, px = pixel_yx(pixel_size_um) if pixel_size_um is not None else (1.0, 1.0)
     sizes = {"Y": py, "X": px, "Z": z_spacing_um or 1.0}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -207,6 +207,24 @@ def scale_for_axes(image: TiffImage, axes: str | None = None) -> tuple[float, ..
     return tuple(scale)
 
 
+def checked_axes(shape: tuple[int, ...], axes: str | None) -> str:
+    """The axes an image of ``shape`` is written with: ``axes``, or ``YX``, ``ZYX``, ``TZYX`` by the dimensions
+    (``ValueError`` when they do not fit)."""
+    if axes is None:
+        axes = {2: "YX", 3: "ZYX", 4: "TZYX"}.get(len(shape))
+        if axes is None:
+            raise ValueError(f"cannot write an array of shape {shape} as an image")
+    if len(axes) != len(shape):
+        raise ValueError(f"axes {axes!r} do not match an array of shape {shape}")
+    return axes
+
+
+def pixel_yx(pixel_size_um: float | tuple[float, float]) -> tuple[float, float]:
+    """``(y, x)`` pixel size in µm from one value or a pair."""
+    py, px = (pixel_size_um, pixel_size_um) if np.isscalar(pixel_size_um) else pixel_size_um
+    return float(py), float(px)
+
+
 def write_tiff(
     path: str | Path,
     data: np.ndarray,
@@ -239,16 +257,11 @@ def write_tiff(
     arr = np.asarray(data)
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
-    if axes is None:
-        axes = {2: "YX", 3: "ZYX", 4: "TZYX"}.get(arr.ndim)
-        if axes is None:
-            raise ValueError(f"cannot write an array of shape {arr.shape} as a TIFF image")
-    if len(axes) != arr.ndim:
-        raise ValueError(f"axes {axes!r} do not match an array of shape {arr.shape}")
+    axes = checked_axes(arr.shape, axes)
     metadata: dict = {"axes": axes}
     kwargs: dict = {}
     if pixel_size_um is not None:
-        py, px = (pixel_size_um, pixel_size_um) if np.isscalar(pixel_size_um) else pixel_size_um
+        py, px = pixel_yx(pixel_size_um)
         kwargs["resolution"] = (1.0 / float(px), 1.0 / float(py))
         metadata["unit"] = "um"
     if z_spacing_um is not None:
@@ -306,12 +319,9 @@ def write_ome_tiff(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.asarray(data, np.float32)
-    axes = axes or {2: "YX", 3: "ZYX", 4: "TZYX"}.get(arr.ndim)
-    if axes is None or len(axes) != arr.ndim:
-        raise ValueError(f"cannot write an array of shape {arr.shape} with axes {axes!r} as OME-TIFF")
-    metadata: dict = {"axes": axes}
+    metadata: dict = {"axes": checked_axes(arr.shape, axes)}
     if pixel_size_um is not None:
-        py, px = (pixel_size_um, pixel_size_um) if np.isscalar(pixel_size_um) else pixel_size_um
+        py, px = pixel_yx(pixel_size_um)
         metadata |= {"PhysicalSizeX": float(px), "PhysicalSizeXUnit": "µm"}
         metadata |= {"PhysicalSizeY": float(py), "PhysicalSizeYUnit": "µm"}
     if z_spacing_um is not None:

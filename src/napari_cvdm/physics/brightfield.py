@@ -166,18 +166,16 @@ def prepare_brightfield(image: np.ndarray, flat_field: np.ndarray | str | None =
     arr = np.asarray(image)
     if arr.dtype.kind not in "iuf":
         raise ValueError(f"the image has data type {arr.dtype}; a numeric image is needed")
-    notes, stack = [], None
-    if arr.ndim == 3 and arr.shape[0] >= 3:
-        notes.append(f"a through-focus stack of {arr.shape[0]} planes: the outer pair (first and last) is used")
-        stack = _unit_illumination(arr, flat_field)[0].astype(np.float32)
-        arr = outer_pair(arr)
-    clipped = saturated(arr)
+    is_stack = arr.ndim == 3 and arr.shape[0] >= 3
+    divided, done = _unit_illumination(arr.reshape(-1, *arr.shape[-2:]), flat_field)  # every plane, once
+    divided = divided.reshape(arr.shape).astype(np.float32)
+    stacked = f"a through-focus stack of {arr.shape[0]} planes: the outer pair (first and last) is used"
+    notes = [stacked] if is_stack else []
+    clipped = saturated(outer_pair(arr) if is_stack else arr)
     if clipped.any():
         notes.append(
             f"{int(clipped.sum())} pixels ({clipped.mean():.2%}) are saturated: they carry no phase information "
             "and pull the phase near them; lower the exposure"
         )
-    flat = arr.reshape(-1, *arr.shape[-2:])
-    divided, done = _unit_illumination(flat, flat_field)
-    planes = divided.reshape(arr.shape).astype(np.float32)
-    return PreparedPlanes(planes, done + notes, clipped, stack)
+    planes = outer_pair(divided) if is_stack else divided
+    return PreparedPlanes(planes, done + notes, clipped, divided if is_stack else None)
