@@ -72,13 +72,15 @@ def stack_check(stack: np.ndarray, phase: np.ndarray, optics: Any) -> str:
 
 
 def read_flat_field(value: str | Path | None) -> np.ndarray | str | None:
-    """The flat-field option: ``None``, :data:`~napari_cvdm.physics.brightfield.ESTIMATE`, or a TIFF of the empty field
-    read into ``(H, W)`` or ``(Z, H, W)``."""
-    if value is None or str(value) == ESTIMATE:
-        return None if value is None else ESTIMATE
-    from .data.tiff import read_tiff
+    """The flat-field option: ``None``, :data:`~napari_cvdm.physics.brightfield.ESTIMATE`, or a file of the empty
+    field (any format ``predict`` reads) read into ``(H, W)`` or ``(Z, H, W)``."""
+    if value is None:
+        return None
+    if str(value) == ESTIMATE:
+        return ESTIMATE
+    from .data.microscope_files import read_image
 
-    return np.asarray(read_tiff(Path(value)).data, np.float64)
+    return np.asarray(read_image(Path(value)).data, np.float64)
 
 
 def with_brightfield_input(reconstructor: Any, flat_field: str | Path | None = None) -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .bioimageio_model import CVDMReconstruction
+from .layers import robust_limits
 from .models import CVDMModel, load_model
 
 __all__ = ["ExportRequest", "export_bioimageio", "model_card"]
@@ -136,8 +137,8 @@ def _test_tensors(model: CVDMModel, size: int, folder: Path, module: CVDMReconst
 
 
 def _to_8bit(values: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(values, [0.5, 99.5])
-    return (np.clip((values - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype(np.uint8)
+    lo, hi = robust_limits(values, 0.5, 99.5)
+    return (np.clip((values - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
 def _axes(spec: Any, model: CVDMModel, channels: list[str], output: bool) -> list[Any]:

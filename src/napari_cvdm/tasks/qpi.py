@@ -45,6 +45,7 @@ from .qpi_condition import (
     flat_background_recipe,
     flatten_retrieved,
     iterative_phase,
+    margin_fit_rms,
     noise_with_residual,
     once_per_input,
     pair_noise,
@@ -275,8 +276,7 @@ class QPITask(Task):
         remarks += plane_order_warnings(tie, plane, sigma)
         differ = disagreement(np.asarray(estimate), tie)
         if differ:  # the same check of the TIE, so that the note can say which explains the planes
-            tie_fit = fit_margins(x, torch.from_numpy(tie).float()[None], dz, lam, px, RETRIEVAL_NOISE)
-            tie_rms = interior_rms(tie_fit.residual[0].numpy() * unit)
+            tie_rms = margin_fit_rms(plane, tie, optics) * unit
             found = {"this result": rms, "the iterative retrieval": ref_rms, "the TIE": tie_rms}
             remarks.append(best_explanation(found, f"this result against the TIE: {differ}"))
         return Consistency(residual.astype(np.float32), rms, ref_rms, sigma, remarks)

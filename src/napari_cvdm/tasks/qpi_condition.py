@@ -50,6 +50,7 @@ __all__ = [
     "PLANES_NOISE",
     "once_per_input",
     "tie_if_better",
+    "margin_fit_rms",
 ]
 
 
@@ -138,13 +139,9 @@ def tie_if_better(planes: np.ndarray, optics: QPIOptics, retrieved: Retrieved) -
     phase = retrieved.phase[0].numpy()
     if interior_rms(retrieved.residual[0].numpy()) <= RESIDUAL_LIMIT:
         return phase
-    dz, lam, px = optics.dz_um, optics.wavelength_um, optics.pixel_um
-    tie = tie_phase_torch(*torch.from_numpy(np.asarray(planes, np.float64)), dz, lam, px).float()
-    x = torch.from_numpy(np.asarray(planes, np.float32))[None]
-    own, linear = (
-        interior_rms(fit_margins(x, ph[None], (-dz, dz), lam, px, RETRIEVAL_NOISE).residual[0].numpy())
-        for ph in (retrieved.phase[0].float(), tie)
-    )
+    pair = np.asarray(planes, np.float64)
+    tie = tie_phase_torch(*torch.from_numpy(pair), optics.dz_um, optics.wavelength_um, optics.pixel_um).numpy()
+    own, linear = margin_fit_rms(planes, phase, optics), margin_fit_rms(planes, tie, optics)
     if linear >= own:
         return phase
     unit = RETRIEVAL_NOISE / pair_noise(planes)
@@ -156,7 +153,18 @@ def tie_if_better(planes: np.ndarray, optics: QPIOptics, retrieved: Retrieved) -
         ),
         stacklevel=2,
     )
-    return tie.numpy()
+    return tie.astype(np.float32)
+
+
+def margin_fit_rms(planes: np.ndarray, phase: np.ndarray, optics: QPIOptics) -> float:
+    """How well a phase ``(H, W)`` (rad) explains its pair ``(2, H, W)``: the RMS inside the image of the residual
+    once the field outside the image and the amplitude are fitted to it (:func:`fit_margins`), in units of
+    :data:`RETRIEVAL_NOISE` — the one check every phase of a pair gets when methods are compared."""
+    x = torch.from_numpy(np.asarray(planes, np.float32))[None]
+    ph = torch.from_numpy(np.asarray(phase, np.float32))[None]
+    dz = (-optics.dz_um, optics.dz_um)
+    fit = fit_margins(x, ph, dz, optics.wavelength_um, optics.pixel_um, RETRIEVAL_NOISE)
+    return interior_rms(fit.residual[0].numpy())
 
 
 def pair_noise(planes: np.ndarray) -> float:
