@@ -53,7 +53,7 @@ def tiny_config(task: str, attention: bool = True) -> NetworkConfig:
 
 def untrained_model_file(directory, task: str, default_steps: int = 2):
     """A tiny, untrained model file of ``task`` without attention (fast to sample on large images; for GUI
-    and I/O tests)."""
+    and I/O tests), named as the bundled model of the task it stands in for (its results are ``<input> CVDM …``)."""
     from napari_cvdm.models import save_model
     from napari_cvdm.tasks import get_task
 
@@ -67,6 +67,7 @@ def untrained_model_file(directory, task: str, default_steps: int = 2):
         t.default_optics(),
         {"steps": 0},
         default_steps=default_steps,
+        name=task,
     )
 
 

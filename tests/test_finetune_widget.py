@@ -58,7 +58,7 @@ def test_fine_tune_from_layers_plots_previews_saves_and_shows_up_in_reconstruct(
     path = widget.save(tmp_path / "my sr")
     model = load_model(path)
     assert model.task.name == "sr" and model.metadata["training"]["steps"] == 6
-    assert model.metadata["training"]["lineage"][0]["name"] == "tiny-sr"
+    assert model.metadata["training"]["lineage"][0]["name"] == "sr"
     assert model.metadata["training"]["data"]["layers"] == ["widefield stack", "SIM stack"]
     items = [reconstruct.model_box.itemText(i) for i in range(reconstruct.model_box.count())]
     assert f"my sr.safetensors ({tmp_path})" in items

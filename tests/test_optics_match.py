@@ -124,7 +124,7 @@ def test_evaluate_at_other_optics_simulates_there_and_maps_the_model_onto_them(t
     args = ["evaluate", "--model", str(model), "--classes", "er", "--n-per-class", "1", "--size", "64"]
     assert main([*args, "--samples", "2", "--steps", "1", "--pixel-size", "0.09", "--na", "1.0"]) == 0
     out = capsys.readouterr().out
-    assert "by physics similarity" in out and "CVDM tiny-sr" in out
+    assert "by physics similarity" in out and "CVDM sr" in out
 
 
 def test_models_models_at_other_optics_and_classical_methods_are_one_kind_of_reconstructor(tmp_path):

@@ -75,12 +75,12 @@ class CVDMModel(Predicts):
     path
         The file it was loaded from, if any.
     label
-        What result layers are called after (``<input> CVDM mean``).
+        What result layers are called after: ``CVDM`` for a bundled model (``<input> CVDM mean``), ``CVDM <name>``
+        for any other, so that two models' results on one image are told apart (``widefield CVDM sr-finetuned mean``).
     stochastic
         Whether it draws samples (``True``; classical methods: ``False``).
     """
 
-    label: ClassVar[str] = "CVDM"
     #: Draws samples (the std is their spread); classical methods do not.
     stochastic: ClassVar[bool] = True
     network: CVDMNetwork
@@ -124,6 +124,11 @@ class CVDMModel(Predicts):
     def name(self) -> str:
         """A short name for lists and layer names."""
         return str(self.metadata.get("name") or (self.path.stem if self.path else self.task.name))
+
+    @property
+    def label(self) -> str:
+        """``CVDM`` for a model named as a bundled one, ``CVDM <name>`` for any other (see the class docstring)."""
+        return "CVDM" if self.name in BUNDLED else f"CVDM {self.name}"
 
     def predict_with(
         self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None

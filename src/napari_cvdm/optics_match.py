@@ -49,7 +49,6 @@ def similarity_remark(task: Task, scale: float) -> str | None:
 class _ModelAtOtherOptics(Predicts):
     """What a model run at other optics shares with the model: its task, network, name and steps."""
 
-    label: ClassVar[str] = "CVDM"
     stochastic: ClassVar[bool] = True
     model: CVDMModel
     optics: Optics
@@ -65,6 +64,10 @@ class _ModelAtOtherOptics(Predicts):
     @property
     def name(self) -> str:
         return self.model.name
+
+    @property
+    def label(self) -> str:
+        return self.model.label
 
     @property
     def default_steps(self) -> int:

@@ -9,6 +9,7 @@ viewer.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -18,14 +19,27 @@ from typing import Any
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
 
 from ..consistency import check_pixel_size
 from ..diffusion.sampler import SamplingCancelled, SamplingProgress, Stop
 from ..predict import PartialResult, Prediction, Reconstructor, SamplingOptions
 
-__all__ = ["JobContext", "RunController", "describe_error", "format_eta"]
+__all__ = ["JobContext", "RunController", "describe_error", "format_eta", "settle_garbage"]
+
+
+def settle_garbage() -> None:
+    """Collect the garbage now and leave every object alive out of later full collections (:func:`gc.freeze`).
+
+    A napari window holds a few hundred thousand Python objects; the collector's full passes walk all of them
+    and hold the interpreter while they do, whichever thread allocated last — the window froze for a few hundred
+    milliseconds each time a pass fell on the GUI thread while results arrived. Called when a job starts: the
+    passes during the job then walk only what the job made, and what became garbage since the last call (a
+    closed layer, say) is collected here rather than kept."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def format_eta(done: int, total: int, seconds_per_unit: float | None, unit: str = "denoiser passes") -> str:
@@ -84,6 +98,24 @@ class JobContext:
     def in_gui(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call ``fn(*args)`` in the GUI thread (layers, plots and labels are only touched there)."""
         self._controller.bridge.call.emit(fn, args)
+
+    def in_gui_and_wait(self, fn: Callable[..., Any], *args: Any, timeout_s: float = 10.0) -> None:
+        """Call ``fn(*args)`` in the GUI thread and pause until it and what it queued for the next turn of the
+        event loop have run (or the job is stopped, or ``timeout_s`` s have passed): adding a layer takes the GUI
+        thread a few hundred milliseconds when the sampler competes with it for the CPU, and a fraction of that
+        alone."""
+        done = threading.Event()
+
+        def call(*values: Any) -> None:
+            try:
+                fn(*values)
+            finally:
+                QTimer.singleShot(0, done.set)  # after the calls fn queued with singleShot(0)
+
+        self.in_gui(call, *args)
+        deadline = time.perf_counter() + timeout_s
+        while not done.wait(0.05) and self.keep_going() and time.perf_counter() < deadline:
+            pass
 
 
 class RunController:
@@ -168,6 +200,7 @@ class RunController:
         if self.bar is not None:
             self.bar.setRange(0, 0)  # busy until the first step reports
         self.status.setText(f"{message}\npreparing…")
+        settle_garbage()
         self._t0 = time.perf_counter()
         self.worker.start()
 
@@ -256,7 +289,7 @@ class ReconstructJob:
         def callback(progress: SamplingProgress) -> bool | Stop:
             context.progress(progress.done, progress.total)
             if progress.partial is not None and on_partial is not None:
-                context.in_gui(on_partial, progress.partial)
+                context.in_gui_and_wait(on_partial, progress.partial)  # the sampler waits while layers are added
             if context.keep_requested():  # before the first round: stops at once, with nothing to keep
                 return Stop.KEEP
             return context.keep_going()

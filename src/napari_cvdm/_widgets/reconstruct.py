@@ -298,7 +298,8 @@ class ReconstructWidget(QWidget):
         self.runner.stop_and_keep("stopping; the mean and std of the finished samples will be kept…")
 
     def _show_partial(self, part: PartialResult, job: ReconstructJob) -> None:
-        """Show the running mean (now) and std (next turn of the event loop) of the samples finished so far."""
+        """Show the running mean (now) and std (next turn of the event loop) of the samples finished so far; the
+        sampler waits meanwhile."""
         if not self.runner.running or self.runner.stop_requested.is_set():
             return
         self._partial_planes[part.plane] = part.prediction
@@ -317,7 +318,7 @@ class ReconstructWidget(QWidget):
                     self.partial_layers.append(layer)
 
         add(*layers[0][:2])
-        for data, kwargs, _ in layers[1:2]:  # the std, when the samples so far have a spread
+        for data, kwargs, _ in layers[1:2]:  # the std, when the samples so far have a spread, in the next turn
             QTimer.singleShot(0, lambda data=data, kwargs=kwargs: add(data, kwargs))
 
     def _partial_stack(self, part: PartialResult) -> Prediction:
