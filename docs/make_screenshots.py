@@ -7,6 +7,10 @@ napari's grid mode) and of the widget. Prints the wall time of each run.
 
     python docs/make_screenshots.py [--samples 8] [--output docs/images]
     python docs/make_screenshots.py --finetune-pairs DIR --finetune-output MODEL.safetensors [--steps 300]
+    python docs/make_screenshots.py --compare MODEL.safetensors
+
+The third form runs the bundled ``sr`` and then MODEL on the sr sample, then the bundled ``sr`` again, and saves
+the window with the two models' result layers, each set named after its model (``gui_compare_models.png``).
 
 The second form opens Plugins > CVDM > Fine-tune instead, fine-tunes the bundled
 ``sr`` model on the pairs in DIR (inputs/ + targets/) and saves a screenshot
@@ -95,6 +99,38 @@ def shoot(task: str, sample_key: str, input_name: str, shown: list[str], samples
     viewer.close()
 
 
+def shoot_comparison(model_file: Path, samples: int, out: Path) -> None:
+    """The bundled ``sr``, ``model_file`` and the bundled ``sr`` again on the sr sample: two named result sets."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1280, 800)
+    viewer.open_sample("napari-cvdm", "sr")
+    viewer.layers.remove("SIM-like target")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Reconstruct")
+    app = QApplication.instance()
+    bundled = widget.model_box.findData("sr")
+    widget.add_model_file(model_file)
+    other = widget.model_box.currentIndex()
+    widget.samples_spin.setValue(samples)
+    for index in (bundled, other, bundled):
+        widget.model_box.setCurrentIndex(index)
+        widget.layer_box.setCurrentText("widefield")
+        widget.run()
+        wait_for(widget, app)
+    print("layers after three runs of two models:", [layer.name for layer in viewer.layers])
+    viewer.grid.enabled = True
+    for layer in viewer.layers:
+        layer.visible = layer.name == "widefield" or layer.name.endswith(" mean")
+    viewer.reset_view()
+    for _ in range(30):
+        app.processEvents()
+        time.sleep(0.02)
+    viewer.screenshot(str(out / "gui_compare_models.png"), canvas_only=False)
+    viewer.close()
+
+
 def shoot_finetune(pairs: Path, output_model: Path, steps: int, out: Path) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
@@ -135,12 +171,16 @@ def main() -> None:
     parser.add_argument("--finetune-pairs", type=Path, default=None)
     parser.add_argument("--finetune-output", type=Path, default=Path("finetuned-sr.safetensors"))
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--compare", type=Path, default=None)
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     xvfb = ensure_display()
     try:
         if args.finetune_pairs is not None:
             shoot_finetune(args.finetune_pairs, args.finetune_output, args.steps, args.output)
+            return
+        if args.compare is not None:
+            shoot_comparison(args.compare, args.samples, args.output)
             return
         shoot(
             "sr",

@@ -455,6 +455,7 @@ def test_running_results_appear_during_the_run_and_stop_and_keep_keeps_them(make
     qtbot.waitUntil(lambda: "cells CVDM std" in viewer.layers, timeout=60_000)
     assert widget.worker is not None, "the running result should appear before the run ends"
     assert "2 of 8 samples" in widget.status.text() and widget.keep_button.isEnabled()
+    assert viewer.layers.selection.active is viewer.layers["cells CVDM mean"]  # the running mean, not its std
     widget.stop_and_keep()
     qtbot.waitUntil(lambda: widget.worker is None and not widget.pending_layers, timeout=30_000)
     mean = viewer.layers["cells CVDM mean"]

@@ -316,6 +316,7 @@ class ReconstructWidget(QWidget):
                 layer = add_or_update(self.viewer, data, kwargs, job.owner)
                 if layer not in self.partial_layers:
                     self.partial_layers.append(layer)
+                self.viewer.layers.selection.active = self.partial_layers[0]  # the mean (napari selects new layers)
 
         add(*layers[0][:2])
         for data, kwargs, _ in layers[1:2]:  # the std, when the samples so far have a spread, in the next turn
