@@ -86,6 +86,7 @@ def test_qpi_from_one_two_plane_layer_and_from_two_layers(make_napari_viewer, qt
     widget.layer_box.setCurrentText("brightfield ±1 µm")
     _run(qtbot, widget)
     mean = viewer.layers["brightfield ±1 µm CVDM mean"]
+    assert viewer.layers.selection.active is mean and mean.colormap.name == "coolwarm"  # the phase in view
     assert mean.data.shape == (SAMPLE_SIZE, SAMPLE_SIZE)
     np.testing.assert_allclose(mean.scale, (0.21, 0.21))
     assert abs(float(mean.data.mean())) < 1e-4  # zero-mean phase
@@ -125,7 +126,7 @@ def test_event_loop_keeps_running_during_a_run(make_napari_viewer, qtbot, model_
     assert run_s > 0.5 and arrived, "the run was too short to test responsiveness"
     assert gaps.max() < 0.5, f"the event loop stalled for {gaps.max():.2f} s at tick {gaps.argmax()} of {len(gaps)}"
     while_arriving = gaps[np.asarray(ticks) > arrived[0]]
-    assert while_arriving.max() < 0.4, f"results froze the window for {while_arriving.max():.2f} s"
+    assert while_arriving.max() < 0.25, f"results froze the window for {while_arriving.max():.2f} s"
     assert "cells CVDM mean" in viewer.layers
 
 
@@ -141,9 +142,9 @@ def test_the_sampler_waits_while_the_gui_adds_layers_and_a_run_starts_with_the_c
     runner = _runner.RunController(QPushButton(), QPushButton(), QProgressBar(), QLabel(), "test")
     events = []
 
-    def add_layers(tag):  # the mean now, the std in the next turn of the event loop
+    def add_layers(tag):  # the mean now, the std a turn later
         events.append(f"mean {tag}")
-        QTimer.singleShot(0, lambda: events.append(f"std {tag}"))
+        QTimer.singleShot(_runner.TURN_MS, lambda: events.append(f"std {tag}"))
 
     def job(context):
         for tag in range(3):

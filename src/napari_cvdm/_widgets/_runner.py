@@ -26,7 +26,11 @@ from ..consistency import check_pixel_size
 from ..diffusion.sampler import SamplingCancelled, SamplingProgress, Stop
 from ..predict import PartialResult, Prediction, Reconstructor, SamplingOptions
 
-__all__ = ["JobContext", "RunController", "describe_error", "format_eta", "settle_garbage"]
+__all__ = ["JobContext", "RunController", "TURN_MS", "describe_error", "format_eta", "settle_garbage"]
+
+#: Pause (ms) between two pieces of GUI work, such as adding two layers: a zero-delay timer runs before the
+#: viewer's own timers and painting, so two of them in a row freeze the window as long as both together.
+TURN_MS = 15
 
 
 def settle_garbage() -> None:
@@ -100,8 +104,8 @@ class JobContext:
         self._controller.bridge.call.emit(fn, args)
 
     def in_gui_and_wait(self, fn: Callable[..., Any], *args: Any, timeout_s: float = 10.0) -> None:
-        """Call ``fn(*args)`` in the GUI thread and pause until it and what it queued for the next turn of the
-        event loop have run (or the job is stopped, or ``timeout_s`` s have passed): adding a layer takes the GUI
+        """Call ``fn(*args)`` in the GUI thread and pause until it and what it queued for :data:`TURN_MS` later
+        have run (or the job is stopped, or ``timeout_s`` s have passed): adding a layer takes the GUI
         thread a few hundred milliseconds when the sampler competes with it for the CPU, and a fraction of that
         alone."""
         done = threading.Event()
@@ -110,7 +114,7 @@ class JobContext:
             try:
                 fn(*values)
             finally:
-                QTimer.singleShot(0, done.set)  # after the calls fn queued with singleShot(0)
+                QTimer.singleShot(TURN_MS, done.set)  # after the calls fn queued with singleShot(TURN_MS)
 
         self.in_gui(call, *args)
         deadline = time.perf_counter() + timeout_s

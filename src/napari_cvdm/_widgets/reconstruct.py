@@ -39,7 +39,7 @@ from ..predict import PartialResult, Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
 from ._docking import mark_as_panel
 from ._results import add_or_update
-from ._runner import ReconstructJob, RunController
+from ._runner import TURN_MS, ReconstructJob, RunController
 
 __all__ = ["ReconstructJob", "ReconstructWidget"]
 
@@ -319,8 +319,8 @@ class ReconstructWidget(QWidget):
                 self.viewer.layers.selection.active = self.partial_layers[0]  # the mean (napari selects new layers)
 
         add(*layers[0][:2])
-        for data, kwargs, _ in layers[1:2]:  # the std, when the samples so far have a spread, in the next turn
-            QTimer.singleShot(0, lambda data=data, kwargs=kwargs: add(data, kwargs))
+        for data, kwargs, _ in layers[1:2]:  # the std, when the samples so far have a spread, a turn later
+            QTimer.singleShot(TURN_MS, lambda data=data, kwargs=kwargs: add(data, kwargs))
 
     def _partial_stack(self, part: PartialResult) -> Prediction:
         """The running result of a stack: the planes finished or begun so far, zeros for the others."""
@@ -370,7 +370,7 @@ class ReconstructWidget(QWidget):
         self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{mean.name}'{std}{check}")
         rest = [(data, kwargs) for data, kwargs, _ in layers[1:]]
         self.pending_layers = len(rest) + 1
-        QTimer.singleShot(0, lambda: self._add_in_turns(rest, job.owner, mean))
+        QTimer.singleShot(TURN_MS, lambda: self._add_in_turns(rest, job.owner, mean))
         remarks = list(prediction.warnings)
         if job.with_schedule and prediction.schedule is None:
             remarks.append("this model uses a fixed schedule: there is no λ(x) map to show")
@@ -390,4 +390,4 @@ class ReconstructWidget(QWidget):
         data, kwargs = layers[0]
         add_or_update(self.viewer, data, kwargs, owner)
         self.pending_layers = len(layers)  # the rest, and selecting the mean again
-        QTimer.singleShot(0, lambda: self._add_in_turns(layers[1:], owner, shown))
+        QTimer.singleShot(TURN_MS, lambda: self._add_in_turns(layers[1:], owner, shown))
