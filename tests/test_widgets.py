@@ -582,3 +582,16 @@ def test_a_through_focus_stack_layer_runs_on_its_outer_pair_and_raw_counts_are_r
     mean = viewer.layers["stack TIE mean"]
     np.testing.assert_allclose(mean.data, tie_phase(pair[0], pair[1], 1.0, 0.521, 0.21), atol=1e-5)
     assert any("outer pair" in w for w in mean.metadata["cvdm"]["warnings"])
+    viewer.add_image(np.full(pair.shape[-2:], 20000.0, np.float32), name="empty field")
+    widget.layer_box.setCurrentText("raw counts")
+    widget.flat_box.setCurrentText("empty field")  # raw counts divided by the empty field given
+    _run(qtbot, widget)
+    divided = viewer.layers["raw counts TIE mean"]
+    np.testing.assert_allclose(divided.data, mean.data, atol=1e-4)
+    assert any("empty field given" in w for w in divided.metadata["cvdm"]["warnings"])
+    widget.flat_box.setCurrentIndex(1)  # or by an illumination fitted to the planes
+    _run(qtbot, widget)
+    assert any("estimated from the planes" in w for w in divided.metadata["cvdm"]["warnings"])
+    assert widget.flat_box.isVisibleTo(widget)
+    widget.model_box.setCurrentIndex(texts.index("sr"))
+    assert not widget.flat_box.isVisibleTo(widget)  # widefield images have no empty field to give

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,26 +29,28 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..brightfield_input import with_brightfield_input
+from ..brightfield_input import BrightfieldInput
 from ..devices import available_devices
-from ..layers import layer_pixel_size, model_input, residual_geometry, residual_layer, result_layers
+from ..layers import layer_pixel_size, model_input, residual_geometry
 from ..models import CVDMModel
 from ..optics_match import model_at
-from ..physics.brightfield import prepare_brightfield
-from ..predict import PartialResult, Prediction, SamplingOptions
+from ..physics.brightfield import ESTIMATE, prepare_brightfield
+from ..predict import Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
 from ._docking import mark_as_panel
-from ._results import add_or_update
-from ._runner import TURN_MS, ReconstructJob, RunController
+from ._results import ShowsResults
+from ._runner import ReconstructJob, RunController
 
 __all__ = ["ReconstructJob", "ReconstructWidget"]
 
 _BOTH_PLANES = "(both planes are in the input layer)"
+#: Empty-field choices of brightfield planes besides an image layer (:func:`prepare_brightfield`).
+_NO_FLAT, _ESTIMATE_FLAT = "(none: the planes are divided by it already)", "estimate from the planes"
 #: Smallest tile offered: smaller tiles are mostly overlap (16-pixel tiles made a 2 s run take 97 s).
 MIN_GUI_TILE = 64
 
 
-class ReconstructWidget(QWidget):
+class ReconstructWidget(ShowsResults, QWidget):
     """Mean and per-pixel std of a CVDM reconstruction of the chosen image layer.
 
     Parameters
@@ -64,6 +66,12 @@ class ReconstructWidget(QWidget):
         self.layer_box = LayerPicker(napari_viewer)
         self.second_box = LayerPicker(napari_viewer, leading=[_BOTH_PLANES])
         self.second_label = QLabel("+dz image")
+        self.flat_box = LayerPicker(napari_viewer, leading=[_NO_FLAT, _ESTIMATE_FLAT])
+        self.flat_label = QLabel("Empty field")
+        self.flat_box.setToolTip(
+            "Raw camera counts are divided by an image of the empty field recorded with the same exposure (or one "
+            "per plane), or by a smooth illumination fitted to the planes"
+        )
         self.model_box = MethodPicker()
         self._make_sampling_fields()
         self.optics_form = OpticsForm()  # your optics: a classical method's, or those a model is mapped onto
@@ -133,6 +141,7 @@ class ReconstructWidget(QWidget):
         for label, box in (
             ("Image", self.layer_box),
             (self.second_label, self.second_box),
+            (self.flat_label, self.flat_box),
             ("Model", self.model_box),
             ("Samples", self.samples_spin),
             ("Steps", self.steps_spin),
@@ -188,8 +197,17 @@ class ReconstructWidget(QWidget):
             box.setEnabled(model.stochastic)  # a classical method draws no samples
         self.optics_form.show_optics(model.optics)
         pair = model.task.input_planes == 2
-        self.second_box.setVisible(pair)
-        self.second_label.setVisible(pair)
+        for item in (self.second_box, self.second_label):
+            item.setVisible(pair)
+        for item in (self.flat_box, self.flat_label):
+            item.setVisible(model.task.brightfield)
+
+    def _flat_field(self) -> np.ndarray | str | None:
+        """The chosen empty field: ``None``, :data:`~napari_cvdm.physics.brightfield.ESTIMATE` or an image."""
+        layer = self.flat_box.layer()
+        if layer is not None:
+            return np.asarray(layer.data)
+        return ESTIMATE if self.flat_box.currentText() == _ESTIMATE_FLAT else None
 
     def _at_form_optics(self, model: CVDMModel) -> Any:
         """``model`` run at the optics in the form where the user changed them (:func:`model_at`)."""
@@ -225,8 +243,10 @@ class ReconstructWidget(QWidget):
         model = model.with_optics(self.optics_form.optics()) if not model.stochastic else self._at_form_optics(model)
         layer, data, plane_axis = self._gather_input(model)
         if model.task.brightfield:
-            prepared = prepare_brightfield(data)  # raw counts refused at once, in words
-            model = with_brightfield_input(model) if prepared.notes else model  # the notes travel with the result
+            flat = self._flat_field()
+            prepared = prepare_brightfield(data, flat)  # raw counts without an empty field refused at once, in words
+            needed = prepared.notes or flat is not None
+            model = BrightfieldInput(model, flat) if needed else model  # the notes travel with the result
             model.task.check_input(prepared.planes)
         else:
             model.task.check_input(data)
@@ -296,98 +316,3 @@ class ReconstructWidget(QWidget):
         """End the run (after the first round if none is finished yet) and keep the result of the samples
         finished."""
         self.runner.stop_and_keep("stopping; the mean and std of the finished samples will be kept…")
-
-    def _show_partial(self, part: PartialResult, job: ReconstructJob) -> None:
-        """Show the running mean (now) and std (next turn of the event loop) of the samples finished so far; the
-        sampler waits meanwhile."""
-        if not self.runner.running or self.runner.stop_requested.is_set():
-            return
-        self._partial_planes[part.plane] = part.prediction
-        prediction = part.prediction if part.n_planes == 1 else self._partial_stack(part)
-        layers = result_layers(
-            job.input_name, job.model.task, prediction, job.scale, job.translate, job.units, label=job.model.label
-        )
-        where = f" (plane {part.plane + 1} of {part.n_planes})" if part.n_planes > 1 else ""
-        self.runner.detail = f"showing the mean and std of {part.done} of {part.n_samples} samples{where}"
-        self.status.setText(self.runner.detail)
-
-        def add(data: np.ndarray, kwargs: dict) -> None:
-            if self.runner.running and not self.runner.stop_requested.is_set():
-                layer = add_or_update(self.viewer, data, kwargs, job.owner)
-                if layer not in self.partial_layers:
-                    self.partial_layers.append(layer)
-                self.viewer.layers.selection.active = self.partial_layers[0]  # the mean (napari selects new layers)
-
-        add(*layers[0][:2])
-        for data, kwargs, _ in layers[1:2]:  # the std, when the samples so far have a spread, a turn later
-            QTimer.singleShot(TURN_MS, lambda data=data, kwargs=kwargs: add(data, kwargs))
-
-    def _partial_stack(self, part: PartialResult) -> Prediction:
-        """The running result of a stack: the planes finished or begun so far, zeros for the others."""
-        blank = np.zeros_like(part.prediction.mean)
-        planes = [self._partial_planes.get(p) for p in range(part.n_planes)]
-        return Prediction(
-            mean=np.stack([blank if q is None else q.mean for q in planes]),
-            std=np.stack([blank if q is None else q.std for q in planes]),
-            sample_std=None if part.prediction.sample_std is None else blank,  # marks the std as calibrated
-        )
-
-    def _remove_partial(self) -> None:
-        for layer in self.partial_layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self.partial_layers = []
-
-    def _on_done(self, prediction: Prediction | None, job: ReconstructJob) -> None:
-        self.runner.detail = ""
-        if prediction is None or self.parent() is None:  # cancelled, or its panel closed while it finished
-            removed = bool(self.partial_layers)
-            self._remove_partial()
-            kept = self.runner.keep_requested.is_set()
-            what = "stopped before the first samples were finished" if kept else "cancelled"
-            self.status.setText(f"{what}; the running result was removed" if removed else f"{what}; nothing added")
-            return
-        self.partial_layers = []
-        layers = result_layers(
-            job.input_name,
-            job.model.task,
-            prediction,
-            job.scale,
-            job.translate,
-            job.units,
-            with_samples=job.with_samples,
-            with_schedule=job.with_schedule,
-            label=job.model.label,
-        )
-        if prediction.residual is not None and job.residual_at is not None:
-            residual = residual_layer(job.input_name, job.model.task, prediction, *job.residual_at, job.model.label)
-            layers.insert(2, residual)
-        # napari takes ~0.1-0.2 s per new layer: the mean now, the others one per turn of the event loop
-        mean = add_or_update(self.viewer, *layers[0][:2], job.owner)
-        self.viewer.layers.selection.active = mean
-        check = "" if prediction.residual_rms is None else f"; residual {prediction.residual_rms:.2f}× the noise"
-        std = " (its std hidden, one click away)" if job.model.stochastic and len(layers) > 1 else ""
-        self.status.setText(f"done in {self.runner.elapsed():.1f} s: '{mean.name}'{std}{check}")
-        rest = [(data, kwargs) for data, kwargs, _ in layers[1:]]
-        self.pending_layers = len(rest) + 1
-        QTimer.singleShot(TURN_MS, lambda: self._add_in_turns(rest, job.owner, mean))
-        remarks = list(prediction.warnings)
-        if job.with_schedule and prediction.schedule is None:
-            remarks.append("this model uses a fixed schedule: there is no λ(x) map to show")
-        if remarks:  # one notice per run, however many remarks
-            show_warning(
-                f"'{mean.name}': " + ("\n".join(f"• {r}" for r in remarks) if len(remarks) > 1 else remarks[0])
-            )
-
-    def _add_in_turns(self, layers: list[tuple[np.ndarray, dict]], owner: str, shown: Image) -> None:
-        """Add the first of ``layers`` now and the others one per turn of the event loop, so the viewer never
-        freezes for all of them; then select ``shown`` again (napari selects each layer it adds)."""
-        if not layers:
-            if shown in self.viewer.layers:
-                self.viewer.layers.selection.active = shown
-            self.pending_layers = 0
-            return
-        data, kwargs = layers[0]
-        add_or_update(self.viewer, data, kwargs, owner)
-        self.pending_layers = len(layers)  # the rest, and selecting the mean again
-        QTimer.singleShot(TURN_MS, lambda: self._add_in_turns(layers[1:], owner, shown))

@@ -132,8 +132,9 @@ def _unit_illumination(planes: np.ndarray, flat_field: np.ndarray | str | None) 
             raise ValueError(
                 f"the planes have a median of {median:.4g}, not about 1: they look like raw camera counts (or "
                 "display-scaled). qpi needs them divided by the illumination: give an image of the empty field "
-                "recorded with the same exposure (command line: --flat-field FILE), or --flat-field estimate to fit "
-                "a smooth illumination to the planes (in napari: divide the layers by it first)"
+                "recorded with the same exposure (command line: --flat-field FILE; in napari: the Empty field "
+                "layer), or let a smooth illumination be fitted to the planes (--flat-field estimate; in napari: "
+                "Empty field > estimate from the planes)"
             )
         return planes.astype(np.float64), []
     if isinstance(flat_field, str):
