@@ -129,3 +129,23 @@ def test_a_stack_is_divided_once_by_one_empty_field_per_plane():
     prepared = prepare_brightfield(raw, per_plane)
     np.testing.assert_allclose(prepared.stack, raw / per_plane, rtol=1e-5)
     np.testing.assert_allclose(prepared.planes, prepared.stack[[0, -1]])
+
+
+def test_absorption_with_fine_detail_is_told_from_phase_and_said():
+    """Two planes cannot tell fine absorption from phase: the planes' mean betrays it, and the result says so."""
+    from napari_cvdm.data.simulate_qpi import camera_planes
+    from napari_cvdm.physics.absorption import FINE_ABSORPTION_RATIO, fine_absorption_ratio
+    from napari_cvdm.tasks import get_task
+
+    optics, side, rng = QPIOptics(), 96, np.random.default_rng(3)
+    big, c = crop_of_larger_field((side, side), optics)
+    phase = phase_map("cells", big, rng, optics)
+    grains = rng.random(big) < 0.08  # stained granules, a pixel or two wide
+    amplitude = 1 - 0.5 * np.clip(np.asarray(grains, float) + np.roll(grains, 1, axis=0), 0, 1)
+    ratios = {}
+    for name, amp in (("pure", np.ones(big)), ("fine absorption", amplitude)):
+        planes = camera_planes(phase, amp, c, (side, side), optics) + rng.normal(0, 0.01, (2, side, side))
+        ratios[name] = fine_absorption_ratio(planes, 0.01)
+        remarks = get_task("qpi").distribution_warnings(planes.astype(np.float32), optics, None)
+        assert any("absorbs with fine detail" in r for r in remarks) == (name != "pure"), (name, remarks)
+    assert ratios["pure"] < FINE_ABSORPTION_RATIO < ratios["fine absorption"], ratios

@@ -24,6 +24,7 @@ from ..data.normalize import Normalization
 from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
 from ..data.simulate_qpi import STRONG_ABSORPTION_RANGE
 from ..metrics import Scores, qpi_scores
+from ..physics.absorption import FINE_ABSORPTION_RATIO, fine_absorption_ratio
 from ..physics.fresnel import QPIOptics
 from ..physics.modes import low_mode_variance
 from ..physics.retrieval import fit_margins
@@ -185,8 +186,9 @@ class QPITask(Task):
 
     def distribution_warnings(self, plane: np.ndarray, optics: QPIOptics, ranges: dict[str, Any] | None) -> list[str]:
         """Planes from a wrap-around simulation rather than a camera crop (opposite edges that continue each other,
-        or defocus fringes crowding two opposite borders), and noise (σ of the planes, in units of the background)
-        more than twice the trained maximum."""
+        or defocus fringes crowding two opposite borders), absorption with fine detail
+        (:func:`~napari_cvdm.physics.absorption.fine_absorption_ratio`), and noise (σ of the planes, in units of the
+        background) more than twice the trained maximum."""
         remarks = []
         evidence = wrap_around_evidence(plane)
         if evidence:
@@ -194,6 +196,15 @@ class QPITask(Task):
                 f"{evidence}: the planes look like a simulation with wrap-around (periodic) borders; a camera crops "
                 "a larger field, and the model and the physics check assume that: simulate a larger field and crop "
                 "it, or pad before propagating"
+            )
+        ratio = fine_absorption_ratio(plane, pair_noise(plane))
+        if ratio > FINE_ABSORPTION_RATIO:
+            remarks.append(
+                f"the planes' mean has {ratio:.1f}× the fine texture of their difference: the sample absorbs with fine "
+                "detail, or its phase is strong enough to focus light between the planes. Absorption with fine "
+                "detail a retrieval or a model can put into the phase (the TIE, --model tie, takes the amplitude from "
+                "the mean and is not misled); a strong phase the TIE underestimates. A third plane in focus tells them "
+                "apart"
             )
         noise_range = (ranges or {}).get("noise_range")
         if not noise_range:
