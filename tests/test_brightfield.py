@@ -149,3 +149,22 @@ def test_absorption_with_fine_detail_is_told_from_phase_and_said():
         remarks = get_task("qpi").distribution_warnings(planes.astype(np.float32), optics, None)
         assert any("absorbs with fine detail" in r for r in remarks) == (name != "pure"), (name, remarks)
     assert ratios["pure"] < FINE_ABSORPTION_RATIO < ratios["fine absorption"], ratios
+
+
+def test_a_retrieval_given_a_stack_fits_every_plane():
+    """The iterative and flat-background methods fit all planes of a through-focus stack, not only its outer pair:
+    the plane in focus constrains the amplitude."""
+    from napari_cvdm.tasks.qpi_condition import stack_phase
+
+    optics, side, rng = QPIOptics(), 48, np.random.default_rng(5)
+    big, c = crop_of_larger_field((side, side), optics)
+    phase = phase_map("cells", big, rng, optics)
+    amplitude = 1 - 0.3 * np.asarray(rng.random(big) < 0.05, float)
+    field = phase_object(torch.from_numpy(phase), torch.from_numpy(amplitude))
+    stack = defocus_stack(field, (-1.0, 0.0, 1.0), optics.wavelength_um, optics.pixel_um).numpy()
+    stack = (stack[:, c : c + side, c : c + side] + rng.normal(0, 0.005, (3, side, side))).astype(np.float32)
+    result = load_method("iterative").predict_with(stack)
+    np.testing.assert_allclose(result.mean, stack_phase(stack, optics), atol=1e-5)
+    assert any("fitted to all of them" in w for w in result.warnings)
+    assert not any("outer pair" in w for w in result.warnings)
+    assert load_method("tie").predict_with(stack).mean.shape == (side, side)  # the TIE takes the outer pair

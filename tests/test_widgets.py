@@ -540,7 +540,7 @@ def test_selected_result_layers_save_to_a_folder_with_their_pixel_size(make_napa
 
 
 def test_one_notice_per_run_however_many_remarks(make_napari_viewer, qtbot, model_files, monkeypatch):
-    import napari_cvdm._widgets.reconstruct as module
+    import napari_cvdm._widgets._results as module
 
     shown = []
     monkeypatch.setattr(module, "show_warning", shown.append)

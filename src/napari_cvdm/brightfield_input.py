@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .consistency import with_warnings
+from .consistency import check_consistency, with_warnings
 from .diffusion.sampler import ProgressCallback
 from .physics.brightfield import ESTIMATE, prepare_brightfield
 from .physics.retrieval import fit_margins
@@ -38,13 +38,34 @@ class BrightfieldInput(Predicts):
     def predict_with(
         self, image: np.ndarray, options: SamplingOptions | None = None, callback: ProgressCallback | None = None
     ) -> Prediction:
-        """The inner reconstructor's prediction of the prepared pair (``(2, H, W)`` or ``(T, 2, H, W)``)."""
+        """The inner reconstructor's prediction of the prepared pair (``(2, H, W)`` or ``(T, 2, H, W)``); a classical
+        retrieval given a through-focus stack fits all its planes (:meth:`Task.stack_methods`)."""
         prepared = prepare_brightfield(image, self.flat_field)
+        from_stack = self._stack_method(prepared.stack)
+        if from_stack is not None:  # the fit to every plane is checked plane by plane against the pair
+            prediction = self._from_stack(from_stack, prepared.stack, prepared.planes)
+            fitted = f"a through-focus stack of {len(prepared.stack)} planes: the phase is fitted to all of them"
+            return with_warnings(prediction, [fitted, *prepared.notes[1:]])  # the first said the outer pair is used
         prediction = self.inner.predict_with(prepared.planes, options, callback)
         notes = prepared.notes
         if prepared.stack is not None:
             notes = [*notes, stack_check(prepared.stack, prediction.mean, self.inner.optics)]
         return with_warnings(prediction, notes)
+
+    def _stack_method(self, stack: np.ndarray | None) -> Any:
+        """The inner classical method's variant that fits every plane of ``stack`` (``None``: there is none, or no
+        stack)."""
+        if stack is None or getattr(self.inner, "stochastic", True):
+            return None
+        return self.inner.task.stack_methods(self.inner.optics).get(self.inner.label)
+
+    def _from_stack(self, method: Any, stack: np.ndarray, pair: np.ndarray) -> Prediction:
+        """``method``'s phase of ``stack`` ``(N, H, W)``, checked as the inner method's result is, against the
+        outer ``pair`` ``(2, H, W)``."""
+        mean = np.asarray(method(stack), np.float32)
+        return check_consistency(
+            Prediction(mean=mean, std=np.zeros_like(mean)), self.inner.task, self.inner.optics, pair
+        )
 
 
 def stack_check(stack: np.ndarray, phase: np.ndarray, optics: Any) -> str:

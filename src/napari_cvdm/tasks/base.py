@@ -251,6 +251,11 @@ class Task(ABC):
     def baselines(self, optics: Optics | None = None, parameter: float | None = None) -> dict[str, Method]:
         """The classical methods, by display name (``parameter``: see :attr:`baseline_parameter`)."""
 
+    def stack_methods(self, optics: Optics | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """Classical methods, by label, that use every plane of a through-focus stack ``(N, H, W)`` rather than the
+        pair the task takes (none unless a task says so)."""
+        return {}
+
     @abstractmethod
     def tune_baselines(self, examples: Sequence[Any], optics: Optics | None = None) -> tuple[float, dict[float, float]]:
         """The baseline parameter with the best mean PSNR on ``examples`` and the PSNR of every candidate."""

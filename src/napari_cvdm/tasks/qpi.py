@@ -14,7 +14,7 @@ Normalisation: intensities under unit illumination map as ``(I − 1)/s_I``, the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,7 @@ from .qpi_condition import (
     retrieval_noise,
     retrieval_recipe,
     retrieved_field,
+    stack_phase,
     with_flat_background,
     zero_mean,
 )
@@ -322,6 +323,14 @@ class QPITask(Task):
             ),
             "iterative retrieval": lambda x: (retrieve(x), None),
             "flat-background retrieval": lambda x: (flatten_retrieved(retrieve(x), x, o), None),
+        }
+
+    def stack_methods(self, optics: QPIOptics | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """The iterative and flat-background retrievals fitted to every plane of a stack (:func:`stack_phase`)."""
+        o = optics or QPIOptics()
+        return {
+            "iterative": lambda st: stack_phase(st, o),
+            "flat-background": lambda st: flatten_retrieved(stack_phase(st, o), st[[0, -1]], o),
         }
 
     def tune_baselines(
