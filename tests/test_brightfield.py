@@ -154,7 +154,7 @@ def test_absorption_with_fine_detail_is_told_from_phase_and_said():
 def test_a_retrieval_given_a_stack_fits_every_plane():
     """The iterative and flat-background methods fit all planes of a through-focus stack, not only its outer pair:
     the plane in focus constrains the amplitude."""
-    from napari_cvdm.tasks.qpi_condition import stack_phase
+    from napari_cvdm.tasks.qpi_condition import fitted_phase
 
     optics, side, rng = QPIOptics(), 48, np.random.default_rng(5)
     big, c = crop_of_larger_field((side, side), optics)
@@ -164,7 +164,30 @@ def test_a_retrieval_given_a_stack_fits_every_plane():
     stack = defocus_stack(field, (-1.0, 0.0, 1.0), optics.wavelength_um, optics.pixel_um).numpy()
     stack = (stack[:, c : c + side, c : c + side] + rng.normal(0, 0.005, (3, side, side))).astype(np.float32)
     result = load_method("iterative").predict_with(stack)
-    np.testing.assert_allclose(result.mean, stack_phase(stack, optics), atol=1e-5)
+    np.testing.assert_allclose(result.mean, fitted_phase(stack, optics), atol=1e-5)
     assert any("fitted to all of them" in w for w in result.warnings)
     assert not any("outer pair" in w for w in result.warnings)
     assert load_method("tie").predict_with(stack).mean.shape == (side, side)  # the TIE takes the outer pair
+
+
+def test_saturated_pixels_are_left_out_of_the_retrieval():
+    """A camera clipped at its ceiling: the pixels at the ceiling say nothing of the phase; fitted anyway, they pull
+    it off."""
+    from napari_cvdm.metrics import qpi_scores
+    from napari_cvdm.tasks.qpi_condition import fitted_phase
+
+    optics, side, rng = QPIOptics(), 64, np.random.default_rng(2)
+    big, c = crop_of_larger_field((side, side), optics)
+    phase = phase_map("cells", big, rng, optics)
+    pair = defocus_stack(phase_object(torch.from_numpy(phase)), (-1.0, 1.0), 0.521, 0.21).numpy()
+    pair = pair[:, c : c + side, c : c + side] + rng.normal(0, 0.005, (2, side, side))
+    ceiling = float(np.percentile(pair, 96)) * 20000
+    raw = np.minimum(np.round(pair * 20000), ceiling).astype(np.uint16)  # a plateau at the image's maximum
+    empty = np.full((side, side), 20000.0, np.float32)
+    from napari_cvdm.brightfield_input import BrightfieldInput
+
+    masked = BrightfieldInput(load_method("iterative").inner, empty).predict_with(raw)  # raw counts, the empty field
+    assert any("left out of the retrieval's fit" in w for w in masked.warnings)
+    truth = phase[c : c + side, c : c + side]
+    unmasked = fitted_phase(raw / 20000.0, optics)
+    assert qpi_scores(masked.mean, truth).psnr > qpi_scores(unmasked, truth).psnr + 0.5

@@ -18,7 +18,7 @@ import napari_cvdm.data.simulate_qpi as sq
 from napari_cvdm.metrics import qpi_scores
 from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
 from napari_cvdm.physics.tie import tie_phase
-from napari_cvdm.tasks.qpi_condition import iterative_phase, stack_phase
+from napari_cvdm.tasks.qpi_condition import fitted_phase, iterative_phase
 
 SIDE = 128
 
@@ -48,7 +48,7 @@ def main(folder: str) -> None:
         st = (st + rng.normal(0, s, st.shape)).astype(np.float32)
         truth, pair = phase[c : c + SIDE, c : c + SIDE], st[[0, 2]]
         tie = tie_phase(pair[0], pair[1], o.dz_um, o.wavelength_um, o.pixel_um)
-        v = [qpi_scores(x, truth).psnr for x in (tie, iterative_phase(pair, o), stack_phase(st, o))]
+        v = [qpi_scores(x, truth).psnr for x in (tie, iterative_phase(pair, o), fitted_phase(st, o))]
         rows.setdefault(kind, []).append(v)
         print(f"{kind:6s} {cls:8s} {s:<6g} TIE {v[0]:6.2f}  pair {v[1]:6.2f}  all planes {v[2]:6.2f}", flush=True)
     for kind, v in rows.items():

@@ -12,7 +12,7 @@ import torch
 
 from .consistency import check_consistency, with_warnings
 from .diffusion.sampler import ProgressCallback
-from .physics.brightfield import ESTIMATE, prepare_brightfield
+from .physics.brightfield import ESTIMATE, PreparedPlanes, prepare_brightfield
 from .physics.retrieval import fit_margins
 from .predict import Prediction, Predicts, SamplingOptions
 from .tasks.qpi_condition import RETRIEVAL_NOISE, pair_noise
@@ -39,33 +39,40 @@ class BrightfieldInput(Predicts):
         self, image: np.ndarray, options: SamplingOptions | None = None, callback: ProgressCallback | None = None
     ) -> Prediction:
         """The inner reconstructor's prediction of the prepared pair (``(2, H, W)`` or ``(T, 2, H, W)``); a classical
-        retrieval given a through-focus stack fits all its planes (:meth:`Task.stack_methods`)."""
+        retrieval fits every plane of a through-focus stack and leaves saturated pixels out
+        (:meth:`Task.camera_methods`)."""
         prepared = prepare_brightfield(image, self.flat_field)
-        from_stack = self._stack_method(prepared.stack)
-        if from_stack is not None:  # the fit to every plane is checked plane by plane against the pair
-            prediction = self._from_stack(from_stack, prepared.stack, prepared.planes)
-            fitted = f"a through-focus stack of {len(prepared.stack)} planes: the phase is fitted to all of them"
-            return with_warnings(prediction, [fitted, *prepared.notes[1:]])  # the first said the outer pair is used
+        method = self._camera_method(prepared)
+        if method is not None:
+            return self._from_camera(method, prepared)
         prediction = self.inner.predict_with(prepared.planes, options, callback)
         notes = prepared.notes
         if prepared.stack is not None:
             notes = [*notes, stack_check(prepared.stack, prediction.mean, self.inner.optics)]
         return with_warnings(prediction, notes)
 
-    def _stack_method(self, stack: np.ndarray | None) -> Any:
-        """The inner classical method's variant that fits every plane of ``stack`` (``None``: there is none, or no
-        stack)."""
-        if stack is None or getattr(self.inner, "stochastic", True):
+    def _camera_method(self, prepared: PreparedPlanes) -> Any:
+        """The inner classical method's variant that takes the camera's planes as they are, where it has one and
+        they need it (a stack, or a pair with saturated pixels); else ``None``."""
+        needed = prepared.stack is not None or (prepared.planes.ndim == 3 and bool(prepared.saturated.any()))
+        if not needed or getattr(self.inner, "stochastic", True):
             return None
-        return self.inner.task.stack_methods(self.inner.optics).get(self.inner.label)
+        return self.inner.task.camera_methods(self.inner.optics).get(self.inner.label)
 
-    def _from_stack(self, method: Any, stack: np.ndarray, pair: np.ndarray) -> Prediction:
-        """``method``'s phase of ``stack`` ``(N, H, W)``, checked as the inner method's result is, against the
-        outer ``pair`` ``(2, H, W)``."""
-        mean = np.asarray(method(stack), np.float32)
-        return check_consistency(
-            Prediction(mean=mean, std=np.zeros_like(mean)), self.inner.task, self.inner.optics, pair
-        )
+    def _from_camera(self, method: Any, prepared: PreparedPlanes) -> Prediction:
+        """``method``'s phase of every plane (a stack) or of the valid pixels (a pair with saturated ones), checked
+        as the inner method's result is, against the pair."""
+        if prepared.stack is not None:
+            data, valid = prepared.stack, None
+            fitted = f"a through-focus stack of {len(data)} planes: the phase is fitted to all of them"
+            notes = [fitted, *prepared.notes[1:]]  # the first said that the outer pair is used
+        else:
+            data, valid = prepared.planes, ~prepared.saturated
+            notes = [*prepared.notes, "the saturated pixels are left out of the retrieval's fit"]
+        mean = np.asarray(method(data, valid), np.float32)
+        prediction = Prediction(mean=mean, std=np.zeros_like(mean))
+        checked = check_consistency(prediction, self.inner.task, self.inner.optics, prepared.planes)
+        return with_warnings(checked, notes)
 
 
 def stack_check(stack: np.ndarray, phase: np.ndarray, optics: Any) -> str:

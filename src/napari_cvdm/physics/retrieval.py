@@ -107,6 +107,7 @@ def retrieve_phase(
     noise: float,
     options: RetrievalOptions | None = None,
     start_phase: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
 ) -> Retrieved:
     """Phase (and amplitude) that explain defocused intensities through the Fresnel model.
 
@@ -125,6 +126,9 @@ def retrieve_phase(
         Iterations, regularisation, amplitude, margin.
     start_phase
         ``(B, H, W)`` starting phase; default: the TIE of the first and last planes.
+    valid
+        ``(B, Z, H, W)`` or ``(Z, H, W)`` bool: the pixels that carry data (``None``: all). Saturated pixels
+        say nothing of the phase; left out, they neither pull the fit nor count in its residual.
 
     Returns
     -------
@@ -150,7 +154,7 @@ def retrieve_phase(
         )
     margin, phase0, log_amp0 = _padded_start(planes, start_phase, dz_um, wavelength_um, pixel_um, options)
     free = torch.ones(phase0.shape[-2:], dtype=torch.bool)
-    return fit_field(planes, phase0, log_amp0, free, dz_um, wavelength_um, pixel_um, noise, options, margin)
+    return fit_field(planes, phase0, log_amp0, free, dz_um, wavelength_um, pixel_um, noise, options, margin, valid)
 
 
 def fit_margins(

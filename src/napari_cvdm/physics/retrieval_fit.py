@@ -191,8 +191,10 @@ def fit_field(
     noise: float,
     options: RetrievalOptions,
     margin: int,
+    valid: torch.Tensor | None = None,
 ) -> Retrieved:
-    """L-BFGS on the padded field; ``free_phase`` ``(He, We)`` bool marks the phase pixels the fit may change."""
+    """L-BFGS on the padded field; ``free_phase`` ``(He, We)`` marks the phase pixels the fit may change, ``valid``
+    (like ``planes``) the measured pixels that carry data (``None``: all; the others get a zero residual)."""
     b, _, h, w = planes.shape
     meas = planes.float()
     transfers = _transfers(tuple(phase0.shape[-2:]), dz_um, wavelength_um, pixel_um, planes.device)
@@ -202,7 +204,8 @@ def fit_field(
     u = torch.zeros_like(fixed, requires_grad=True)
     log_amp = log_amp0.float().clone().requires_grad_(options.fit_amplitude)
     params = [u, log_amp] if options.fit_amplitude else [u]
-    n_data = meas.numel()
+    weight = torch.ones_like(meas) if valid is None else valid.to(meas).expand_as(meas)
+    n_data = float(weight.sum())
     inner = (slice(None), slice(None), slice(margin, margin + h), slice(margin, margin + w))
 
     def current_phase() -> torch.Tensor:
@@ -211,7 +214,7 @@ def fit_field(
     def objective() -> torch.Tensor:
         phase = current_phase()
         pred = model_planes(phase, log_amp, transfers)
-        data = ((pred[inner] - meas) ** 2).sum() / (noise**2 * n_data)
+        data = ((pred[inner] - meas) ** 2 * weight).sum() / (noise**2 * n_data)
         reg = options.start_weight * ((phase - fixed) ** 2).sum() + options.amplitude_smoothness * _grad_energy(log_amp)
         return data + reg / (b * h * w)
 
@@ -227,12 +230,12 @@ def fit_field(
 
     def misfit() -> float:
         with torch.no_grad():
-            return float(((model_planes(current_phase(), log_amp, transfers)[inner] - meas) ** 2).sum())
+            return float(((model_planes(current_phase(), log_amp, transfers)[inner] - meas) ** 2 * weight).sum())
 
     done = _iterate(opt, closure, misfit, options)
     with torch.no_grad():
         phase = current_phase()
-        residual = (model_planes(phase, log_amp, transfers)[inner] - meas) / noise
+        residual = (model_planes(phase, log_amp, transfers)[inner] - meas) * weight / noise
         crop_phase = phase[:, margin : margin + h, margin : margin + w]
         crop_phase = crop_phase - crop_phase.mean(dim=(-2, -1), keepdim=True)
         amp = torch.exp(log_amp[:, margin : margin + h, margin : margin + w])

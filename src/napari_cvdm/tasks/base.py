@@ -251,9 +251,12 @@ class Task(ABC):
     def baselines(self, optics: Optics | None = None, parameter: float | None = None) -> dict[str, Method]:
         """The classical methods, by display name (``parameter``: see :attr:`baseline_parameter`)."""
 
-    def stack_methods(self, optics: Optics | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-        """Classical methods, by label, that use every plane of a through-focus stack ``(N, H, W)`` rather than the
-        pair the task takes (none unless a task says so)."""
+    def camera_methods(
+        self, optics: Optics | None = None
+    ) -> dict[str, Callable[[np.ndarray, np.ndarray | None], np.ndarray]]:
+        """Classical methods, by label, that take the camera's planes as they are — every plane of a through-focus
+        stack ``(N, H, W)``, and a mask of the pixels that carry data (``None``: all) — rather than the pair the
+        task takes (none unless a task says so)."""
         return {}
 
     @abstractmethod

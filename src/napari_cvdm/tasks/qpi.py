@@ -42,6 +42,7 @@ from .qpi_condition import (
     AMPLITUDE_SCALE,
     RETRIEVAL_NOISE,
     ConditionCache,
+    fitted_phase,
     flat_background_phase,
     flat_background_recipe,
     flatten_retrieved,
@@ -57,7 +58,6 @@ from .qpi_condition import (
     retrieval_noise,
     retrieval_recipe,
     retrieved_field,
-    stack_phase,
     with_flat_background,
     zero_mean,
 )
@@ -325,12 +325,15 @@ class QPITask(Task):
             "flat-background retrieval": lambda x: (flatten_retrieved(retrieve(x), x, o), None),
         }
 
-    def stack_methods(self, optics: QPIOptics | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-        """The iterative and flat-background retrievals fitted to every plane of a stack (:func:`stack_phase`)."""
+    def camera_methods(
+        self, optics: QPIOptics | None = None
+    ) -> dict[str, Callable[[np.ndarray, np.ndarray | None], np.ndarray]]:
+        """The iterative and flat-background retrievals fitted to every plane given and only to the pixels that carry
+        data (:func:`fitted_phase`)."""
         o = optics or QPIOptics()
         return {
-            "iterative": lambda st: stack_phase(st, o),
-            "flat-background": lambda st: flatten_retrieved(stack_phase(st, o), st[[0, -1]], o),
+            "iterative": lambda st, valid: fitted_phase(st, o, valid),
+            "flat-background": lambda st, valid: flatten_retrieved(fitted_phase(st, o, valid), st[[0, -1]], o),
         }
 
     def tune_baselines(

@@ -50,7 +50,7 @@ __all__ = [
     "PLANES_NOISE",
     "once_per_input",
     "tie_if_better",
-    "stack_phase",
+    "fitted_phase",
     "margin_fit_rms",
 ]
 
@@ -131,15 +131,17 @@ def iterative_phase(planes: np.ndarray, optics: QPIOptics, options: RetrievalOpt
     return tie_if_better(planes, optics, weighted_retrieval(planes, optics, options))
 
 
-def stack_phase(stack: np.ndarray, optics: QPIOptics, options: RetrievalOptions | None = None) -> np.ndarray:
-    """The nonlinear retrieval's phase (rad, zero mean) ``(H, W)`` fitted to every plane of a through-focus stack
-    ``(N, H, W)`` (unit illumination, evenly spaced from −dz to +dz), started from the TIE of its outer pair and the
-    data weighed by that pair's noise: the planes between the outer two constrain the amplitude and the phase
-    further than the pair alone."""
-    st = np.asarray(stack, np.float32)
+def fitted_phase(planes: np.ndarray, optics: QPIOptics, valid: np.ndarray | None = None) -> np.ndarray:
+    """The nonlinear retrieval's phase (rad, zero mean) ``(H, W)`` fitted to every plane of a pair or a
+    through-focus stack ``(N, H, W)`` (unit illumination, evenly spaced from −dz to +dz) and only to the pixels
+    ``valid`` ``(N, H, W)`` marks (``None``: all; saturated pixels say nothing of the phase), started from the TIE
+    of the outer pair and the data weighed by that pair's noise. The planes between the outer two constrain the
+    amplitude and the phase further than the pair alone."""
+    st = np.asarray(planes, np.float32)
     dz = [float(z) for z in np.linspace(-optics.dz_um, optics.dz_um, st.shape[0])]
     x = torch.from_numpy(st)[None]
-    r = retrieve_phase(x, dz, optics.wavelength_um, optics.pixel_um, fit_noise(st[[0, -1]]), options)
+    mask = None if valid is None else torch.from_numpy(np.asarray(valid, bool))
+    r = retrieve_phase(x, dz, optics.wavelength_um, optics.pixel_um, fit_noise(st[[0, -1]]), valid=mask)
     return r.phase[0].numpy()
 
 
