@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .consistency import check_consistency, with_warnings
-from .diffusion.sampler import ProgressCallback
+from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProgress
 from .physics.brightfield import ESTIMATE, PreparedPlanes, prepare_brightfield
 from .physics.retrieval import fit_margins
 from .predict import Prediction, Predicts, SamplingOptions
@@ -44,7 +44,7 @@ class BrightfieldInput(Predicts):
         prepared = prepare_brightfield(image, self.flat_field)
         method = self._camera_method(prepared)
         if method is not None:
-            return self._from_camera(method, prepared)
+            return self._from_camera(method, prepared, callback)
         prediction = self.inner.predict_with(prepared.planes, options, callback)
         notes = prepared.notes
         if prepared.stack is not None:
@@ -59,9 +59,10 @@ class BrightfieldInput(Predicts):
             return None
         return self.inner.task.camera_methods(self.inner.optics).get(self.inner.label)
 
-    def _from_camera(self, method: Any, prepared: PreparedPlanes) -> Prediction:
+    def _from_camera(self, method: Any, prepared: PreparedPlanes, callback: ProgressCallback | None) -> Prediction:
         """``method``'s phase of every plane (a stack) or of the valid pixels (a pair with saturated ones), checked
-        as the inner method's result is, against the pair."""
+        as the inner method's result is, against the pair; ``callback`` hears of it and may cancel before, as a
+        classical method's does."""
         if prepared.stack is not None:
             data, valid = prepared.stack, None
             fitted = f"a through-focus stack of {len(data)} planes: the phase is fitted to all of them"
@@ -69,7 +70,11 @@ class BrightfieldInput(Predicts):
         else:
             data, valid = prepared.planes, ~prepared.saturated
             notes = [*prepared.notes, "the saturated pixels are left out of the retrieval's fit"]
+        if callback is not None and callback(SamplingProgress(0, 1)) is False:
+            raise SamplingCancelled("cancelled")
         mean = np.asarray(method(data, valid), np.float32)
+        if callback is not None:
+            callback(SamplingProgress(1, 1))
         prediction = Prediction(mean=mean, std=np.zeros_like(mean))
         checked = check_consistency(prediction, self.inner.task, self.inner.optics, prepared.planes)
         return with_warnings(checked, notes)

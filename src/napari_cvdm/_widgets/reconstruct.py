@@ -244,10 +244,13 @@ class ReconstructWidget(ShowsResults, QWidget):
         layer, data, plane_axis = self._gather_input(model)
         if model.task.brightfield:
             flat = self._flat_field()
-            prepared = prepare_brightfield(data, flat)  # raw counts without an empty field refused at once, in words
-            needed = prepared.notes or flat is not None
-            model = BrightfieldInput(model, flat) if needed else model  # the notes travel with the result
-            model.task.check_input(prepared.planes)
+            if isinstance(flat, str):  # ESTIMATE: a fit of ~1 s on 1024² planes, made in the worker only
+                model = BrightfieldInput(model, flat)
+            else:
+                prepared = prepare_brightfield(data, flat)  # raw counts without an empty field refused at once
+                needed = prepared.notes or flat is not None
+                model = BrightfieldInput(model, flat) if needed else model  # the notes travel with the result
+                model.task.check_input(prepared.planes)
         else:
             model.task.check_input(data)
         if 0 < self.tile_spin.value() < MIN_GUI_TILE:

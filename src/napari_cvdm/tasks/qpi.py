@@ -198,20 +198,20 @@ class QPITask(Task):
                 "a larger field, and the model and the physics check assume that: simulate a larger field and crop "
                 "it, or pad before propagating"
             )
-        ratio = fine_absorption_ratio(plane, pair_noise(plane))
+        sigma = pair_noise(plane)
+        ratio = fine_absorption_ratio(plane, sigma)
         if ratio > FINE_ABSORPTION_RATIO:
             remarks.append(
                 f"the planes' mean has {ratio:.1f}× the fine texture of their difference: the sample absorbs with fine "
-                "detail, or its phase is strong enough to focus light between the planes. Absorption with fine "
-                "detail a retrieval or a model can put into the phase (the TIE, --model tie, takes the amplitude from "
-                "the mean and is not misled); a strong phase the TIE underestimates. A third plane in focus tells them "
-                "apart"
+                "detail, or its phase is strong enough to focus light between the planes. A retrieval or a model can "
+                "put fine absorption into the phase (the TIE, --model tie, takes the amplitude from the mean and is "
+                "not misled); the TIE underestimates a strong phase. A plane near focus constrains the amplitude: "
+                "give a through-focus stack to --model iterative, which fits every plane"
             )
         noise_range = (ranges or {}).get("noise_range")
         if not noise_range:
             return remarks
         hi = float(noise_range[1])
-        sigma = pair_noise(plane)
         if sigma > 2 * hi:  # fine structure inflates that estimate: ask the physics before warning
             sigma = physics_noise(plane, optics)
         if sigma > 2 * hi:
