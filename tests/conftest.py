@@ -158,3 +158,20 @@ def run_torchrun(args: list[str], port: int, processes: int = 2):
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture
+def input_checks(monkeypatch):
+    """The shapes of the images the tasks check (:meth:`TaskInputs.check_input`: the check and the one float64
+    copy of an input), in order."""
+    from napari_cvdm.tasks.inputs import TaskInputs
+
+    seen = []
+    check = TaskInputs.check_input
+
+    def counted(self, image):
+        seen.append(tuple(getattr(image, "shape", ())))
+        return check(self, image)
+
+    monkeypatch.setattr(TaskInputs, "check_input", counted)
+    return seen

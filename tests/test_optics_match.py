@@ -129,7 +129,7 @@ def test_evaluate_at_other_optics_simulates_there_and_maps_the_model_onto_them(t
 
 def test_models_models_at_other_optics_and_classical_methods_are_one_kind_of_reconstructor(tmp_path):
     from napari_cvdm.classical import classical_method
-    from napari_cvdm.predict import Reconstructor
+    from napari_cvdm.reconstructor import Reconstructor
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     for method in (model, at_optics(model, {"pixel_um": 0.1}), classical_method("richardson-lucy")):

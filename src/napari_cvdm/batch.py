@@ -24,7 +24,8 @@ from .diffusion.sampler import ProgressCallback
 from .distributed import DistributedContext
 from .distributed_predict import predict_distributed
 from .file_predict import FileResult, file_seed, outputs_of, predict_file, predict_files
-from .predict import Reconstructor, SamplingOptions
+from .predict import SamplingOptions
+from .reconstructor import Reconstructor
 
 __all__ = [
     "expand_inputs",

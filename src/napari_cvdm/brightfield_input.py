@@ -3,6 +3,7 @@ through-focus stacks, raw counts with an image of the empty field, saturation re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,46 @@ from .consistency import check_consistency, with_warnings
 from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProgress
 from .physics.brightfield import ESTIMATE, PreparedPlanes, prepare_brightfield
 from .physics.retrieval import fit_margins
-from .predict import Prediction, Predicts, SamplingOptions
+from .predict import Prediction, SamplingOptions
+from .reconstructor import Predicts
 from .tasks.qpi_condition import RETRIEVAL_NOISE, pair_noise
-from .tasks.records import interior_rms
+from .tasks.records import CheckedImage, interior_rms
 
-__all__ = ["BrightfieldInput", "with_brightfield_input", "read_flat_field", "stack_check"]
+__all__ = ["BrightfieldInput", "CameraPlanes", "with_brightfield_input", "read_flat_field", "stack_check"]
+
+
+@dataclass(frozen=True)
+class CameraPlanes:
+    """Brightfield images as the camera wrote them (:meth:`BrightfieldInput.given`), with the pair made of them
+    where it could be made at once.
+
+    Attributes
+    ----------
+    data
+        The camera's planes: ``(2, H, W)``, ``(N, H, W)`` through focus, with a time axis in front, raw or divided.
+    pixel_um
+        Their pixel size (y, x) in µm where known.
+    prepared
+        The planes made into a pair (:func:`~napari_cvdm.physics.brightfield.prepare_brightfield`), or ``None``
+        where that is left to the run (an empty field estimated from the planes).
+    pair
+        ``prepared.planes`` checked by the task (:class:`~napari_cvdm.tasks.records.CheckedImage`), or ``None``.
+    """
+
+    data: np.ndarray
+    pixel_um: tuple[float, float] | None = None
+    prepared: PreparedPlanes | None = None
+    pair: CheckedImage | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the camera's planes."""
+        return tuple(self.data.shape)
 
 
 @dataclass(frozen=True)
 class BrightfieldInput(Predicts):
-    """``inner`` (any qpi :class:`~napari_cvdm.predict.Reconstructor`) given the pair prepared from the camera's
+    """``inner`` (any qpi :class:`~napari_cvdm.reconstructor.Reconstructor`) given the pair prepared from the camera's
     planes (:func:`~napari_cvdm.physics.brightfield.prepare_brightfield`); what was done is added to the warnings. Every
     other attribute is the inner reconstructor's."""
 
@@ -35,17 +66,32 @@ class BrightfieldInput(Predicts):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
+    def given(self, image: Any, pixel_um: Sequence[float] | None = None) -> CameraPlanes:
+        """The camera's planes with their pixel size (y, x) in µm where known, made into a checked pair at once
+        (``ValueError`` with a message for the user, e.g. raw counts without an empty field) unless the empty field
+        is to be estimated from them (a fit left to the run)."""
+        pixel = None if pixel_um is None else (float(pixel_um[0]), float(pixel_um[-1]))
+        if isinstance(image, CheckedImage):
+            image, pixel = image.as_given(), pixel or image.pixel_um
+        data = np.asarray(image)
+        if isinstance(self.flat_field, str):
+            return CameraPlanes(data, pixel)
+        prepared = prepare_brightfield(data, self.flat_field)
+        return CameraPlanes(data, pixel, prepared, self.inner.task.checked(prepared.planes, pixel))
+
     def predict_with(
-        self, image: np.ndarray, options: SamplingOptions | None = None, callback: ProgressCallback | None = None
+        self, image: Any, options: SamplingOptions | None = None, callback: ProgressCallback | None = None
     ) -> Prediction:
         """The inner reconstructor's prediction of the prepared pair (``(2, H, W)`` or ``(T, 2, H, W)``); a classical
         retrieval fits every plane of a through-focus stack and leaves saturated pixels out
-        (:meth:`Task.camera_methods`)."""
-        prepared = prepare_brightfield(image, self.flat_field)
+        (:meth:`Task.camera_methods`). ``image``: the camera's planes, or what :meth:`given` made of them."""
+        given = image if isinstance(image, CameraPlanes) else self.given(image)
+        prepared = given.prepared if given.prepared is not None else prepare_brightfield(given.data, self.flat_field)
+        pair = given.pair if given.pair is not None else self.inner.task.checked(prepared.planes, given.pixel_um)
         method = self._camera_method(prepared)
         if method is not None:
-            return self._from_camera(method, prepared, callback)
-        prediction = self.inner.predict_with(prepared.planes, options, callback)
+            return self._from_camera(method, prepared, pair, callback)
+        prediction = self.inner.predict_with(pair, options, callback)
         notes = prepared.notes
         if prepared.stack is not None:
             notes = [*notes, stack_check(prepared.stack, prediction.mean, self.inner.optics)]
@@ -59,10 +105,12 @@ class BrightfieldInput(Predicts):
             return None
         return self.inner.task.camera_methods(self.inner.optics).get(self.inner.label)
 
-    def _from_camera(self, method: Any, prepared: PreparedPlanes, callback: ProgressCallback | None) -> Prediction:
+    def _from_camera(
+        self, method: Any, prepared: PreparedPlanes, pair: CheckedImage, callback: ProgressCallback | None
+    ) -> Prediction:
         """``method``'s phase of every plane (a stack) or of the valid pixels (a pair with saturated ones), checked
-        as the inner method's result is, against the pair; ``callback`` hears of it and may cancel before, as a
-        classical method's does."""
+        as the inner method's result is, against the pair; ``callback`` hears of it and may cancel before and
+        after, as a classical method's does."""
         if prepared.stack is not None:
             data, valid = prepared.stack, None
             fitted = f"a through-focus stack of {len(data)} planes: the phase is fitted to all of them"
@@ -73,10 +121,10 @@ class BrightfieldInput(Predicts):
         if callback is not None and callback(SamplingProgress(0, 1)) is False:
             raise SamplingCancelled("cancelled")
         mean = np.asarray(method(data, valid), np.float32)
-        if callback is not None:
-            callback(SamplingProgress(1, 1))
+        if callback is not None and callback(SamplingProgress(1, 1)) is False:
+            raise SamplingCancelled("cancelled")
         prediction = Prediction(mean=mean, std=np.zeros_like(mean))
-        checked = check_consistency(prediction, self.inner.task, self.inner.optics, prepared.planes)
+        checked = check_consistency(prediction, self.inner.task, self.inner.optics, pair)
         return with_warnings(checked, notes)
 
 

@@ -17,8 +17,10 @@ from .consistency import check_consistency, check_consistency_quickly, with_warn
 from .diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProgress
 from .physics.optics import Optics
 from .predict import Prediction, SamplingOptions
+from .reconstructor import Predicts
 from .tasks import TASKS, Method, Task
 from .tasks.base import run_noting
+from .tasks.records import CheckedImage
 
 __all__ = ["ClassicalMethod", "classical_methods", "CLASSICAL_NAMES", "classical_method", "load_method"]
 
@@ -36,7 +38,7 @@ QUICK_CHECKED = frozenset({"TIE"})
 
 
 @dataclass
-class ClassicalMethod:
+class ClassicalMethod(Predicts):
     """A classical reconstruction of one task with fixed optics.
 
     Attributes
@@ -67,25 +69,29 @@ class ClassicalMethod:
         return ClassicalMethod(name, self.task, optics, method, self.label)
 
     def predict_with(
-        self, image: np.ndarray, options: SamplingOptions | None = None, callback: ProgressCallback | None = None
+        self,
+        image: np.ndarray | CheckedImage,
+        options: SamplingOptions | None = None,
+        callback: ProgressCallback | None = None,
     ) -> Prediction:
         """Reconstruct ``image`` (one plane or a stack) plane by plane; ``options`` are ignored (nothing is
-        sampled); ``callback`` reports planes done and cancels between planes."""
-        planes = self.task.check_input(image)
+        sampled); ``callback`` reports planes done and cancels between planes and after the last."""
+        checked = self.task.checked(image)
+        planes = checked.planes
         means, notes = [], []
         for k, plane in enumerate(planes):
             if callback is not None and callback(SamplingProgress(k, len(planes))) is False:
                 raise SamplingCancelled("cancelled")
             means.append(np.asarray(run_noting(self.method, plane, notes)[0], np.float32))
-        if callback is not None:
-            callback(SamplingProgress(len(planes), len(planes)))
+        if callback is not None and callback(SamplingProgress(len(planes), len(planes))) is False:
+            raise SamplingCancelled("cancelled")  # asked while the last plane ran: no result, as for a model
         mean = np.stack(means)
-        mean = mean[0] if self.task.is_single(image) else mean
+        mean = mean[0] if checked.single else mean
         prediction = Prediction(mean=mean, std=np.zeros_like(mean))
         prediction = with_warnings(prediction, notes)  # once each
         if self.label in QUICK_CHECKED:
-            return check_consistency_quickly(prediction, self.task, self.optics, image)
-        return check_consistency(prediction, self.task, self.optics, image)
+            return check_consistency_quickly(prediction, self.task, self.optics, checked)
+        return check_consistency(prediction, self.task, self.optics, checked)
 
 
 def classical_methods(task: Task | None = None) -> list[ClassicalMethod]:

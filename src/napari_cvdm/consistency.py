@@ -13,7 +13,7 @@ import numpy as np
 from .physics.optics import Optics
 from .predict import Prediction
 from .tasks import Task, get_task
-from .tasks.records import Consistency
+from .tasks.records import CheckedImage, Consistency
 
 __all__ = ["check_consistency", "check_consistency_quickly", "check_pixel_size", "with_warnings"]
 
@@ -30,7 +30,11 @@ def with_warnings(prediction: Prediction, new: list[str]) -> Prediction:
 
 
 def check_consistency(
-    prediction: Prediction, task: Task | str, optics: Optics, image: np.ndarray, ranges: dict[str, Any] | None = None
+    prediction: Prediction,
+    task: Task | str,
+    optics: Optics,
+    image: np.ndarray | CheckedImage,
+    ranges: dict[str, Any] | None = None,
 ) -> Prediction:
     """The prediction with its consistency check: each plane's mean through the task's forward model against
     the input (:meth:`Task.consistency`), the residual map, its RMS and the task's warnings — the result's and
@@ -43,7 +47,8 @@ def check_consistency(
     optics
         The optics of the model (the forward model).
     image
-        The input given to :func:`predict_image`.
+        The input given to :func:`predict_image`; where it is a :class:`CheckedImage` with a known pixel size, that
+        size is checked against ``optics`` too (:func:`check_pixel_size`).
     ranges
         The imaging conditions the model was trained on (``None``: unknown, not checked).
     """
@@ -52,7 +57,7 @@ def check_consistency(
 
 
 def check_consistency_quickly(
-    prediction: Prediction, task: Task | str, optics: Optics, image: np.ndarray
+    prediction: Prediction, task: Task | str, optics: Optics, image: np.ndarray | CheckedImage
 ) -> Prediction:
     """:func:`check_consistency` with the task's quick check (:meth:`Task.quick_consistency`): for fast classical
     methods, whose full check would cost far more than the method."""
@@ -64,22 +69,23 @@ def _checked(
     prediction: Prediction,
     task: Task,
     optics: Optics,
-    image: np.ndarray,
+    image: np.ndarray | CheckedImage,
     ranges: dict[str, Any] | None,
     check: Callable[[np.ndarray, np.ndarray, Optics], Consistency],
 ) -> Prediction:
-    planes = task.check_input(image)
-    means = [prediction.mean] if task.is_single(image) else list(prediction.mean)
-    checks = [check(plane, mean, optics) for plane, mean in zip(planes, means)]
-    found = task.distribution_warnings(planes[0], optics, ranges) + [w for c in checks for w in c.warnings]
+    checked = task.checked(image)
+    means = [prediction.mean] if checked.single else list(prediction.mean)
+    checks = [check(plane, mean, optics) for plane, mean in zip(checked.planes, means)]
+    found = task.distribution_warnings(checked.planes[0], optics, ranges) + [w for c in checks for w in c.warnings]
     residual = np.stack([c.residual for c in checks])
     refs = [c.reference_rms for c in checks if c.reference_rms is not None]
-    return dataclasses.replace(
+    result = dataclasses.replace(
         with_warnings(prediction, found),
-        residual=residual[0] if task.is_single(image) else residual,
+        residual=residual[0] if checked.single else residual,
         residual_rms=max(c.rms for c in checks),
         reference_rms=max(refs) if refs else None,
     )
+    return check_pixel_size(result, task, optics, checked.pixel_um)
 
 
 def check_pixel_size(

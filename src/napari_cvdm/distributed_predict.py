@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_write
-from .consistency import check_pixel_size
 from .data.microscope_files import read_image
 from .data.tiff import TiffImage
 from .devices import resolve_device
 from .distributed import DistributedContext, rank_device
 from .file_predict import FileResult, _guarded, _write, file_seed, predict_file, provenance
-from .predict import Reconstructor, SamplingOptions
+from .predict import SamplingOptions
+from .reconstructor import Reconstructor
 
 __all__ = ["PARTS", "work_units", "predict_distributed"]
 
@@ -64,10 +64,8 @@ def _part(output_dir: Path, path: Path, plane: int) -> Path:
 def _predict_plane(
     model: Reconstructor, image: TiffImage, path: Path, plane: int, options: SamplingOptions, output_dir: Path
 ) -> FileResult:
-    pred = model.predict_with(
-        image.data[plane], dataclasses.replace(options, seed=file_seed(path, options.seed) + plane)
-    )
-    pred = check_pixel_size(pred, model.task, model.optics, image.pixel_size_um)
+    given = model.given(image.data[plane], image.pixel_size_um)
+    pred = model.predict_with(given, dataclasses.replace(options, seed=file_seed(path, options.seed) + plane))
     pixel = np.asarray(image.pixel_size_um if image.pixel_size_um is not None else (np.nan, np.nan))
 
     def save(tmp: str) -> None:

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from ._version import __version__
-from .consistency import check_pixel_size
 from .data.microscope_files import read_image, write_ome_zarr
 from .data.tiff import TiffImage, output_axes, write_ome_tiff, write_tiff
 from .devices import autocast_dtype, resolve_device
 from .diffusion.sampler import ProgressCallback
-from .predict import Reconstructor, SamplingOptions
+from .predict import SamplingOptions
+from .reconstructor import Reconstructor
 
 __all__ = [
     "FileResult",
@@ -141,8 +141,8 @@ def predict_file(
     (``fmt``: a key of :data:`OUTPUT_FORMATS`)."""
     img = read(path)
     t0, seed = time.perf_counter(), file_seed(path, options.seed)
-    pred = model.predict_with(img.data, dataclasses.replace(options, seed=seed), callback)
-    pred = check_pixel_size(pred, model.task, model.optics, img.pixel_size_um)
+    given = model.given(img.data, img.pixel_size_um)  # checked once; the pixel size checked with the result
+    pred = model.predict_with(given, dataclasses.replace(options, seed=seed), callback)
     arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
     made = provenance(model, options, seed)
     outputs = _write(model, path, output_dir, arrays, img.pixel_size_um, img.axes, img.z_spacing_um, made, fmt)

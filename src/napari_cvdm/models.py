@@ -35,8 +35,10 @@ from .model_files import (
     write_model_file,
 )
 from .physics.optics import Optics
-from .predict import Prediction, Predicts, SamplingOptions, predict_image
+from .predict import Prediction, SamplingOptions, predict_image
+from .reconstructor import Predicts
 from .tasks import TASKS, Task
+from .tasks.records import CheckedImage
 from .uncertainty import StdCalibration, calibrate_prediction
 
 __all__ = [
@@ -131,28 +133,29 @@ class CVDMModel(Predicts):
         return "CVDM" if self.name in BUNDLED else f"CVDM {self.name}"
 
     def predict_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """:meth:`predict` with the options as one object (``options.steps=None``: the model's default); the
         result is checked against the input through the model's optics (:func:`check_consistency`)."""
-        prediction = self.sample_with(image, options, callback)
-        return check_consistency(prediction, self.task, self.optics, image, self.trained_ranges)
+        checked = self.task.checked(image)
+        prediction = self.sample_with(checked, options, callback)
+        return check_consistency(prediction, self.task, self.optics, checked, self.trained_ranges)
 
     def sample_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """Mean, (calibrated) std and samples without the consistency check (``residual`` is ``None``): for
         evaluations that score the mean against a known truth. Partial results of a progressive run reach
         ``callback`` calibrated too."""
-        cal = self.calibration
+        cal, checked = self.calibration, self.task.checked(image)
         if cal is None:
-            return self.sample_raw(image, options, callback)
-        units, physics = self.value_units(image), self._physics_maps(image)  # maps shared by running and final results
+            return self.sample_raw(checked, options, callback)
+        units, physics = self.value_units(checked), self._physics_maps(checked)  # shared by running and final results
         partial = _calibrating(callback, cal, units, physics)
-        return self._calibrate(self.sample_raw(image, options, partial), cal, units, image, physics)
+        return self._calibrate(self.sample_raw(checked, options, partial), cal, units, checked, physics)
 
     def sample_raw(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """Mean and the samples' own std, before the model's calibration (what ``calibrate`` fits)."""
         if options.steps is None:
@@ -161,41 +164,39 @@ class CVDMModel(Predicts):
         release_freed_memory()  # the samplers' memory, before the calibration's and the check's image-sized arrays
         return prediction
 
-    def value_units(self, image: np.ndarray) -> list[float]:
+    def value_units(self, image: np.ndarray | CheckedImage) -> list[float]:
         """Per input plane: the physical size of one normalised unit (:meth:`Task.value_unit`)."""
-        return [self.task.value_unit(plane, self.normalization) for plane in self.task.check_input(image)]
+        return [self.task.value_unit(plane, self.normalization) for plane in self.task.checked(image).planes]
 
-    def _physics_maps(self, image: np.ndarray) -> Callable[[int], np.ndarray | None]:
-        """Plane ``k`` of ``image`` → the task's physics variance at every output pixel (:meth:`Task.physics_variance`;
-        ``None`` when the task has none), each computed once and only when asked (the input validated once)."""
-        planes: list[np.ndarray] = []
+    def _physics_maps(self, checked: CheckedImage) -> Callable[[int], np.ndarray | None]:
+        """Plane ``k`` of the input → the task's physics variance at every output pixel
+        (:meth:`Task.physics_variance`; ``None`` when the task has none), each computed once and only when asked."""
         maps: dict[int, np.ndarray | None] = {}
 
         def of(k: int) -> np.ndarray | None:
             if k not in maps:
-                if not planes:
-                    planes.append(self.task.check_input(image))
-                maps[k] = self.task.physics_variance(planes[0][k], self.optics)
+                maps[k] = self.task.physics_variance(checked.planes[k], self.optics)
             return maps[k]
 
         return of
 
-    def calibrated(self, image: np.ndarray, prediction: Prediction) -> Prediction:
+    def calibrated(self, image: np.ndarray | CheckedImage, prediction: Prediction) -> Prediction:
         """``prediction`` (of ``image``) with the model's std calibration applied; unchanged without one."""
         cal = self.calibration
         if cal is None:
             return prediction
-        return self._calibrate(prediction, cal, self.value_units(image), image, self._physics_maps(image))
+        checked = self.task.checked(image)
+        return self._calibrate(prediction, cal, self.value_units(checked), checked, self._physics_maps(checked))
 
     def _calibrate(
         self,
         prediction: Prediction,
         cal: StdCalibration,
         units: list[float],
-        image: np.ndarray,
+        checked: CheckedImage,
         physics: Callable[[int], np.ndarray | None],
     ) -> Prediction:
-        single = self.task.is_single(image)
+        single = checked.single
         planes = 1 if single else len(prediction.mean)  # fewer than the image's when a run was stopped and kept
         if prediction.samples is not None:  # fewer than asked when stopped and kept: their own scale
             cal = cal.for_samples(len(prediction.samples))

@@ -18,8 +18,10 @@ from .data.resample import resample_last_two
 from .diffusion.sampler import ProgressCallback, SamplingProgress
 from .models import CVDMModel
 from .physics.optics import Optics
-from .predict import PartialResult, Prediction, Predicts, SamplingOptions
-from .tasks import Task
+from .predict import PartialResult, Prediction, SamplingOptions
+from .reconstructor import Predicts
+from .tasks import MIN_SIDE, Task
+from .tasks.records import CheckedImage
 
 __all__ = ["ModelAtOptics", "ModelAtImageOptics", "at_optics", "at_image_optics", "model_at", "similarity_remark"]
 
@@ -95,15 +97,17 @@ class ModelAtOptics(_ModelAtOtherOptics):
     scale: float
 
     def predict_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """The model's calibrated prediction of the resampled image, brought back to the output grid of
         ``image``, and checked against ``image`` through these optics (and these optics against what the image's
         own spectrum says of them)."""
-        disagreement = self.task.optics_disagreement(self.task.check_input(image)[0], self.optics)
-        return self.checked(image, self.sample_with(image, options, callback), [disagreement] if disagreement else [])
+        checked = self.task.checked(image)
+        disagreement = self.task.optics_disagreement(checked.planes[0], self.optics)
+        prediction = self.sample_with(checked, options, callback)
+        return self.check_result(checked, prediction, [disagreement] if disagreement else [])
 
-    def checked(self, image: np.ndarray, prediction: Prediction, remarks: list[str]) -> Prediction:
+    def check_result(self, image: CheckedImage, prediction: Prediction, remarks: list[str]) -> Prediction:
         """``prediction`` of ``image`` checked through these optics, with ``remarks`` and the warning when the
         enlargement leaves what the model covers."""
         checked = check_consistency(prediction, self.task, self.optics, image, self.model.trained_ranges)
@@ -111,14 +115,15 @@ class ModelAtOptics(_ModelAtOtherOptics):
         return with_warnings(checked, [*remarks, *([outside] if outside else [])])
 
     def sample_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """Mean, calibrated std and samples on the output grid of ``image`` (no consistency check)."""
-        arr = np.asarray(image, np.float32)
-        h, w = arr.shape[-2:]
-        inner = (max(round(h * self.scale), 16), max(round(w * self.scale), 16))
+        checked = self.task.checked(image)
+        h, w = checked.planes.shape[-2:]
+        inner = (max(round(h * self.scale), MIN_SIDE), max(round(w * self.scale), MIN_SIDE))
         out = (self.task.gain * h, self.task.gain * w)
-        pred = self.model.sample_with(resample_last_two(arr, inner), options, _partials_at(callback, out))
+        resampled = checked.with_planes(resample_last_two(checked.planes, inner))
+        pred = self.model.sample_with(resampled, options, _partials_at(callback, out))
         return _prediction_at(pred, out)
 
 
@@ -181,22 +186,24 @@ class ModelAtImageOptics(_ModelAtOtherOptics):
         What is known of the images' optics (the rest: the model's).
     """
 
-    def for_image(self, image: np.ndarray) -> ModelAtOptics:
+    def for_image(self, image: np.ndarray | CheckedImage) -> ModelAtOptics:
         """The model at the optics estimated from ``image``'s first plane."""
-        first = self.task.check_input(image)[0]
+        first = self.task.checked(image).planes[0]
         return _mapped(self.model, self.task.estimated_optics(first, self.optics) or self.optics)
 
     def sample_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """:meth:`ModelAtOptics.sample_with` at the optics estimated from ``image`` (no consistency check)."""
-        return self.for_image(image).sample_with(image, options, callback)
+        checked = self.task.checked(image)
+        return self.for_image(checked).sample_with(checked, options, callback)
 
     def predict_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
     ) -> Prediction:
         """:meth:`ModelAtOptics.predict_with` at the optics estimated from ``image``, which a remark states (no
         check of those optics against the image's spectrum: they were read off it)."""
+        image = self.task.checked(image)
         run = self.for_image(image)
         prediction = run.sample_with(image, options, callback)
         changed = {k for k, v in run.optics.to_dict().items() if v != self.optics.to_dict().get(k)}
@@ -205,7 +212,7 @@ class ModelAtImageOptics(_ModelAtOtherOptics):
             f"optics read off the image ({told}; the image enlarged {run.scale:.2f}× for the model): give them "
             "if you know them"
         )
-        return run.checked(image, prediction, [remark] if changed else [])
+        return run.check_result(image, prediction, [remark] if changed else [])
 
 
 def at_image_optics(model: CVDMModel, optics: dict[str, Any]) -> ModelAtImageOptics:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,14 +30,12 @@ from .diffusion.sampler import (
     schedule_map,
 )
 from .diffusion.schedule import LearnedSchedule
-from .physics.optics import Optics
 from .planning import SamplingPlan, device_sampling_plan, plan_sampling
 from .tasks import MIN_SIDE, Task, get_task
+from .tasks.records import CheckedImage
 
 __all__ = [
     "SamplingOptions",
-    "Predicts",
-    "Reconstructor",
     "Prediction",
     "PartialResult",
     "predict_image",
@@ -273,7 +271,7 @@ def predict_image(
     network: CVDMNetwork,
     task: Task | str,
     normalization: Normalization,
-    image: np.ndarray,
+    image: np.ndarray | CheckedImage,
     options: SamplingOptions,
     callback: ProgressCallback | None = None,
 ) -> Prediction:
@@ -289,7 +287,7 @@ def predict_image(
         How the network's inputs and targets are scaled.
     image
         ``sr``: ``(H, W)`` or a stack ``(Z|T, H, W)``; ``qpi``: ``(2, H, W)`` ordered (−dz, +dz), or
-        ``(T, 2, H, W)``.
+        ``(T, 2, H, W)``; or the same checked by the task (:meth:`Task.checked`, not checked again).
     options
         Sampling options; ``options.steps`` must be set (models fill in their default).
     callback
@@ -299,7 +297,8 @@ def predict_image(
     task = get_task(task)
     if options.steps is None:
         raise ValueError("the number of sampling steps is not set (load a model, or pass steps)")
-    planes = task.check_input(image)
+    checked = task.checked(image)
+    planes = checked.planes
     dev = resolve_device(options.device)
     prepare_network(network, dev)
     values, lams, remarks = [], [], []
@@ -325,7 +324,7 @@ def predict_image(
                 warnings.warn(remark, stacklevel=2)
         if v.shape[0] < options.n_samples:
             break
-    return _prediction(values, lams, task.is_single(image), remarks)
+    return _prediction(values, lams, checked.single, remarks)
 
 
 def _kept_remark(done: int, n_samples: int, plane: int, n_planes: int) -> str:
@@ -334,66 +333,3 @@ def _kept_remark(done: int, n_samples: int, plane: int, n_planes: int) -> str:
     if n_planes > 1:
         what += f" of plane {plane + 1} of {n_planes}; the later planes were not reconstructed"
     return what + ": the std of few samples is itself uncertain"
-
-
-class Predicts:
-    """``predict(image, n_samples, …)`` for a reconstructor that has ``predict_with(image, SamplingOptions,
-    callback)`` (models, and models run at other optics)."""
-
-    def predict_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
-    ) -> Prediction:
-        raise NotImplementedError
-
-    def predict(
-        self,
-        image: np.ndarray,
-        n_samples: int = 8,
-        steps: int | None = None,
-        seed: int = 0,
-        device: str = "auto",
-        tile_size: int | None = None,
-        callback: ProgressCallback | None = None,
-    ) -> Prediction:
-        """Reconstruct an image: mean and per-pixel std of ``n_samples`` samples.
-
-        Parameters
-        ----------
-        image
-            ``sr``: ``(H, W)`` or a stack ``(Z|T, H, W)``. ``qpi``: ``(2, H, W)``
-            ordered (−dz, +dz), or ``(T, 2, H, W)``.
-        n_samples
-            Samples per image (≥ 1; the std needs ≥ 2).
-        steps
-            Sampling steps (default: the model's).
-        seed
-            Random seed: the same seed gives the same result.
-        device
-            ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
-        tile_size
-            Tile side on the input grid for large images; ``None`` tiles only when the image does not fit the
-            memory budget. Tiles overlap and are blended at every sampling step, so results have no seams.
-        callback
-            Progress callback (see :mod:`napari_cvdm.diffusion.sampler`); returning
-            ``False`` cancels with :class:`~napari_cvdm.diffusion.SamplingCancelled`.
-        """
-        return self.predict_with(image, SamplingOptions(n_samples, steps, seed, device, tile_size), callback)
-
-
-@runtime_checkable
-class Reconstructor(Protocol):
-    """What reconstructs an image — a model (:class:`~napari_cvdm.models.CVDMModel`), a model run at other optics
-    (:mod:`napari_cvdm.optics_match`) or a classical method (:class:`~napari_cvdm.classical.ClassicalMethod`): the
-    one door the command line, the widgets and the batch jobs go through."""
-
-    label: str  #: what result layers are called after (``CVDM``, ``TIE``, …)
-    stochastic: bool  #: whether it draws samples (its std is their spread)
-    task: Task
-    optics: Optics
-    name: str
-
-    def predict_with(
-        self, image: np.ndarray, options: SamplingOptions, callback: ProgressCallback | None = None
-    ) -> Prediction:
-        """Mean, std and the consistency check of ``image``."""
-        ...

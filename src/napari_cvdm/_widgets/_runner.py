@@ -16,15 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
 
-from ..consistency import check_pixel_size
 from ..diffusion.sampler import SamplingCancelled, SamplingProgress, Stop
-from ..predict import PartialResult, Prediction, Reconstructor, SamplingOptions
+from ..predict import PartialResult, Prediction, SamplingOptions
+from ..reconstructor import Reconstructor
 
 __all__ = ["JobContext", "RunController", "TURN_MS", "describe_error", "format_eta", "settle_garbage"]
 
@@ -269,10 +268,11 @@ class RunController:
 
 @dataclass(frozen=True)
 class ReconstructJob:
-    """One reconstruction: the model, the input as the model takes it, the options and where results go."""
+    """One reconstruction: the model, the input as the model takes it (checked: :meth:`Reconstructor.given`), the
+    options and where results go."""
 
     model: Reconstructor
-    data: np.ndarray
+    data: Any
     options: SamplingOptions
     input_name: str
     scale: tuple[float, ...]
@@ -282,7 +282,6 @@ class ReconstructJob:
     with_schedule: bool
     owner: str
     residual_at: tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...] | None] | None = None
-    pixel_um: tuple[float, float] | None = None
 
     def run(self, context: JobContext, on_partial: Callable[[PartialResult], None] | None = None) -> Prediction | None:
         """Sample in the worker thread (``None`` when cancelled). With ``options.progressive``, ``on_partial``
@@ -299,7 +298,6 @@ class ReconstructJob:
             return context.keep_going()
 
         try:
-            prediction = self.model.predict_with(self.data, self.options, callback)
+            return self.model.predict_with(self.data, self.options, callback)
         except SamplingCancelled:
             return None
-        return check_pixel_size(prediction, self.model.task, self.model.optics, self.pixel_um)

@@ -34,7 +34,7 @@ from ..devices import available_devices
 from ..layers import layer_pixel_size, model_input, residual_geometry
 from ..models import CVDMModel
 from ..optics_match import model_at
-from ..physics.brightfield import ESTIMATE, prepare_brightfield
+from ..physics.brightfield import ESTIMATE
 from ..predict import Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
 from ._docking import mark_as_panel
@@ -242,17 +242,11 @@ class ReconstructWidget(ShowsResults, QWidget):
             raise ValueError("choose a model first")
         model = model.with_optics(self.optics_form.optics()) if not model.stochastic else self._at_form_optics(model)
         layer, data, plane_axis = self._gather_input(model)
-        if model.task.brightfield:
-            flat = self._flat_field()
-            if isinstance(flat, str):  # ESTIMATE: a fit of ~1 s on 1024² planes, made in the worker only
-                model = BrightfieldInput(model, flat)
-            else:
-                prepared = prepare_brightfield(data, flat)  # raw counts without an empty field refused at once
-                needed = prepared.notes or flat is not None
-                model = BrightfieldInput(model, flat) if needed else model  # the notes travel with the result
-                model.task.check_input(prepared.planes)
-        else:
-            model.task.check_input(data)
+        if model.task.brightfield:  # raw counts, stacks, an empty field (estimated in the worker only: ~1 s on 1024²)
+            model = BrightfieldInput(model, self._flat_field())
+        owner = f"{id(self)}/{id(layer)}/{model.path or model.name}/{model.task.name}/{data.shape}"
+        in_units = tuple(str(u) for u in layer.units) if hasattr(layer, "units") else None
+        given = model.given(data, layer_pixel_size(layer.scale, in_units))  # checked once, here (errors at once)
         if 0 < self.tile_spin.value() < MIN_GUI_TILE:
             raise ValueError(
                 f"tiles of {self.tile_spin.value()} pixels spend most of their time on the overlaps "
@@ -269,11 +263,9 @@ class ReconstructWidget(ShowsResults, QWidget):
         scale, translate = model.task.output_geometry(layer.scale, layer.translate, plane_axis)
         units = tuple(str(u) for u in layer.units)[-len(scale) :] if hasattr(layer, "units") else None
         in_scale, in_translate = residual_geometry(model.task, layer.scale, layer.translate, plane_axis)
-        in_units = tuple(str(u) for u in layer.units) if hasattr(layer, "units") else None
-        owner = f"{id(self)}/{id(layer)}/{model.path or model.name}/{model.task.name}/{data.shape}"
         return ReconstructJob(
             model,
-            data,
+            given,
             options,
             layer.name,
             scale,
@@ -283,7 +275,6 @@ class ReconstructWidget(ShowsResults, QWidget):
             self.schedule_check.isChecked(),
             owner,
             (in_scale, in_translate, in_units),
-            layer_pixel_size(layer.scale, in_units),
         )
 
     def run(self) -> None:

@@ -18,10 +18,12 @@ import torch
 from ..data.normalize import Normalization
 from ..metrics import Scores
 from ..physics.optics import Optics, optics_option_names
-from .records import RESIDUAL_LIMIT, Conditioned, Consistency, MethodNote, interior_rms, run_noting
+from .inputs import MIN_SIDE, TaskInputs
+from .records import RESIDUAL_LIMIT, CheckedImage, Conditioned, Consistency, MethodNote, interior_rms, run_noting
 
 __all__ = [
     "Task",
+    "CheckedImage",
     "Conditioned",
     "Consistency",
     "Method",
@@ -37,14 +39,11 @@ __all__ = [
 #: A known pixel size further than this factor from the model's is warned about.
 PIXEL_SIZE_TOLERANCE = 1.5
 
-#: Smallest image side (pixels) any task accepts.
-MIN_SIDE = 16
-
 #: A reconstruction method: ``input → (mean, std or None)``.
 Method = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
 
 
-class Task(ABC):
+class Task(TaskInputs, ABC):
     """What one reconstruction task is: its inputs, conditions, optics, data, baselines, scores and layers.
 
     Class attributes
@@ -94,45 +93,6 @@ class Task(ABC):
 
     def __repr__(self) -> str:
         return f"<task {self.name}: {self.title}>"
-
-    # ------------------------------------------------------------------ inputs
-
-    @property
-    def plane_ndim(self) -> int:
-        """Dimensions of one input plane: 2 ``(H, W)`` or 3 ``(2, H, W)``."""
-        return 2 if self.input_planes == 1 else 3
-
-    def is_single(self, image: np.ndarray) -> bool:
-        """Whether ``image`` is one plane (not a stack)."""
-        return np.ndim(image) == self.plane_ndim
-
-    @abstractmethod
-    def _as_planes(self, arr: np.ndarray) -> np.ndarray:
-        """``arr`` as a stack of planes ``(P, ...)``, or a ``ValueError`` naming the expected shapes."""
-
-    def check_input(self, image: np.ndarray) -> np.ndarray:
-        """Validate an input array; return it as float64 planes ``(P, H, W)`` or ``(P, 2, H, W)``.
-
-        Raises
-        ------
-        ValueError
-            Not numeric, wrong shape, smaller than :data:`MIN_SIDE`, or non-finite values.
-        """
-        arr = np.asarray(image)
-        if arr.dtype.kind not in "iufb":
-            raise ValueError(f"the image has data type {arr.dtype}; a numeric image is needed")
-        arr = self._as_planes(arr.astype(np.float64))
-        if min(arr.shape[-2:]) < MIN_SIDE:
-            raise ValueError(
-                f"the image is {arr.shape[-2]}×{arr.shape[-1]} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed"
-            )
-        if not np.isfinite(arr).all():
-            bad = int((~np.isfinite(arr)).sum())
-            raise ValueError(
-                f"the image contains {bad} NaN or infinite values; replace them (e.g. with the "
-                "background level) before reconstruction"
-            )
-        return arr
 
     @abstractmethod
     def pair_shape_error(self, inp: np.ndarray, tgt: np.ndarray) -> str | None:

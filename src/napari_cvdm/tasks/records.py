@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["Conditioned", "Consistency", "MethodNote", "run_noting", "interior_rms", "RESIDUAL_LIMIT"]
+__all__ = ["CheckedImage", "Conditioned", "Consistency", "MethodNote", "run_noting", "interior_rms", "RESIDUAL_LIMIT"]
 
 
 #: A reconstruction whose residual RMS exceeds this many noise units does not explain its input.
@@ -42,6 +42,44 @@ def run_noting(fn: Callable[[_Arg], _Out], x: _Arg, notes: list[str]) -> _Out:
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return out
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """An input checked by its task once (:meth:`~napari_cvdm.tasks.base.Task.checked`), as every step of a
+    reconstruction takes it: the planes are never checked or copied again on the way to the sampler.
+
+    Attributes
+    ----------
+    planes
+        ``(P, H, W)`` (sr) or ``(P, 2, H, W)`` (qpi) float64, the task's own copy (no step writes to it; it is
+        not flagged read-only because torch warns about every such array it is given).
+    single
+        Whether the input was one plane (results then have no plane axis).
+    pixel_um
+        The input's pixel size (y, x) in µm where its file or layer states it, else ``None``: checked against the
+        optics of whatever reconstructs it.
+    """
+
+    planes: np.ndarray
+    single: bool
+    pixel_um: tuple[float, float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.planes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape the input was given in (no plane axis for one plane)."""
+        return self.planes.shape[1:] if self.single else self.planes.shape
+
+    def as_given(self) -> np.ndarray:
+        """The planes in the shape the input was given in (a view)."""
+        return self.planes[0] if self.single else self.planes
+
+    def with_planes(self, planes: np.ndarray) -> CheckedImage:
+        """The same input made into other planes ``(P, ...)`` by a step that keeps it valid (e.g. resampled)."""
+        return CheckedImage(np.asarray(planes, np.float64), self.single, self.pixel_um)
 
 
 @dataclass
