@@ -15,8 +15,8 @@ import tifffile
 from make_physics_figure import _gray, _grid
 from PIL import Image
 
-from napari_cvdm.models import load_model
-from napari_cvdm.predict import SamplingOptions
+from napari_cvdm.inference.models import load_model
+from napari_cvdm.inference.predict import SamplingOptions
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "real-examples"
 OUT = Path(__file__).parent / "images" / "real_sr.png"

@@ -54,7 +54,7 @@ def tiny_config(task: str, attention: bool = True) -> NetworkConfig:
 def untrained_model_file(directory, task: str, default_steps: int = 2):
     """A tiny, untrained model file of ``task`` without attention (fast to sample on large images; for GUI
     and I/O tests), named as the bundled model of the task it stands in for (its results are ``<input> CVDM …``)."""
-    from napari_cvdm.models import save_model
+    from napari_cvdm.inference.models import save_model
     from napari_cvdm.tasks import get_task
 
     torch.manual_seed(0)
@@ -75,8 +75,8 @@ def make_trainer(task="sr", steps=6, tmp_path=None, validator=None, **kw):
     """A trainer of a tiny network on 6 simulated 32² pairs (checkpoints every 3 steps when ``tmp_path``)."""
     from napari_cvdm.data.dataset import SimulatedPairs
     from napari_cvdm.tasks import get_task
-    from napari_cvdm.train import TrainConfig, Trainer, new_network
-    from napari_cvdm.training_data import pair_batches
+    from napari_cvdm.training.train import TrainConfig, Trainer, new_network
+    from napari_cvdm.training.training_data import pair_batches
 
     t = get_task(task)
     pairs = SimulatedPairs(task=t, n=6, size=32, seed=1)
@@ -97,7 +97,7 @@ def make_trainer(task="sr", steps=6, tmp_path=None, validator=None, **kw):
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory):
     """Tiny model files ``{"sr": path, "qpi": path}`` trained for 3 steps (default 4 sampling steps)."""
-    from napari_cvdm.models import save_model
+    from napari_cvdm.inference.models import save_model
     from napari_cvdm.tasks import get_task
 
     d = tmp_path_factory.mktemp("trained")

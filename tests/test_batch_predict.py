@@ -7,9 +7,9 @@ import pytest
 import tifffile
 
 from conftest import run_torchrun
-from napari_cvdm.batch import file_seed, outputs_of, parse_shard
 from napari_cvdm.cli import main
 from napari_cvdm.data.tiff import read_tiff, write_tiff
+from napari_cvdm.jobs.batch import file_seed, outputs_of, parse_shard
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_every_file_has_its_own_seed_from_its_name_and_the_users_seed():
 
 
 def test_folders_and_globs_are_inputs_and_outputs_never_overwrite_each_other(tmp_path):
-    from napari_cvdm.batch import check_outputs_apart, expand_inputs
+    from napari_cvdm.jobs.batch import check_outputs_apart, expand_inputs
 
     for folder in ("a", "b", "out"):
         (tmp_path / folder).mkdir()
@@ -145,10 +145,10 @@ def test_predict_needs_neither_samples_nor_an_output_folder(tmp_path, monkeypatc
 def test_outputs_keep_the_inputs_axes_pixel_size_and_z_spacing(tmp_path):
     """A time-lapse stays a time-lapse and channels stay channels (they were written back as Z slices); a Z stack
     keeps its spacing; a qpi pair's phase loses the plane axis and its residual keeps the planes as Z."""
-    from napari_cvdm.classical import load_method
     from napari_cvdm.data.tiff import output_axes, read_tiff
-    from napari_cvdm.file_predict import predict_file
-    from napari_cvdm.predict import SamplingOptions
+    from napari_cvdm.inference.classical import load_method
+    from napari_cvdm.inference.predict import SamplingOptions
+    from napari_cvdm.jobs.file_predict import predict_file
 
     assert output_axes("CTYX", 4) is None and output_axes("QYX", 3) == "ZYX" and output_axes("TCYX", 3) == "TYX"
     rng = np.random.default_rng(0)
@@ -173,9 +173,9 @@ def test_outputs_keep_the_inputs_axes_pixel_size_and_z_spacing(tmp_path):
 def test_outputs_record_how_they_were_made(tmp_path):
     import json
 
-    from napari_cvdm.classical import load_method
-    from napari_cvdm.file_predict import predict_file
-    from napari_cvdm.predict import SamplingOptions
+    from napari_cvdm.inference.classical import load_method
+    from napari_cvdm.inference.predict import SamplingOptions
+    from napari_cvdm.jobs.file_predict import predict_file
 
     path = tmp_path / "cells.tif"
     write_tiff(path, np.random.default_rng(0).poisson(50, (24, 24)).astype(np.float32), pixel_size_um=0.0626)

@@ -27,8 +27,8 @@ def test_bench_prints_consistent_figures(tmp_path, capsys):
 def test_bench_result_amortizes_the_schedule(tmp_path):
     import torch
 
-    from napari_cvdm.bench import bench_network, model_condition
-    from napari_cvdm.models import load_model
+    from napari_cvdm.inference.models import load_model
+    from napari_cvdm.jobs.bench import bench_network, model_condition
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     cond = model_condition(model, 32, torch.device("cpu"))
@@ -45,8 +45,8 @@ def test_bench_counts_the_work_of_a_whole_denoiser_pass_per_sample(tmp_path):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from napari_cvdm.bench import bench_network, model_condition
-    from napari_cvdm.models import load_model
+    from napari_cvdm.inference.models import load_model
+    from napari_cvdm.jobs.bench import bench_network, model_condition
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     net = model.network.eval()
@@ -62,7 +62,7 @@ def test_bench_counts_the_work_of_a_whole_denoiser_pass_per_sample(tmp_path):
 
 
 def test_the_schedule_network_runs_once_per_image_not_per_step(tmp_path, monkeypatch):
-    from napari_cvdm.models import load_model
+    from napari_cvdm.inference.models import load_model
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     calls = []
@@ -82,7 +82,7 @@ def test_the_schedule_network_runs_once_per_image_not_per_step(tmp_path, monkeyp
 def test_fp32_can_be_forced_and_bench_says_why(monkeypatch, tmp_path, capsys):
     import torch
 
-    from napari_cvdm.devices import FORCE_FP32_ENV, autocast_dtype
+    from napari_cvdm.inference.devices import FORCE_FP32_ENV, autocast_dtype
 
     assert autocast_dtype(torch.device("cuda")) == torch.bfloat16
     monkeypatch.setenv(FORCE_FP32_ENV, "1")

@@ -10,9 +10,9 @@ import pytest
 import tifffile
 import torch
 
-from napari_cvdm.classical import load_method
 from napari_cvdm.cli import main
 from napari_cvdm.data.simulate_qpi import crop_of_larger_field, phase_map
+from napari_cvdm.inference.classical import load_method
 from napari_cvdm.physics.brightfield import ESTIMATE, estimated_illumination, outer_pair, prepare_brightfield, saturated
 from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
 
@@ -105,7 +105,7 @@ def test_predict_runs_on_a_raw_three_plane_stack_with_its_empty_field(tmp_path, 
 def test_the_inner_planes_of_a_stack_check_the_phase_made_from_its_outer_pair():
     import re
 
-    from napari_cvdm.brightfield_input import stack_check
+    from napari_cvdm.inference.brightfield_input import stack_check
 
     raw, empty, truth = _raw_stack(side=96)
     stack = prepare_brightfield(raw, empty).stack
@@ -173,7 +173,7 @@ def test_a_retrieval_given_a_stack_fits_every_plane():
 def test_saturated_pixels_are_left_out_of_the_retrieval():
     """A camera clipped at its ceiling: the pixels at the ceiling say nothing of the phase; fitted anyway, they pull
     it off."""
-    from napari_cvdm.metrics import qpi_scores
+    from napari_cvdm.data.metrics import qpi_scores
     from napari_cvdm.tasks.qpi_condition import fitted_phase
 
     optics, side, rng = QPIOptics(), 64, np.random.default_rng(2)
@@ -184,7 +184,7 @@ def test_saturated_pixels_are_left_out_of_the_retrieval():
     ceiling = float(np.percentile(pair, 96)) * 20000
     raw = np.minimum(np.round(pair * 20000), ceiling).astype(np.uint16)  # a plateau at the image's maximum
     empty = np.full((side, side), 20000.0, np.float32)
-    from napari_cvdm.brightfield_input import BrightfieldInput
+    from napari_cvdm.inference.brightfield_input import BrightfieldInput
 
     masked = BrightfieldInput(load_method("iterative").inner, empty).predict_with(raw)  # raw counts, the empty field
     assert any("left out of the retrieval's fit" in w for w in masked.warnings)

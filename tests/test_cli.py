@@ -9,9 +9,9 @@ import torch
 
 from conftest import untrained_model_file
 from napari_cvdm.cli import main
+from napari_cvdm.data.metrics import qpi_scores
 from napari_cvdm.data.tiff import read_tiff, write_tiff
-from napari_cvdm.metrics import qpi_scores
-from napari_cvdm.models import load_model
+from napari_cvdm.inference.models import load_model
 
 
 def test_help_lists_subcommands():

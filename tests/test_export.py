@@ -14,7 +14,7 @@ import yaml
 
 from napari_cvdm.bioimageio_model import CVDMReconstruction
 from napari_cvdm.cli import main
-from napari_cvdm.export import ExportRequest, export_bioimageio
+from napari_cvdm.jobs.export import ExportRequest, export_bioimageio
 
 
 def test_the_package_is_valid_and_reproduces_its_test_outputs(tmp_path, capsys):

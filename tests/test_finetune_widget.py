@@ -5,7 +5,7 @@ import pytest
 
 from napari_cvdm.data.simulate import simulate_sr_pair
 from napari_cvdm.data.tiff import write_tiff
-from napari_cvdm.models import load_model
+from napari_cvdm.inference.models import load_model
 
 pytest.importorskip("napari")
 

@@ -43,8 +43,8 @@ def _imports(path: Path) -> set[str]:
 
 def test_prediction_never_imports_model_files():
     """models → predict, never back: predict_image needs a network, a task and a normalisation, not a model."""
-    assert "napari_cvdm.models" not in _imports(SRC / "predict.py")
-    assert "napari_cvdm.predict" in _imports(SRC / "models.py")
+    assert "napari_cvdm.inference.models" not in _imports(SRC / "inference" / "predict.py")
+    assert "napari_cvdm.inference.predict" in _imports(SRC / "inference" / "models.py")
 
 
 def test_no_module_outside_the_task_objects_asks_which_task_it_has():

@@ -5,7 +5,7 @@ import torch
 
 from conftest import tiny_network
 from napari_cvdm.diffusion.loss import DEFAULT_ALPHA, cvdm_loss, ddpm_loss, training_loss
-from napari_cvdm.toy import ToyConfig, toy_pairs
+from napari_cvdm.jobs.toy import ToyConfig, toy_pairs
 
 
 def test_terms_are_per_example_and_combine_as_in_the_paper(tiny_net):

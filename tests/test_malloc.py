@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from napari_cvdm._malloc import release_freed_memory, reuse_freed_memory
+from napari_cvdm.inference._malloc import release_freed_memory, reuse_freed_memory
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 

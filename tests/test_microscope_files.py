@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_cvdm.batch import expand_inputs
 from napari_cvdm.cli import main
 from napari_cvdm.data.microscope_files import read_image, select_channel
 from napari_cvdm.data.tiff import TiffReadError, read_tiff
+from napari_cvdm.jobs.batch import expand_inputs
 
 
 def _ome_zarr(path, data: np.ndarray) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cvdm.models import ModelFileError, load_model, save_model
+from napari_cvdm.inference.models import ModelFileError, load_model, save_model
 from napari_cvdm.physics.widefield import WidefieldOptics
 from napari_cvdm.tasks import get_task
 
@@ -115,7 +115,7 @@ def test_model_files_carry_no_paths_of_the_machine_that_trained_them(tmp_path):
 
     from safetensors import safe_open
 
-    from napari_cvdm.model_files import METADATA_KEY, without_machine_paths
+    from napari_cvdm.inference.model_files import METADATA_KEY, without_machine_paths
 
     record = {"command": "/tmp/run/src/napari_cvdm/__main__.py train --from /home/me/sr.safetensors --images=/data/x"}
     record["lineage"] = [{"path": "/tmp/run/parent.safetensors", "url": "https://example.org/a/b"}]

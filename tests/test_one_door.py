@@ -3,14 +3,14 @@ model at other optics, camera planes) is checked and copied once, and its stated
 
 import numpy as np
 
-from napari_cvdm.brightfield_input import with_brightfield_input
-from napari_cvdm.classical import classical_method
 from napari_cvdm.cli import main
 from napari_cvdm.data.tiff import write_tiff
-from napari_cvdm.models import load_model
-from napari_cvdm.optics_match import at_optics
-from napari_cvdm.predict import SamplingOptions
-from napari_cvdm.reconstructor import Reconstructor
+from napari_cvdm.inference.brightfield_input import with_brightfield_input
+from napari_cvdm.inference.classical import classical_method
+from napari_cvdm.inference.models import load_model
+from napari_cvdm.inference.optics_match import at_optics
+from napari_cvdm.inference.predict import SamplingOptions
+from napari_cvdm.inference.reconstructor import Reconstructor
 
 OPTIONS = SamplingOptions(n_samples=2, steps=2)
 

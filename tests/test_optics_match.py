@@ -6,8 +6,8 @@ import pytest
 
 from conftest import untrained_model_file
 from napari_cvdm.data.resample import resample_last_two
-from napari_cvdm.models import load_model
-from napari_cvdm.optics_match import ModelAtOptics, at_optics
+from napari_cvdm.inference.models import load_model
+from napari_cvdm.inference.optics_match import ModelAtOptics, at_optics
 from napari_cvdm.physics.fresnel import QPIOptics, defocused_pair
 from napari_cvdm.physics.widefield import WidefieldOptics
 from napari_cvdm.tasks import get_task
@@ -75,9 +75,9 @@ def test_optics_outside_what_the_model_covers_are_said_once(tmp_path):
 
 
 def test_given_the_pixel_alone_the_cutoff_is_read_off_the_image_and_said(tmp_path):
-    from napari_cvdm.classical import load_method
     from napari_cvdm.data.simulate import SRConditions, simulate_sr_scene
-    from napari_cvdm.optics_match import ModelAtImageOptics
+    from napari_cvdm.inference.classical import load_method
+    from napari_cvdm.inference.optics_match import ModelAtImageOptics
 
     path = untrained_model_file(tmp_path, "sr")
     run = load_method(str(path), {"pixel_um": 0.09})
@@ -103,7 +103,7 @@ def test_stated_optics_the_image_contradicts_are_warned_about():
 
 
 def test_running_results_of_a_progressive_run_arrive_on_the_users_grid(tmp_path):
-    from napari_cvdm.predict import PartialResult, SamplingOptions
+    from napari_cvdm.inference.predict import PartialResult, SamplingOptions
 
     run = at_optics(load_model(untrained_model_file(tmp_path, "sr")), {"pixel_um": 0.05})
     shapes = []
@@ -128,8 +128,8 @@ def test_evaluate_at_other_optics_simulates_there_and_maps_the_model_onto_them(t
 
 
 def test_models_models_at_other_optics_and_classical_methods_are_one_kind_of_reconstructor(tmp_path):
-    from napari_cvdm.classical import classical_method
-    from napari_cvdm.reconstructor import Reconstructor
+    from napari_cvdm.inference.classical import classical_method
+    from napari_cvdm.inference.reconstructor import Reconstructor
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     for method in (model, at_optics(model, {"pixel_um": 0.1}), classical_method("richardson-lucy")):
@@ -138,7 +138,7 @@ def test_models_models_at_other_optics_and_classical_methods_are_one_kind_of_rec
 
 def test_training_across_optics_draws_the_range_and_resamples_to_the_models_grid():
     from napari_cvdm.tasks.sr import OPTICS_RANGE
-    from napari_cvdm.training_data import SimulatedAcrossOptics, simulated_across_optics
+    from napari_cvdm.training.training_data import SimulatedAcrossOptics, simulated_across_optics
 
     sr = get_task("sr")
     rng = np.random.default_rng(0)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_cvdm.models import load_model
-from napari_cvdm.predict import SamplingOptions
+from napari_cvdm.inference.models import load_model
+from napari_cvdm.inference.predict import SamplingOptions
 
 
 def test_sr_predict_shapes_dtypes_units_and_stacks(trained_models):
@@ -95,8 +95,8 @@ def test_cancel_on_a_tiled_image_stops_within_one_tile(model_files):
 
 def test_progressive_runs_hand_out_calibrated_running_results_and_keep_stops_a_stack(trained_models, tmp_path):
     from napari_cvdm.diffusion.sampler import Stop
-    from napari_cvdm.models import save_calibrated
-    from napari_cvdm.uncertainty import StdCalibration
+    from napari_cvdm.inference.models import save_calibrated
+    from napari_cvdm.inference.uncertainty import StdCalibration
 
     model = load_model(
         save_calibrated(

@@ -10,8 +10,8 @@ from conftest import untrained_model_file
 from napari_cvdm.cli import main
 from napari_cvdm.data.simulate import SRConditions, simulate_sr_scene
 from napari_cvdm.data.tiff import write_tiff
+from napari_cvdm.jobs.real_pairs import frc_resolution, read_real_pairs, real_scores, tuned_richardson_lucy
 from napari_cvdm.physics.widefield import WidefieldOptics
-from napari_cvdm.real_pairs import frc_resolution, read_real_pairs, real_scores, tuned_richardson_lucy
 
 
 def _pair_folder(tmp_path, zoom=4):

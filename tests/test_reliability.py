@@ -7,7 +7,7 @@ import pytest
 
 from napari_cvdm.cli import main
 from napari_cvdm.data.tiff import write_tiff
-from napari_cvdm.models import load_model
+from napari_cvdm.inference.models import load_model
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ class _Payload:
 def test_a_malicious_pickle_is_never_executed(tmp_path, suffix, words):
     import pickle
 
-    from napari_cvdm.models import ModelFileError
+    from napari_cvdm.inference.models import ModelFileError
 
     marker = tmp_path / "pwned"
     path = tmp_path / f"model{suffix}"

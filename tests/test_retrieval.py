@@ -5,9 +5,9 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from napari_cvdm.classical import classical_method
+from napari_cvdm.data.metrics import qpi_scores
 from napari_cvdm.data.simulate import camera_planes, crop_of_larger_field, simulate_qpi_pair
-from napari_cvdm.metrics import qpi_scores
+from napari_cvdm.inference.classical import classical_method
 from napari_cvdm.physics.background import flatten_background
 from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
 from napari_cvdm.physics.noise import noise_level_function, noise_sigma

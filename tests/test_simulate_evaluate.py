@@ -8,6 +8,7 @@ import torch
 
 from napari_cvdm.cli import main
 from napari_cvdm.data.dataset import ArrayPairs, PairError
+from napari_cvdm.data.metrics import affine_fit, calibration, qpi_scores, sr_scores
 from napari_cvdm.data.simulate import (
     SR_HELDOUT_STRUCTURES,
     SR_STRUCTURES,
@@ -19,8 +20,7 @@ from napari_cvdm.data.simulate import (
     simulate_sr_pair,
 )
 from napari_cvdm.data.tiff import read_tiff
-from napari_cvdm.evaluate import evaluate, held_out_set, read_pair_folder
-from napari_cvdm.metrics import affine_fit, calibration, qpi_scores, sr_scores
+from napari_cvdm.jobs.evaluate import evaluate, held_out_set, read_pair_folder
 from napari_cvdm.physics.fresnel import QPIOptics, angular_spectrum_propagate, defocus_stack, phase_object
 from napari_cvdm.physics.retrieval import fresnel_margin
 from napari_cvdm.physics.widefield import WidefieldOptics

@@ -20,8 +20,8 @@ from napari_cvdm.diffusion.tiling import (
     tiled,
     tiled_area,
 )
-from napari_cvdm.models import load_model
-from napari_cvdm.planning import plan_sampling
+from napari_cvdm.inference.models import load_model
+from napari_cvdm.inference.planning import plan_sampling
 
 
 @settings(max_examples=60, deadline=None)
@@ -171,7 +171,7 @@ def test_predict_with_tiles_is_finite_and_close_to_whole_image(tmp_path):
 
 
 def test_bf16_autocast_sampling_path_runs_on_cpu_and_follows_fp32():
-    from napari_cvdm.devices import autocast_dtype, cpu_has_native_bf16, sampling_autocast
+    from napari_cvdm.inference.devices import autocast_dtype, cpu_has_native_bf16, sampling_autocast
 
     assert autocast_dtype(torch.device("cuda")) == torch.bfloat16
     assert autocast_dtype(torch.device("mps")) is None
@@ -192,8 +192,8 @@ def _assert_same_samples(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 def test_channels_last_and_compiled_denoisers_give_the_same_samples(tmp_path):
-    from napari_cvdm.devices import compile_network, prepare_network, sampling_memory_format
-    from napari_cvdm.models import save_model
+    from napari_cvdm.inference.devices import compile_network, prepare_network, sampling_memory_format
+    from napari_cvdm.inference.models import save_model
 
     assert sampling_memory_format(torch.device("cuda")) == torch.channels_last
     assert sampling_memory_format(torch.device("mps")) == torch.contiguous_format
@@ -218,7 +218,7 @@ def test_channels_last_and_compiled_denoisers_give_the_same_samples(tmp_path):
 
 
 def test_cpu_chunks_stay_cache_sized_and_gpus_take_what_the_budget_allows(tmp_path):
-    from napari_cvdm.devices import preferred_chunk_pixels
+    from napari_cvdm.inference.devices import preferred_chunk_pixels
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     cpu, gpu = preferred_chunk_pixels(torch.device("cpu")), preferred_chunk_pixels(torch.device("cuda"))
@@ -231,7 +231,7 @@ def test_cpu_chunks_stay_cache_sized_and_gpus_take_what_the_budget_allows(tmp_pa
 
 
 def test_a_cuda_gpu_gets_half_its_free_memory_as_budget(monkeypatch):
-    from napari_cvdm.devices import memory_budget_bytes
+    from napari_cvdm.inference.devices import memory_budget_bytes
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * 2**30, 141 * 2**30))
     assert memory_budget_bytes(torch.device("cuda")) == 50 * 2**30
@@ -241,7 +241,7 @@ def test_a_cuda_gpu_gets_half_its_free_memory_as_budget(monkeypatch):
 def test_the_memory_plan_counts_the_film_maps_exactly_and_the_schedule_net(tmp_path):
     import torch
 
-    from napari_cvdm.planning import _bytes_per_pixel, _schedule_bytes_per_pixel, _shared_bytes_per_pixel
+    from napari_cvdm.inference.planning import _bytes_per_pixel, _schedule_bytes_per_pixel, _shared_bytes_per_pixel
 
     model = load_model(untrained_model_file(tmp_path, "sr"))
     net = model.network
@@ -288,7 +288,7 @@ def test_schedule_tiles_overlap_by_the_schedule_nets_reach_not_the_denoisers():
 
 
 def test_several_gpus_are_listed_each_by_number(monkeypatch):
-    from napari_cvdm.devices import available_devices
+    from napari_cvdm.inference.devices import available_devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

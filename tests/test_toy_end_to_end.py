@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from napari_cvdm.toy import ToyConfig, evaluate_toy, train_toy
+from napari_cvdm.jobs.toy import ToyConfig, evaluate_toy, train_toy
 
 
 def test_sampled_mean_beats_the_condition_by_3_db_after_a_short_training():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import make_trainer, run_torchrun
-from napari_cvdm.models import load_model, save_model
+from napari_cvdm.inference.models import load_model, save_model
 from napari_cvdm.tasks import get_task
 
 
@@ -98,7 +98,7 @@ def test_a_failed_write_never_destroys_the_previous_checkpoint_or_model(tmp_path
 
 def _small_trainer(config):
     """A trainer whose network has ``config`` (to read the checkpoints of the command-line runs below)."""
-    from napari_cvdm.train import TrainConfig, Trainer, new_network
+    from napari_cvdm.training.train import TrainConfig, Trainer, new_network
 
     return Trainer(
         new_network(config, 0), lambda rng: None, TrainConfig(steps=5, patch_size=16), identity={"task": "sr"}
@@ -159,7 +159,7 @@ def test_sigterm_stops_training_with_a_complete_resumable_checkpoint(tmp_path):
     assert "SIGTERM" in stderr and "--resume" in stderr
     assert not out.exists()  # an interrupted run leaves its checkpoint, not a model file
     checkpoint = tmp_path / "run.ckpt.safetensors"
-    from napari_cvdm.job import NetworkOptions, network_config
+    from napari_cvdm.training.job import NetworkOptions, network_config
 
     sr = get_task("sr")
     trainer = _small_trainer(
@@ -177,7 +177,7 @@ def test_sigterm_stops_training_with_a_complete_resumable_checkpoint(tmp_path):
 
 
 def test_a_checkpoint_opened_as_a_model_says_what_it_is(tmp_path):
-    from napari_cvdm.models import ModelFileError
+    from napari_cvdm.inference.models import ModelFileError
 
     trainer = make_trainer(steps=2, tmp_path=tmp_path)
     trainer.run(callback=lambda p: p.step < 1)  # stops after step 1: writes a checkpoint
@@ -186,7 +186,7 @@ def test_a_checkpoint_opened_as_a_model_says_what_it_is(tmp_path):
 
 
 def test_fine_tuning_starts_at_the_learning_rate_the_docs_recommend():
-    from napari_cvdm.train import FINE_TUNE_LR, TrainConfig, training_config
+    from napari_cvdm.training.train import FINE_TUNE_LR, TrainConfig, training_config
 
     assert training_config(True, {"steps": 10}).lr == FINE_TUNE_LR == 2e-4
     assert training_config(True, {"steps": 10, "lr": 5e-4}).lr == 5e-4

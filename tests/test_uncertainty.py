@@ -10,14 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_cvdm.consistency import check_pixel_size
 from napari_cvdm.data.simulate import simulate_sr_pair
-from napari_cvdm.physics.noise import band_noise_level_function, photon_level
-from napari_cvdm.physics.widefield import WidefieldOptics, out_of_band_ratio
-from napari_cvdm.predict import Prediction
-from napari_cvdm.std_fit import SMOOTHING_FACTORS, fit_calibration, fit_scale
-from napari_cvdm.tasks import get_task
-from napari_cvdm.uncertainty import (
+from napari_cvdm.inference.consistency import check_pixel_size
+from napari_cvdm.inference.predict import Prediction
+from napari_cvdm.inference.uncertainty import (
     GAUSSIAN_COVERAGE,
     StdCalibration,
     calibrate_prediction,
@@ -25,6 +21,10 @@ from napari_cvdm.uncertainty import (
     reliability,
     smoothed_std,
 )
+from napari_cvdm.jobs.std_fit import SMOOTHING_FACTORS, fit_calibration, fit_scale
+from napari_cvdm.physics.noise import band_noise_level_function, photon_level
+from napari_cvdm.physics.widefield import WidefieldOptics, out_of_band_ratio
+from napari_cvdm.tasks import get_task
 
 
 def _synthetic(scale: float, n_images: int = 6, seed: int = 0):
@@ -131,7 +131,7 @@ def test_calibrate_prediction_keeps_the_sample_std():
 
 
 def test_a_calibrated_model_file_reports_the_calibrated_std(model_files, tmp_path):
-    from napari_cvdm.models import load_model, save_calibrated
+    from napari_cvdm.inference.models import load_model, save_calibrated
 
     model = load_model(model_files["sr"])
     assert model.calibration is None
@@ -153,7 +153,7 @@ def test_a_calibrated_model_file_reports_the_calibrated_std(model_files, tmp_pat
 
 def test_calibrate_command_writes_a_calibrated_model(model_files, tmp_path, capsys):
     from napari_cvdm.cli import main
-    from napari_cvdm.models import load_model
+    from napari_cvdm.inference.models import load_model
 
     out = tmp_path / "sr-cal.safetensors"
     args = ["calibrate", "--model", str(model_files["sr"]), "--output", str(out), "--n-per-class", "1"]
@@ -261,7 +261,7 @@ def test_brightness_far_outside_the_trained_range_is_named():
 
 
 def test_std_layer_says_whether_it_is_calibrated():
-    from napari_cvdm.layers import result_layers
+    from napari_cvdm.inference.layers import result_layers
 
     raw = Prediction(mean=np.zeros((8, 8), np.float32), std=np.ones((8, 8), np.float32))
     cal = calibrate_prediction(raw, StdCalibration(2.0), [1.0], single=True)
@@ -274,8 +274,8 @@ def test_std_layer_says_whether_it_is_calibrated():
 def test_evaluate_reports_1_sigma_coverage_and_a_reliability_diagram(tmp_path):
     import json
 
-    from napari_cvdm.evaluate import Example, evaluate, format_reliability, format_table, write_rows
-    from napari_cvdm.uncertainty import RELIABILITY_LEVELS
+    from napari_cvdm.inference.uncertainty import RELIABILITY_LEVELS
+    from napari_cvdm.jobs.evaluate import Example, evaluate, format_reliability, format_table, write_rows
 
     rng = np.random.default_rng(0)
     examples = [Example(f"er_{k}", "er", np.zeros((8, 8)), rng.standard_normal((16, 16))) for k in range(3)]
@@ -289,7 +289,7 @@ def test_evaluate_reports_1_sigma_coverage_and_a_reliability_diagram(tmp_path):
 
 
 def test_a_spread_that_does_not_track_the_error_is_reported():
-    from napari_cvdm.calibrate import calibration_remarks
+    from napari_cvdm.jobs.calibrate import calibration_remarks
 
     rng = np.random.default_rng(5)
     stds = [np.exp(rng.uniform(-1, 1, (64, 64))) * 1e-3 for _ in range(4)]  # spread unrelated to the error
@@ -305,7 +305,7 @@ def test_the_smoothing_is_chosen_by_how_well_the_std_ranks_the_error():
     with a scale that changes from pixel to pixel and an exact spread, the smallest radius is kept."""
     from scipy.ndimage import gaussian_filter
 
-    from napari_cvdm.std_fit import fit_smoothing
+    from napari_cvdm.jobs.std_fit import fit_smoothing
 
     rng = np.random.default_rng(3)
     fields = [gaussian_filter(rng.standard_normal((96, 96)), 8) for _ in range(6)]
@@ -323,8 +323,8 @@ def test_the_smoothing_is_chosen_by_how_well_the_std_ranks_the_error():
 
 def test_calibration_pairs_default_to_the_classes_the_model_was_trained_on(model_files):
     """A model trained on some classes is calibrated on those, not on classes added to the simulator since."""
-    from napari_cvdm.calibrate import CalibrationRequest, calibration_pairs
-    from napari_cvdm.models import load_model
+    from napari_cvdm.inference.models import load_model
+    from napari_cvdm.jobs.calibrate import CalibrationRequest, calibration_pairs
 
     model = load_model(model_files["sr"])
     request = CalibrationRequest(model="x", output=Path("y.safetensors"), n_per_class=1, size=16)
@@ -357,8 +357,8 @@ def _spread_and_noise(noise_share: float, seed: int):
 
 
 def test_a_physics_variance_joins_the_spread_where_the_error_holds_it():
-    from napari_cvdm.std_fit import fit_physics_weight
-    from napari_cvdm.uncertainty import effective_std
+    from napari_cvdm.inference.uncertainty import effective_std
+    from napari_cvdm.jobs.std_fit import fit_physics_weight
 
     stds, noise, errors = _spread_and_noise(4.0, 0)  # the error holds 4× the noise variance: weight 2
     weight, rho = fit_physics_weight(stds, errors, noise, [1.0] * 6, 0.0)
@@ -379,7 +379,7 @@ def test_the_smoothing_and_the_physics_weight_are_chosen_together():
     """The joint choice ranks the errors at least as well as choosing the radius for the spread alone and the
     weight after it (that pair is among those tried), reports the weight :func:`fit_physics_weight` picks at its
     radius, and falls back to the spread's own radius when the error holds no physics variance."""
-    from napari_cvdm.std_fit import fit_physics_weight, fit_smoothing, fit_smoothing_and_weight
+    from napari_cvdm.jobs.std_fit import fit_physics_weight, fit_smoothing, fit_smoothing_and_weight
 
     stds, noise, errors = _spread_and_noise(4.0, 0)
     units = [1.0] * len(stds)
@@ -415,8 +415,8 @@ def test_sr_physics_variance_is_the_cameras_noise_at_the_output_pixels(offset):
 
 
 def test_a_calibration_with_a_physics_weight_is_recorded_and_applied_to_every_result(model_files, tmp_path):
-    from napari_cvdm.models import load_model, save_calibrated
-    from napari_cvdm.predict import SamplingOptions
+    from napari_cvdm.inference.models import load_model, save_calibrated
+    from napari_cvdm.inference.predict import SamplingOptions
 
     model = load_model(model_files["sr"])
     cal = StdCalibration(2.0, 0.0, {"samples": 4}, 1.0, {2: 3.0}, physics_weight=0.5)

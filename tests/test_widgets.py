@@ -9,8 +9,8 @@ import pytest
 from napari_cvdm._reader import read_layers
 from napari_cvdm._sample_data import SAMPLE_SIZE, qpi_sample, sr_sample
 from napari_cvdm._writer import write_image
+from napari_cvdm.data.metrics import qpi_scores
 from napari_cvdm.data.tiff import read_tiff
-from napari_cvdm.metrics import qpi_scores
 from napari_cvdm.physics.fresnel import QPIOptics
 from napari_cvdm.physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase
 
@@ -226,7 +226,7 @@ def test_bad_inputs_become_notifications_and_add_nothing(make_napari_viewer, qtb
 
 
 def test_a_failure_in_the_worker_becomes_a_notification(make_napari_viewer, qtbot, model_files, errors, monkeypatch):
-    import napari_cvdm.models as models
+    import napari_cvdm.inference.models as models
 
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes")
@@ -332,7 +332,7 @@ def test_two_widgets_keep_two_result_sets_and_never_replace_other_layers(make_na
 def test_three_runs_of_two_models_leave_one_named_result_set_per_model(
     make_napari_viewer, qtbot, model_files, tmp_path
 ):
-    from napari_cvdm.models import load_model, save_model
+    from napari_cvdm.inference.models import load_model, save_model
 
     base = load_model(model_files["sr"])
     tuned = save_model(
@@ -383,7 +383,7 @@ def test_a_model_saved_as_sr_is_listed_by_file_and_never_hides_the_bundled_sr(
 ):
     import shutil
 
-    from napari_cvdm.models import bundled_model_path
+    from napari_cvdm.inference.models import bundled_model_path
 
     viewer = make_napari_viewer()
     fake = tmp_path / "sr.safetensors"

@@ -17,12 +17,12 @@ from PIL import Image
 
 import napari_cvdm.data.simulate_qpi as sq
 from napari_cvdm import load_model
-from napari_cvdm.classical import load_method
-from napari_cvdm.metrics import qpi_scores
+from napari_cvdm.data.metrics import qpi_scores
+from napari_cvdm.inference.classical import load_method
+from napari_cvdm.inference.predict import SamplingOptions
 from napari_cvdm.physics.absorption import FINE_ABSORPTION_RATIO, fine_absorption_ratio
 from napari_cvdm.physics.fresnel import QPIOptics
 from napari_cvdm.physics.tie import tie_phase
-from napari_cvdm.predict import SamplingOptions
 from napari_cvdm.tasks.qpi_condition import RETRIEVAL_NOISE, margin_fit_rms, pair_noise
 
 SIDE = 128

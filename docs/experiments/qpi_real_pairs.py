@@ -15,7 +15,7 @@ import numpy as np
 import tifffile
 from skimage.transform import resize
 
-from napari_cvdm.classical import load_method
+from napari_cvdm.inference.classical import load_method
 
 PAIRS = {10.0: ("pair_dz10um_bin4_px0.64um.tif", 0.64), 20.0: ("pair_dz20um_bin6_px0.96um.tif", 0.96)}
 METHODS = ("tie", "iterative", "flat-background", "qpi")

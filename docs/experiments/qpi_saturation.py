@@ -10,10 +10,10 @@ import warnings
 import numpy as np
 import torch
 
-from napari_cvdm.brightfield_input import BrightfieldInput
-from napari_cvdm.classical import classical_method
+from napari_cvdm.data.metrics import qpi_scores
 from napari_cvdm.data.simulate_qpi import camera_planes, crop_of_larger_field, phase_map
-from napari_cvdm.metrics import qpi_scores
+from napari_cvdm.inference.brightfield_input import BrightfieldInput
+from napari_cvdm.inference.classical import classical_method
 from napari_cvdm.physics.fresnel import QPIOptics
 from napari_cvdm.tasks.qpi_condition import fitted_phase
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import napari_cvdm.data.simulate_qpi as sq
-from napari_cvdm.metrics import qpi_scores
+from napari_cvdm.data.metrics import qpi_scores
 from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
 from napari_cvdm.physics.tie import tie_phase
 from napari_cvdm.tasks.qpi_condition import fitted_phase, iterative_phase

@@ -21,10 +21,10 @@ import tifffile
 from PIL import Image
 
 from napari_cvdm import load_model
-from napari_cvdm.classical import classical_method
-from napari_cvdm.optics_match import model_at
-from napari_cvdm.predict import SamplingOptions
-from napari_cvdm.real_pairs import BORDER, frc_resolution
+from napari_cvdm.inference.classical import classical_method
+from napari_cvdm.inference.optics_match import model_at
+from napari_cvdm.inference.predict import SamplingOptions
+from napari_cvdm.jobs.real_pairs import BORDER, frc_resolution
 
 #: The source's optics: 62.6 nm pixels, NA 1.35, 488 nm excitation (emission taken at 0.52 µm).
 STATED = {"pixel_um": 0.0626, "na": 1.35, "wavelength_um": 0.52}

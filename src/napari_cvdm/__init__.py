@@ -12,7 +12,7 @@ __all__ = ["__version__", "load_model", "Prediction", "CVDMModel", "ModelFileErr
 def __getattr__(name: str):
     """The public API, imported when first used: opening a TIFF in napari (the reader) never loads PyTorch."""
     if name in ("load_model", "Prediction", "CVDMModel", "ModelFileError"):
-        from . import models
+        from .inference import models
 
         return getattr(models, name)
     raise AttributeError(f"module 'napari_cvdm' has no attribute {name!r}")

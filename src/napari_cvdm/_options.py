@@ -151,6 +151,10 @@ def from_args(cls: type, args: argparse.Namespace) -> Any:
     return cls(**given_values(cls, args))
 
 
+#: Short names of classes that many commands share, for :func:`option_classes`.
+ALIASES = {"sampling": "inference.predict.SamplingOptions"}
+
+
 def option_classes(spec: str) -> list[tuple[list[type], list[str], list[str]]]:
     """``(classes, fields, required fields)`` of each token of a :data:`COMMANDS` spec."""
     import importlib
@@ -163,7 +167,7 @@ def option_classes(spec: str) -> list[tuple[list[type], list[str], list[str]]]:
             out.append(([t.optics_class for t in TASKS.values()], [], []))
             continue
         path, _, fields = token.partition(":")
-        module, _, name = path.rpartition(".")
+        module, _, name = ALIASES.get(path, path).rpartition(".")
         cls = getattr(importlib.import_module(f"napari_cvdm.{module}"), name)
         names = fields.split(",") if fields else []
         out.append(([cls], [n.rstrip("!") for n in names], [n.rstrip("!") for n in names if n.endswith("!")]))

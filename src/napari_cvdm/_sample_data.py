@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data.simulate import simulate_qpi_pair, simulate_sr_pair
-from .layers import LayerData, robust_limits
+from .inference.layers import LayerData, robust_limits
 from .physics.fresnel import QPIOptics
 from .physics.widefield import WidefieldOptics
 from .tasks import get_task

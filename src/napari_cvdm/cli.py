@@ -15,9 +15,9 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._malloc import reuse_freed_memory
 from ._options import add_options, class_summary, class_words, from_args, given_values, option_classes
 from ._terminal import counter, progress_bar, sampling_bar
+from .inference._malloc import reuse_freed_memory
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -30,7 +30,7 @@ def _optics_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoRequest, run_demo
+    from .jobs.demo import DemoRequest, run_demo
 
     request = from_args(DemoRequest, args)
     r = run_demo(request, _sampling(args))
@@ -47,7 +47,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_toy(args: argparse.Namespace) -> int:
     from .data.tiff import write_tiff
-    from .toy import ToyConfig, ToyRequest, evaluate_toy, train_toy
+    from .jobs.toy import ToyConfig, ToyRequest, evaluate_toy, train_toy
 
     cfg, out, options = from_args(ToyConfig, args), from_args(ToyRequest, args).output_dir, _sampling(args)
     print(f"training a {cfg.schedule}-schedule CVDM on the toy problem for up to {cfg.max_seconds:.0f} s ...")
@@ -64,7 +64,7 @@ def run_toy(args: argparse.Namespace) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from .simulation import SimulationRequest, write_simulated_pairs
+    from .jobs.simulation import SimulationRequest, write_simulated_pairs
 
     request = from_args(SimulationRequest, args)
     with progress_bar(request.n, "simulating", "pair") as bar:
@@ -76,9 +76,9 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .distributed import StopOnSignal, finish
-    from .job import NetworkOptions, TrainingRequest, prepare_training
-    from .train import TrainConfig, training_config
+    from .training.distributed import StopOnSignal, finish
+    from .training.job import NetworkOptions, TrainingRequest, prepare_training
+    from .training.train import TrainConfig, training_config
 
     request = from_args(TrainingRequest, args)
     config = training_config(request.from_model is not None, given_values(TrainConfig, args))
@@ -127,10 +127,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .batch import PredictRequest, predict_request
-    from .classical import load_method
-    from .devices import compile_network, resolve_device
-    from .distributed import finish, init_distributed
+    from .inference.classical import load_method
+    from .inference.devices import compile_network, resolve_device
+    from .jobs.batch import PredictRequest, predict_request
+    from .training.distributed import finish, init_distributed
 
     request, options = from_args(PredictRequest, args), _sampling(args)
     model = load_method(request.model, _optics_values(args), request.flat_field)
@@ -165,7 +165,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import EvaluationRequest, format_reliability, format_table, prepare_evaluation, write_rows
+    from .jobs.evaluate import EvaluationRequest, format_reliability, format_table, prepare_evaluation, write_rows
     from .tasks.base import run_noting
 
     request = from_args(EvaluationRequest, args)
@@ -189,7 +189,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate_real(args: argparse.Namespace) -> int:
-    from .real_pairs import RealEvaluationRequest, evaluate_real_pairs, format_real_table, write_real_rows
+    from .jobs.real_pairs import RealEvaluationRequest, evaluate_real_pairs, format_real_table, write_real_rows
 
     request = from_args(RealEvaluationRequest, args)
     print(format_real_table(rows := evaluate_real_pairs(request, _sampling(args))))
@@ -199,7 +199,7 @@ def run_evaluate_real(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationRequest, calibrate_model, calibration_remarks, calibration_report
+    from .jobs.calibrate import CalibrationRequest, calibrate_model, calibration_remarks, calibration_report
 
     request = from_args(CalibrationRequest, args)
     with progress_bar(0, "calibrating", "pair") as bar:
@@ -212,14 +212,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .bench import BenchRequest, format_bench, run_bench
+    from .jobs.bench import BenchRequest, format_bench, run_bench
 
     print(format_bench(*run_bench(from_args(BenchRequest, args), _sampling(args))))
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import ExportRequest, export_bioimageio
+    from .jobs.export import ExportRequest, export_bioimageio
 
     path, status = export_bioimageio(from_args(ExportRequest, args))
     print(f"wrote {path} (bioimage.io validation: {status})")
@@ -227,36 +227,25 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _sampling(args: argparse.Namespace) -> Any:
-    from .predict import SamplingOptions
+    from .inference.predict import SamplingOptions
 
     return from_args(SamplingOptions, args)
 
 
 #: name → (what runs it, the option classes: ``module.Class`` or ``module.Class:field,field!`` for some fields,
-#: ``!`` marking a required one; ``optics`` for the optics of every task). The help is the first class's summary.
+#: ``!`` marking a required one; ``optics`` for the optics of every task; ``sampling`` for the sampling options).
+#: The help is the first class's summary.
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
-    "demo": (run_demo, "demo.DemoRequest predict.SamplingOptions:n_samples,steps,seed,device"),
-    "toy": (run_toy, "toy.ToyRequest toy.ToyConfig:max_seconds,schedule,seed predict.SamplingOptions:n_samples,steps"),
-    "simulate": (run_simulate, "simulation.SimulationRequest optics"),
-    "train": (run_train, "job.TrainingRequest train.TrainConfig job.NetworkOptions optics"),
-    "predict": (
-        run_predict,
-        "batch.PredictRequest predict.SamplingOptions:n_samples,steps,seed,device,tile_size optics",
-    ),
-    "evaluate": (
-        run_evaluate,
-        "evaluate.EvaluationRequest predict.SamplingOptions:n_samples,steps,seed,device,tile_size optics",
-    ),
-    "evaluate-real": (
-        run_evaluate_real,
-        "real_pairs.RealEvaluationRequest predict.SamplingOptions:n_samples,steps,seed,device",
-    ),
-    "calibrate": (
-        run_calibrate,
-        "calibrate.CalibrationRequest predict.SamplingOptions:n_samples,steps,seed,device,tile_size",
-    ),
-    "bench": (run_bench, "bench.BenchRequest predict.SamplingOptions:n_samples,steps,device"),
-    "export": (run_export, "export.ExportRequest"),
+    "demo": (run_demo, "jobs.demo.DemoRequest sampling:n_samples,steps,seed,device"),
+    "toy": (run_toy, "jobs.toy.ToyRequest jobs.toy.ToyConfig:max_seconds,schedule,seed sampling:n_samples,steps"),
+    "simulate": (run_simulate, "jobs.simulation.SimulationRequest optics"),
+    "train": (run_train, "training.job.TrainingRequest training.train.TrainConfig training.job.NetworkOptions optics"),
+    "predict": (run_predict, "jobs.batch.PredictRequest sampling:n_samples,steps,seed,device,tile_size optics"),
+    "evaluate": (run_evaluate, "jobs.evaluate.EvaluationRequest sampling:n_samples,steps,seed,device,tile_size optics"),
+    "evaluate-real": (run_evaluate_real, "jobs.real_pairs.RealEvaluationRequest sampling:n_samples,steps,seed,device"),
+    "calibrate": (run_calibrate, "jobs.calibrate.CalibrationRequest sampling:n_samples,steps,seed,device,tile_size"),
+    "bench": (run_bench, "jobs.bench.BenchRequest sampling:n_samples,steps,device"),
+    "export": (run_export, "jobs.export.ExportRequest"),
 }
 
 

@@ -13,7 +13,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QSpinBox, QWidget
 
-from ..models import BUNDLED, CVDMModel, ModelFileError, load_model
+from ..inference.models import BUNDLED, CVDMModel, ModelFileError, load_model
 from ..physics.optics import Optics, field_help
 from ._session import SESSION_MODELS
 
@@ -164,7 +164,7 @@ class MethodPicker(ModelPicker):
     _CLASSICAL = "classical:"
 
     def __init__(self) -> None:
-        from ..classical import classical_methods
+        from ..inference.classical import classical_methods
 
         self._methods = {f"{self._CLASSICAL}{m.task.name}:{m.name}": m for m in classical_methods()}
         super().__init__(extra=[(f"{m.name} — {m.task.name}, classical", key) for key, m in self._methods.items()])

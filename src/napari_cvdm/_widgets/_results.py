@@ -10,8 +10,8 @@ from napari.layers import Image
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
 
-from ..layers import residual_layer, result_layers
-from ..predict import PartialResult, Prediction
+from ..inference.layers import residual_layer, result_layers
+from ..inference.predict import PartialResult, Prediction
 from ._runner import TURN_MS, ReconstructJob
 
 __all__ = ["ShowsResults", "add_or_update"]

@@ -22,8 +22,8 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
 
 from ..diffusion.sampler import SamplingCancelled, SamplingProgress, Stop
-from ..predict import PartialResult, Prediction, SamplingOptions
-from ..reconstructor import Reconstructor
+from ..inference.predict import PartialResult, Prediction, SamplingOptions
+from ..inference.reconstructor import Reconstructor
 
 __all__ = ["JobContext", "RunController", "TURN_MS", "describe_error", "format_eta", "settle_garbage"]
 

@@ -19,12 +19,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..data.dataset import PairError
-from ..devices import available_devices
-from ..layers import layer_pixel_size
+from ..inference.devices import available_devices
+from ..inference.layers import layer_pixel_size
 from ..physics.optics import Optics
 from ..tasks import Task
-from ..train import TrainConfig
-from ..training_data import TrainingData, array_data, folder_data, simulated_data
+from ..training.train import TrainConfig
+from ..training.training_data import TrainingData, array_data, folder_data, simulated_data
 from ._common import LayerPicker, OpticsForm, float_spin, int_spin
 
 __all__ = ["PairSource", "TrainingPlots", "TrainSettings", "SOURCES"]

@@ -1,6 +1,6 @@
 """Plugins > CVDM > Fine-tune: train on image pairs from layers, a folder, or the user's own optics.
 
-The widget builds the same :class:`~napari_cvdm.job.TrainingJob` as ``napari-cvdm train`` and runs it through a
+The widget builds the same :class:`~napari_cvdm.training.job.TrainingJob` as ``napari-cvdm train`` and runs it through a
 :class:`~._runner.RunController`. Every step's loss is plotted live; every *validate every* steps the validation
 PSNR is plotted and the first validation pair's reconstruction is shown as a layer. Stop ends after the current
 step and keeps the best weights; Save writes a model file that appears at once in the Reconstruct widget.
@@ -29,13 +29,13 @@ from qtpy.QtWidgets import (
 )
 
 from ..data.dataset import PairError
-from ..devices import resolve_device
-from ..job import TrainingJob, starting_point
-from ..layers import robust_limits
-from ..models import ModelFileError
-from ..predict import SamplingOptions, predict_image
+from ..inference.devices import resolve_device
+from ..inference.layers import robust_limits
+from ..inference.models import ModelFileError
+from ..inference.predict import SamplingOptions, predict_image
 from ..tasks import TASKS, Task, get_task
-from ..train import TrainProgress, TrainResult
+from ..training.job import TrainingJob, starting_point
+from ..training.train import TrainProgress, TrainResult
 from ._common import ModelPicker, preload
 from ._docking import mark_as_panel, tab_beside_panels
 from ._results import add_or_update

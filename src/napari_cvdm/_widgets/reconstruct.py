@@ -1,11 +1,11 @@
 """Plugins > CVDM > Reconstruct: run a model on an image layer in a worker thread.
 
-The widget gathers choices into a :class:`ReconstructJob`, runs :meth:`~napari_cvdm.models.CVDMModel.predict_with`
-through a :class:`~._runner.RunController` and turns the result into layers with
-:func:`napari_cvdm.layers.result_layers`. Samples are finished in rounds (2, 2, 4, …: progressive sampling), and
-the mean and std layers appear after the first round and are refined after each. Cancel makes the sampler's
-callback return ``False`` (so does napari closing), which stops within one tile or chunk of samples and removes
-the running result; "Stop and keep" ends the run at once (after the first round if none is finished yet) and
+The widget gathers choices into a :class:`ReconstructJob`, runs
+:meth:`~napari_cvdm.inference.models.CVDMModel.predict_with` through a :class:`~._runner.RunController` and turns the
+result into layers with :func:`napari_cvdm.inference.layers.result_layers`. Samples are finished in rounds (2, 2, 4, …:
+progressive sampling), and the mean and std layers appear after the first round and are refined after each. Cancel
+makes the sampler's callback return ``False`` (so does napari closing), which stops within one tile or chunk of samples
+and removes the running result; "Stop and keep" ends the run at once (after the first round if none is finished yet) and
 keeps the samples finished.
 """
 
@@ -29,13 +29,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..brightfield_input import BrightfieldInput
-from ..devices import available_devices
-from ..layers import layer_pixel_size, model_input, residual_geometry
-from ..models import CVDMModel
-from ..optics_match import model_at
+from ..inference.brightfield_input import BrightfieldInput
+from ..inference.devices import available_devices
+from ..inference.layers import layer_pixel_size, model_input, residual_geometry
+from ..inference.models import CVDMModel
+from ..inference.optics_match import model_at
+from ..inference.predict import Prediction, SamplingOptions
 from ..physics.brightfield import ESTIMATE
-from ..predict import Prediction, SamplingOptions
 from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
 from ._docking import mark_as_panel
 from ._results import ShowsResults

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .._files import atomic_write
+from ._files import atomic_write
 
 __all__ = ["TiffImage", "TiffReadError", "read_tiff", "write_tiff", "scale_for_axes", "um_per_unit", "output_axes"]
 

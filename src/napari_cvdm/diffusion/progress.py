@@ -23,9 +23,9 @@ class SamplingProgress:
         Steps in the whole run (``steps × number of chunks``).
     partial
         After each round of :func:`sample_in_rounds`: the samples finished so far. The sampler hands their
-        normalised values ``(N_done, C, H, W)``; :func:`~napari_cvdm.predict.predict_image` turns them into a
-        :class:`~napari_cvdm.predict.PartialResult` (running mean and std in physical units) before its callback
-        sees them. ``None`` at every other call.
+        normalised values ``(N_done, C, H, W)``; :func:`~napari_cvdm.inference.predict.predict_image` turns them into a
+        :class:`~napari_cvdm.inference.predict.PartialResult` (running mean and std in physical units) before its
+        callback sees them. ``None`` at every other call.
     """
 
     done: int

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..data.metrics import Scores
 from ..data.normalize import Normalization
-from ..metrics import Scores
 from ..physics.optics import Optics, optics_option_names
 from .inputs import MIN_SIDE, TaskInputs
 from .records import RESIDUAL_LIMIT, CheckedImage, Conditioned, Consistency, MethodNote, interior_rms, run_noting
@@ -144,7 +144,7 @@ class Task(TaskInputs, ABC):
     @abstractmethod
     def value_unit(self, plane: np.ndarray, norm: Normalization) -> float:
         """The physical size of one normalised unit of the network's output for ``plane`` (what a calibrated
-        std floor is measured in; :mod:`napari_cvdm.uncertainty`)."""
+        std floor is measured in; :mod:`napari_cvdm.inference.uncertainty`)."""
 
     @abstractmethod
     def normalized_patch(
@@ -233,7 +233,7 @@ class Task(TaskInputs, ABC):
 
     def std_smoothing(self, optics: Optics) -> float:
         """Radius (output pixels) over which a calibration averages the samples' variance
-        (:func:`~napari_cvdm.uncertainty.smoothed_std`): the scale of the error changes no faster than the
+        (:func:`~napari_cvdm.inference.uncertainty.smoothed_std`): the scale of the error changes no faster than the
         reconstruction's resolution. 0 (none) unless the task says otherwise."""
         return 0.0
 
@@ -243,8 +243,8 @@ class Task(TaskInputs, ABC):
     def physics_variance(self, plane: np.ndarray, optics: Optics) -> np.ndarray | None:
         """Where physics expects the error of a reconstruction of ``plane`` to be larger than the samples' spread
         may show, as a variance at every output pixel (output units², the output's shape), up to the weight a
-        calibration fits (:mod:`napari_cvdm.uncertainty`); ``None`` (the default): the task has no such map and
-        its calibration is the samples' spread and a floor."""
+        calibration fits (:mod:`napari_cvdm.inference.uncertainty`); ``None`` (the default): the task has no such map
+        and its calibration is the samples' spread and a floor."""
         return None
 
     @abstractmethod

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.metrics import Scores, qpi_scores
 from ..data.normalize import Normalization
 from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
 from ..data.simulate_qpi import STRONG_ABSORPTION_RANGE
-from ..metrics import Scores, qpi_scores
 from ..physics.absorption import FINE_ABSORPTION_RATIO, fine_absorption_ratio
 from ..physics.fresnel import QPIOptics
 from ..physics.modes import low_mode_variance

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._files import atomic_write
+from ..data._files import atomic_write
 from ..data.normalize import Normalization
 from ..physics.background import flatten_background
 from ..physics.fresnel import QPIOptics

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.metrics import Scores, affine_fit, sr_scores
 from ..data.normalize import FLAT_EPS, Normalization
 from ..data.simulate import (
     BACKGROUND_RANGE,
@@ -24,7 +25,6 @@ from ..data.simulate import (
     draw_sr_conditions,
     simulate_sr_scene,
 )
-from ..metrics import Scores, affine_fit, sr_scores
 from ..physics.cutoff import estimate_cutoff
 from ..physics.noise import band_noise_level_curve, band_noise_level_function, photon_level
 from ..physics.widefield import (

@@ -1,0 +1,231 @@
+"""A model run at the user's optics by physics similarity: the input is resampled so that its physics matches the
+model's (sr: the OTF cut-off in cycles per pixel; qpi: the Fresnel number), reconstructed, and resampled back to the
+task's output grid of the user's image; the result is then checked against the input through the user's optics.
+
+:func:`at_optics` gives a :class:`ModelAtOptics`, which predicts like the model it wraps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..data.resample import resample_last_two
+from ..diffusion.sampler import ProgressCallback, SamplingProgress
+from ..physics.optics import Optics
+from ..tasks import MIN_SIDE, Task
+from ..tasks.records import CheckedImage
+from .consistency import check_consistency, with_warnings
+from .models import CVDMModel
+from .predict import PartialResult, Prediction, SamplingOptions
+from .reconstructor import Predicts
+
+__all__ = ["ModelAtOptics", "ModelAtImageOptics", "at_optics", "at_image_optics", "model_at", "similarity_remark"]
+
+#: Enlargements closer to 1 than this run the model on the image as it is.
+SAME_SCALE = 0.02
+
+
+def similarity_remark(task: Task, scale: float) -> str | None:
+    """A warning when the enlargement lies outside what the model covers (:meth:`Task.similarity_range`)."""
+    low, high = task.similarity_range()
+    if low <= scale <= high:
+        return None
+    if scale > high:
+        what = (
+            f"enlarged {scale:.2g}× to look like an image of the model's optics (it covers {low:g}–{high:g}×): the "
+            "camera undersamples for it, or the resolution is far lower, so fine detail is guessed"
+        )
+    else:
+        what = (
+            f"shrunk to {scale:.2g}× to look like an image of the model's optics (it covers {low:g}–{high:g}×): "
+            "detail finer than the model's pixels is lost"
+        )
+    return f"the image was {what}; compare with the classical methods, or fine-tune the model for your optics"
+
+
+@dataclass(frozen=True)
+class _ModelAtOtherOptics(Predicts):
+    """What a model run at other optics shares with the model: its task, network, name and steps."""
+
+    stochastic: ClassVar[bool] = True
+    model: CVDMModel
+    optics: Optics
+
+    @property
+    def task(self) -> Task:
+        return self.model.task
+
+    @property
+    def network(self) -> Any:
+        return self.model.network
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def label(self) -> str:
+        return self.model.label
+
+    @property
+    def default_steps(self) -> int:
+        return self.model.default_steps
+
+    @property
+    def path(self) -> Any:
+        return self.model.path
+
+
+@dataclass(frozen=True)
+class ModelAtOptics(_ModelAtOtherOptics):
+    """A :class:`~napari_cvdm.inference.models.CVDMModel` run at other optics (see the module's text).
+
+    Attributes
+    ----------
+    model
+        The model, with the optics it was trained for.
+    optics
+        The optics of the images to reconstruct (the task's optics class; µm).
+    scale
+        The enlargement of the input that makes its physics the model's (:meth:`Task.similarity_scale`).
+    """
+
+    scale: float
+
+    def predict_with(
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """The model's calibrated prediction of the resampled image, brought back to the output grid of
+        ``image``, and checked against ``image`` through these optics (and these optics against what the image's
+        own spectrum says of them)."""
+        checked = self.task.checked(image)
+        disagreement = self.task.optics_disagreement(checked.planes[0], self.optics)
+        prediction = self.sample_with(checked, options, callback)
+        return self.check_result(checked, prediction, [disagreement] if disagreement else [])
+
+    def check_result(self, image: CheckedImage, prediction: Prediction, remarks: list[str]) -> Prediction:
+        """``prediction`` of ``image`` checked through these optics, with ``remarks`` and the warning when the
+        enlargement leaves what the model covers."""
+        checked = check_consistency(prediction, self.task, self.optics, image, self.model.trained_ranges)
+        outside = similarity_remark(self.task, self.scale)
+        return with_warnings(checked, [*remarks, *([outside] if outside else [])])
+
+    def sample_with(
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """Mean, calibrated std and samples on the output grid of ``image`` (no consistency check)."""
+        checked = self.task.checked(image)
+        h, w = checked.planes.shape[-2:]
+        inner = (max(round(h * self.scale), MIN_SIDE), max(round(w * self.scale), MIN_SIDE))
+        out = (self.task.gain * h, self.task.gain * w)
+        resampled = checked.with_planes(resample_last_two(checked.planes, inner))
+        pred = self.model.sample_with(resampled, options, _partials_at(callback, out))
+        return _prediction_at(pred, out)
+
+
+def _prediction_at(pred: Prediction, out: tuple[int, int]) -> Prediction:
+    """``pred`` resampled to the output grid ``out`` (the std and the samples' spread as variances)."""
+    return dataclasses.replace(
+        pred,
+        mean=resample_last_two(pred.mean, out),
+        std=resample_last_two(pred.std, out, variance=True),
+        samples=None if pred.samples is None else resample_last_two(pred.samples, out),
+        schedule=None if pred.schedule is None else resample_last_two(pred.schedule, out),
+        sample_std=None if pred.sample_std is None else resample_last_two(pred.sample_std, out, variance=True),
+    )
+
+
+def _partials_at(callback: ProgressCallback | None, out: tuple[int, int]) -> ProgressCallback | None:
+    """``callback`` given the running results of a progressive run on the output grid ``out``."""
+    if callback is None:
+        return None
+
+    def report(progress: SamplingProgress) -> Any:
+        if isinstance(progress.partial, PartialResult):
+            part = dataclasses.replace(progress.partial, prediction=_prediction_at(progress.partial.prediction, out))
+            progress = dataclasses.replace(progress, partial=part)
+        return callback(progress)
+
+    return report
+
+
+def at_optics(model: CVDMModel, optics: dict[str, Any] | Optics) -> CVDMModel | ModelAtOptics:
+    """``model`` run at ``optics`` (an optics object, or field → value changes of the model's own); the model
+    itself when the physics is the same.
+
+    Raises
+    ------
+    ValueError
+        A field the task's optics does not have, or a value out of range.
+    """
+    target = optics if isinstance(optics, Optics) else model.task.optics_with(dict(optics), model.optics)
+    return model if target == model.optics else _mapped(model, target)
+
+
+def _mapped(model: CVDMModel, optics: Optics) -> ModelAtOptics:
+    """``model`` at ``optics`` with the enlargement that makes the physics its own (1 when it nearly is)."""
+    scale = model.task.similarity_scale(model.optics, optics)
+    return ModelAtOptics(model, optics, 1.0 if abs(scale - 1.0) < SAME_SCALE else scale)
+
+
+@dataclass(frozen=True)
+class ModelAtImageOptics(_ModelAtOtherOptics):
+    """A model run at optics partly read off each image (:meth:`Task.estimated_optics`; sr: the cut-off from the
+    image's spectrum, for users who know their pixel but not their NA or emission), then as
+    :class:`ModelAtOptics`. The estimate is told with each result.
+
+    Attributes
+    ----------
+    model
+        The model, with the optics it was trained for.
+    optics
+        What is known of the images' optics (the rest: the model's).
+    """
+
+    def for_image(self, image: np.ndarray | CheckedImage) -> ModelAtOptics:
+        """The model at the optics estimated from ``image``'s first plane."""
+        first = self.task.checked(image).planes[0]
+        return _mapped(self.model, self.task.estimated_optics(first, self.optics) or self.optics)
+
+    def sample_with(
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """:meth:`ModelAtOptics.sample_with` at the optics estimated from ``image`` (no consistency check)."""
+        checked = self.task.checked(image)
+        return self.for_image(checked).sample_with(checked, options, callback)
+
+    def predict_with(
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """:meth:`ModelAtOptics.predict_with` at the optics estimated from ``image``, which a remark states (no
+        check of those optics against the image's spectrum: they were read off it)."""
+        image = self.task.checked(image)
+        run = self.for_image(image)
+        prediction = run.sample_with(image, options, callback)
+        changed = {k for k, v in run.optics.to_dict().items() if v != self.optics.to_dict().get(k)}
+        told = run.optics.describe(changed)
+        remark = (
+            f"optics read off the image ({told}; the image enlarged {run.scale:.2f}× for the model): give them "
+            "if you know them"
+        )
+        return run.check_result(image, prediction, [remark] if changed else [])
+
+
+def at_image_optics(model: CVDMModel, optics: dict[str, Any]) -> ModelAtImageOptics:
+    """``model`` run at ``optics`` (field → value changes of the model's own) completed from each image."""
+    return ModelAtImageOptics(model, model.task.optics_with(dict(optics), model.optics))
+
+
+def model_at(model: CVDMModel, optics: dict[str, Any]) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
+    """What runs ``model`` for images of ``optics`` (field → value, the fields the user changed from the model's):
+    the model itself when nothing changed; given the pixel size alone, the rest read off each image
+    (:func:`at_image_optics`); otherwise :func:`at_optics`."""
+    if not optics:
+        return model
+    if set(optics) <= {"pixel_um"}:
+        return at_image_optics(model, optics)
+    return at_optics(model, optics)
