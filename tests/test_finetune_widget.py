@@ -205,3 +205,18 @@ def test_the_target_starts_on_another_layer_than_the_input(make_napari_viewer):
     viewer.add_image(targets[0], name="SIM")
     assert widget.pages.input_box.layer().name == "widefield" and widget.pages.target_box.layer().name == "SIM"
     assert FineTuneWidget(viewer).pages.target_box.layer().name == "SIM"  # opened after them
+
+
+def test_the_training_fields_are_the_command_lines_options(make_napari_viewer, model_files):
+    from napari_cvdm.physics.optics import field_help
+    from napari_cvdm.training.job import TrainingRequest
+    from napari_cvdm.training.train import TrainConfig
+
+    widget = _widget(make_napari_viewer(), model_files["sr"], steps=40)
+    settings = widget.settings
+    for form, cls in ((settings.train_form, TrainConfig), (settings.run_form, TrainingRequest)):
+        assert form.cls is cls and all(box.toolTip() == field_help(cls, n) != "" for n, box in form.boxes.items())
+    settings.lr_spin.setValue(3e-4)
+    config = settings.config()
+    assert (config.steps, config.batch_size, config.patch_size, config.validate_every) == (40, 2, 16, 3)
+    assert config.lr == pytest.approx(3e-4) and config.warmup_steps == 4 and settings.fraction() == 0.25

@@ -160,18 +160,39 @@ def test_the_sampler_waits_while_the_gui_adds_layers_and_a_run_starts_with_the_c
 
 
 def test_cancel_adds_nothing_and_stops_within_a_step(make_napari_viewer, qtbot, model_files):
+    from napari_cvdm._widgets._runner import RunState
+
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(1).random((128, 128)).astype(np.float32), name="cells")
     before = [layer.name for layer in viewer.layers]
     widget = _widget(viewer, model_files["sr"], samples=2, steps=1000)
     widget.run()
+    assert widget.runner.state is RunState.RUNNING
     qtbot.waitUntil(lambda: widget.progress_bar.value() >= 1, timeout=30_000)
     widget.cancel()
+    widget.stop_and_keep()  # too late: a cancelled run keeps nothing
+    assert widget.runner.state is RunState.STOPPING
     qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
     assert widget.progress_bar.value() < 100
     assert [layer.name for layer in viewer.layers] == before
     assert "cancelled" in widget.status.text()
-    assert widget.run_button.isEnabled()
+    assert widget.run_button.isEnabled() and widget.runner.state is RunState.IDLE
+
+
+def test_the_sampling_fields_are_the_command_lines_options(make_napari_viewer, model_files):
+    from napari_cvdm.inference.predict import SamplingOptions
+    from napari_cvdm.physics.optics import field_help
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).random((64, 64)).astype(np.float32), name="cells")
+    widget = _widget(viewer, model_files["sr"], samples=3, steps=5)
+    form = widget.sampling_form
+    assert form.cls is SamplingOptions and list(form.boxes) == ["n_samples", "steps", "seed", "device", "tile_size"]
+    assert all(box.toolTip() == field_help(SamplingOptions, name) != "" for name, box in form.boxes.items())
+    assert widget.tile_spin.text() == "auto" and widget.job().options == SamplingOptions(3, 5, progressive=True)
+    widget.tile_spin.setValue(256)
+    widget.seed_spin.setValue(7)
+    assert widget.job().options == SamplingOptions(3, 5, 7, "auto", 256, progressive=True)
 
 
 def test_second_run_updates_instead_of_duplicating_and_stacks_go_plane_by_plane(
@@ -302,7 +323,7 @@ def test_closing_the_viewer_mid_run_stops_the_run_and_adds_nothing(make_napari_v
     t0 = time.perf_counter()
     viewer.close()  # napari asks the worker to quit; the widget's buttons are destroyed
     qtbot.waitUntil(lambda: bool(finished), timeout=5_000)
-    assert finished[0] - t0 < 5 and widget.runner.stop_requested.is_set()
+    assert finished[0] - t0 < 5 and widget.runner.stopping
     qtbot.wait(200)
     assert inserted == []  # nothing was added
 

@@ -12,7 +12,7 @@ from qtpy.QtCore import QTimer
 
 from ..inference.layers import residual_layer, result_layers
 from ..inference.predict import PartialResult, Prediction
-from ._runner import TURN_MS, ReconstructJob
+from ._runner import TURN_MS, ReconstructJob, RunState
 
 __all__ = ["ShowsResults", "add_or_update"]
 
@@ -43,7 +43,7 @@ class ShowsResults:
     def _show_partial(self, part: PartialResult, job: ReconstructJob) -> None:
         """Show the running mean (now) and std (next turn of the event loop) of the samples finished so far; the
         sampler waits meanwhile."""
-        if not self.runner.running or self.runner.stop_requested.is_set():
+        if not self.runner.running or self.runner.stopping:
             return
         self._partial_planes[part.plane] = part.prediction
         prediction = part.prediction if part.n_planes == 1 else self._partial_stack(part)
@@ -55,7 +55,7 @@ class ShowsResults:
         self.status.setText(self.runner.detail)
 
         def add(data: np.ndarray, kwargs: dict) -> None:
-            if self.runner.running and not self.runner.stop_requested.is_set():
+            if self.runner.running and not self.runner.stopping:
                 layer = add_or_update(self.viewer, data, kwargs, job.owner)
                 if layer not in self.partial_layers:
                     self.partial_layers.append(layer)
@@ -86,7 +86,7 @@ class ShowsResults:
         if prediction is None or self.parent() is None:  # cancelled, or its panel closed while it finished
             removed = bool(self.partial_layers)
             self._remove_partial()
-            kept = self.runner.keep_requested.is_set()
+            kept = self.runner.state is RunState.KEEPING
             what = "stopped before the first samples were finished" if kept else "cancelled"
             self.status.setText(f"{what}; the running result was removed" if removed else f"{what}; nothing added")
             return

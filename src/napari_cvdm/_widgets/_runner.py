@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from napari.qt.threading import create_worker
@@ -79,6 +80,16 @@ class _Bridge(QObject):
     call = Signal(object, object)  # function, arguments
 
 
+class RunState(Enum):
+    """Where a run stands: the controller's one state, set in the GUI thread and read by the job at each check."""
+
+    IDLE = "idle"  #: nothing runs
+    RUNNING = "running"
+    STOPPING = "stopping"  #: Cancel (or Stop) pressed: the job ends at its next check and keeps nothing
+    KEEPING = "keeping"  #: Stop and keep pressed: the job ends as soon as what it finished can be kept
+    CLOSED = "closed"  #: the widget is gone: the job ends at its next check, and no Qt object is touched again
+
+
 class JobContext:
     """What a job running in the worker thread may do."""
 
@@ -88,11 +99,11 @@ class JobContext:
     def keep_going(self) -> bool:
         """``False`` once the user pressed stop or napari asked the worker to quit (the viewer is closing)."""
         worker = self._controller.worker
-        return not (self._controller.stop_requested.is_set() or (worker is not None and worker.abort_requested))
+        return not (self._controller.stopping or (worker is not None and worker.abort_requested))
 
     def keep_requested(self) -> bool:
         """Whether the user asked to stop and keep what is done (the "Stop and keep" button)."""
-        return self._controller.keep_requested.is_set()
+        return self._controller.state is RunState.KEEPING
 
     def progress(self, done: int, total: int, unit: str = "denoiser passes") -> None:
         """Move the progress bar and the time-left estimate."""
@@ -154,8 +165,8 @@ class RunController:
         )
         self.run_buttons = [b for b in (stop_button, keep_button) if b is not None]
         self.worker = None
-        self.stop_requested = threading.Event()
-        self.keep_requested = threading.Event()
+        #: The one state of the run (:class:`RunState`).
+        self.state = RunState.IDLE
         #: A second status line under the progress (e.g. "showing the mean of 2 of 8 samples").
         self.detail = ""
         self.bridge = _Bridge()
@@ -166,13 +177,21 @@ class RunController:
             button.setEnabled(False)
         # closing the widget or the viewer destroys the buttons: the job stops at its next check (napari quitting
         # asks the worker to quit, which JobContext.keep_going sees as well)
-        self.closed = False
         status.destroyed.connect(lambda *_: self._close())
 
     def _close(self) -> None:
         """The widget is gone: stop the job, and touch no Qt object from now on."""
-        self.closed = True
-        self.stop_requested.set()
+        self.state = RunState.CLOSED
+
+    @property
+    def closed(self) -> bool:
+        """Whether the widget is gone."""
+        return self.state is RunState.CLOSED
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the job is to end at its next check, keeping nothing (Cancel, or the widget closed)."""
+        return self.state in (RunState.STOPPING, RunState.CLOSED)
 
     @property
     def running(self) -> bool:
@@ -190,8 +209,7 @@ class RunController:
             except Exception as err:  # noqa: BLE001 - every failure reaches the user as a notification
                 return _Failure(err)
 
-        self.stop_requested.clear()
-        self.keep_requested.clear()
+        self.state = RunState.RUNNING
         self.detail = ""
         self._first = None
         self.worker = create_worker(work, _start_thread=False)
@@ -209,14 +227,14 @@ class RunController:
 
     def stop(self, message: str = "stopping…") -> None:
         """Ask the job to stop at its next check."""
-        if self.running:
-            self.stop_requested.set()
+        if self.running and self.state in (RunState.RUNNING, RunState.KEEPING):
+            self.state = RunState.STOPPING
             self.status.setText(message)
 
     def stop_and_keep(self, message: str) -> None:
         """Ask the job to stop and keep what it has finished (it decides when that is)."""
-        if self.running:
-            self.keep_requested.set()
+        if self.running and self.state is RunState.RUNNING:
+            self.state = RunState.KEEPING
             self.status.setText(message)
 
     def elapsed(self) -> float:
@@ -241,7 +259,7 @@ class RunController:
         if self.bar is not None:
             self.bar.setRange(0, total)
             self.bar.setValue(done)
-        if not (self.stop_requested.is_set() or self.keep_requested.is_set()):
+        if self.state is RunState.RUNNING:
             eta = format_eta(done, total, self.seconds_per_unit(done), unit)
             self.status.setText(f"{eta}\n{self.detail}" if self.detail else eta)
 
@@ -259,6 +277,7 @@ class RunController:
         self.worker = None
         if self.closed:
             return
+        self.state = RunState.IDLE
         self.start_button.setEnabled(True)
         for button in self.run_buttons:
             button.setEnabled(False)

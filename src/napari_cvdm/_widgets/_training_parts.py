@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -23,9 +22,11 @@ from ..inference.devices import available_devices
 from ..inference.layers import layer_pixel_size
 from ..physics.optics import Optics
 from ..tasks import Task
+from ..training.job import TrainingRequest
 from ..training.train import TrainConfig
 from ..training.training_data import TrainingData, array_data, folder_data, simulated_data
-from ._common import LayerPicker, OpticsForm, float_spin, int_spin
+from ._common import LayerPicker, OpticsForm, int_spin
+from ._forms import Box, DataclassForm
 
 __all__ = ["PairSource", "TrainingPlots", "TrainSettings", "SOURCES"]
 
@@ -160,43 +161,41 @@ class TrainingPlots(QWidget):
 
 
 class TrainSettings(QWidget):
-    """Steps, learning rate, batch and patch size, validation and device of a fine-tuning run."""
+    """Steps, learning rate, batch and patch size, validation and device of a fine-tuning run: the command line's
+    training options (:class:`TrainConfig`, :class:`TrainingRequest`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.steps_spin = int_spin(1, 1_000_000, 300, "optimizer steps")
-        self.lr_spin = float_spin(1e-6, 1e-1, 2e-4, 6, "AdamW learning rate (fine-tuning: 1e-4 to 3e-4)")
-        self.batch_spin = int_spin(1, 256, 8, "pairs per step")
-        self.patch_spin = int_spin(16, 1024, 48, "patch side on the input grid, pixels")
-        self.val_fraction_spin = float_spin(0.0, 0.9, 0.1, 2, "share of the pairs held out for validation")
-        self.val_every_spin = int_spin(1, 100000, 50, "steps between validations and preview updates")
-        self.device_box = QComboBox()
-        self.device_box.addItems(["auto", *available_devices()])
+        self.train_form = DataclassForm(
+            TrainConfig,
+            {
+                "steps": Box("Steps", 1, 1_000_000, default=300),
+                "lr": Box("Learning rate", 1e-6, 1e-1, 6, default=2e-4),  # fine-tuning: 1e-4 to 3e-4
+                "batch_size": Box("Batch size", 1, 256),
+                "patch_size": Box("Patch size", 16, 1024),
+                "validate_every": Box("Validate every", 1, 100_000, default=50),
+            },
+        )
+        self.run_form = DataclassForm(
+            TrainingRequest,
+            {
+                "validation_fraction": Box("Validation fraction", 0.0, 0.9, 2),
+                "device": Box("Device", choices=("auto", *available_devices())),
+            },
+        )
+        boxes = {**self.train_form.boxes, **self.run_form.boxes}
+        self.steps_spin, self.lr_spin, self.batch_spin = boxes["steps"], boxes["lr"], boxes["batch_size"]
+        self.patch_spin, self.val_every_spin = boxes["patch_size"], boxes["validate_every"]
+        self.val_fraction_spin, self.device_box = boxes["validation_fraction"], boxes["device"]
         form = QFormLayout(self)
-        for label, box in (
-            ("Steps", self.steps_spin),
-            ("Learning rate", self.lr_spin),
-            ("Batch size", self.batch_spin),
-            ("Patch size", self.patch_spin),
-            ("Validation fraction", self.val_fraction_spin),
-            ("Validate every", self.val_every_spin),
-            ("Device", self.device_box),
-        ):
-            form.addRow(label, box)
+        self.train_form.add_rows(form)
+        self.run_form.add_rows(form)
 
     def config(self) -> TrainConfig:
         """The settings as a training configuration (validated: ``ValueError`` for impossible values)."""
-        steps = self.steps_spin.value()
-        return TrainConfig(
-            steps=steps,
-            batch_size=self.batch_spin.value(),
-            patch_size=self.patch_spin.value(),
-            lr=self.lr_spin.value(),
-            warmup_steps=min(50, steps // 10),
-            seed=0,
-            checkpoint_every=max(50, self.val_every_spin.value()),
-            validate_every=self.val_every_spin.value(),
-            validation_steps=10,
+        steps, every = self.steps_spin.value(), self.val_every_spin.value()
+        return self.train_form.value(
+            warmup_steps=min(50, steps // 10), seed=0, checkpoint_every=max(50, every), validation_steps=10
         )
 
     def fraction(self) -> float:

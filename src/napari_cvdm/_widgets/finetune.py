@@ -39,7 +39,7 @@ from ..training.train import TrainProgress, TrainResult
 from ._common import ModelPicker, preload
 from ._docking import mark_as_panel, tab_beside_panels
 from ._results import add_or_update
-from ._runner import JobContext, RunController, format_eta
+from ._runner import JobContext, RunController, RunState, format_eta
 from ._session import SESSION_MODELS
 from ._training_parts import SOURCES, PairSource, TrainingPlots, TrainSettings
 
@@ -204,7 +204,7 @@ class FineTuneWidget(QWidget):
     def _on_step(self, step: int, total: int, loss: float) -> None:
         self.plots.add_loss(step, loss)
         best = f" · best validation {max(p for _, p in self.plots.psnrs):.2f} dB" if self.plots.psnrs else ""
-        if not self.runner.stop_requested.is_set():
+        if self.runner.state is RunState.RUNNING:
             self.status.setText(
                 f"loss {loss:.4f} · {format_eta(step, total, self.runner.seconds_per_unit(step), 'steps')}{best}"
             )

@@ -17,17 +17,7 @@ import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..inference.brightfield_input import BrightfieldInput
 from ..inference.devices import available_devices
@@ -36,8 +26,9 @@ from ..inference.models import CVDMModel
 from ..inference.optics_match import model_at
 from ..inference.predict import Prediction, SamplingOptions
 from ..physics.brightfield import ESTIMATE
-from ._common import LayerPicker, MethodPicker, OpticsForm, int_spin
+from ._common import LayerPicker, MethodPicker, OpticsForm
 from ._docking import mark_as_panel
+from ._forms import Box, DataclassForm
 from ._results import ShowsResults
 from ._runner import ReconstructJob, RunController
 
@@ -114,27 +105,20 @@ class ReconstructWidget(ShowsResults, QWidget):
         self._on_model_changed(self.model_box.current_model(quiet=True))
 
     def _make_sampling_fields(self) -> None:
-        """The samples, steps, seed, tile and device fields."""
-        self.samples_spin = int_spin(
-            1,
-            256,
-            8,
-            "Samples drawn; their mean is the reconstruction, their spread the uncertainty (the std needs at least 2)",
+        """The samples, steps, seed, device and tile fields: the command line's sampling options."""
+        self.sampling_form = DataclassForm(
+            SamplingOptions,
+            {
+                "n_samples": Box("Samples", 1, 256),
+                "steps": Box("Steps", 1, 1000, default=16),  # the model's default is set when it is picked
+                "seed": Box("Seed", 0, 2**31 - 1),
+                "device": Box("Device", choices=("auto", *available_devices())),
+                "tile_size": Box("Tile size", 0, 16384, auto="auto", step=64),
+            },
         )
-        self.steps_spin = int_spin(1, 1000, 16, "Sampling steps (the model's default is set when you pick it)")
-        self.seed_spin = int_spin(0, 2**31 - 1, 0, "Same seed, same result")
-        self.tile_spin = int_spin(
-            0,
-            16384,
-            0,
-            "Tile side in input pixels for large images (tiles overlap and "
-            "are blended at every step); auto: only when memory needs it",
-        )
-        self.tile_spin.setSpecialValueText("auto")
-        self.tile_spin.setSingleStep(64)
-        self.device_box = QComboBox()
-        self.device_box.addItems(["auto", *available_devices()])
-        self.device_box.setToolTip("auto: CUDA, then Apple MPS, then CPU")
+        boxes = self.sampling_form.boxes
+        self.samples_spin, self.steps_spin, self.seed_spin = boxes["n_samples"], boxes["steps"], boxes["seed"]
+        self.device_box, self.tile_spin = boxes["device"], boxes["tile_size"]
 
     def _lay_out(self) -> None:
         form = QFormLayout()
@@ -143,13 +127,9 @@ class ReconstructWidget(ShowsResults, QWidget):
             (self.second_label, self.second_box),
             (self.flat_label, self.flat_box),
             ("Model", self.model_box),
-            ("Samples", self.samples_spin),
-            ("Steps", self.steps_spin),
-            ("Seed", self.seed_spin),
-            ("Device", self.device_box),
-            ("Tile size", self.tile_spin),
         ):
             form.addRow(label, box)
+        self.sampling_form.add_rows(form)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -252,14 +232,7 @@ class ReconstructWidget(ShowsResults, QWidget):
                 f"tiles of {self.tile_spin.value()} pixels spend most of their time on the overlaps "
                 f"(a 2 s run takes minutes): use at least {MIN_GUI_TILE}, or auto"
             )
-        options = SamplingOptions(
-            self.samples_spin.value(),
-            self.steps_spin.value(),
-            self.seed_spin.value(),
-            self.device_box.currentText(),
-            self.tile_spin.value() or None,
-            progressive=model.stochastic and self.samples_spin.value() > 2,
-        )
+        options = self.sampling_form.value(progressive=model.stochastic and self.samples_spin.value() > 2)
         scale, translate = model.task.output_geometry(layer.scale, layer.translate, plane_axis)
         units = tuple(str(u) for u in layer.units)[-len(scale) :] if hasattr(layer, "units") else None
         in_scale, in_translate = residual_geometry(model.task, layer.scale, layer.translate, plane_axis)

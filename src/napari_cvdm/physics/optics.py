@@ -22,7 +22,7 @@ def field_help(cls: type, name: str) -> str:
     lines = (cls.__doc__ or "").splitlines()
     out: list[str] = []
     for i, line in enumerate(lines):
-        if line.strip() == name or line.strip().startswith(f"{name},") or line.strip().endswith(f", {name}"):
+        if name in (part.strip() for part in line.split(",")):  # "name" or "a, name, b" (fields described together)
             indent = len(line) - len(line.lstrip())
             for follow in lines[i + 1 :]:
                 if not follow.strip() or len(follow) - len(follow.lstrip()) <= indent:
