@@ -167,3 +167,20 @@ def test_a_brightness_beyond_measure_is_said_in_words_not_as_inf(monkeypatch):
     image = np.random.default_rng(0).poisson(100, (128, 128)).astype(np.float32)
     (remark,) = get_task("sr").distribution_warnings(image, WidefieldOptics(), {"photon_range": [10, 1000]})
     assert "inf" not in remark and "far more photons" in remark
+
+
+def test_a_background_subtracted_image_is_told_to_give_the_cameras_counts():
+    from napari_cvdm.data.simulate import simulate_sr_pair
+    from napari_cvdm.physics.widefield import WidefieldOptics
+    from napari_cvdm.tasks import get_task
+
+    rng = np.random.default_rng(3)
+    camera = simulate_sr_pair("microtubules", (128, 128), 200.0, rng).input
+    ranges = {"photon_range": [10, 1000]}
+    task = get_task("sr")
+    assert not any("lowest value" in w for w in task.distribution_warnings(camera, WidefieldOptics(), ranges))
+    counts = np.round(2.2 * camera + 100).astype(np.uint16)  # offset and gain: nothing to say
+    assert not any("lowest value" in w for w in task.distribution_warnings(counts, WidefieldOptics(), ranges))
+    subtracted = np.clip(camera - np.median(camera), 0, None)
+    (remark,) = [w for w in task.distribution_warnings(subtracted, WidefieldOptics(), ranges) if "lowest value" in w]
+    assert remark.startswith("50 % of the pixels") and "background" in remark

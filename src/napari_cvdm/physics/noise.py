@@ -16,6 +16,7 @@ __all__ = [
     "band_noise_level_function",
     "band_noise_level_curve",
     "photon_level",
+    "floor_fraction",
 ]
 
 _MAD_TO_SIGMA = 0.6745
@@ -162,3 +163,17 @@ def photon_level(image: np.ndarray, gain: float) -> float:
 
     lo, hi = np.percentile(uniform_filter(np.asarray(image, np.float64), 2), [1, 99.9])
     return float((hi - lo) / gain) if gain > 0 else float("inf")
+
+
+def floor_fraction(image: np.ndarray) -> float:
+    """The share of pixels that sit exactly at the image's lowest value: near 0 for a camera's image (its noise
+    spreads the darkest pixels), large for one clipped at a floor (a background subtracted and negative values set
+    to zero, a camera without offset).
+
+    Parameters
+    ----------
+    image
+        ``(H, W)`` in any units.
+    """
+    x = np.asarray(image)
+    return float(np.mean(x == x.min()))

@@ -26,7 +26,7 @@ from ..data.simulate import (
     simulate_sr_scene,
 )
 from ..physics.cutoff import estimate_cutoff
-from ..physics.noise import band_noise_level_curve, band_noise_level_function, photon_level
+from ..physics.noise import band_noise_level_curve, band_noise_level_function, floor_fraction, photon_level
 from ..physics.widefield import (
     DEFAULT_RL_ITERATIONS,
     WidefieldOptics,
@@ -49,6 +49,9 @@ BRIGHTNESS_FACTOR = 2.5
 
 #: Inputs smaller than this (pixels) are too small for the spectral and brightness checks.
 _CHECK_SIDE = 48
+
+#: An image with more of its pixels at its lowest value than this share was clipped at a floor.
+CLIPPED_FLOOR = 0.05
 #: The optics an sr model is meant to cover: camera pixel at the sample (µm), NA, emission (µm).
 OPTICS_RANGE = {"pixel_um": (0.04, 0.13), "na": (0.8, 1.49), "wavelength_um": (0.45, 0.68)}
 
@@ -214,13 +217,14 @@ class SRTask(Task):
     def distribution_warnings(
         self, plane: np.ndarray, optics: WidefieldOptics, ranges: dict[str, Any] | None
     ) -> list[str]:
-        """Undersampling (detail beyond the optical cut-off: pixels larger than the model's) and brightness
-        (photons at the brightest structures, from the noise's Poisson gain) outside the trained range."""
+        """A background clipped at a floor, undersampling (detail beyond the optical cut-off: pixels larger than the
+        model's) and brightness (photons at the brightest structures, from the noise's Poisson gain) outside the
+        trained range."""
         x = np.asarray(plane, np.float64)
+        remarks = [clipped_remark(share)] if (share := floor_fraction(x)) > CLIPPED_FLOOR else []
         cutoff = optics.cutoff_cycles_per_pixel
         if min(x.shape) < _CHECK_SIDE or cutoff >= 0.4:
-            return []
-        remarks = []
+            return remarks
         ratio = out_of_band_ratio(x, cutoff)
         if ratio > UNDERSAMPLED_RATIO:
             remarks.append(self.undersampling_remark(optics))
@@ -354,3 +358,12 @@ class SRTask(Task):
             t[ax] -= s[ax] * (self.gain - 1) / (2 * self.gain)
             s[ax] /= self.gain
         return tuple(s), tuple(t)
+
+
+def clipped_remark(share: float) -> str:
+    """What an image with ``share`` of its pixels at its lowest value is told."""
+    return (
+        f"{100 * share:.0f} % of the pixels sit at the image's lowest value: it looks background-subtracted or clipped "
+        "at a floor, which the model never saw (on such simulated scenes its results lose detail and its std covers "
+        "less of the error); give the camera's image with its background and offset"
+    )
