@@ -181,3 +181,14 @@ def test_the_gpu_check_script_speaks_the_current_command_line():
     for argv in commands:
         args = parser.parse_args(argv)
         assert args.device == "cuda", argv
+
+
+def test_warnings_reach_the_terminal_in_plain_words_once(capsys):
+    import warnings
+
+    from napari_cvdm._terminal import plain_warnings
+
+    with plain_warnings("evaluate"):
+        for _ in range(2):
+            warnings.warn("the image looks background-subtracted", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "napari-cvdm evaluate: warning: the image looks background-subtracted\n"

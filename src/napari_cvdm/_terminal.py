@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["progress_bar", "counter", "sampling_bar"]
+__all__ = ["progress_bar", "counter", "sampling_bar", "plain_warnings"]
 
 
 def progress_bar(total: int, desc: str, unit: str) -> Any:
@@ -38,3 +40,19 @@ def sampling_bar(desc: str) -> Callable[[Any], None]:
             bars[0].close()
 
     return report
+
+
+@contextlib.contextmanager
+def plain_warnings(command: str) -> Iterator[None]:
+    """Warnings printed as ``napari-cvdm COMMAND: warning: …`` on stderr, each once, without Python's file and
+    source line (which say nothing to a microscopist)."""
+    seen: set[str] = set()
+
+    def show(message: Any, *_: Any, **__: Any) -> None:
+        if str(message) not in seen:
+            seen.add(str(message))
+            print(f"napari-cvdm {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

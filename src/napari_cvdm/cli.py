@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._options import add_options, class_summary, class_words, from_args, given_values, option_classes
-from ._terminal import counter, progress_bar, sampling_bar
+from ._terminal import counter, plain_warnings, progress_bar, sampling_bar
 from .inference._malloc import reuse_freed_memory
 
 __all__ = ["main", "build_parser", "COMMANDS"]
@@ -283,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reuse_freed_memory()  # large tiles: no fresh, zeroed pages for every activation (see _malloc.py)
     try:
-        return int(args.func(args) or 0)
+        with plain_warnings(args.command):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("napari-cvdm: interrupted", file=sys.stderr)
         return 130
