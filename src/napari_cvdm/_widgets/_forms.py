@@ -113,14 +113,6 @@ class DataclassForm:
             return None
         return box.value()
 
-    def set_field(self, name: str, value: Any) -> None:
-        """Show ``value`` in the box of field ``name`` (``None``: its ``auto`` text)."""
-        box = self.boxes[name]
-        if isinstance(box, QComboBox):
-            box.setCurrentText(str(value))
-        else:
-            box.setValue(box.minimum() if value is None else value)
-
     def values(self) -> dict[str, Any]:
         """Field name → the value in its box."""
         return {name: self.field(name) for name in self.boxes}

@@ -15,7 +15,7 @@ from ..diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingPro
 from ..physics.brightfield import ESTIMATE, PreparedPlanes, prepare_brightfield
 from ..physics.retrieval import fit_margins
 from ..tasks.qpi_condition import RETRIEVAL_NOISE, pair_noise
-from ..tasks.records import CheckedImage, interior_rms
+from ..tasks.records import CheckedImage, interior_rms, pixel_yx
 from .consistency import check_consistency, with_warnings
 from .predict import Prediction, SamplingOptions
 from .reconstructor import Predicts
@@ -46,11 +46,6 @@ class CameraPlanes:
     prepared: PreparedPlanes | None = None
     pair: CheckedImage | None = None
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of the camera's planes."""
-        return tuple(self.data.shape)
-
 
 @dataclass(frozen=True)
 class BrightfieldInput(Predicts):
@@ -70,7 +65,7 @@ class BrightfieldInput(Predicts):
         """The camera's planes with their pixel size (y, x) in µm where known, made into a checked pair at once
         (``ValueError`` with a message for the user, e.g. raw counts without an empty field) unless the empty field
         is to be estimated from them (a fit left to the run)."""
-        pixel = None if pixel_um is None else (float(pixel_um[0]), float(pixel_um[-1]))
+        pixel = pixel_yx(pixel_um)
         if isinstance(image, CheckedImage):
             image, pixel = image.as_given(), pixel or image.pixel_um
         data = np.asarray(image)

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .records import CheckedImage
+from .records import CheckedImage, pixel_yx
 
 __all__ = ["TaskInputs", "MIN_SIDE"]
 
@@ -29,9 +29,9 @@ class TaskInputs(ABC):
         """Dimensions of one input plane: 2 ``(H, W)`` or 3 ``(2, H, W)``."""
         return 2 if self.input_planes == 1 else 3
 
-    def is_single(self, image: np.ndarray | CheckedImage) -> bool:
+    def is_single(self, image: np.ndarray) -> bool:
         """Whether ``image`` is one plane (not a stack)."""
-        return image.single if isinstance(image, CheckedImage) else np.ndim(image) == self.plane_ndim
+        return np.ndim(image) == self.plane_ndim
 
     def checked(self, image: np.ndarray | CheckedImage, pixel_um: Sequence[float] | None = None) -> CheckedImage:
         """``image`` checked (:meth:`check_input`) into the value every step of a reconstruction takes; one already
@@ -42,7 +42,7 @@ class TaskInputs(ABC):
         ValueError
             As :meth:`check_input`.
         """
-        pixel = None if pixel_um is None else (float(pixel_um[0]), float(pixel_um[-1]))
+        pixel = pixel_yx(pixel_um)
         if isinstance(image, CheckedImage):
             if pixel is None or image.pixel_um is not None:
                 return image

@@ -5,14 +5,23 @@ result (:class:`MethodNote`)."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["CheckedImage", "Conditioned", "Consistency", "MethodNote", "run_noting", "interior_rms", "RESIDUAL_LIMIT"]
+__all__ = [
+    "CheckedImage",
+    "pixel_yx",
+    "Conditioned",
+    "Consistency",
+    "MethodNote",
+    "run_noting",
+    "interior_rms",
+    "RESIDUAL_LIMIT",
+]
 
 
 #: A reconstruction whose residual RMS exceeds this many noise units does not explain its input.
@@ -44,6 +53,11 @@ def run_noting(fn: Callable[[_Arg], _Out], x: _Arg, notes: list[str]) -> _Out:
     return out
 
 
+def pixel_yx(pixel_um: Sequence[float] | None) -> tuple[float, float] | None:
+    """A stated pixel size as ``(y, x)`` in µm (one value: square pixels), or ``None`` when unknown."""
+    return None if pixel_um is None else (float(pixel_um[0]), float(pixel_um[-1]))
+
+
 @dataclass(frozen=True)
 class CheckedImage:
     """An input checked by its task once (:meth:`~napari_cvdm.tasks.base.Task.checked`), as every step of a
@@ -64,9 +78,6 @@ class CheckedImage:
     planes: np.ndarray
     single: bool
     pixel_um: tuple[float, float] | None = None
-
-    def __len__(self) -> int:
-        return len(self.planes)
 
     @property
     def shape(self) -> tuple[int, ...]:
