@@ -184,3 +184,5 @@ def test_a_background_subtracted_image_is_told_to_give_the_cameras_counts():
     subtracted = np.clip(camera - np.median(camera), 0, None)
     (remark,) = [w for w in task.distribution_warnings(subtracted, WidefieldOptics(), ranges) if "lowest value" in w]
     assert remark.startswith("50 % of the pixels") and "background" in remark
+    flat = np.full((128, 128), 5.0)  # said to be flat by the condition, not clipped
+    assert not any("lowest value" in w for w in task.distribution_warnings(flat, WidefieldOptics(), ranges))

@@ -221,7 +221,8 @@ class SRTask(Task):
         model's) and brightness (photons at the brightest structures, from the noise's Poisson gain) outside the
         trained range."""
         x = np.asarray(plane, np.float64)
-        remarks = [clipped_remark(share)] if (share := floor_fraction(x)) > CLIPPED_FLOOR else []
+        share = floor_fraction(x)  # a constant image is all floor: it is told that it is flat instead
+        remarks = [clipped_remark(share)] if CLIPPED_FLOOR < share < 1.0 else []
         cutoff = optics.cutoff_cycles_per_pixel
         if min(x.shape) < _CHECK_SIDE or cutoff >= 0.4:
             return remarks
