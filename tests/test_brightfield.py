@@ -191,3 +191,38 @@ def test_saturated_pixels_are_left_out_of_the_retrieval():
     truth = phase[c : c + side, c : c + side]
     unmasked = fitted_phase(raw / 20000.0, optics)
     assert qpi_scores(masked.mean, truth).psnr > qpi_scores(unmasked, truth).psnr + 0.5
+
+
+def test_the_simulator_draws_fine_absorption_for_training_and_a_held_out_group_the_check_flags(monkeypatch):
+    """A quarter of the training pairs absorb with fine detail of their own (amplitude 0.4–1); the held-out
+    "fine absorption" variant is such a pair, the check flags it, and the nine earlier held-out conditions are
+    drawn as before (the new one is listed last)."""
+    from napari_cvdm.data.simulate_qpi import simulate_fine_absorbing_pair
+    from napari_cvdm.physics.absorption import FINE_ABSORPTION_RATIO, fine_absorption_ratio
+    from napari_cvdm.tasks import get_task
+    from napari_cvdm.tasks.qpi import FINE_ABSORPTION_SHARE, QPI_VARIANTS
+
+    task = get_task("qpi")
+    tags = [variant for _, _, variant in task.held_out_conditions()]
+    assert tags[:9] == [v for _ in range(3) for v in QPI_VARIANTS[:3]] and tags[9:] == ["fine absorption"] * 3
+    pair = simulate_fine_absorbing_pair("cells", (96, 96), np.random.default_rng(2), noise=0.01)
+    assert 0.4 <= pair.amplitude.min() < 0.9 and pair.amplitude.max() <= 1.0
+    assert fine_absorption_ratio(pair.input, 0.01) > FINE_ABSORPTION_RATIO
+    inp, tgt = task.simulate("cells", 96, np.random.default_rng(2), None, None, 0.01, "fine absorption")
+    np.testing.assert_array_equal(inp, pair.input)
+    import napari_cvdm.tasks.qpi as qpi_module
+
+    drawn = []
+    monkeypatch.setattr(qpi_module, "simulate_fine_absorbing_pair", lambda *a: drawn.append(a) or pair)
+    rng = np.random.default_rng(0)
+    for _ in range(80):
+        task.simulate("textures", 32, rng)
+    assert 0.5 * FINE_ABSORPTION_SHARE * 80 <= len(drawn) <= 1.5 * FINE_ABSORPTION_SHARE * 80, len(drawn)
+
+
+def test_a_pair_whose_difference_shows_no_fine_texture_is_said_in_words_not_as_infinity():
+    from napari_cvdm.tasks.qpi_checks import fine_absorption_remark
+
+    said = fine_absorption_remark(float("inf"))
+    assert "inf" not in said and "their difference none above the noise" in said
+    assert "2.5× the fine texture" in fine_absorption_remark(2.5)

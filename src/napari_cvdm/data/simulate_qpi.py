@@ -25,10 +25,12 @@ __all__ = [
     "STRONG_ABSORPTION_RANGE",
     "draw_noise",
     "absorption_map",
+    "fine_absorption_map",
     "crop_of_larger_field",
     "camera_planes",
     "phase_map",
     "simulate_qpi_pair",
+    "simulate_fine_absorbing_pair",
     "load_grayscale_images",
 ]
 
@@ -226,6 +228,47 @@ class QPIPair:
     noise: float = 0.0
 
 
+def fine_absorption_map(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    pixel_um: float,
+    images: list[np.ndarray] | None = None,
+    amplitude_range: tuple[float, float] = STRONG_ABSORPTION_RANGE,
+) -> np.ndarray:
+    """Amplitude ``A`` ``(H, W)`` with fine detail, independent of the phase (stained granules, pigment, dense
+    tissue): a photograph's crop when ``images`` are given, else a random texture; its depth drawn from 0.1 to the
+    whole of ``amplitude_range``."""
+    texture = _from_image(shape, images, rng) if images else _textures(shape, pixel_um, rng)
+    texture = (texture - texture.min()) / (np.ptp(texture) + 1e-12)
+    lo, hi = amplitude_range
+    return hi - rng.uniform(min(0.1, hi - lo), hi - lo) * texture
+
+
+def _camera_pair(
+    phase: np.ndarray,
+    amplitude: np.ndarray,
+    source: str,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    optics: QPIOptics,
+    noise: float | None,
+) -> QPIPair:
+    """The camera's noisy crop ``shape`` of an object drawn on the larger field (:func:`crop_of_larger_field`)."""
+    _, c = crop_of_larger_field(shape, optics)
+    crop = (slice(c, c + shape[0]), slice(c, c + shape[1]))
+    noise = optics.noise if noise is None else noise
+    sigma = draw_noise(rng) if noise is None else float(noise)
+    noisy = camera_planes(phase, amplitude, c, shape, optics) + rng.normal(0.0, sigma, size=(2, *shape))
+    return QPIPair(
+        input=noisy.astype(np.float32),
+        target=phase[crop].astype(np.float32),
+        source=source,
+        optics=optics,
+        amplitude=amplitude[crop].astype(np.float32),
+        noise=sigma,
+    )
+
+
 def simulate_qpi_pair(
     source: str,
     shape: tuple[int, int],
@@ -252,19 +295,27 @@ def simulate_qpi_pair(
         The amplitude ``A`` of absorbing objects spans part of this range (1 = transparent).
     """
     optics = optics or QPIOptics()
-    big, c = crop_of_larger_field(shape, optics)
+    big, _ = crop_of_larger_field(shape, optics)
     phase = phase_map(source, big, rng, optics, images)
     absorbing = bool(rng.random() < 0.7) if absorbing is None else absorbing
     amplitude = absorption_map(phase, rng, optics.pixel_um, absorption_range) if absorbing else np.ones(big)
-    crop = (slice(c, c + shape[0]), slice(c, c + shape[1]))
-    noise = optics.noise if noise is None else noise
-    sigma = draw_noise(rng) if noise is None else float(noise)
-    noisy = camera_planes(phase, amplitude, c, shape, optics) + rng.normal(0.0, sigma, size=(2, *shape))
-    return QPIPair(
-        input=noisy.astype(np.float32),
-        target=phase[crop].astype(np.float32),
-        source=source,
-        optics=optics,
-        amplitude=amplitude[crop].astype(np.float32),
-        noise=sigma,
-    )
+    return _camera_pair(phase, amplitude, source, shape, rng, optics, noise)
+
+
+def simulate_fine_absorbing_pair(
+    source: str,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    optics: QPIOptics | None = None,
+    images: list[np.ndarray] | None = None,
+    noise: float | None = None,
+    absorption_range: tuple[float, float] = STRONG_ABSORPTION_RANGE,
+) -> QPIPair:
+    """Like :func:`simulate_qpi_pair`, for an object whose absorption has fine detail of its own
+    (:func:`fine_absorption_map`; a photograph's when ``images`` are given) — what two planes can mistake for
+    phase."""
+    optics = optics or QPIOptics()
+    big, _ = crop_of_larger_field(shape, optics)
+    phase = phase_map(source, big, rng, optics, images)
+    amplitude = fine_absorption_map(big, rng, optics.pixel_um, images, absorption_range)
+    return _camera_pair(phase, amplitude, source, shape, rng, optics, noise)

@@ -23,7 +23,7 @@ import torch
 from ..data.metrics import Scores, qpi_scores
 from ..data.normalize import Normalization
 from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
-from ..data.simulate_qpi import STRONG_ABSORPTION_RANGE
+from ..data.simulate_qpi import STRONG_ABSORPTION_RANGE, simulate_fine_absorbing_pair
 from ..physics.absorption import FINE_ABSORPTION_RATIO, fine_absorption_ratio
 from ..physics.fresnel import QPIOptics
 from ..physics.modes import low_mode_variance
@@ -33,6 +33,7 @@ from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interi
 from .qpi_checks import (
     best_explanation,
     disagreement,
+    fine_absorption_remark,
     plane_order_warnings,
     quick_residual,
     range_warnings,
@@ -86,8 +87,13 @@ HELD_OUT_NOISE = (0.005, 0.01, 0.02)
 #: The quick check's residual (noise units) beyond which a phase is said not to explain its planes.
 QUICK_RESIDUAL_LIMIT = 2.25
 
-#: Held-out variants of the qpi simulator: pure phase, absorbing as trained, strongly absorbing.
-QPI_VARIANTS = ("pure", "absorbing", "strongly absorbing")
+#: Held-out variants of the qpi simulator: pure phase, weakly absorbing (amplitude 0.8–1), strongly absorbing
+#: (0.4–1, smooth or following the phase), absorbing with fine detail of its own (0.4–1).
+QPI_VARIANTS = ("pure", "absorbing", "strongly absorbing", "fine absorption")
+
+#: Share of the training pairs whose absorption has fine detail of its own (amplitude 0.4–1); the rest are pure
+#: phase (30 %) or absorb weakly (70 %, amplitude 0.8–1).
+FINE_ABSORPTION_SHARE = 0.25
 
 
 class QPITask(Task):
@@ -171,19 +177,30 @@ class QPITask(Task):
     ) -> tuple[np.ndarray, np.ndarray]:
         if variant not in (None, *QPI_VARIANTS):
             raise ValueError(f"qpi variants are {', '.join(map(repr, QPI_VARIANTS))}, not {variant!r}")
+        imgs = list(images) if images else None
+        if variant is None and rng.random() < FINE_ABSORPTION_SHARE or variant == "fine absorption":
+            pair = simulate_fine_absorbing_pair(cls, (size, size), rng, optics, imgs, level)
+            return pair.input, pair.target
         absorbing = None if variant is None else variant != "pure"
         amplitudes = STRONG_ABSORPTION_RANGE if variant == "strongly absorbing" else ABSORPTION_RANGE
-        imgs = list(images) if images else None
         pair = simulate_qpi_pair(cls, (size, size), rng, optics, imgs, level, absorbing, amplitudes)
         return pair.input, pair.target
 
     def held_out_conditions(self) -> list[tuple[str, float | None, str | None]]:
-        """Three noise levels × pure phase, absorbing (amplitude 0.8–1, as trained) and strongly absorbing objects
-        (amplitude 0.4–1, beyond it)."""
-        return [(f"σ={s:g} {v}", s, v) for s in HELD_OUT_NOISE for v in QPI_VARIANTS]
+        """Three noise levels × pure phase, weakly absorbing (amplitude 0.8–1), strongly absorbing (0.4–1), then the
+        three noise levels with absorption of fine detail (0.4–1; listed last, so the sets of the first nine
+        conditions stay as they were drawn before it was added)."""
+        first = [(f"σ={s:g} {v}", s, v) for s in HELD_OUT_NOISE for v in QPI_VARIANTS[:-1]]
+        return first + [(f"σ={s:g} {QPI_VARIANTS[-1]}", s, QPI_VARIANTS[-1]) for s in HELD_OUT_NOISE]
 
     def simulation_ranges(self) -> dict[str, Any]:
-        return {"noise_range": list(NOISE_RANGE), "absorption_range": list(ABSORPTION_RANGE), "field": "camera crop"}
+        return {
+            "noise_range": list(NOISE_RANGE),
+            "absorption_range": list(ABSORPTION_RANGE),
+            "fine_absorption_range": list(STRONG_ABSORPTION_RANGE),
+            "fine_absorption_share": FINE_ABSORPTION_SHARE,
+            "field": "camera crop",
+        }
 
     def distribution_warnings(self, plane: np.ndarray, optics: QPIOptics, ranges: dict[str, Any] | None) -> list[str]:
         """Planes from a wrap-around simulation rather than a camera crop (opposite edges that continue each other,
@@ -201,13 +218,7 @@ class QPITask(Task):
         sigma = pair_noise(plane)
         ratio = fine_absorption_ratio(plane, sigma)
         if ratio > FINE_ABSORPTION_RATIO:
-            remarks.append(
-                f"the planes' mean has {ratio:.1f}× the fine texture of their difference: the sample absorbs with fine "
-                "detail, or its phase is strong enough to focus light between the planes. A retrieval or a model can "
-                "put fine absorption into the phase (the TIE, --model tie, takes the amplitude from the mean and is "
-                "not misled); the TIE underestimates a strong phase. A plane near focus constrains the amplitude: "
-                "give a through-focus stack to --model iterative, which fits every plane"
-            )
+            remarks.append(fine_absorption_remark(ratio))
         noise_range = (ranges or {}).get("noise_range")
         if not noise_range:
             return remarks

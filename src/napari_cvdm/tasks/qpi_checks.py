@@ -19,6 +19,7 @@ from ..physics.seams import (
 )
 
 __all__ = [
+    "fine_absorption_remark",
     "range_warnings",
     "plane_order_warnings",
     "wrap_around_evidence",
@@ -158,4 +159,20 @@ def best_explanation(residuals: dict[str, float], differ: str) -> str:
     return (
         f"the methods disagree ({differ}); {ranked[0][0]} explains the planes best — residual {listed} the noise, "
         "each phase checked the same way (amplitude and the field outside the image fitted)"
+    )
+
+
+def fine_absorption_remark(ratio: float) -> str:
+    """What a pair whose planes' mean has ``ratio`` × the fine texture of their difference
+    (:func:`~napari_cvdm.physics.absorption.fine_absorption_ratio`) means for its phase, in words."""
+    share = (
+        "fine texture and their difference none above the noise"
+        if np.isinf(ratio)
+        else f"{ratio:.1f}× the fine texture of their difference"
+    )
+    return (
+        f"the planes' mean has {share}: the sample absorbs with fine detail, or its phase is strong enough to focus "
+        "light between the planes. A retrieval or a model can put fine absorption into the phase (the TIE, --model "
+        "tie, takes the amplitude from the mean and is not misled); the TIE underestimates a strong phase. A plane "
+        "near focus constrains the amplitude: give a through-focus stack to --model iterative, which fits every plane"
     )
