@@ -82,8 +82,14 @@ def test_fine_tune_from_a_folder_stops_when_asked_and_keeps_a_checkpoint(
     widget.stop()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     assert widget.result.stopped_early and widget.result.steps_done < 100
-    assert widget.job.trainer.checkpoint.exists()
+    first = widget.job.trainer.checkpoint
+    assert first.exists()
     assert widget.save_button.isEnabled() and widget.start_button.isEnabled()
+    widget.start()  # the next run's checkpoint goes to a new folder; the last run's is removed, not left in /tmp
+    qtbot.waitUntil(lambda: len(widget.plots.losses) >= 1, timeout=60_000)
+    widget.stop()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert widget.job.trainer.checkpoint.exists() and not first.parent.exists()
 
 
 def test_fine_tune_qpi_on_simulated_optics(make_napari_viewer, qtbot, model_files):

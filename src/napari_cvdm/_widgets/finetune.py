@@ -68,6 +68,9 @@ class FineTuneWidget(QWidget):
         preload("torch._dynamo", "scipy.ndimage", "scipy.signal")
         self.job: TrainingJob | None = None
         self.result: TrainResult | None = None
+        #: The running or last job's checkpoint and log; removed when the next job starts, the panel is collected
+        #: or napari quits.
+        self.workdir: tempfile.TemporaryDirectory[str] | None = None
         self.start_box = ModelPicker([(f"new {name} model", f"new:{name}") for name in TASKS], "Model to fine-tune")
         self.source_box = QComboBox()
         self.source_box.addItems(SOURCES)
@@ -137,7 +140,8 @@ class FineTuneWidget(QWidget):
         optics = self.pages.optics(base)
         data = self.pages.data(task, config.seed, self.settings.fraction(), min(16, config.patch_size), optics)
         device = resolve_device(self.settings.device_box.currentText())
-        workdir = Path(tempfile.mkdtemp(prefix="napari-cvdm-finetune-"))
+        self.workdir = tempfile.TemporaryDirectory(prefix="napari-cvdm-finetune-", ignore_cleanup_errors=True)
+        workdir = Path(self.workdir.name)
         return TrainingJob.create(
             task,
             data,
