@@ -226,3 +226,21 @@ def test_the_training_fields_are_the_command_lines_options(make_napari_viewer, m
     config = settings.config()
     assert (config.steps, config.batch_size, config.patch_size, config.validate_every) == (40, 2, 16, 3)
     assert config.lr == pytest.approx(3e-4) and config.warmup_steps == 4 and settings.fraction() == 0.25
+
+
+def test_empty_plots_show_readable_axes_and_follow_the_data_once_it_comes(qtbot):
+    """Before the first step the plots show a loss of 0.001–1 and a PSNR of 20–40 dB (an empty plot's own range
+    crowds its axis with labels); the first points give the range back to the data."""
+    from napari_cvdm._widgets._training_parts import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.show()
+    assert plots.loss_plot.viewRange()[1] == [-3, 0] and plots.psnr_plot.viewRange()[1] == [20, 40]
+    plots.add_loss(1, 0.5)
+    plots.add_psnr(1, 31.0)
+    plots.add_psnr(2, 33.0)
+    qtbot.waitUntil(lambda: 30 < plots.psnr_plot.viewRange()[1][0] < 31, timeout=2000)
+    assert 33 < plots.psnr_plot.viewRange()[1][1] < 34
+    plots.clear()
+    assert plots.psnr_plot.viewRange()[1] == [20, 40]

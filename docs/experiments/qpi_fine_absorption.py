@@ -4,7 +4,11 @@
 retrieval, whichever explains the planes better; PSNR in dB against the true phase. Then the fine-absorption
 ratio (physics/absorption.py) of 60 more crops per kind.
 
-    python docs/experiments/qpi_fine_absorption.py PHOTO_FOLDER   # e.g. ../shared/data/imagenet-sample
+    python docs/experiments/qpi_fine_absorption.py PHOTO_FOLDER [MODEL]   # e.g. ../shared/data/imagenet-sample
+
+The photos are used in turn (the i-th pair takes photo i modulo their number): give photos no model trained on
+(the last 20 of the sample, for the bundled model) to score a model trained with fine absorption. MODEL: a model
+file (default: the bundled `qpi`).
 """
 
 import glob
@@ -43,13 +47,13 @@ def crop(kind: str, cls: str, s: float, photo: str, rng: np.random.Generator, o:
     return x.astype(np.float32), phase[c : c + SIDE, c : c + SIDE]
 
 
-def compare(photos: list[str], o: QPIOptics) -> None:
-    model, flat = load_model("qpi"), load_method("flat-background")
+def compare(photos: list[str], o: QPIOptics, model_name: str = "qpi") -> None:
+    model, flat = load_model(model_name), load_method("flat-background")
     rng, rows = np.random.default_rng(11), {}
     for i in range(36):
         cls, s = ("cells", "textures")[i % 2], (0.003, 0.01, 0.02)[i % 3]
         kind = (("photo", "smooth", "pure")[(i // 6) % 3] if i < 18 else "photo") if i < 24 else "pure"
-        x, truth = crop(kind, cls, s, photos[i], rng, o)
+        x, truth = crop(kind, cls, s, photos[i % len(photos)], rng, o)
         tie = tie_phase(x[0], x[1], o.dz_um, o.wavelength_um, o.pixel_um)
         f = flat.predict_with(x, None).mean
         m = model.predict_with(x, SamplingOptions(8, 10, 0)).mean
@@ -75,7 +79,7 @@ def ratios(photos: list[str], o: QPIOptics) -> None:
     rng, out = np.random.default_rng(11), {}
     for i in range(60):
         kind = ("photo", "smooth", "pure")[i // 20]
-        x, _ = crop(kind, ("cells", "textures")[i % 2], (0.003, 0.01, 0.02)[i % 3], photos[i], rng, o)
+        x, _ = crop(kind, ("cells", "textures")[i % 2], (0.003, 0.01, 0.02)[i % 3], photos[i % len(photos)], rng, o)
         out.setdefault(kind, []).append(fine_absorption_ratio(x, pair_noise(x)))
     for kind, v in out.items():
         v = np.array(v)
@@ -89,5 +93,6 @@ if __name__ == "__main__":
     torch.set_num_threads(2)
     warnings.simplefilter("ignore")
     folder = sorted(glob.glob(f"{sys.argv[1]}/*.JPEG"))
-    compare(folder, QPIOptics())
-    ratios(folder, QPIOptics())
+    compare(folder, QPIOptics(), *sys.argv[2:3])
+    if len(sys.argv) < 3:
+        ratios(folder, QPIOptics())

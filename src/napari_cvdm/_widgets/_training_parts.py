@@ -140,24 +140,34 @@ class TrainingPlots(QWidget):
             plot.setLabel("bottom", "step")
             plot.setMinimumHeight(120)
             layout.addRow(plot)
+        self._empty_axes()
+
+    def _empty_axes(self) -> None:
+        """Axes of empty plots: a loss from 0.001 to 1 and a PSNR from 20 to 40 dB over 100 steps (an empty plot's
+        own range crowds its axis with labels); the first point gives the range back to the data."""
+        self.loss_plot.setRange(xRange=(0, 100), yRange=(-3, 0), padding=0)  # log10 of the loss
+        self.psnr_plot.setRange(xRange=(0, 100), yRange=(20, 40), padding=0)
 
     def clear(self) -> None:
         """Empty both plots."""
         self.losses, self.psnrs = [], []
         self.loss_curve.setData([], [])
         self.psnr_curve.setData([], [])
+        self._empty_axes()
 
     def add_loss(self, step: int, loss: float) -> None:
         """One more training step."""
         self.losses.append((step, loss))
         steps, values = zip(*self.losses)
         self.loss_curve.setData(np.asarray(steps, float), np.maximum(np.asarray(values), 1e-8))
+        self.loss_plot.enableAutoRange()
 
     def add_psnr(self, step: int, psnr: float) -> None:
         """One more validation."""
         self.psnrs.append((step, psnr))
         steps, values = zip(*self.psnrs)
         self.psnr_curve.setData(np.asarray(steps, float), np.asarray(values))
+        self.psnr_plot.enableAutoRange()
 
 
 class TrainSettings(QWidget):
