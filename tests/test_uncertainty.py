@@ -467,26 +467,3 @@ def test_the_lowest_modes_barely_change_the_planes_and_their_error_map_grows_to_
     np.testing.assert_allclose(get_task("qpi").physics_variance(np.ones((2, n, n)), optics), low_mode_variance((n, n)))
     large = low_mode_variance((1000, 700))  # built on a coarse grid and interpolated: the same shape of map
     assert large[0, 0] == pytest.approx(low_mode_variance((128, 128))[0, 0], rel=0.1)
-
-
-def test_a_qpi_models_samples_take_tilt_and_curvature_from_the_retrieval():
-    """The samples' phases keep what the network made of the specimen but take the lowest modes (which the planes
-    barely see) from the retrieval they are conditioned on: a sample that is the base plus a tilt and a curvature
-    maps onto the base's phase; everything else passes unchanged."""
-    import torch
-
-    from napari_cvdm.data.simulate import simulate_qpi_pair
-    from napari_cvdm.inference.models import load_model
-    from napari_cvdm.physics.modes import without_low_modes
-
-    model = load_model("qpi")
-    pair = simulate_qpi_pair("cells", (40, 56), np.random.default_rng(0), noise=0.01)
-    conditioned = model.task.condition(pair.input, model.normalization, torch.device("cpu"))
-    y, x = torch.meshgrid(torch.linspace(-1, 1, 40), torch.linspace(-1, 1, 56), indexing="ij")
-    detail = torch.randn(1, 1, 40, 56)
-    low = (0.8 * x - 0.5 * y + 0.6 * x * y - 0.7 * y**2)[None, None]
-    zero, tilted = conditioned.to_values(torch.zeros(1, 1, 40, 56)), conditioned.to_values(low)
-    torch.testing.assert_close(tilted, zero, atol=1e-5, rtol=0)
-    moved = conditioned.to_values(detail) - zero
-    expected = without_low_modes(detail)[:, 0] * model.normalization.phase_scale
-    torch.testing.assert_close(moved, expected - expected.mean(), atol=1e-5, rtol=0)

@@ -6,16 +6,13 @@ which dividing by the background takes away. So the polynomials of degree 1 and 
 every retrieval gets wrong most, and a random error in them is largest towards the borders and corners of the
 field, whatever the specimen. :func:`low_mode_variance` is the map of that error's variance: where a std should
 grow even when the samples of a learned model agree (they share the prior that fixed those modes).
-:func:`without_low_modes` takes those modes out of a phase (or a correction to one), so that they can be taken
-from an estimate that fixed them by physics instead of from a few samples' guesses.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-__all__ = ["low_mode_variance", "without_low_modes", "LOW_MODE_DEGREE"]
+__all__ = ["low_mode_variance", "LOW_MODE_DEGREE"]
 
 #: Highest degree of the polynomial modes: tilt (1) and curvature (2).
 LOW_MODE_DEGREE = 2
@@ -60,34 +57,3 @@ def _linear_weights(n: int, m: int) -> np.ndarray:
     weights[np.arange(n), lo] = 1 - frac
     weights[np.arange(n), lo + 1] = frac
     return weights
-
-
-def _orthonormal_polynomials(n: int, degree: int) -> np.ndarray:
-    """``(n, degree + 1)``: the polynomials of degree 0 … ``degree`` on ``n`` evenly spaced points, orthonormal on
-    them (column ``k`` has degree ``k``)."""
-    t = np.linspace(-1.0, 1.0, n)
-    q, r = np.linalg.qr(np.stack([t**k for k in range(degree + 1)], 1))
-    return q * np.sign(np.diag(r))
-
-
-def without_low_modes(values: torch.Tensor, degree: int = LOW_MODE_DEGREE) -> torch.Tensor:
-    """``values`` ``(..., H, W)`` less their least-squares fit by the polynomials of degree 1 to ``degree`` across
-    the image (tilt and curvature; the mean is kept).
-
-    The products ``p_i(y)·p_j(x)`` of polynomials orthonormal on each axis, ``0 < i + j ≤ degree``, are orthonormal on
-    the pixels and span those modes, so the fit is one weighted sum per mode, however large the image.
-    """
-    h, w = values.shape[-2:]
-    if h <= degree or w <= degree:
-        return values
-    py, px = (
-        torch.as_tensor(_orthonormal_polynomials(n, degree), dtype=values.dtype, device=values.device) for n in (h, w)
-    )
-    fit = torch.zeros_like(values)
-    for i in range(degree + 1):
-        for j in range(degree + 1 - i):
-            if i + j == 0:
-                continue
-            mode = torch.outer(py[:, i], px[:, j])
-            fit = fit + (values * mode).sum(dim=(-2, -1), keepdim=True) * mode
-    return values - fit

@@ -26,7 +26,7 @@ from ..data.simulate import ABSORPTION_RANGE, NOISE_RANGE, simulate_qpi_pair
 from ..data.simulate_qpi import STRONG_ABSORPTION_RANGE, simulate_fine_absorbing_pair
 from ..physics.absorption import FINE_ABSORPTION_RATIO, fine_absorption_ratio
 from ..physics.fresnel import QPIOptics
-from ..physics.modes import low_mode_variance, without_low_modes
+from ..physics.modes import low_mode_variance
 from ..physics.retrieval import fit_margins
 from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase
 from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interior_rms
@@ -141,12 +141,9 @@ class QPITask(Task):
         return 3 if norm.tie is not None else 2
 
     def condition(self, plane: np.ndarray, norm: Normalization, device: torch.device) -> Conditioned:
-        """The condition, and samples mapped to phases whose tilt and curvature are the retrieval's: the planes
-        barely see those modes (:mod:`~napari_cvdm.physics.modes`), so a few samples' guesses there only add error;
-        the calibrated std carries their uncertainty (the task's physics variance)."""
         cond = qpi_condition(torch.from_numpy(plane).float()[None].to(device), norm)
         base = qpi_base(cond, norm)
-        return Conditioned(cond, lambda s: zero_mean((without_low_modes(s) + base)[:, 0] * norm.phase_scale))
+        return Conditioned(cond, lambda s: zero_mean((s + base)[:, 0] * norm.phase_scale))
 
     def value_unit(self, plane: np.ndarray, norm: Normalization) -> float:
         """Radians per normalised unit (the same for every input)."""
