@@ -2,7 +2,9 @@
 reconstructed at its own optics by every qpi method; prints each phase's span and residual, the notes, and how well
 the two distances agree (correlation after resampling the ±10 µm phase to the ±20 µm grid, ratio of spans).
 
-    python docs/experiments/qpi_real_pairs.py FOLDER   # FOLDER holds the two pair_dz*.tif files
+    python docs/experiments/qpi_real_pairs.py FOLDER [MODEL]   # FOLDER holds the two pair_dz*.tif files
+
+MODEL: the learned method (default: the bundled `qpi`), a model file.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ def span(phase: np.ndarray) -> float:
     return float(np.percentile(phase, 99.5) - np.percentile(phase, 0.5))
 
 
-def main(folder: Path) -> None:
-    phases = {}
+def main(folder: Path, model_name: str = "qpi") -> None:
+    phases, methods = {}, (*METHODS[:-1], model_name)
     for dz, (name, pixel) in PAIRS.items():
         planes = tifffile.imread(folder / name).astype(np.float32)
-        for method in METHODS:
+        for method in methods:
             model = load_method(method, {"dz_um": dz, "pixel_um": pixel, "wavelength_um": 0.532})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -38,7 +40,7 @@ def main(folder: Path) -> None:
             print(f"±{dz:g} µm {method:16s} span {span(result.mean):5.2f} rad, residual {result.residual_rms:.2f}×")
             for remark in result.warnings:
                 print(f"    {remark}")
-    for method in METHODS:
+    for method in methods:
         near, far = phases[10.0, method], phases[20.0, method]
         near = resize(near, far.shape, order=1, anti_aliasing=True)
         corr = np.corrcoef(near.ravel(), far.ravel())[0, 1]
@@ -46,4 +48,4 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:3])

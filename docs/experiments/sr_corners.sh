@@ -2,10 +2,11 @@
 # The bundled sr at the corners of the optics range (pixel 40/130 nm × NA 0.8/1.49 × emission 450/680 nm) and at
 # its own optics: held-out scenes simulated at each optics, the model mapped onto them by physics similarity,
 # beside bicubic and Richardson–Lucy (iterations tuned on validation scenes at the same optics).
-#   bash docs/experiments/sr_corners.sh [N_PER_CLASS] > corners.txt
+#   bash docs/experiments/sr_corners.sh [N_PER_CLASS [MODEL]] > corners.txt   (MODEL: default the bundled sr)
 set -euo pipefail
 n=${1:-3}
-common=(--model sr --classes microtubules ccps er actin --n-per-class "$n" --samples 8 --tune-baselines)
+model=${2:-sr}
+common=(--model "$model" --classes microtubules ccps er actin --n-per-class "$n" --samples 8 --tune-baselines)
 echo "== own optics (NA 1.3, 525 nm, 62.6 nm)"
 napari-cvdm evaluate "${common[@]}"
 for px in 0.04 0.13; do
