@@ -167,8 +167,8 @@ def test_evaluate_ranks_the_baselines_sensibly():
     table = {(r.group, r.method.split()[0]): r for r in rows}
     assert {g for g, _ in table} == {"microtubules", "ccps", "all"}
     assert table[("all", "richardson-lucy")].psnr > table[("all", "bicubic")].psnr
-    examples = held_out_set(qpi, 1, 64)
-    assert len(examples) == 18 and {ex.tags for ex in examples} == {(t,) for t, _, _ in qpi.held_out_conditions()}
+    examples = held_out_set(qpi, 1, 64)  # 2 sources × 3 noise levels × 4 variants (fine absorption last)
+    assert len(examples) == 2 * 12 and {ex.tags for ex in examples} == {(t,) for t, _, _ in qpi.held_out_conditions()}
     rows = {(r.group, r.method.split()[0]): r for r in evaluate(examples, qpi.baselines(), qpi)}
     assert {g for g, _ in rows} == {"cells", "textures", "all", *(t for t, _, _ in qpi.held_out_conditions())}
     assert rows[("all", "iterative")].psnr > rows[("all", "TIE")].psnr + 1  # physics beats its linearisation
