@@ -127,3 +127,27 @@ def test_model_files_carry_no_paths_of_the_machine_that_trained_them(tmp_path):
             text = f.metadata()[METADATA_KEY]
         assert not any(root in text for root in ("/tmp/", "/root/", "/home/", "/work/")), name
         assert json.loads(text)["training"]["command"].startswith("napari-cvdm ")
+
+
+def test_simulated_training_validates_on_as_many_pairs_per_class_as_asked(tmp_path, capsys):
+    """One validation pair per class cannot rank weights; --validation-per-class draws more (and refuses 0)."""
+    from napari_cvdm.cli import main
+    from napari_cvdm.tasks import get_task
+    from napari_cvdm.training.training_data import simulated_across_optics, simulated_data
+
+    out = tmp_path / "sr-small.safetensors"
+    args = ["--task", "sr", "--simulate", "2", "--size", "32", "--steps", "1", "--batch-size", "1"]
+    args += ["--patch-size", "16", "--base-channels", "8", "--channel-mults", "1,2", "--validate-every", "0"]
+    args += ["--classes", "er", "microtubules", "--output", str(out)]
+    assert main(["train", *args, "--validation-per-class", "3"]) == 0
+    assert "on 2 pairs, 6 for validation" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", *args, "--validation-per-class", "0"])
+    assert "--validation-per-class: must be a positive integer, got 0" in capsys.readouterr().err
+    from napari_cvdm.training.job import TrainingRequest
+
+    with pytest.raises(ValueError, match="--validation-per-class 0: give at least 1"):
+        TrainingRequest("sr", out, simulate=2, validation_per_class=0)
+    sr = get_task("sr")
+    assert len(simulated_data(sr, 2, 0, 32, classes=["er"], per_class=4).validation) == 4
+    assert len(simulated_across_optics(sr, 2, 0, 32, classes=["er"], per_class=2).validation) == 2

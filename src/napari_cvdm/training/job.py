@@ -279,6 +279,8 @@ class TrainingRequest:
         Folder of grayscale images to draw phase from (qpi).
     validation_fraction
         Share of the pairs held out for validation (with pairs).
+    validation_per_class
+        Validation pairs simulated per class (with --simulate; another seed than training's).
     checkpoint
         Checkpoint file (default: the output with .ckpt.safetensors).
     resume
@@ -306,6 +308,7 @@ class TrainingRequest:
     classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
     images: Path | None = field(default=None, metadata={"cli": "--images"})
     validation_fraction: float = field(default=0.1, metadata={"cli": "--validation-fraction"})
+    validation_per_class: int = field(default=1, metadata={"cli": "--validation-per-class"})
     checkpoint: Path | None = field(default=None, metadata={"cli": "--checkpoint"})
     resume: bool = field(default=False, metadata={"cli": "--resume"})
     log: Path | None = field(default=None, metadata={"cli": "--log"})
@@ -319,6 +322,8 @@ class TrainingRequest:
     def __post_init__(self) -> None:
         if Path(self.output).suffix != ".safetensors":
             raise ValueError(f"--output {self.output}: model files end in .safetensors")
+        if self.validation_per_class < 1:
+            raise ValueError(f"--validation-per-class {self.validation_per_class}: give at least 1")
         if (self.pairs is None) == (self.simulate is None):
             raise ValueError(
                 "give either a folder of pairs (--pairs DIR) or a number of pairs to simulate (--simulate N)"
@@ -361,10 +366,11 @@ def prepare_training(
     else:
         images = load_grayscale_images(request.images) if request.images else None
         classes = task.check_classes(request.classes, with_images=bool(images)) or ()
+        k = request.validation_per_class
         data = (
-            simulated_across_optics(task, request.simulate, config.seed, request.size, o, classes)
+            simulated_across_optics(task, request.simulate, config.seed, request.size, o, classes, k)
             if request.across_optics
-            else simulated_data(task, request.simulate, config.seed, request.size, o, classes, images)
+            else simulated_data(task, request.simulate, config.seed, request.size, o, classes, images, k)
         )
         data.record["images"] = str(request.images) if request.images else None
     job = TrainingJob.create(

@@ -85,12 +85,14 @@ def simulated_data(
     optics: Optics | None = None,
     classes: Sequence[str] = (),
     images: list[np.ndarray] | None = None,
+    per_class: int = 1,
 ) -> TrainingData:
-    """``n`` pairs simulated on the fly with ``optics``, and one validation pair per class (another seed)."""
+    """``n`` pairs simulated on the fly with ``optics``, and ``per_class`` validation pairs per class (another
+    seed)."""
     size = size or task.train_size
     kw: dict[str, Any] = dict(task=task, size=size, optics=optics, images=images, classes=list(classes))
     train = SimulatedPairs(n=n, seed=seed, **kw)
-    val_source = SimulatedPairs(n=len(train.classes), seed=VALIDATION_SEED + 1, **kw)
+    val_source = SimulatedPairs(n=per_class * len(train.classes), seed=VALIDATION_SEED + 1, **kw)
     optics = optics or task.default_optics()
     record = {
         "simulate": n,
@@ -120,14 +122,20 @@ class SimulatedAcrossOptics(SimulatedPairs):
 
 
 def simulated_across_optics(
-    task: Task, n: int, seed: int, size: int | None = None, optics: Optics | None = None, classes: Sequence[str] = ()
+    task: Task,
+    n: int,
+    seed: int,
+    size: int | None = None,
+    optics: Optics | None = None,
+    classes: Sequence[str] = (),
+    per_class: int = 1,
 ) -> TrainingData:
-    """``n`` pairs across the task's optics range, resampled to ``optics`` (the model's), and one validation pair
-    per class drawn the same way (another seed)."""
+    """``n`` pairs across the task's optics range, resampled to ``optics`` (the model's), and ``per_class``
+    validation pairs per class drawn the same way (another seed)."""
     size = size or task.train_size
     kw: dict[str, Any] = dict(task=task, size=size, optics=optics, classes=list(classes))
     train = SimulatedAcrossOptics(n=n, seed=seed, **kw)
-    val = SimulatedAcrossOptics(n=len(train.classes), seed=VALIDATION_SEED + 1, **kw)
+    val = SimulatedAcrossOptics(n=per_class * len(train.classes), seed=VALIDATION_SEED + 1, **kw)
     base = optics or task.default_optics()
     record = {"simulate": n, "size": size, "classes": list(train.classes), "optics": base.to_dict()}
     record.update(across_optics="drawn over the task's range, resampled to these optics", **task.simulation_ranges())
