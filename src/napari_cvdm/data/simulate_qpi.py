@@ -247,14 +247,15 @@ def fine_absorption_map(
 def _camera_pair(
     phase: np.ndarray,
     amplitude: np.ndarray,
+    c: int,
     source: str,
     shape: tuple[int, int],
     rng: np.random.Generator,
     optics: QPIOptics,
     noise: float | None,
 ) -> QPIPair:
-    """The camera's noisy crop ``shape`` of an object drawn on the larger field (:func:`crop_of_larger_field`)."""
-    _, c = crop_of_larger_field(shape, optics)
+    """The camera's noisy crop ``shape`` of an object drawn on the larger field with ``c`` pixels of context on
+    each side (:func:`crop_of_larger_field`)."""
     crop = (slice(c, c + shape[0]), slice(c, c + shape[1]))
     noise = optics.noise if noise is None else noise
     sigma = draw_noise(rng) if noise is None else float(noise)
@@ -295,11 +296,11 @@ def simulate_qpi_pair(
         The amplitude ``A`` of absorbing objects spans part of this range (1 = transparent).
     """
     optics = optics or QPIOptics()
-    big, _ = crop_of_larger_field(shape, optics)
+    big, c = crop_of_larger_field(shape, optics)
     phase = phase_map(source, big, rng, optics, images)
     absorbing = bool(rng.random() < 0.7) if absorbing is None else absorbing
     amplitude = absorption_map(phase, rng, optics.pixel_um, absorption_range) if absorbing else np.ones(big)
-    return _camera_pair(phase, amplitude, source, shape, rng, optics, noise)
+    return _camera_pair(phase, amplitude, c, source, shape, rng, optics, noise)
 
 
 def simulate_fine_absorbing_pair(
@@ -315,7 +316,7 @@ def simulate_fine_absorbing_pair(
     (:func:`fine_absorption_map`; a photograph's when ``images`` are given) — what two planes can mistake for
     phase."""
     optics = optics or QPIOptics()
-    big, _ = crop_of_larger_field(shape, optics)
+    big, c = crop_of_larger_field(shape, optics)
     phase = phase_map(source, big, rng, optics, images)
     amplitude = fine_absorption_map(big, rng, optics.pixel_um, images, absorption_range)
-    return _camera_pair(phase, amplitude, source, shape, rng, optics, noise)
+    return _camera_pair(phase, amplitude, c, source, shape, rng, optics, noise)

@@ -178,7 +178,7 @@ class QPITask(Task):
         if variant not in (None, *QPI_VARIANTS):
             raise ValueError(f"qpi variants are {', '.join(map(repr, QPI_VARIANTS))}, not {variant!r}")
         imgs = list(images) if images else None
-        if variant is None and rng.random() < FINE_ABSORPTION_SHARE or variant == "fine absorption":
+        if (variant is None and rng.random() < FINE_ABSORPTION_SHARE) or variant == "fine absorption":
             pair = simulate_fine_absorbing_pair(cls, (size, size), rng, optics, imgs, level)
             return pair.input, pair.target
         absorbing = None if variant is None else variant != "pure"
