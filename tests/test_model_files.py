@@ -1,5 +1,6 @@
 """Model files: save/load round trips, validation of foreign and broken files, optics records."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -108,6 +109,19 @@ def test_a_qpi_model_file_records_its_noise_range_and_its_conditioning_recipe(tm
     data = model.metadata["training"]["data"]
     assert data["noise_range"] == [0.003, 0.03] and data["absorption_range"] == [0.8, 1.0]
     assert data["field"] == "camera crop"
+    assert model.trained_ranges["fine_absorption_share"] == data["fine_absorption_share"] > 0
+
+
+def test_a_file_trained_before_a_condition_existed_does_not_claim_it():
+    """The bundled qpi was trained before the simulator drew absorption with fine detail; its file does not record
+    it, so it reports none rather than today's default mix (the task's other defaults still fill older files)."""
+    model = load_model("qpi")
+    assert "fine_absorption_share" not in model.metadata["training"]["data"]
+    ranges = model.trained_ranges
+    assert ranges["fine_absorption_share"] == 0.0 and "fine_absorption_range" not in ranges
+    assert ranges["noise_range"] == [0.003, 0.03]
+    older = dataclasses.replace(model, metadata={"training": {"data": {"simulate": 10}}})  # no record at all
+    assert older.trained_ranges["absorption_range"] == model.task.simulation_ranges()["absorption_range"]
 
 
 def test_model_files_carry_no_paths_of_the_machine_that_trained_them(tmp_path):

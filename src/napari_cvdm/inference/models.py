@@ -107,12 +107,16 @@ class CVDMModel(Predicts):
     @property
     def trained_ranges(self) -> dict[str, Any] | None:
         """The imaging conditions of the simulated training data (photon or noise range, ...) as the file records
-        them — the task's defaults for files that predate the record — or ``None`` for a model trained on pairs
-        (unknown)."""
+        them, or ``None`` for a model trained on pairs (unknown). What a file does not record is the task's
+        default for files that predate the record, except a condition the simulator gained later
+        (:attr:`~napari_cvdm.tasks.base.Task.ranges_added_later`): such a file was trained without it."""
         data = self.metadata.get("training", {}).get("data", {})
         if not data.get("simulate"):
             return None
-        return {**self.task.simulation_ranges(), **{k: v for k, v in data.items() if k.endswith("_range")}}
+        defaults, later = self.task.simulation_ranges(), self.task.ranges_added_later
+        filled = {k: later.get(k, v) for k, v in defaults.items() if k not in data}
+        recorded = {k: data[k] for k in defaults if k in data}
+        return {**{k: v for k, v in filled.items() if v is not None}, **recorded}
 
     @property
     def trained_classes(self) -> list[str] | None:

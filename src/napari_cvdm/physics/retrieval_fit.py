@@ -48,12 +48,10 @@ class RetrievalOptions:
         L-BFGS iterations at most (each evaluates the model once or a few times).
     stall_window
         Stop once the last ``stall_window`` iterations lowered the residual's RMS by less than
-        :data:`STALL_DROP` (:func:`misfit_stalled`), checked every :data:`STALL_CHECK` iterations; ``None``: one L-BFGS
-        run of at most ``iterations``, which ends early once its line search finds no lower value (often after a
-        few tens of iterations: an early stop of its own). Past that point the fit no longer explains the data measurably better, it moves the lowest
-        modes the data barely constrain: on 72 held-out pairs stopping there gained +0.8 dB on average over a fixed
-        100 iterations (+1.9 dB on photos, whose fine detail needs 150–300 iterations; cells, whose lowest modes
-        drift, stop at about 100).
+        :data:`STALL_DROP` (:func:`misfit_stalled`), checked every :data:`STALL_CHECK` iterations: past that point
+        the fit no longer explains the data measurably better, it moves the lowest modes the data barely constrain
+        (docs/physics.md, "A stopping rule"). ``None``: one L-BFGS run of at most ``iterations``, which ends early
+        once its line search finds no lower value (an early stop of its own, often after a few tens of iterations).
     start_weight
         ``μ_φ``: weight of ``‖φ − φ₀‖²`` (per pixel, in units of the data term's ``1/σ²``).
     tie_regularization
