@@ -34,6 +34,28 @@ def test_a_reference_on_a_finer_grid_is_brought_to_twice_the_inputs(tmp_path):
     assert read.optics == {"pixel_um": 0.0626}
 
 
+def test_a_reference_made_through_a_filter_scores_each_result_through_the_same_filter(tmp_path):
+    """A Wiener SIM reference is smoother than what the model aims at; given its filter, the aim itself matches the
+    reference exactly, and a result as smooth as the reference gains nothing from it."""
+    pair = _pair_folder(tmp_path, zoom=2)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(192), np.fft.fftfreq(192), indexing="ij"))
+    damping = np.exp(-((f / 0.15) ** 2))  # the reference's own filter
+    smooth = np.fft.ifft2(np.fft.fft2(pair.target) * damping).real
+    write_tiff(tmp_path / "ref.tif", smooth)
+    write_tiff(tmp_path / "transfer.tif", damping)
+    spec = json.loads((tmp_path / "pairs.json").read_text())
+    spec["pairs"][0]["reference_transfer"] = "transfer.tif"
+    (tmp_path / "pairs.json").write_text(json.dumps(spec))
+    (read,) = read_real_pairs(tmp_path / "pairs.json")
+    aim = real_scores(read.as_reference_sees(pair.target), None, read.reference)["psnr"]
+    unfiltered = real_scores(pair.target, None, read.reference)["psnr"]
+    assert aim > 60 > unfiltered
+    spec["pairs"][0]["reference_transfer"] = "wf.tif"  # the wrong shape
+    (tmp_path / "pairs.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="the reference's filter is"):
+        read_real_pairs(tmp_path / "pairs.json")
+
+
 def test_the_reference_itself_scores_perfectly_and_an_unrelated_image_does_not():
     rng = np.random.default_rng(0)
     ref = np.kron(rng.random((40, 40)), np.ones((4, 4)))

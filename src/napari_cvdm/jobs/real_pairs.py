@@ -9,9 +9,14 @@ A pair list is a JSON file::
 
 File names are relative to the data folder. The reference, on a grid ``reference_zoom`` times the input's, is
 binned to twice the input's grid and blurred by ``reference_blur_px`` output pixels (a localisation render is a
-density, not an intensity). Scores, on the inner part (16 output pixels of border left out): PSNR after an affine
-fit of the result to the reference, the correlation of their band-passed detail, the FRC resolution against the
-reference (1/7 threshold), and for a std the share of the (affine-scaled) error within ±2σ and its Spearman ρ.
+density, not an intensity). A reference made by a filter beyond the resolution the model aims at (a Wiener SIM
+reconstruction damps what its bands carry weakly) names that filter's frequency response, ``"reference_transfer":
+"transfer.tif"`` (``(2H, 2W)``, in ``numpy.fft`` order), and every result is put through it before it is scored:
+a result that is exactly what the model aims at then matches the reference up to the reference's own noise, and no
+method gains from being as smooth as the reference. Scores, on the inner part (16 output pixels of border left
+out): PSNR after an affine fit of the result to the reference, the correlation of their band-passed detail, the FRC
+resolution against the reference (1/7 threshold), and for a std the share of the (affine-scaled) error within ±2σ
+and its Spearman ρ.
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ class RealEvaluationRequest:
         sr or an sr model file.
     pairs
         JSON file {"pairs": [{"name", "input", "reference", "reference_zoom" (the reference's grid over the
-        input's), "reference_blur_px" (σ on the output grid), "optics": {"pixel_um", "na", "wavelength_um"}}]}.
+        input's), "reference_blur_px" (σ on the output grid), optionally "reference_transfer" (the filter the
+        reference was made with, applied to every result), "optics": {"pixel_um", "na", "wavelength_um"}}]}.
     data
         Folder the pair list's file names are in (default: the list's folder).
     json
@@ -80,6 +86,13 @@ class RealPair:
     input: np.ndarray
     reference: np.ndarray
     optics: dict[str, float]
+    transfer: np.ndarray | None = None
+
+    def as_reference_sees(self, image: np.ndarray) -> np.ndarray:
+        """A result ``(2H, 2W)`` through the filter the reference was made with (unchanged without one)."""
+        if self.transfer is None:
+            return np.asarray(image, np.float64)
+        return np.fft.ifft2(np.fft.fft2(np.asarray(image, np.float64)) * self.transfer).real
 
 
 def _on_output_grid(reference: np.ndarray, zoom: int, blur_px: float, shape: tuple[int, int]) -> np.ndarray:
@@ -109,8 +122,19 @@ def read_real_pairs(spec: str | Path, data: str | Path | None = None) -> list[Re
             float(entry.get("reference_blur_px", 0.0)),
             shape,
         )
-        pairs.append(RealPair(entry["name"], image, ref, dict(entry.get("optics", {}))))
+        transfer = _transfer(folder, entry.get("reference_transfer"), shape)
+        pairs.append(RealPair(entry["name"], image, ref, dict(entry.get("optics", {})), transfer))
     return pairs
+
+
+def _transfer(folder: Path, name: str | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The reference's filter ``shape`` (``numpy.fft`` order) from ``folder / name`` (``None``: no file named)."""
+    if name is None:
+        return None
+    transfer = np.asarray(read_tiff(folder / name).data, np.float64)
+    if transfer.shape != shape:
+        raise ValueError(f"{name}: the reference's filter is {transfer.shape}, the results are {shape}")
+    return transfer
 
 
 def _band(x: np.ndarray) -> np.ndarray:
@@ -167,7 +191,7 @@ def tuned_richardson_lucy(pair: RealPair, optics: WidefieldOptics) -> tuple[np.n
     for k in RL_NA_FACTORS:
         o = optics.replace(na=min(optics.na * k, 1.69))
         for it in RL_ITERATIONS:
-            est = richardson_lucy_sr(pair.input, o, it)
+            est = pair.as_reference_sees(richardson_lucy_sr(pair.input, o, it))
             score = affine_psnr(est, pair.reference)
             if score > best[0]:
                 best = (score, est, f"NA {o.na:.2f}, {it} iterations")
@@ -193,7 +217,8 @@ def evaluate_real_pairs(request: RealEvaluationRequest, options: SamplingOptions
         }
         for label, method in methods.items():
             pred = method.predict_with(pair.input, options)
-            scores = real_scores(pred.mean, pred.std if method.stochastic else None, pair.reference)
+            mean = pair.as_reference_sees(pred.mean)
+            scores = real_scores(mean, pred.std if method.stochastic else None, pair.reference)
             rows.append({"pair": pair.name, "method": label, "residual": pred.residual_rms, **scores})
         tuned, chosen = tuned_richardson_lucy(pair, stated)
         label = f"Richardson–Lucy tuned on the pair ({chosen})"

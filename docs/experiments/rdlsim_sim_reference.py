@@ -1,0 +1,137 @@
+"""A SIM reference for the real TIRF-SIM raw frames: a Wiener reconstruction of the 9 frames (3 orientations × 3
+phases) on the 2× grid, with the same resolution the `sr` model is trained to give (the widefield transfer function
+stretched twice as far). Written beside it: the widefield image the model reads (the mean of the 9 frames) and the
+Wiener filter's damping, which `napari-cvdm evaluate-real` applies to every result before scoring it
+(docs/experiments/rdlsim_pairs.json).
+
+    python docs/experiments/rdlsim_sim_reference.py RAW.tif OTF.tif OUT_FOLDER [WIENER]
+
+RAW: ../shared/data/real-pairs/rdlsim_mt_raw9_tirfsim.tif; OTF: rdlsim_otf488_radial_re_im.tif beside it (its radial
+axis read as 0.0312 µm⁻¹ per sample, the file's cell value: its support then ends at 2·NA/λ for NA 1.35 and 520 nm).
+WIENER: the Wiener parameter (default 0.1; smaller is sharper and noisier).
+
+The pattern: the source's illumination (488 nm, excitation NA 1.35: a period of 1/(2·1.35/0.488) µm, 88.7 cycles
+across the 256-pixel frame at 62.6 nm) is below the detection's noise floor in every single frame, so each
+orientation's wave vector is searched on a ring around that frequency by the correlation of the separated bands
+where they overlap; the three found lie 60° apart. Each band's complex weight (modulation and phase) is fitted in
+the overlap. A generic SIM package (napari-sim-processor 0.1.1) found no carrier on these frames.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+N_FRAMES, PIXEL_UM = 9, 0.0626
+K0 = 2 * 1.35 / 0.488  # µm⁻¹, the illumination's spatial frequency
+OTF_STEP = 0.0312  # µm⁻¹ per sample of the radial OTF
+OVERLAP_RADIUS = 60  # frequency pixels (of the 256 grid) where the widefield spectrum stands above its noise floor
+WIENER = 0.1  # default
+
+
+def radial_otf(path: str):
+    """A function of the spatial frequency (µm⁻¹) → the shipped OTF's real part, 0 beyond its samples."""
+    re = tifffile.imread(path)[0].astype(np.float64)
+    re = np.clip(re / re[0], 0, None)
+    f = np.arange(re.size) * OTF_STEP
+    return lambda k: np.interp(k, f, re, right=0.0)
+
+
+def separate(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spectra of the 0 and ±1 orders of one orientation's three frames (phases 0, 2π/3, 4π/3)."""
+    f = np.fft.fft2(frames)
+    w = np.exp(-2j * np.pi * np.arange(3) / 3)
+    return f.mean(0), np.tensordot(w, f, 1) / 3, np.tensordot(w.conj(), f, 1) / 3
+
+
+def shifted(spectrum: np.ndarray, p: tuple[float, float], n: int) -> np.ndarray:
+    """``spectrum`` (n×n grid) moved by ``-p`` frequency pixels (sub-pixel, through real space)."""
+    y, x = np.indices(spectrum.shape)
+    return np.fft.fft2(np.fft.ifft2(spectrum) * np.exp(-2j * np.pi * (p[0] * y + p[1] * x) / n))
+
+
+def overlap_fit(d0, d1, p, otf_px, n):
+    """Correlation and complex weight ``c`` of the +1 band moved by ``p`` against the 0 band where both carry
+    signal: ``d1(k + p) ≈ c · OTF(k + p) · S(k)`` and ``d0(k) = OTF(k) · S(k)`` (``otf_px=None``: the plain
+    correlation of the two, which the search uses: the OTF weights lift the noise near the cut-off)."""
+    fy, fx = np.meshgrid(np.fft.fftfreq(n) * n, np.fft.fftfreq(n) * n, indexing="ij")
+    inside = np.hypot(fy, fx) < OVERLAP_RADIUS
+    s1 = shifted(d1 * inside, p, n)
+    r0, r1 = np.hypot(fy, fx), np.hypot(fy + p[0], fx + p[1])
+    ov = inside & (r1 < OVERLAP_RADIUS) & (r0 > 4)
+    a, b = (d0[ov], s1[ov]) if otf_px is None else (d0[ov] * otf_px(r1[ov]), s1[ov] * otf_px(r0[ov]))
+    corr = abs(np.vdot(a, b)) / np.sqrt(np.vdot(a, a).real * np.vdot(b, b).real)
+    return corr, np.vdot(a, b) / np.vdot(a, a)
+
+
+def find_carrier(d0, d1, n, k0_px):
+    """The +1 order's wave vector (frequency pixels): the best overlap on a ring of ±10 % around ``k0_px``, by
+    1° and 1 pixel, then by 0.1° and 0.1 pixel."""
+    best = (0.0, 0.0, 0.0)
+    for step_a, step_k, around in ((1.0, 1.0, None), (0.1, 0.1, True)):
+        if around:
+            angles = best[1] + np.arange(-1.5, 1.6, step_a)
+            ks = best[2] + np.arange(-1.5, 1.6, step_k)
+        else:
+            angles, ks = np.arange(0, 360, step_a), np.arange(0.9 * k0_px, 1.1 * k0_px, step_k)
+        for a in angles:
+            for k in ks:
+                p = (k * np.sin(np.radians(a)), k * np.cos(np.radians(a)))
+                corr = overlap_fit(d0, d1, p, None, n)[0]
+                if corr > best[0]:
+                    best = (corr, a, k)
+    return best
+
+
+def reconstruct(raw: np.ndarray, otf, wiener: float = WIENER) -> tuple[np.ndarray, np.ndarray, list]:
+    """The Wiener SIM image on the 2× grid, the Wiener filter's damping ``Σ|h|²/(Σ|h|² + w²)`` (``numpy.fft``
+    order: what the image is, beyond the resolution ``sr`` aims at) and, per orientation, (correlation, angle °,
+    |k| px, |c|)."""
+    n = raw.shape[-1]
+    df = 1 / (n * PIXEL_UM)  # µm⁻¹ per frequency pixel
+    otf_px = lambda r: otf(r * df)  # noqa: E731
+    m = 2 * n
+    fy, fx = np.meshgrid(np.fft.fftfreq(m) * m, np.fft.fftfreq(m) * m, indexing="ij")
+    num, den, found = np.zeros((m, m), complex), np.zeros((m, m)), []
+    for o in range(3):
+        d0, dp, dm = separate(raw[3 * o : 3 * o + 3])
+        corr, angle, k = find_carrier(d0, dp, n, K0 / df)
+        p = (k * np.sin(np.radians(angle)), k * np.cos(np.radians(angle)))
+        c = overlap_fit(d0, dp, p, otf_px, n)[1]
+        found.append((round(corr, 3), round(angle, 1), round(k, 1), round(abs(c), 3)))
+        for band, sign, weight in ((d0, 0, 1.0), (dp, 1, c), (dm, -1, np.conj(c))):
+            big = np.zeros((m, m), complex)  # the band on the 2× grid (zero-padded spectrum)
+            h = n // 2
+            for sy, ty in ((slice(0, h), slice(0, h)), (slice(n - h, n), slice(m - h, m))):
+                for sx, tx in ((slice(0, h), slice(0, h)), (slice(n - h, n), slice(m - h, m))):
+                    big[ty, tx] = band[sy, sx] * 4  # the 2× grid's inverse FFT divides by 4× more pixels
+            moved = shifted(big, (sign * p[0], sign * p[1]), m) if sign else big
+            h_b = otf_px(np.hypot(fy + sign * p[0], fx + sign * p[1])) * weight
+            num += np.conj(h_b) * moved / (3 if sign == 0 else 1)
+            den += np.abs(h_b) ** 2 / (3 if sign == 0 else 1)
+    spacing = sorted(f[1] % 180 for f in found)
+    if not all(abs(b - a - 60) < 3 for a, b in zip(spacing, spacing[1:])):
+        raise SystemExit(f"the three orientations found are not 60° apart: {found}")
+    target = otf_px(np.hypot(fy, fx) / 2)  # what sr is trained to give: the widefield OTF stretched twice as far
+    image = np.fft.ifft2(num / (den + wiener**2) * target).real
+    return image.astype(np.float32), (den / (den + wiener**2)).astype(np.float32), found
+
+
+def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER)) -> None:
+    raw = tifffile.imread(raw_path).astype(np.float64)
+    if raw.shape[0] != N_FRAMES:
+        raise SystemExit(f"{raw_path}: expected {N_FRAMES} frames, got {raw.shape}")
+    raw -= np.percentile(raw, 1)
+    image, damping, found = reconstruct(raw, radial_otf(otf_path), float(wiener))
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "rdlsim_wf_mean9.tif", raw.mean(0).astype(np.float32))
+    tifffile.imwrite(folder / "rdlsim_sim_wiener.tif", image)
+    tifffile.imwrite(folder / "rdlsim_sim_transfer.tif", damping)
+    for o, f in enumerate(found):
+        print(f"orientation {o}: overlap correlation {f[0]}, angle {f[1]}°, |k| {f[2]} px, |c| {f[3]}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
