@@ -52,7 +52,7 @@ def test_a_reference_made_through_a_filter_scores_each_result_through_the_same_f
     assert aim > 60 > unfiltered
     spec["pairs"][0]["reference_transfer"] = "wf.tif"  # the wrong shape
     (tmp_path / "pairs.json").write_text(json.dumps(spec))
-    with pytest.raises(ValueError, match="the reference's filter is"):
+    with pytest.raises(ValueError, match="the reference's map is"):
         read_real_pairs(tmp_path / "pairs.json")
 
 
@@ -63,6 +63,18 @@ def test_the_reference_itself_scores_perfectly_and_an_unrelated_image_does_not()
     assert same["band_corr"] == pytest.approx(1.0) and same["psnr"] > 100 and same["within_2sigma"] == 1.0
     other = real_scores(rng.random(ref.shape), None, ref)
     assert abs(other["band_corr"]) < 0.1 and "within_2sigma" not in other
+
+
+def test_the_references_own_noise_joins_the_std_in_the_coverage():
+    rng = np.random.default_rng(2)
+    truth = np.kron(rng.random((40, 40)), np.ones((4, 4)))
+    noisy_ref = truth + 0.1 * rng.standard_normal(truth.shape)
+    std = 0.01 * (1 + rng.random(truth.shape))
+    estimate = truth + std * rng.standard_normal(truth.shape)
+    alone = real_scores(estimate, std, noisy_ref)
+    joined = real_scores(estimate, std, noisy_ref, np.full(truth.shape, 0.1))
+    assert alone["within_2sigma"] < 0.3 and joined["within_2sigma"] > 0.9
+    assert joined["within_2sigma_own"] == alone["within_2sigma"] and joined["rho"] == alone["rho"]
 
 
 def test_the_frc_finds_the_resolution_two_images_share():

@@ -1,8 +1,8 @@
 """A SIM reference for the real TIRF-SIM raw frames: a Wiener reconstruction of the 9 frames (3 orientations × 3
 phases) on the 2× grid, with the same resolution the `sr` model is trained to give (the widefield transfer function
-stretched twice as far). Written beside it: the widefield image the model reads (the mean of the 9 frames) and the
-Wiener filter's damping, which `napari-cvdm evaluate-real` applies to every result before scoring it
-(docs/experiments/rdlsim_pairs.json).
+stretched twice as far). Written beside it: the widefield image the model reads (the mean of the 9 frames), the
+Wiener filter's damping, which `napari-cvdm evaluate-real` applies to every result before scoring it, and the
+std of the reconstruction's own noise, which it joins to each result's std (docs/experiments/rdlsim_pairs.json).
 
     python docs/experiments/rdlsim_sim_reference.py RAW.tif OTF.tif OUT_FOLDER [WIENER]
 
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+
+from napari_cvdm.physics.noise import noise_sigma
 
 N_FRAMES, PIXEL_UM = 9, 0.0626
 K0 = 2 * 1.35 / 0.488  # µm⁻¹, the illumination's spatial frequency
@@ -84,25 +86,34 @@ def find_carrier(d0, d1, n, k0_px):
     return best
 
 
-def reconstruct(raw: np.ndarray, otf, wiener: float = WIENER) -> tuple[np.ndarray, np.ndarray, list]:
-    """The Wiener SIM image on the 2× grid, the Wiener filter's damping ``Σ|h|²/(Σ|h|² + w²)`` (``numpy.fft``
-    order: what the image is, beyond the resolution ``sr`` aims at) and, per orientation, (correlation, angle °,
-    |k| px, |c|)."""
+def pattern(raw: np.ndarray, otf_px) -> list:
+    """Per orientation: the +1 order's wave vector (frequency pixels), its complex weight and what was found
+    (overlap correlation, angle °, |k| px, |c|); refuses orientations that are not 60° apart."""
     n = raw.shape[-1]
-    df = 1 / (n * PIXEL_UM)  # µm⁻¹ per frequency pixel
-    otf_px = lambda r: otf(r * df)  # noqa: E731
-    m = 2 * n
-    fy, fx = np.meshgrid(np.fft.fftfreq(m) * m, np.fft.fftfreq(m) * m, indexing="ij")
-    num, den, found = np.zeros((m, m), complex), np.zeros((m, m)), []
+    df = 1 / (n * PIXEL_UM)
+    found = []
     for o in range(3):
-        d0, dp, dm = separate(raw[3 * o : 3 * o + 3])
+        d0, dp, _ = separate(raw[3 * o : 3 * o + 3])
         corr, angle, k = find_carrier(d0, dp, n, K0 / df)
         p = (k * np.sin(np.radians(angle)), k * np.cos(np.radians(angle)))
         c = overlap_fit(d0, dp, p, otf_px, n)[1]
-        found.append((round(corr, 3), round(angle, 1), round(k, 1), round(abs(c), 3)))
-        for band, sign, weight in ((d0, 0, 1.0), (dp, 1, c), (dm, -1, np.conj(c))):
+        found.append((p, c, (round(corr, 3), round(angle, 1), round(k, 1), round(abs(c), 3))))
+    spacing = sorted(f[2][1] % 180 for f in found)
+    if not all(abs(b - a - 60) < 3 for a, b in zip(spacing, spacing[1:])):
+        raise SystemExit(f"the three orientations found are not 60° apart: {[f[2] for f in found]}")
+    return found
+
+
+def combine(raw: np.ndarray, found: list, otf_px, wiener: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Wiener SIM image of the 9 frames on the 2× grid (linear in the frames) and the Wiener filter's damping
+    ``Σ|h|²/(Σ|h|² + w²)`` (``numpy.fft`` order: what the image is, beyond the resolution ``sr`` aims at)."""
+    n = raw.shape[-1]
+    m, h = 2 * n, n // 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(m) * m, np.fft.fftfreq(m) * m, indexing="ij")
+    num, den = np.zeros((m, m), complex), np.zeros((m, m))
+    for o, (p, c, _) in enumerate(found):
+        for band, sign, weight in zip(separate(raw[3 * o : 3 * o + 3]), (0, 1, -1), (1.0, c, np.conj(c))):
             big = np.zeros((m, m), complex)  # the band on the 2× grid (zero-padded spectrum)
-            h = n // 2
             for sy, ty in ((slice(0, h), slice(0, h)), (slice(n - h, n), slice(m - h, m))):
                 for sx, tx in ((slice(0, h), slice(0, h)), (slice(n - h, n), slice(m - h, m))):
                     big[ty, tx] = band[sy, sx] * 4  # the 2× grid's inverse FFT divides by 4× more pixels
@@ -110,12 +121,19 @@ def reconstruct(raw: np.ndarray, otf, wiener: float = WIENER) -> tuple[np.ndarra
             h_b = otf_px(np.hypot(fy + sign * p[0], fx + sign * p[1])) * weight
             num += np.conj(h_b) * moved / (3 if sign == 0 else 1)
             den += np.abs(h_b) ** 2 / (3 if sign == 0 else 1)
-    spacing = sorted(f[1] % 180 for f in found)
-    if not all(abs(b - a - 60) < 3 for a, b in zip(spacing, spacing[1:])):
-        raise SystemExit(f"the three orientations found are not 60° apart: {found}")
     target = otf_px(np.hypot(fy, fx) / 2)  # what sr is trained to give: the widefield OTF stretched twice as far
     image = np.fft.ifft2(num / (den + wiener**2) * target).real
-    return image.astype(np.float32), (den / (den + wiener**2)).astype(np.float32), found
+    return image.astype(np.float32), (den / (den + wiener**2)).astype(np.float32)
+
+
+def noise_std(raw: np.ndarray, found: list, otf_px, wiener: float, draws: int = 4) -> float:
+    """The std of the reconstruction's own noise: white noise of the frames' level (each frame's robust σ, their
+    mean variance) put through the same linear reconstruction, over ``draws`` draws (photon noise, which follows
+    the signal, is taken as uniform)."""
+    sigma = float(np.sqrt(np.mean([noise_sigma(f) ** 2 for f in raw])))
+    rng = np.random.default_rng(0)
+    out = [combine(sigma * rng.standard_normal(raw.shape), found, otf_px, wiener)[0] for _ in range(draws)]
+    return float(np.std(out))
 
 
 def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER)) -> None:
@@ -123,14 +141,23 @@ def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER)) -> N
     if raw.shape[0] != N_FRAMES:
         raise SystemExit(f"{raw_path}: expected {N_FRAMES} frames, got {raw.shape}")
     raw -= np.percentile(raw, 1)
-    image, damping, found = reconstruct(raw, radial_otf(otf_path), float(wiener))
+    otf = radial_otf(otf_path)
+    otf_px = lambda r: otf(r / (raw.shape[-1] * PIXEL_UM))  # noqa: E731 (r in frequency pixels)
+    found = pattern(raw, otf_px)
+    image, damping = combine(raw, found, otf_px, float(wiener))
+    std = noise_std(raw, found, otf_px, float(wiener))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(folder / "rdlsim_wf_mean9.tif", raw.mean(0).astype(np.float32))
     tifffile.imwrite(folder / "rdlsim_sim_wiener.tif", image)
     tifffile.imwrite(folder / "rdlsim_sim_transfer.tif", damping)
-    for o, f in enumerate(found):
+    tifffile.imwrite(folder / "rdlsim_sim_std.tif", np.full(image.shape, std, np.float32))
+    for o, (_, _, f) in enumerate(found):
         print(f"orientation {o}: overlap correlation {f[0]}, angle {f[1]}°, |k| {f[2]} px, |c| {f[3]}")
+    print(
+        f"noise of the reconstruction: σ {std:.4g} (its values: 1st–99th percentile {np.percentile(image, 1):.4g} to "
+        f"{np.percentile(image, 99):.4g})"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ density, not an intensity). A reference made by a filter beyond the resolution t
 reconstruction damps what its bands carry weakly) names that filter's frequency response, ``"reference_transfer":
 "transfer.tif"`` (``(2H, 2W)``, in ``numpy.fft`` order), and every result is put through it before it is scored:
 a result that is exactly what the model aims at then matches the reference up to the reference's own noise, and no
-method gains from being as smooth as the reference. Scores, on the inner part (16 output pixels of border left
+method gains from being as smooth as the reference. A reference with noise of its own names a map of its std,
+``"reference_std": "std.tif"`` (``(2H, 2W)``, reference units), which the ±2σ share joins to the result's. Scores,
+on the inner part (16 output pixels of border left
 out): PSNR after an affine fit of the result to the reference, the correlation of their band-passed detail, the FRC
 resolution against the reference (1/7 threshold), and for a std the share of the (affine-scaled) error within ±2σ
 and its Spearman ρ.
@@ -64,7 +66,8 @@ class RealEvaluationRequest:
     pairs
         JSON file {"pairs": [{"name", "input", "reference", "reference_zoom" (the reference's grid over the
         input's), "reference_blur_px" (σ on the output grid), optionally "reference_transfer" (the filter the
-        reference was made with, applied to every result), "optics": {"pixel_um", "na", "wavelength_um"}}]}.
+        reference was made with, applied to every result) and "reference_std" (a map of its noise std), "optics":
+        {"pixel_um", "na", "wavelength_um"}}]}.
     data
         Folder the pair list's file names are in (default: the list's folder).
     json
@@ -87,6 +90,7 @@ class RealPair:
     reference: np.ndarray
     optics: dict[str, float]
     transfer: np.ndarray | None = None
+    reference_std: np.ndarray | None = None
 
     def as_reference_sees(self, image: np.ndarray) -> np.ndarray:
         """A result ``(2H, 2W)`` through the filter the reference was made with (unchanged without one)."""
@@ -123,18 +127,20 @@ def read_real_pairs(spec: str | Path, data: str | Path | None = None) -> list[Re
             shape,
         )
         transfer = _transfer(folder, entry.get("reference_transfer"), shape)
-        pairs.append(RealPair(entry["name"], image, ref, dict(entry.get("optics", {})), transfer))
+        ref_std = _transfer(folder, entry.get("reference_std"), shape)
+        pairs.append(RealPair(entry["name"], image, ref, dict(entry.get("optics", {})), transfer, ref_std))
     return pairs
 
 
 def _transfer(folder: Path, name: str | None, shape: tuple[int, int]) -> np.ndarray | None:
-    """The reference's filter ``shape`` (``numpy.fft`` order) from ``folder / name`` (``None``: no file named)."""
+    """A map of the output grid ``shape`` that describes the reference (its filter in ``numpy.fft`` order, or its
+    noise std) from ``folder / name`` (``None``: no file named)."""
     if name is None:
         return None
-    transfer = np.asarray(read_tiff(folder / name).data, np.float64)
-    if transfer.shape != shape:
-        raise ValueError(f"{name}: the reference's filter is {transfer.shape}, the results are {shape}")
-    return transfer
+    values = np.asarray(read_tiff(folder / name).data, np.float64)
+    if values.shape != shape:
+        raise ValueError(f"{name}: the reference's map is {values.shape}, the results are {shape}")
+    return values
 
 
 def _band(x: np.ndarray) -> np.ndarray:
@@ -162,8 +168,12 @@ def frc_resolution(estimate: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if below[0] == 0 else side / (below[0] + 1)
 
 
-def real_scores(mean: np.ndarray, std: np.ndarray | None, reference: np.ndarray) -> dict[str, float]:
-    """Scores of a result ``(2H, 2W)`` (and its std) against the reference, on the inner part."""
+def real_scores(
+    mean: np.ndarray, std: np.ndarray | None, reference: np.ndarray, reference_std: np.ndarray | None = None
+) -> dict[str, float]:
+    """Scores of a result ``(2H, 2W)`` (and its std) against the reference, on the inner part. With the reference's
+    own noise std ``(2H, 2W)`` (reference units), the ±2σ share counts the error against both stds joined in
+    quadrature (``within_2sigma``; the result's alone: ``within_2sigma_own``)."""
     inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
     e, r = np.asarray(mean, np.float64)[inner], reference[inner]
     gain, offset = affine_coefficients(e, r)
@@ -174,6 +184,10 @@ def real_scores(mean: np.ndarray, std: np.ndarray | None, reference: np.ndarray)
         s = abs(gain) * np.asarray(std, np.float64)[inner]
         out["within_2sigma"] = float(np.mean(np.abs(fit - r) <= 2 * s))
         out["rho"] = spearman_rho(s, fit - r)
+        if reference_std is not None:
+            out["within_2sigma_own"] = out["within_2sigma"]
+            both = np.hypot(s, np.asarray(reference_std, np.float64)[inner])
+            out["within_2sigma"] = float(np.mean(np.abs(fit - r) <= 2 * both))
     return out
 
 
@@ -218,7 +232,7 @@ def evaluate_real_pairs(request: RealEvaluationRequest, options: SamplingOptions
         for label, method in methods.items():
             pred = method.predict_with(pair.input, options)
             mean = pair.as_reference_sees(pred.mean)
-            scores = real_scores(mean, pred.std if method.stochastic else None, pair.reference)
+            scores = real_scores(mean, pred.std if method.stochastic else None, pair.reference, pair.reference_std)
             rows.append({"pair": pair.name, "method": label, "residual": pred.residual_rms, **scores})
         tuned, chosen = tuned_richardson_lucy(pair, stated)
         label = f"Richardson–Lucy tuned on the pair ({chosen})"
@@ -231,6 +245,8 @@ def format_real_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| pair | method | PSNR (affine) | band corr | FRC (px) | ±2σ | ρ | residual |", "|---" * 8 + "|"]
     for r in rows:
         cov = f"{r['within_2sigma']:.1%}" if "within_2sigma" in r else "—"
+        if "within_2sigma_own" in r:
+            cov += f" ({r['within_2sigma_own']:.1%} with the result's std alone)"
         rho = f"{r['rho']:.2f}" if "rho" in r else "—"
         res = f"{r['residual']:.2f}×" if r["residual"] is not None else "—"
         lines.append(
