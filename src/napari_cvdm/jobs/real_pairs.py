@@ -14,11 +14,11 @@ reconstruction damps what its bands carry weakly) names that filter's frequency 
 "transfer.tif"`` (``(2H, 2W)``, in ``numpy.fft`` order), and every result is put through it before it is scored:
 a result that is exactly what the model aims at then matches the reference up to the reference's own noise, and no
 method gains from being as smooth as the reference. A reference with noise of its own names a map of its std,
-``"reference_std": "std.tif"`` (``(2H, 2W)``, reference units), which the ±2σ share joins to the result's. Scores,
-on the inner part (16 output pixels of border left
-out): PSNR after an affine fit of the result to the reference, the correlation of their band-passed detail, the FRC
-resolution against the reference (1/7 threshold), and for a std the share of the (affine-scaled) error within ±2σ
-and its Spearman ρ.
+``"reference_std": "std.tif"`` (``(2H, 2W)``, reference units), which the ±2σ share joins to the result's.
+
+Scores, on the inner part (16 output pixels of border left out): PSNR after an affine fit of the result to the
+reference, the correlation of their band-passed detail, the FRC resolution against the reference (1/7 threshold),
+and for a std the share of the (affine-scaled) error within ±2σ and its Spearman ρ.
 """
 
 from __future__ import annotations
@@ -126,13 +126,13 @@ def read_real_pairs(spec: str | Path, data: str | Path | None = None) -> list[Re
             float(entry.get("reference_blur_px", 0.0)),
             shape,
         )
-        transfer = _transfer(folder, entry.get("reference_transfer"), shape)
-        ref_std = _transfer(folder, entry.get("reference_std"), shape)
+        transfer = _reference_map(folder, entry.get("reference_transfer"), shape)
+        ref_std = _reference_map(folder, entry.get("reference_std"), shape)
         pairs.append(RealPair(entry["name"], image, ref, dict(entry.get("optics", {})), transfer, ref_std))
     return pairs
 
 
-def _transfer(folder: Path, name: str | None, shape: tuple[int, int]) -> np.ndarray | None:
+def _reference_map(folder: Path, name: str | None, shape: tuple[int, int]) -> np.ndarray | None:
     """A map of the output grid ``shape`` that describes the reference (its filter in ``numpy.fft`` order, or its
     noise std) from ``folder / name`` (``None``: no file named)."""
     if name is None:
