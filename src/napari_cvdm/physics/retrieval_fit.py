@@ -52,6 +52,9 @@ class RetrievalOptions:
         the fit no longer explains the data measurably better, it moves the lowest modes the data barely constrain
         (docs/physics.md, "A stopping rule"). ``None``: one L-BFGS run of at most ``iterations``, which ends early
         once its line search finds no lower value (an early stop of its own, often after a few tens of iterations).
+    stall_start
+        No stall is judged before this many iterations: at first the fit may lower its regularisers (smoothing the
+        amplitude of a rough start) while the misfit stays flat, which is not a stall.
     start_weight
         ``μ_φ``: weight of ``‖φ − φ₀‖²`` (per pixel, in units of the data term's ``1/σ²``).
     tie_regularization
@@ -71,6 +74,7 @@ class RetrievalOptions:
     fit_amplitude: bool = True
     margin_px: int | None = None
     stall_window: int | None = 20
+    stall_start: int = 30
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -79,6 +83,8 @@ class RetrievalOptions:
             raise ValueError(f"the stall window must be at least {STALL_CHECK} iterations (or None)")
         if self.start_weight < 0 or self.tie_regularization < 0 or self.amplitude_smoothness < 0:
             raise ValueError("regularisation weights must be >= 0")
+        if self.stall_start < 0:
+            raise ValueError("the stall start must be >= 0 iterations")
         if self.margin_px is not None and self.margin_px < 0:
             raise ValueError("the margin must be >= 0 pixels")
 
@@ -177,7 +183,8 @@ def _iterate(
             if options.stall_window is None:
                 continue
             history.append(misfit())
-            if len(history) > lag and misfit_stalled(history[-1 - lag], history[-1]):
+            judged = done >= options.stall_start and len(history) > lag
+            if judged and misfit_stalled(history[-1 - lag], history[-1]):
                 break
     return int(opt.state[opt.param_groups[0]["params"][0]].get("n_iter", done))
 

@@ -31,6 +31,7 @@ from ..physics.retrieval import fit_margins
 from ..physics.tie import DEFAULT_TIE_REGULARIZATION, tie_phase
 from .base import RESIDUAL_LIMIT, Conditioned, Consistency, Method, Task, interior_rms
 from .qpi_checks import (
+    REFERENCE_FIT,
     best_explanation,
     disagreement,
     fine_absorption_remark,
@@ -291,7 +292,7 @@ class QPITask(Task):
         if rms > RESIDUAL_LIMIT and rms > 1.25 * ref_rms:
             remarks.append(
                 f"the phase does not explain the measured planes: propagated to ±dz it differs from them by "
-                f"{rms:.1f}× the noise, physics alone (iterative retrieval) by {ref_rms:.1f}×; check dz, "
+                f"{rms:.1f}× the noise, physics alone ({REFERENCE_FIT}) by {ref_rms:.1f}×; check dz, "
                 "wavelength and pixel size, that the planes are divided by the background, and compare with the "
                 "iterative retrieval (a prior, such as a flat background, can pull the phase away from the planes)"
             )
@@ -301,7 +302,7 @@ class QPITask(Task):
         differ = disagreement(np.asarray(estimate), tie)
         if differ:  # the same check of the TIE, so that the note can say which explains the planes
             tie_rms = margin_fit_rms(plane, tie, optics) * unit
-            found = {"this result": rms, "the iterative retrieval": ref_rms, "the TIE": tie_rms}
+            found = {"this result": rms, REFERENCE_FIT: ref_rms, "the TIE": tie_rms}
             remarks.append(best_explanation(found, f"this result against the TIE: {differ}"))
         return Consistency(residual.astype(np.float32), rms, ref_rms, sigma, remarks)
 

@@ -26,12 +26,16 @@ __all__ = [
     "quick_residual",
     "disagreement",
     "best_explanation",
+    "REFERENCE_FIT",
 ]
 
 #: Two phases disagree when their correlation is below this ...
 AGREEMENT_CORRELATION = 0.9
 #: ... or their spans (0.5–99.5 percentiles) differ by more than this factor.
 AGREEMENT_SPAN = 1.5
+#: What the notes call the physics estimate a result is checked beside: the retrieval with the data weighed by the
+#: fixed σ of 0.01 — not the ``iterative`` method, which weighs them by the pair's own noise.
+REFERENCE_FIT = "the reference retrieval (data weighed by a fixed σ of 0.01)"
 
 
 def range_warnings(phase: np.ndarray, max_phase: float) -> list[str]:

@@ -96,6 +96,7 @@ def retrieval_recipe(optics: QPIOptics, options: RetrievalOptions | None = None)
         "noise": PLANES_NOISE,
         "iterations": o.iterations,
         "stall_window": o.stall_window,
+        "stall_start": o.stall_start,
         "start_weight": o.start_weight,
         "tie_regularization": o.tie_regularization,
         "amplitude_smoothness": o.amplitude_smoothness,
@@ -246,6 +247,7 @@ def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor
     """Retrieval phase and amplitude ``(B, 2, H, W)`` of intensities ``(B, 2, H, W)`` at (−dz, +dz)."""
     opts = {k: recipe[k] for k in ("iterations", "start_weight", "tie_regularization", "amplitude_smoothness")}
     opts["stall_window"] = recipe.get("stall_window")  # recipes before it ran a fixed count
+    opts["stall_start"] = recipe.get("stall_start", 0)  # recipes before it judged a stall from the start
     dz, noise = recipe["dz_um"], recipe["noise"]
     if noise == PLANES_NOISE:  # the batch shares one fit: weighed by its images' mean noise
         noise = float(np.mean([fit_noise(p) for p in intensities.detach().cpu().numpy()]))
