@@ -89,19 +89,22 @@ def simulated_data(
 ) -> TrainingData:
     """``n`` pairs simulated on the fly with ``optics``, and ``per_class`` validation pairs per class (another
     seed)."""
-    size = size or task.train_size
-    kw: dict[str, Any] = dict(task=task, size=size, optics=optics, images=images, classes=list(classes))
-    train = SimulatedPairs(n=n, seed=seed, **kw)
-    val_source = SimulatedPairs(n=per_class * len(train.classes), seed=VALIDATION_SEED + 1, **kw)
-    optics = optics or task.default_optics()
-    record = {
-        "simulate": n,
-        "size": size,
-        "classes": list(train.classes),
-        "optics": optics.to_dict(),
-        **task.simulation_ranges(),
-    }
-    return TrainingData(train, val_source, record)  # simulated when first needed (off the GUI thread)
+    source = dict(task=task, size=size or task.train_size, optics=optics, images=images, classes=list(classes))
+    return _simulated(SimulatedPairs, n, seed, per_class, source, {})
+
+
+def _simulated(
+    kind: type[SimulatedPairs], n: int, seed: int, per_class: int, source: dict[str, Any], note: dict[str, str]
+) -> TrainingData:
+    """``n`` pairs of ``kind`` made from ``source`` (its fields but ``n`` and ``seed``), ``per_class`` validation
+    pairs per class from another seed, and the training record (``note`` before the task's ranges)."""
+    train = kind(n=n, seed=seed, **source)
+    val = kind(n=per_class * len(train.classes), seed=VALIDATION_SEED + 1, **source)
+    task = source["task"]
+    optics = source["optics"] or task.default_optics()
+    record = {"simulate": n, "size": source["size"], "classes": list(train.classes), "optics": optics.to_dict()}
+    record.update(note, **task.simulation_ranges())
+    return TrainingData(train, val, record)  # simulated when first needed (off the GUI thread)
 
 
 @dataclass
@@ -132,14 +135,9 @@ def simulated_across_optics(
 ) -> TrainingData:
     """``n`` pairs across the task's optics range, resampled to ``optics`` (the model's), and ``per_class``
     validation pairs per class drawn the same way (another seed)."""
-    size = size or task.train_size
-    kw: dict[str, Any] = dict(task=task, size=size, optics=optics, classes=list(classes))
-    train = SimulatedAcrossOptics(n=n, seed=seed, **kw)
-    val = SimulatedAcrossOptics(n=per_class * len(train.classes), seed=VALIDATION_SEED + 1, **kw)
-    base = optics or task.default_optics()
-    record = {"simulate": n, "size": size, "classes": list(train.classes), "optics": base.to_dict()}
-    record.update(across_optics="drawn over the task's range, resampled to these optics", **task.simulation_ranges())
-    return TrainingData(train, val, record)
+    source = dict(task=task, size=size or task.train_size, optics=optics, classes=list(classes))
+    note = {"across_optics": "drawn over the task's range, resampled to these optics"}
+    return _simulated(SimulatedAcrossOptics, n, seed, per_class, source, note)
 
 
 def pair_batches(task: Task, pairs: Any, normalization: Normalization, config: TrainConfig) -> BatchSource:
