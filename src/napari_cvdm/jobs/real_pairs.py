@@ -139,7 +139,10 @@ def _reference_map(folder: Path, name: str | None, shape: tuple[int, int]) -> np
         return None
     values = np.asarray(read_tiff(folder / name).data, np.float64)
     if values.shape != shape:
-        raise ValueError(f"{name}: the reference's map is {values.shape}, the results are {shape}")
+        raise ValueError(
+            f"{name}: the reference's map is {values.shape}, the results are {shape} (a filter or noise map is given "
+            "on the output grid, twice the widefield image's size)"
+        )
     return values
 
 
