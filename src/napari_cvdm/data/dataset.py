@@ -26,6 +26,8 @@ class PairTask(Protocol):
     simulator, and the patches the network learns from."""
 
     plane_ndim: int
+    name: str
+    variants: tuple[str, ...]
 
     def pair_shape_error(self, inp: np.ndarray, tgt: np.ndarray) -> str | None: ...
 
@@ -38,7 +40,8 @@ class PairTask(Protocol):
         rng: np.random.Generator,
         optics: Any = None,
         images: Any = None,
-        photons: float | None = None,
+        level: float | None = None,
+        variant: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def normalized_patch(
@@ -171,6 +174,9 @@ class SimulatedPairs:
         Structure classes or phase sources, cycled through (default: the task's training classes).
     images
         Grayscale images for the ``images`` phase source.
+    variant, variant_share
+        A variant of the task's simulator (:attr:`~napari_cvdm.tasks.base.Task.variants`, e.g. ``aberrated`` for
+        sr) that this share of the pairs (drawn per pair) is simulated as.
     """
 
     task: PairTask
@@ -180,6 +186,8 @@ class SimulatedPairs:
     optics: Optics | None = None
     classes: Sequence[str] = ()
     images: list[np.ndarray] | None = None
+    variant: str | None = None
+    variant_share: float = 0.0
     _cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -187,6 +195,11 @@ class SimulatedPairs:
             raise PairError("--simulate needs at least 1 pair")
         if not self.classes:
             self.classes = self.task.default_classes(with_images=bool(self.images))
+        if self.variant is not None and self.variant not in self.task.variants:
+            known = ", ".join(self.task.variants) or "none"
+            raise PairError(f"--variant {self.variant}: the {self.task.name} simulator's variants are {known}")
+        if not 0 <= self.variant_share <= 1:
+            raise PairError(f"--variant-share {self.variant_share}: give a share from 0 to 1")
 
     def __len__(self) -> int:
         return self.n
@@ -200,7 +213,14 @@ class SimulatedPairs:
 
     def _simulate(self, cls: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One pair of class ``cls`` drawn with ``rng``."""
-        return self.task.simulate(cls, self.size, rng, self.optics, self.images)
+        return self.task.simulate(cls, self.size, rng, self.optics, self.images, None, self.drawn_variant(rng))
+
+    def drawn_variant(self, rng: np.random.Generator) -> str | None:
+        """The variant one pair is simulated as: :attr:`variant` for a :attr:`variant_share` of the pairs, else
+        ``None`` (nothing is drawn from ``rng`` without a share, so such sets stay as they were)."""
+        if self.variant is None or self.variant_share <= 0:
+            return None
+        return self.variant if rng.random() < self.variant_share else None
 
 
 def _augment(arrs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

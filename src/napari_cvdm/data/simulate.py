@@ -16,10 +16,11 @@ and target), a background of 0–50 % and 10–1000 photons.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..physics.aberrations import DEFOCUS_RANGE, SPHERICAL_RANGE, depth_of_field_um, pupil_otf
 from ..physics.widefield import (
     IMMERSION_INDEX,
     WidefieldOptics,
@@ -62,6 +63,7 @@ __all__ = [
     "HAZE_RANGE",
     "SRConditions",
     "draw_sr_conditions",
+    "draw_aberration",
     "simulate_sr_scene",
     "TEST_SEED",
     "VALIDATION_SEED",
@@ -120,7 +122,8 @@ class SRConditions:
     Attributes
     ----------
     photons
-        Signal level: the 99.9th percentile of the in-focus, noise-free input, photons per pixel.
+        Signal level: the 99.9th percentile of the noise-free input (through the aberrated pupil where there is
+        one), photons per pixel.
     background
         Uniform background (autofluorescence, stray light) as a fraction of ``photons``.
     haze
@@ -128,12 +131,23 @@ class SRConditions:
         of ``photons`` (0: none).
     haze_depth_um
         How far out of focus those structures lie, µm.
+    defocus_um
+        How far the in-focus structure lies from the focal plane, µm (:mod:`napari_cvdm.physics.aberrations`).
+    spherical_waves
+        Primary spherical aberration of the widefield pupil, waves.
     """
 
     photons: float
     background: float = 0.1
     haze: float = 0.0
     haze_depth_um: float = 1.0
+    defocus_um: float = 0.0
+    spherical_waves: float = 0.0
+
+    @property
+    def aberrated(self) -> bool:
+        """Whether the widefield image is taken through an aberrated pupil (else the ideal Airy pattern)."""
+        return self.defocus_um != 0 or self.spherical_waves != 0
 
     def __post_init__(self) -> None:
         if self.photons <= 0:
@@ -149,6 +163,31 @@ def draw_sr_conditions(rng: np.random.Generator, photons: float | None = None) -
     level = draw_photons(rng, SCENE_PHOTON_RANGE) if photons is None else float(photons)
     haze = float(rng.uniform(*HAZE_RANGE)) if rng.random() < 0.7 else 0.0
     return SRConditions(level, float(rng.uniform(*BACKGROUND_RANGE)), haze, float(rng.uniform(0.5, 2.0)))
+
+
+def draw_aberration(conditions: SRConditions, rng: np.random.Generator, optics: WidefieldOptics) -> SRConditions:
+    """``conditions`` with the in-focus structure put out of focus by up to :data:`DEFOCUS_RANGE` depths of field
+    and a spherical aberration of up to :data:`SPHERICAL_RANGE` waves, each of either sign (uniform): the
+    widefield transfer of a real microscope, whose target stays the ideal one."""
+    z = rng.uniform(*DEFOCUS_RANGE) * depth_of_field_um(optics) * rng.choice([-1.0, 1.0])
+    s = rng.uniform(*SPHERICAL_RANGE) * rng.choice([-1.0, 1.0])
+    return replace(conditions, defocus_um=float(z), spherical_waves=float(s))
+
+
+def _widefield_fine(density: np.ndarray, conditions: SRConditions, optics: WidefieldOptics) -> np.ndarray:
+    """The fine-grid density ``(h, w)`` (pixel ``optics.pixel_um / FINE``) through the widefield PSF: the Airy
+    pattern, or the aberrated pupil of ``conditions`` (zero-padded by a micrometre as the Airy convolution is)."""
+    from scipy.signal import fftconvolve  # here: importing scipy.signal costs 0.85 s that commands without
+    # simulation (predict) need not pay
+
+    fine_px = optics.pixel_um / FINE
+    if not conditions.aberrated:
+        return fftconvolve(density, airy_psf(optics.na, optics.wavelength_um, fine_px, oversample=1), mode="same")
+    pad = int(math.ceil(1.0 / fine_px))
+    grid = (density.shape[0] + 2 * pad, density.shape[1] + 2 * pad)
+    otf = pupil_otf(grid, fine_px, optics, conditions.defocus_um, conditions.spherical_waves)
+    out = np.fft.irfft2(np.fft.rfft2(np.pad(density, pad)) * otf, s=grid)
+    return out[pad:-pad, pad:-pad]
 
 
 def _haze(
@@ -176,8 +215,9 @@ def simulate_sr_scene(
 ) -> SRPair:
     """Simulate a widefield input and its SIM-like target under ``conditions``.
 
-    The in-focus structure is drawn on a fine grid, blurred by the widefield (input) and half-width (target)
-    PSFs and binned; out-of-focus haze (when ``conditions.haze > 0``) is added to both — it is smooth, so the
+    The in-focus structure is drawn on a fine grid, blurred by the widefield (input; aberrated where
+    ``conditions`` say so, :func:`draw_aberration`) and half-width (target, always the ideal one) PSFs and binned;
+    out-of-focus haze (when ``conditions.haze > 0``) is added to both — it is smooth, so the
     target carries it upsampled, as a SIM-like reconstruction keeps out-of-focus background; the input gets the
     background and the camera's noise.
 
@@ -197,9 +237,8 @@ def simulate_sr_scene(
     margin = int(math.ceil(1.0 / optics.pixel_um))  # 1 µm of context so edges are blurred like the inside
     fh, fw = (h + 2 * margin) * FINE, (w + 2 * margin) * FINE
     density = draw_structure(structure, (fh, fw), fine_px, rng)
-    wf_psf = airy_psf(optics.na, optics.wavelength_um, fine_px, oversample=1)
     sim_psf = airy_psf(optics.na * optics.gain, optics.wavelength_um, fine_px, oversample=1)
-    wide = _bin(fftconvolve(density, wf_psf, mode="same"), FINE)
+    wide = _bin(_widefield_fine(density, conditions, optics), FINE)
     sharp = _bin(fftconvolve(density, sim_psf, mode="same"), FINE // optics.gain)
     wide = np.clip(wide[margin : margin + h, margin : margin + w], 0, None)
     g = optics.gain

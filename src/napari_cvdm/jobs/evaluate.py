@@ -67,6 +67,9 @@ class EvaluationRequest:
         Folder of grayscale images to draw phase from (qpi).
     tune_baselines
         Choose the baselines' parameter on a validation set first.
+    variant
+        Hold out only this variant of the simulator (sr: aberrated — out of focus and with spherical aberration;
+        qpi: pure, weakly absorbing, strongly absorbing or fine absorption).
     json
         Also write the rows (reliability diagrams included) to this JSON file.
     """
@@ -78,6 +81,7 @@ class EvaluationRequest:
     classes: list[str] | None = field(default=None, metadata={"cli": "--classes|--structures|--sources"})
     images: Path | None = field(default=None, metadata={"cli": "--images"})
     tune_baselines: bool = field(default=False, metadata={"cli": "--tune-baselines"})
+    variant: str | None = field(default=None, metadata={"cli": "--variant"})
     json: Path | None = field(default=None, metadata={"cli": "--json"})
 
 
@@ -101,19 +105,33 @@ def held_out_set(
     optics: Optics | None = None,
     classes: Sequence[str] | None = None,
     images: list[np.ndarray] | None = None,
+    variant: str | None = None,
 ) -> list[Example]:
     """Simulated pairs, ``n_per_class`` per class (default: the task's training classes) and held-out condition
-    of the task (:meth:`Task.held_out_conditions`), from one generator."""
+    of the task (:meth:`Task.held_out_conditions`), from one generator; with ``variant`` only the conditions of
+    that variant (those without one drawn as it)."""
     rng = np.random.default_rng(seed)
     out = []
     for cls in classes or task.default_classes(with_images=bool(images)):
         k = 0
-        for tag, level, variant in task.held_out_conditions():
+        for tag, level, kind in held_out_conditions(task, variant):
             for _ in range(n_per_class):
-                inp, tgt = task.simulate(cls, size or task.eval_size, rng, optics, images, level, variant)
+                inp, tgt = task.simulate(cls, size or task.eval_size, rng, optics, images, level, kind)
                 out.append(Example(f"{cls}_{k:04d}", cls, inp, tgt, (tag,) if tag else ()))
                 k += 1
     return out
+
+
+def held_out_conditions(task: Task, variant: str | None = None) -> list[tuple[str, float | None, str | None]]:
+    """The task's held-out conditions (:meth:`Task.held_out_conditions`); with ``variant`` those of that variant,
+    a condition without one drawn as it (tagged with its name)."""
+    conditions = task.held_out_conditions()
+    if variant is None:
+        return conditions
+    if variant not in task.variants:
+        known = ", ".join(task.variants) or "none"
+        raise ValueError(f"--variant {variant}: the {task.name} simulator's variants are {known}")
+    return [(tag or variant, level, variant) for tag, level, v in conditions if v in (None, variant)]
 
 
 def read_pair_folder(folder: str | Path) -> list[Example]:
@@ -315,8 +333,12 @@ def prepare_evaluation(request: EvaluationRequest, options: Any, optics: dict[st
     if request.data:
         examples = read_pair_folder(request.data)
     else:
-        examples = held_out_set(task, request.n_per_class, request.size, optics=o, classes=classes, images=images)
-    tune_on = held_out_set(task, 4, request.size, VALIDATION_SEED, o, classes, images) if request.tune_baselines else ()
+        examples = held_out_set(task, request.n_per_class, request.size, TEST_SEED, o, classes, images, request.variant)
+    tune_on = (
+        held_out_set(task, 4, request.size, VALIDATION_SEED, o, classes, images, request.variant)
+        if request.tune_baselines
+        else ()
+    )
     methods, tuning = evaluation_methods(task, o, tune_on, model, options)
     notes += [tuning] if tuning else []
     notes.append(

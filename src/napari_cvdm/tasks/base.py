@@ -73,6 +73,9 @@ class Task(TaskInputs, ABC):
     brightfield
         Whether the input is brightfield planes a camera writes (through-focus stacks, raw counts and an image of
         the empty field: :mod:`~napari_cvdm.physics.brightfield`).
+    variants
+        Named variants of the simulator (:meth:`simulate`'s ``variant``: kinds of images a training run can mix in at
+        a share and ``evaluate --variant`` can hold out).
     ranges_added_later
         Keys of :meth:`simulation_ranges` that the simulator gained after model files were first written, each with
         what a file that does not record it was trained with (``None``: nothing of the kind).
@@ -93,6 +96,7 @@ class Task(TaskInputs, ABC):
     space_to_depth: ClassVar[int]
     baseline_parameter: ClassVar[str]
     brightfield: ClassVar[bool] = False
+    variants: ClassVar[tuple[str, ...]] = ()
     ranges_added_later: ClassVar[dict[str, Any]] = {}
 
     def __repr__(self) -> str:

@@ -118,6 +118,7 @@ class QPITask(Task):
     space_to_depth = 1
     baseline_parameter = "TIE alpha (1/um^2)"
     brightfield = True
+    variants = QPI_VARIANTS
     ranges_added_later = {"fine_absorption_range": None, "fine_absorption_share": 0.0}
 
     def _as_planes(self, arr: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from ..data.simulate import (
     SCENE_PHOTON_RANGE,
     SR_HELDOUT_STRUCTURES,
     SR_STRUCTURES,
+    draw_aberration,
     draw_sr_conditions,
     simulate_sr_scene,
 )
@@ -76,6 +77,7 @@ class SRTask(Task):
 
     name = "sr"
     title = "super-resolution"
+    variants = ("aberrated",)
     physics_variance_label = "the camera's photon and read noise"
     gain = 2
     input_planes = 1
@@ -155,8 +157,14 @@ class SRTask(Task):
         variant: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """A scene under drawn conditions (:func:`draw_sr_conditions`: photons unless ``level`` fixes them,
-        background, out-of-focus haze)."""
-        pair = simulate_sr_scene(cls, (size, size), draw_sr_conditions(rng, level), rng, optics)
+        background, out-of-focus haze); the ``aberrated`` variant is seen through a defocused, aberrated pupil
+        (:func:`draw_aberration`)."""
+        if variant not in (None, *self.variants):
+            raise ValueError(f"sr variants are {', '.join(map(repr, self.variants))}, not {variant!r}")
+        conditions = draw_sr_conditions(rng, level)
+        if variant == "aberrated":
+            conditions = draw_aberration(conditions, rng, optics or self.default_optics())
+        pair = simulate_sr_scene(cls, (size, size), conditions, rng, optics)
         return pair.input, pair.target
 
     def simulation_ranges(self) -> dict[str, Any]:

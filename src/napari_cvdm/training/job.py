@@ -30,7 +30,7 @@ from ..physics.optics import Optics
 from ..tasks import Task
 from .distributed import DistributedContext, init_distributed, rank_device
 from .train import TrainConfig, Trainer, TrainResult, Validator, new_network
-from .training_data import TrainingData, folder_data, pair_batches, simulated_across_optics, simulated_data
+from .training_data import TrainingData, pair_batches, request_data
 
 __all__ = [
     "NetworkOptions",
@@ -294,6 +294,11 @@ class TrainingRequest:
     across_optics
         With --simulate: each pair at optics drawn over the task's range (sr: pixels 40–130 nm, NA 0.8–1.49,
         emission 450–680 nm), resampled to the model's by physics similarity.
+    variant
+        With --simulate: a variant of the simulator (sr: aberrated — the structure up to 0.8 depths of field out
+        of focus and up to 0.15 waves of spherical aberration, as real microscopes see it) ...
+    variant_share
+        ... that this share of the simulated pairs is drawn as.
     authors, license, description
         Recorded in the model file for sharing it (napari-cvdm export): who made it, its SPDX licence, what it is
         for.
@@ -315,6 +320,8 @@ class TrainingRequest:
     device: str = field(default="auto", metadata={"cli": "--device"})
     default_steps: int = field(default=20, metadata={"cli": "--default-steps"})
     across_optics: bool = field(default=False, metadata={"cli": "--across-optics"})
+    variant: str | None = field(default=None, metadata={"cli": "--variant"})
+    variant_share: float = field(default=0.5, metadata={"cli": "--variant-share"})
     authors: list[str] | None = field(default=None, metadata={"cli": "--authors"})
     license: str | None = field(default=None, metadata={"cli": "--license"})
     description: str | None = field(default=None, metadata={"cli": "--description"})
@@ -324,6 +331,8 @@ class TrainingRequest:
             raise ValueError(f"--output {self.output}: model files end in .safetensors")
         if self.validation_per_class < 1:
             raise ValueError(f"--validation-per-class {self.validation_per_class}: give at least 1")
+        if self.variant is not None and self.simulate is None:
+            raise ValueError(f"--variant {self.variant} is a kind of simulated pair: give --simulate N")
         if (self.pairs is None) == (self.simulate is None):
             raise ValueError(
                 "give either a folder of pairs (--pairs DIR) or a number of pairs to simulate (--simulate N)"
@@ -350,7 +359,6 @@ def prepare_training(
     optics
         Optics values that differ from the starting model's (or the task's defaults).
     """
-    from ..data.simulate import load_grayscale_images
     from ..tasks import get_task
 
     if config.seed in (TEST_SEED, VALIDATION_SEED):
@@ -360,19 +368,7 @@ def prepare_training(
     dist = init_distributed(device)
     device = rank_device(device, dist)
     start = starting_point(task, request.from_model, None, network, config.seed, optics)
-    o = start.optics
-    if request.pairs is not None:
-        data = folder_data(task, request.pairs, request.validation_fraction, config.seed, min(16, config.patch_size))
-    else:
-        images = load_grayscale_images(request.images) if request.images else None
-        classes = task.check_classes(request.classes, with_images=bool(images)) or ()
-        k = request.validation_per_class
-        data = (
-            simulated_across_optics(task, request.simulate, config.seed, request.size, o, classes, k)
-            if request.across_optics
-            else simulated_data(task, request.simulate, config.seed, request.size, o, classes, images, k)
-        )
-        data.record["images"] = str(request.images) if request.images else None
+    data = request_data(task, request, start.optics, config.seed, min(16, config.patch_size))
     job = TrainingJob.create(
         task,
         data,

@@ -28,6 +28,7 @@ __all__ = [
     "simulated_data",
     "SimulatedAcrossOptics",
     "simulated_across_optics",
+    "request_data",
     "pair_batches",
 ]
 
@@ -86,11 +87,17 @@ def simulated_data(
     classes: Sequence[str] = (),
     images: list[np.ndarray] | None = None,
     per_class: int = 1,
+    variant: tuple[str, float] | None = None,
 ) -> TrainingData:
     """``n`` pairs simulated on the fly with ``optics``, and ``per_class`` validation pairs per class (another
-    seed)."""
+    seed); ``variant``: ``(name, share)`` of the pairs simulated as that variant of the task's simulator."""
     source = dict(task=task, size=size or task.train_size, optics=optics, images=images, classes=list(classes))
-    return _simulated(SimulatedPairs, n, seed, per_class, source, {})
+    return _simulated(SimulatedPairs, n, seed, per_class, {**source, **_variant_fields(variant)}, {})
+
+
+def _variant_fields(variant: tuple[str, float] | None) -> dict[str, Any]:
+    """The :class:`SimulatedPairs` fields of a ``(name, share)`` variant (none without one)."""
+    return {} if variant is None else {"variant": variant[0], "variant_share": float(variant[1])}
 
 
 def _simulated(
@@ -104,6 +111,8 @@ def _simulated(
     optics = source["optics"] or task.default_optics()
     record = {"simulate": n, "size": source["size"], "classes": list(train.classes), "optics": optics.to_dict()}
     record.update(note, **task.simulation_ranges())
+    if train.variant is not None:
+        record.update(variant=train.variant, variant_share=train.variant_share)
     return TrainingData(train, val, record)  # simulated when first needed (off the GUI thread)
 
 
@@ -118,7 +127,7 @@ class SimulatedAcrossOptics(SimulatedPairs):
         drawn = self.task.draw_optics(rng, base)
         scale = self.task.similarity_scale(base, drawn)
         side = max(int(math.ceil(self.size / scale)), 16)
-        inp, tgt = self.task.simulate(cls, side, rng, drawn, self.images)
+        inp, tgt = self.task.simulate(cls, side, rng, drawn, self.images, None, self.drawn_variant(rng))
         grid = (round(side * scale), round(side * scale))
         gain = tgt.shape[-1] // inp.shape[-1]
         return resample_last_two(inp, grid), resample_last_two(tgt, (gain * grid[0], gain * grid[1]))
@@ -132,12 +141,33 @@ def simulated_across_optics(
     optics: Optics | None = None,
     classes: Sequence[str] = (),
     per_class: int = 1,
+    variant: tuple[str, float] | None = None,
 ) -> TrainingData:
     """``n`` pairs across the task's optics range, resampled to ``optics`` (the model's), and ``per_class``
-    validation pairs per class drawn the same way (another seed)."""
+    validation pairs per class drawn the same way (another seed); ``variant`` as for :func:`simulated_data`."""
     source = dict(task=task, size=size or task.train_size, optics=optics, classes=list(classes))
     note = {"across_optics": "drawn over the task's range, resampled to these optics"}
-    return _simulated(SimulatedAcrossOptics, n, seed, per_class, source, note)
+    return _simulated(SimulatedAcrossOptics, n, seed, per_class, {**source, **_variant_fields(variant)}, note)
+
+
+def request_data(task: Task, request: Any, optics: Optics, seed: int, min_side: int) -> TrainingData:
+    """The data a :class:`~napari_cvdm.training.job.TrainingRequest` names: its folder of pairs, or pairs simulated
+    at ``optics`` (across the task's range with ``across_optics``; a share as a variant of the simulator)."""
+    from ..data.simulate import load_grayscale_images
+
+    if request.pairs is not None:
+        return folder_data(task, request.pairs, request.validation_fraction, seed, min_side)
+    images = load_grayscale_images(request.images) if request.images else None
+    classes = task.check_classes(request.classes, with_images=bool(images)) or ()
+    k, variant = request.validation_per_class, None
+    if request.variant is not None:
+        variant = (request.variant, request.variant_share)
+    if request.across_optics:
+        data = simulated_across_optics(task, request.simulate, seed, request.size, optics, classes, k, variant)
+    else:
+        data = simulated_data(task, request.simulate, seed, request.size, optics, classes, images, k, variant)
+    data.record["images"] = str(request.images) if request.images else None
+    return data
 
 
 def pair_batches(task: Task, pairs: Any, normalization: Normalization, config: TrainConfig) -> BatchSource:
