@@ -336,6 +336,10 @@ def test_calibration_pairs_default_to_the_classes_the_model_was_trained_on(model
     assert model.trained_classes is None
     pairs = calibration_pairs(request, model)
     assert sorted(p.group for p in pairs) == sorted(get_task("sr").classes)
+    trained = {"simulate": 100, "classes": ["er"], "variant": "aberrated", "variant_share": 0.5}
+    model.metadata["training"] = {"data": trained}  # a share drawn as a variant: calibrated on as many of those
+    assert model.trained_variant == "aberrated"
+    assert [p.tags for p in calibration_pairs(request, model)] == [(), ("aberrated",)]
 
 
 # ---------------------------------------------------------------- the input's noise beside the spread

@@ -119,6 +119,13 @@ class CVDMModel(Predicts):
         return {**{k: v for k, v in filled.items() if v is not None}, **recorded}
 
     @property
+    def trained_variant(self) -> str | None:
+        """The variant of the simulator (:attr:`~napari_cvdm.tasks.base.Task.variants`) that a share of the
+        simulated training pairs was drawn as, or ``None``."""
+        data = self.metadata.get("training", {}).get("data", {})
+        return data.get("variant") if data.get("simulate") else None
+
+    @property
     def trained_classes(self) -> list[str] | None:
         """The simulated classes (sr structures, qpi sources) the file says it was trained on, those this version
         of the task still knows; ``None`` for a model trained on pairs or a file without the record."""

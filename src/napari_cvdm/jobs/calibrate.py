@@ -74,14 +74,18 @@ class CalibrationRequest:
 
 
 def calibration_pairs(request: CalibrationRequest, model: Any) -> list[Example]:
-    """The pairs a request calibrates on (the folder's, or simulated with the validation seed)."""
+    """The pairs a request calibrates on (the folder's, or simulated with the validation seed; as many again of
+    the variant a share of the model's training pairs was drawn as, where it records one)."""
     from ..data.simulate import load_grayscale_images
 
     if request.data is not None:
         return read_pair_folder(request.data)
     images = load_grayscale_images(request.images) if request.images else None
     classes = model.task.check_classes(request.classes, with_images=bool(images)) or _trained(model, bool(images))
-    return held_out_set(model.task, request.n_per_class, request.size, VALIDATION_SEED, model.optics, classes, images)
+    drawn = (request.n_per_class, request.size, VALIDATION_SEED, model.optics, classes, images)
+    pairs = held_out_set(model.task, *drawn)
+    variant = getattr(model, "trained_variant", None)
+    return pairs + held_out_set(model.task, *drawn, variant) if variant else pairs
 
 
 def _trained(model: Any, with_images: bool) -> list[str] | None:
