@@ -30,3 +30,21 @@ def test_the_cutoff_of_simulated_cameras_is_found_within_fifteen_percent(na, wav
 def test_an_image_too_small_for_a_spectrum_is_refused():
     with pytest.raises(ValueError, match="at least 64"):
         estimate_cutoff(np.zeros((32, 100)))
+
+
+def test_a_defocused_image_keeps_its_cutoff():
+    """Defocus weakens the middle of the passband, not the cut-off: fitted with the ideal OTF's shape alone, such
+    an image read as 1.5–1.6× its cut-off."""
+    from napari_cvdm.physics.aberrations import depth_of_field_um
+    from napari_cvdm.physics.cutoff import defocused_otf_profile
+
+    assert defocused_otf_profile(np.linspace(0, 1, 9), 0.0) == pytest.approx(
+        widefield_otf(np.linspace(0, 1, 9)), abs=2e-3
+    )
+    optics = WidefieldOptics()
+    defocused = SRConditions(300.0, 0.1, defocus_um=0.8 * depth_of_field_um(optics), spherical_waves=0.15)
+    found = [
+        estimate_cutoff(simulate_sr_scene(s, (128, 128), defocused, np.random.default_rng(3), optics).input)
+        for s in ("microtubules", "ccps")
+    ]
+    assert np.asarray(found) / optics.cutoff_cycles_per_pixel == pytest.approx([1.0, 1.0], abs=0.15)

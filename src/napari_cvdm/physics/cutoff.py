@@ -2,7 +2,8 @@
 
 A widefield image's radial power spectrum is the object's (a power law, ``A·f^−α``) times the squared OTF of a
 circular pupil (zero beyond the cut-off ``2·NA/λ``), on top of the camera's white noise. :func:`estimate_cutoff`
-fits that model to the radially averaged spectrum, the noise floor read off the spectrum's corners (beyond 0.55
+fits that model (the OTF in focus, or defocused: a real image's plane seldom is exactly in focus, and a defocused
+OTF fitted with the in-focus shape reads as a cut-off 1.5× too high) to the radially averaged spectrum, the noise floor read off the spectrum's corners (beyond 0.55
 cycles per pixel, where no optics of a camera that samples at Nyquist passes anything). Where the signal meets the
 noise alone would depend on the brightness; the fit uses the OTF's shape below that point as well.
 """
@@ -11,7 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["widefield_otf", "windowed_power", "radial_power", "estimate_cutoff", "CUTOFF_GRID", "MIN_FIT_FREQUENCY"]
+__all__ = [
+    "widefield_otf",
+    "defocused_otf_profile",
+    "DEFOCUS_SHAPES",
+    "windowed_power",
+    "radial_power",
+    "estimate_cutoff",
+    "CUTOFF_GRID",
+    "MIN_FIT_FREQUENCY",
+]
 
 #: Cut-offs tried by the fit, cycles per pixel.
 CUTOFF_GRID = np.linspace(0.06, 0.5, 89)
@@ -19,6 +29,9 @@ CUTOFF_GRID = np.linspace(0.06, 0.5, 89)
 EXPONENT_GRID = np.linspace(0.5, 4.0, 15)
 #: The lowest frequencies (the image's size, its windowing) carry no information on the optics.
 MIN_FIT_FREQUENCY = 0.03
+#: Paraxial defocus at the pupil's edge (waves) of the OTF shapes the fit tries: a real image's plane is seldom
+#: exactly in focus, and defocus weakens the middle of the passband while the cut-off stays where it was.
+DEFOCUS_SHAPES = (0.0, 0.25, 0.5)
 #: Median over mean of an exponentially distributed power (a noise-only Fourier coefficient): ln 2.
 _MEDIAN_TO_MEAN = float(np.log(2.0))
 
@@ -27,6 +40,18 @@ def widefield_otf(nu: np.ndarray) -> np.ndarray:
     """The incoherent OTF of a circular pupil at ``nu`` = frequency / cut-off (0 beyond 1)."""
     v = np.clip(np.asarray(nu, np.float64), 0.0, 1.0)
     return (2 / np.pi) * (np.arccos(v) - v * np.sqrt(1 - v**2))
+
+
+def defocused_otf_profile(nu: np.ndarray, edge_waves: float, side: int = 512) -> np.ndarray:
+    """The incoherent OTF of a circular pupil with a paraxial defocus of ``edge_waves`` at its edge (phase
+    ``edge_waves·ρ²``), at ``nu`` = frequency / cut-off (0 beyond 1): the pupil's autocorrelation along one axis,
+    computed on a ``side``² grid. ``edge_waves = 0`` gives :func:`widefield_otf` (to the grid's sampling)."""
+    f = np.fft.fftfreq(side) * 8  # the pupil's radius is an eighth of the grid, its autocorrelation's a quarter
+    rho2 = f[:, None] ** 2 + f[None, :] ** 2
+    pupil = np.where(rho2 <= 1, np.exp(2j * np.pi * edge_waves * rho2), 0)
+    otf = np.fft.fft2(np.abs(np.fft.ifft2(pupil)) ** 2).real
+    row = otf[0, : side // 4 + 1] / otf[0, 0]
+    return np.interp(np.clip(np.asarray(nu, np.float64), 0, 1), np.arange(row.size) / (side // 4), row)
 
 
 def windowed_power(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +80,8 @@ def radial_power(image: np.ndarray, bins: int = 64) -> tuple[np.ndarray, np.ndar
 
 def estimate_cutoff(image: np.ndarray) -> float:
     """The widefield cut-off ``2·NA/λ·pixel`` of an ``(H, W)`` image (at least 64 pixels a side), cycles per pixel:
-    the best least-squares fit of ``log(A·f^−α·OTF(f/fc)² + floor)`` to the log of its radial power spectrum.
+    the best least-squares fit of ``log(A·f^−α·OTF(f/fc)² + floor)`` to the log of its radial power spectrum, the
+    OTF in focus or defocused (:data:`DEFOCUS_SHAPES`).
 
     Raises
     ------
@@ -69,10 +95,14 @@ def estimate_cutoff(image: np.ndarray) -> float:
     f, logp = f[keep], np.log(np.maximum(power[keep], 1e-30))
     amplitudes = np.exp(np.linspace(-10, 40, 201))[:, None]  # relative to the floor
     best, cutoff = np.inf, float(CUTOFF_GRID[-1])
-    for fc in CUTOFF_GRID:
-        shape = widefield_otf(f / fc) ** 2
-        for alpha in EXPONENT_GRID:
-            err = ((np.log(floor * (amplitudes * (f**-alpha * shape)[None, :] + 1)) - logp) ** 2).sum(axis=1).min()
-            if err < best:
-                best, cutoff = err, float(fc)
+    nu = np.linspace(0, 1, 257)
+    for edge in DEFOCUS_SHAPES:
+        profile = defocused_otf_profile(nu, edge)
+        for fc in CUTOFF_GRID:
+            shape = np.interp(f / fc, nu, profile, right=0.0) ** 2
+            for alpha in EXPONENT_GRID:
+                model = np.log(floor * (amplitudes * (f**-alpha * shape)[None, :] + 1))
+                err = ((model - logp) ** 2).sum(axis=1).min()
+                if err < best:
+                    best, cutoff = err, float(fc)
     return cutoff
