@@ -3,9 +3,10 @@
 A widefield image's radial power spectrum is the object's (a power law, ``A·f^−α``) times the squared OTF of a
 circular pupil (zero beyond the cut-off ``2·NA/λ``), on top of the camera's white noise. :func:`estimate_cutoff`
 fits that model (the OTF in focus, or defocused: a real image's plane seldom is exactly in focus, and a defocused
-OTF fitted with the in-focus shape reads as a cut-off 1.5× too high) to the radially averaged spectrum, the noise floor read off the spectrum's corners (beyond 0.55
-cycles per pixel, where no optics of a camera that samples at Nyquist passes anything). Where the signal meets the
-noise alone would depend on the brightness; the fit uses the OTF's shape below that point as well.
+OTF fitted with the in-focus shape reads as a cut-off 1.5× too high) to the radially averaged spectrum, the noise
+floor read off the spectrum's corners (beyond 0.55 cycles per pixel, where no optics of a camera that samples at
+Nyquist passes anything). Where the signal meets the noise alone would depend on the brightness; the fit uses the
+OTF's shape below that point as well.
 """
 
 from __future__ import annotations
