@@ -295,10 +295,11 @@ class TrainingRequest:
         With --simulate: each pair at optics drawn over the task's range (sr: pixels 40–130 nm, NA 0.8–1.49,
         emission 450–680 nm), resampled to the model's by physics similarity.
     variant
-        With --simulate: a variant of the simulator (sr: aberrated — the structure up to 0.8 depths of field out
-        of focus and up to 0.15 waves of spherical aberration, as real microscopes see it) ...
+        With --simulate: draw --variant-share of the pairs as this variant of the simulator (sr: aberrated — the
+        structure up to 0.8 depths of field out of focus, up to 0.15 waves of spherical aberration, as real
+        microscopes see it; the target stays ideal).
     variant_share
-        ... that this share of the simulated pairs is drawn as.
+        The share of the simulated pairs drawn as --variant.
     authors, license, description
         Recorded in the model file for sharing it (napari-cvdm export): who made it, its SPDX licence, what it is
         for.
