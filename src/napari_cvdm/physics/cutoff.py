@@ -11,6 +11,8 @@ OTF's shape below that point as well.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = [
@@ -55,6 +57,13 @@ def defocused_otf_profile(nu: np.ndarray, edge_waves: float, side: int = 512) ->
     return np.interp(np.clip(np.asarray(nu, np.float64), 0, 1), np.arange(row.size) / (side // 4), row)
 
 
+@functools.cache
+def _shape_profiles() -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """``ν`` (257 points over 0–1) and the OTF profile of each of :data:`DEFOCUS_SHAPES` on it, computed once."""
+    nu = np.linspace(0, 1, 257)
+    return nu, tuple(defocused_otf_profile(nu, edge) for edge in DEFOCUS_SHAPES)
+
+
 def windowed_power(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The power spectrum of an ``(H, W)`` image under a Hann window (its windowed mean removed) and the radial
     frequency of each coefficient, cycles per pixel: two ``(H, W)`` arrays in numpy's FFT layout."""
@@ -96,14 +105,13 @@ def estimate_cutoff(image: np.ndarray) -> float:
     f, logp = f[keep], np.log(np.maximum(power[keep], 1e-30))
     amplitudes = np.exp(np.linspace(-10, 40, 201))[:, None]  # relative to the floor
     best, cutoff = np.inf, float(CUTOFF_GRID[-1])
-    nu = np.linspace(0, 1, 257)
-    for edge in DEFOCUS_SHAPES:
-        profile = defocused_otf_profile(nu, edge)
+    nu, profiles = _shape_profiles()
+    power_laws = f[None, :] ** -EXPONENT_GRID[:, None]  # (exponents, frequencies)
+    for profile in profiles:
         for fc in CUTOFF_GRID:
             shape = np.interp(f / fc, nu, profile, right=0.0) ** 2
-            for alpha in EXPONENT_GRID:
-                model = np.log(floor * (amplitudes * (f**-alpha * shape)[None, :] + 1))
-                err = ((model - logp) ** 2).sum(axis=1).min()
-                if err < best:
-                    best, cutoff = err, float(fc)
+            model = np.log(floor * (amplitudes[None] * (power_laws * shape)[:, None, :] + 1))
+            err = ((model - logp) ** 2).sum(axis=-1).min()  # the best exponent and amplitude
+            if err < best:
+                best, cutoff = err, float(fc)
     return cutoff
