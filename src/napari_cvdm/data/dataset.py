@@ -26,12 +26,12 @@ class PairTask(Protocol):
     simulator, and the patches the network learns from."""
 
     plane_ndim: int
-    name: str
-    variants: tuple[str, ...]
 
     def pair_shape_error(self, inp: np.ndarray, tgt: np.ndarray) -> str | None: ...
 
     def default_classes(self, with_images: bool = False) -> list[str]: ...
+
+    def variant_error(self, variant: str | None) -> str | None: ...
 
     def simulate(
         self,
@@ -195,9 +195,8 @@ class SimulatedPairs:
             raise PairError("--simulate needs at least 1 pair")
         if not self.classes:
             self.classes = self.task.default_classes(with_images=bool(self.images))
-        if self.variant is not None and self.variant not in self.task.variants:
-            known = ", ".join(self.task.variants) or "none"
-            raise PairError(f"--variant {self.variant}: the {self.task.name} simulator's variants are {known}")
+        if problem := self.task.variant_error(self.variant):
+            raise PairError(f"--variant: {problem}")
         if not 0 <= self.variant_share <= 1:
             raise PairError(f"--variant-share {self.variant_share}: give a share from 0 to 1")
 

@@ -128,9 +128,8 @@ def held_out_conditions(task: Task, variant: str | None = None) -> list[tuple[st
     conditions = task.held_out_conditions()
     if variant is None:
         return conditions
-    if variant not in task.variants:
-        known = ", ".join(task.variants) or "none"
-        raise ValueError(f"--variant {variant}: the {task.name} simulator's variants are {known}")
+    if problem := task.variant_error(variant):
+        raise ValueError(f"--variant: {problem}")
     return [(tag or variant, level, variant) for tag, level, v in conditions if v in (None, variant)]
 
 

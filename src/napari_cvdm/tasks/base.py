@@ -206,6 +206,15 @@ class Task(TaskInputs, ABC):
         signal level where the task has one — ``sr`` photons per pixel, ``qpi`` the noise σ —, else drawn as for
         training; ``variant``: one of :meth:`held_out_conditions`' variants, else drawn)."""
 
+    def variant_error(self, variant: str | None) -> str | None:
+        """Why :meth:`simulate` cannot draw ``variant`` (``None``: no variant, or one of :attr:`variants`)."""
+        if variant is None or variant in self.variants:
+            return None
+        known = " and ".join(
+            [", ".join(self.variants[:-1]), *self.variants[-1:]] if self.variants[1:] else self.variants
+        )
+        return f"the {self.name} simulator's variants are {known or 'none'}, not {variant!r}"
+
     def held_out_conditions(self) -> list[tuple[str, float | None, str | None]]:
         """The imaging conditions a held-out set covers per class: ``(tag, level, variant)`` for
         :meth:`simulate`; the tag names a group of the evaluation table (``""``: no group of its own)."""

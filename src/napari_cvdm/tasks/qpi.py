@@ -178,8 +178,8 @@ class QPITask(Task):
         level: float | None = None,
         variant: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        if variant not in (None, *QPI_VARIANTS):
-            raise ValueError(f"qpi variants are {', '.join(map(repr, QPI_VARIANTS))}, not {variant!r}")
+        if problem := self.variant_error(variant):
+            raise ValueError(problem)
         imgs = list(images) if images else None
         if (variant is None and rng.random() < FINE_ABSORPTION_SHARE) or variant == "fine absorption":
             pair = simulate_fine_absorbing_pair(cls, (size, size), rng, optics, imgs, level)

@@ -159,8 +159,8 @@ class SRTask(Task):
         """A scene under drawn conditions (:func:`draw_sr_conditions`: photons unless ``level`` fixes them,
         background, out-of-focus haze); the ``aberrated`` variant is seen through a defocused, aberrated pupil
         (:func:`draw_aberration`)."""
-        if variant not in (None, *self.variants):
-            raise ValueError(f"sr variants are {', '.join(map(repr, self.variants))}, not {variant!r}")
+        if problem := self.variant_error(variant):
+            raise ValueError(problem)
         conditions = draw_sr_conditions(rng, level)
         if variant == "aberrated":
             conditions = draw_aberration(conditions, rng, optics or self.default_optics())
