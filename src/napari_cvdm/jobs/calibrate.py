@@ -84,7 +84,7 @@ def calibration_pairs(request: CalibrationRequest, model: Any) -> list[Example]:
     classes = model.task.check_classes(request.classes, with_images=bool(images)) or _trained(model, bool(images))
     drawn = (request.n_per_class, request.size, VALIDATION_SEED, model.optics, classes, images)
     pairs = held_out_set(model.task, *drawn)
-    variant = getattr(model, "trained_variant", None)
+    variant = model.trained_variant
     return pairs + held_out_set(model.task, *drawn, variant) if variant else pairs
 
 
