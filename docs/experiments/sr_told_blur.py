@@ -2,7 +2,7 @@
 condition channels, against the same fine-tune that has to guess it.
 
     python docs/experiments/sr_told_blur.py train OUT_DIR [STEPS]
-    python docs/experiments/sr_told_blur.py evaluate OUT_DIR REAL_DIR [N_PER_CLASS]
+    python docs/experiments/sr_told_blur.py evaluate OUT_DIR REAL_DIR OTF.tif [N_PER_CLASS]
 
 ``train`` widens the bundled ``sr`` network's condition from the image to the image plus two constant channels
 (defocus in depths of field ``n·λ/NA²``, spherical aberration in units of 0.15 waves; the pair (z, s) is the same
@@ -13,11 +13,12 @@ model), and fine-tunes it with the recipe of the guessed fine-tune in the record
 cut-off, and the drawn aberration given. It checkpoints every 50 steps into OUT_DIR and resumes from there.
 
 ``evaluate`` scores the EMA network, the bundled ``sr`` and (when OUT_DIR holds ``guessed.safetensors``) the guessed
-fine-tune on held-out scenes at the model's optics (in focus, told 0; aberrated, told the drawn aberration; seed
-90210001 + k, never used in training) and on the real TIRF-SIM pair (REAL_DIR: the files of
-``docs/experiments/rdlsim_pairs.json``) told nothing and told the fit of the OTF shipped with those frames (0.6 depths
-of field, −0.05 waves). PSNR after an affine fit (held-out: ``sr_scores``; real: ``real_scores`` after the
-reference's filter), 8 samples, 8 steps. fp32: set NAPARI_CVDM_FP32=1.
+fine-tune, every one run directly on the camera grid: on held-out scenes at the model's optics (in focus, told 0;
+aberrated, told the drawn aberration; seed 90210001, never used in training), on the scenes of
+``sr_measured_otf.py`` (OTF.tif: the OTF shipped with the real TIRF-SIM frames; told its fit, 0.6 depths of field and
+−0.05 waves) and on the real TIRF-SIM pair (REAL_DIR: the files of ``docs/experiments/rdlsim_pairs.json``) told
+nothing, told the fit, and told its defocus alone. PSNR after an affine fit (held-out: ``sr_scores``; real:
+``real_scores`` after the reference's filter), 8 samples, 8 steps. fp32: set NAPARI_CVDM_FP32=1.
 """
 
 from __future__ import annotations
@@ -194,7 +195,27 @@ def held_out(per_class: int, aberrated: bool) -> list[tuple[np.ndarray, np.ndarr
     return scenes
 
 
-def evaluate(out: Path, real: Path, per_class: int) -> None:
+def measured_otf(nets: dict[str, tuple[CVDMNetwork, bool]], otf_path: Path) -> None:
+    """The scenes of ``sr_measured_otf.py`` (same seed, 4 per class) through the Airy pattern (told 0) and through
+    the measured OTF (told its fit), every network run directly on the camera grid."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sr_measured_otf import CLASSES as OTF_CLASSES
+    from sr_measured_otf import scene, score
+
+    rng, rows = np.random.default_rng(20261203), {}
+    for cls in OTF_CLASSES:
+        for _ in range(4):
+            images, target = scene(cls, str(otf_path), rng)
+            for transfer, image in images.items():
+                given = (0.0, 0.0) if transfer == "ideal Airy" else told_values(*REAL_FIT)
+                for name, (net, told) in nets.items():
+                    mean = mean_of(net, image.astype(np.float32), given if told else None)
+                    rows.setdefault((transfer, name), []).append(score(mean, target))
+    for (transfer, name), values in rows.items():
+        print(f"{transfer} ({len(values)}) {name}: {np.mean(values):.2f} dB", flush=True)
+
+
+def evaluate(out: Path, real: Path, otf: Path, per_class: int) -> None:
     """Print the held-out and real-pair table rows (see the module docstring)."""
     from napari_cvdm.data.metrics import sr_scores
     from napari_cvdm.jobs.real_pairs import read_real_pairs, real_scores
@@ -209,6 +230,7 @@ def evaluate(out: Path, real: Path, per_class: int) -> None:
             scores = [sr_scores(mean_of(net, i, t if told else None), g).psnr for i, g, t in scenes]
             print(f"held-out {'aberrated' if aberrated else 'in focus'} ({len(scenes)}) {name}: "
                   f"{np.mean(scores):.2f} dB", flush=True)  # fmt: skip
+    measured_otf(nets, otf)
     pair = read_real_pairs(Path(__file__).with_name("rdlsim_pairs.json"), real)[0]
     for name, (net, told) in nets.items():
         for given in ((0.0, 0.0), told_values(*REAL_FIT), told_values(REAL_FIT[0], 0.0)) if told else (None,):
@@ -220,8 +242,8 @@ def evaluate(out: Path, real: Path, per_class: int) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) >= 2 and argv[0] == "train":
         train(Path(argv[1]), int(argv[2]) if len(argv) > 2 else 2500)
-    elif len(argv) >= 3 and argv[0] == "evaluate":
-        evaluate(Path(argv[1]), Path(argv[2]), int(argv[3]) if len(argv) > 3 else 3)
+    elif len(argv) >= 4 and argv[0] == "evaluate":
+        evaluate(Path(argv[1]), Path(argv[2]), Path(argv[3]), int(argv[4]) if len(argv) > 4 else 4)
     else:
         sys.exit(__doc__)
 
