@@ -4,11 +4,13 @@ stretched twice as far). Written beside it: the widefield image the model reads 
 Wiener filter's damping, which `napari-cvdm evaluate-real` applies to every result before scoring it, and the
 std of the reconstruction's own noise, which it joins to each result's std (docs/experiments/rdlsim_pairs.json).
 
-    python docs/experiments/rdlsim_sim_reference.py RAW.tif OTF.tif OUT_FOLDER [WIENER]
+    python docs/experiments/rdlsim_sim_reference.py RAW.tif OTF.tif OUT_FOLDER [WIENER] [TARGET]
 
 RAW: ../shared/data/real-pairs/rdlsim_mt_raw9_tirfsim.tif; OTF: rdlsim_otf488_radial_re_im.tif beside it (its radial
 axis read as 0.0312 µm⁻¹ per sample, the file's cell value: its support then ends at 2·NA/λ for NA 1.35 and 520 nm).
-WIENER: the Wiener parameter (default 0.1; smaller is sharper and noisier).
+WIENER: the Wiener parameter (default 0.1; smaller is sharper and noisier). TARGET: the resolution the reference is
+given, ``measured`` (default: the shipped OTF stretched twice as far, what a SIM of this microscope shows) or ``airy``
+(the ideal Airy pattern of NA 2 × 1.35 at 520 nm, what ``sr`` is trained to give).
 
 The pattern: the source's illumination (488 nm, excitation NA 1.35: a period of 1/(2·1.35/0.488) µm, 88.7 cycles
 across the 256-pixel frame at 62.6 nm) is below the detection's noise floor in every single frame, so each
@@ -24,6 +26,7 @@ import numpy as np
 import tifffile
 
 from napari_cvdm.physics.noise import noise_sigma
+from napari_cvdm.physics.widefield import airy_psf
 
 N_FRAMES, PIXEL_UM = 9, 0.0626
 K0 = 2 * 1.35 / 0.488  # µm⁻¹, the illumination's spatial frequency
@@ -104,9 +107,10 @@ def pattern(raw: np.ndarray, otf_px) -> list:
     return found
 
 
-def combine(raw: np.ndarray, found: list, otf_px, wiener: float) -> tuple[np.ndarray, np.ndarray]:
-    """The Wiener SIM image of the 9 frames on the 2× grid (linear in the frames) and the Wiener filter's damping
-    ``Σ|h|²/(Σ|h|² + w²)`` (``numpy.fft`` order: what the image is, beyond the resolution ``sr`` aims at)."""
+def combine(raw: np.ndarray, found: list, otf_px, wiener: float, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Wiener SIM image of the 9 frames on the 2× grid (linear in the frames) with the transfer ``target``
+    (``numpy.fft`` order on that grid) and the Wiener filter's damping ``Σ|h|²/(Σ|h|² + w²)`` (what the image is,
+    beyond the resolution ``target`` gives)."""
     n = raw.shape[-1]
     m, h = 2 * n, n // 2
     fy, fx = np.meshgrid(np.fft.fftfreq(m) * m, np.fft.fftfreq(m) * m, indexing="ij")
@@ -121,22 +125,35 @@ def combine(raw: np.ndarray, found: list, otf_px, wiener: float) -> tuple[np.nda
             h_b = otf_px(np.hypot(fy + sign * p[0], fx + sign * p[1])) * weight
             num += np.conj(h_b) * moved / (3 if sign == 0 else 1)
             den += np.abs(h_b) ** 2 / (3 if sign == 0 else 1)
-    target = otf_px(np.hypot(fy, fx) / 2)  # what sr is trained to give: the widefield OTF stretched twice as far
     image = np.fft.ifft2(num / (den + wiener**2) * target).real
     return image.astype(np.float32), (den / (den + wiener**2)).astype(np.float32)
 
 
-def noise_std(raw: np.ndarray, found: list, otf_px, wiener: float, draws: int = 4) -> float:
+def stretched_target(otf_px, m: int) -> np.ndarray:
+    """The shipped widefield OTF stretched twice as far, on the ``m × m`` 2× grid (``numpy.fft`` order)."""
+    fy, fx = np.meshgrid(np.fft.fftfreq(m) * m, np.fft.fftfreq(m) * m, indexing="ij")
+    return otf_px(np.hypot(fy, fx) / 2)
+
+
+def airy_target(m: int) -> np.ndarray:
+    """The OTF of the ideal Airy pattern of NA 2 × 1.35 at 520 nm on the ``m × m`` 2× grid (``numpy.fft`` order)."""
+    psf = airy_psf(2 * 1.35, 0.52, PIXEL_UM / 2)
+    pad = np.zeros((m, m))
+    pad[: psf.shape[0], : psf.shape[1]] = psf / psf.sum()
+    return np.fft.fft2(np.roll(pad, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1))).real
+
+
+def noise_std(raw: np.ndarray, found: list, otf_px, wiener: float, target: np.ndarray, draws: int = 4) -> float:
     """The std of the reconstruction's own noise: white noise of the frames' level (each frame's robust σ, their
     mean variance) put through the same linear reconstruction, over ``draws`` draws (photon noise, which follows
     the signal, is taken as uniform)."""
     sigma = float(np.sqrt(np.mean([noise_sigma(f) ** 2 for f in raw])))
     rng = np.random.default_rng(0)
-    out = [combine(sigma * rng.standard_normal(raw.shape), found, otf_px, wiener)[0] for _ in range(draws)]
+    out = [combine(sigma * rng.standard_normal(raw.shape), found, otf_px, wiener, target)[0] for _ in range(draws)]
     return float(np.std(out))
 
 
-def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER)) -> None:
+def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER), target: str = "measured") -> None:
     raw = tifffile.imread(raw_path).astype(np.float64)
     if raw.shape[0] != N_FRAMES:
         raise SystemExit(f"{raw_path}: expected {N_FRAMES} frames, got {raw.shape}")
@@ -144,8 +161,12 @@ def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER)) -> N
     otf = radial_otf(otf_path)
     otf_px = lambda r: otf(r / (raw.shape[-1] * PIXEL_UM))  # noqa: E731 (r in frequency pixels)
     found = pattern(raw, otf_px)
-    image, damping = combine(raw, found, otf_px, float(wiener))
-    std = noise_std(raw, found, otf_px, float(wiener))
+    m = 2 * raw.shape[-1]
+    if target not in ("measured", "airy"):
+        raise SystemExit(f"TARGET {target!r}: give measured or airy")
+    transfer = stretched_target(otf_px, m) if target == "measured" else airy_target(m)
+    image, damping = combine(raw, found, otf_px, float(wiener), transfer)
+    std = noise_std(raw, found, otf_px, float(wiener), transfer)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(folder / "rdlsim_wf_mean9.tif", raw.mean(0).astype(np.float32))
@@ -161,4 +182,4 @@ def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER)) -> N
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

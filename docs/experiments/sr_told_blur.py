@@ -2,7 +2,7 @@
 condition channels, against the same fine-tune that has to guess it.
 
     python docs/experiments/sr_told_blur.py train OUT_DIR [STEPS]
-    python docs/experiments/sr_told_blur.py evaluate OUT_DIR REAL_DIR OTF.tif [N_PER_CLASS]
+    python docs/experiments/sr_told_blur.py evaluate OUT_DIR OTF.tif N_PER_CLASS REAL_DIR [REAL_DIR ...]
 
 ``train`` widens the bundled ``sr`` network's condition from the image to the image plus two constant channels
 (defocus in depths of field ``n·λ/NA²``, spherical aberration in units of 0.15 waves; the pair (z, s) is the same
@@ -16,9 +16,10 @@ cut-off, and the drawn aberration given. It checkpoints every 50 steps into OUT_
 fine-tune, every one run directly on the camera grid: on held-out scenes at the model's optics (in focus, told 0;
 aberrated, told the drawn aberration; seed 90210001, never used in training), on the scenes of
 ``sr_measured_otf.py`` (OTF.tif: the OTF shipped with the real TIRF-SIM frames; told its fit, 0.6 depths of field and
-−0.05 waves) and on the real TIRF-SIM pair (REAL_DIR: the files of ``docs/experiments/rdlsim_pairs.json``) told
-nothing, told the fit, and told its defocus alone. PSNR after an affine fit (held-out: ``sr_scores``; real:
-``real_scores`` after the reference's filter), 8 samples, 8 steps. fp32: set NAPARI_CVDM_FP32=1.
+−0.05 waves) and on the real TIRF-SIM pair (each REAL_DIR: the files of ``docs/experiments/rdlsim_pairs.json`` as
+``rdlsim_sim_reference.py`` writes them, with either TARGET) told nothing, told the fit, and told its defocus
+alone. PSNR after an affine fit (held-out: ``sr_scores``; real: ``real_scores`` after the reference's filter), 8
+samples, 8 steps. fp32: set NAPARI_CVDM_FP32=1.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def measured_otf(nets: dict[str, tuple[CVDMNetwork, bool]], otf_path: Path) -> N
         print(f"{transfer} ({len(values)}) {name}: {np.mean(values):.2f} dB", flush=True)
 
 
-def evaluate(out: Path, real: Path, otf: Path, per_class: int) -> None:
+def evaluate(out: Path, otf: Path, per_class: int, real_dirs: list[Path]) -> None:
     """Print the held-out and real-pair table rows (see the module docstring)."""
     from napari_cvdm.data.metrics import sr_scores
     from napari_cvdm.jobs.real_pairs import read_real_pairs, real_scores
@@ -231,19 +232,20 @@ def evaluate(out: Path, real: Path, otf: Path, per_class: int) -> None:
             print(f"held-out {'aberrated' if aberrated else 'in focus'} ({len(scenes)}) {name}: "
                   f"{np.mean(scores):.2f} dB", flush=True)  # fmt: skip
     measured_otf(nets, otf)
-    pair = read_real_pairs(Path(__file__).with_name("rdlsim_pairs.json"), real)[0]
-    for name, (net, told) in nets.items():
-        for given in ((0.0, 0.0), told_values(*REAL_FIT), told_values(REAL_FIT[0], 0.0)) if told else (None,):
-            mean = pair.as_reference_sees(mean_of(net, pair.input, given))
-            r = real_scores(mean, None, pair.reference)
-            print(f"real TIRF-SIM {name} told {given}: {r['psnr']:.2f} dB, band corr. {r['band_corr']:.3f}", flush=True)
+    for real in real_dirs:
+        pair = read_real_pairs(Path(__file__).with_name("rdlsim_pairs.json"), real)[0]
+        for name, (net, told) in nets.items():
+            for given in ((0.0, 0.0), told_values(*REAL_FIT), told_values(REAL_FIT[0], 0.0)) if told else (None,):
+                r = real_scores(pair.as_reference_sees(mean_of(net, pair.input, given)), None, pair.reference)
+                print(f"real TIRF-SIM ({real.name}) {name} told {given}: {r['psnr']:.2f} dB, band corr. "
+                      f"{r['band_corr']:.3f}", flush=True)  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
     if len(argv) >= 2 and argv[0] == "train":
         train(Path(argv[1]), int(argv[2]) if len(argv) > 2 else 2500)
-    elif len(argv) >= 4 and argv[0] == "evaluate":
-        evaluate(Path(argv[1]), Path(argv[2]), Path(argv[3]), int(argv[4]) if len(argv) > 4 else 4)
+    elif len(argv) >= 5 and argv[0] == "evaluate":
+        evaluate(Path(argv[1]), Path(argv[2]), int(argv[3]), [Path(a) for a in argv[4:]])
     else:
         sys.exit(__doc__)
 
