@@ -107,7 +107,7 @@ class Batches:
     def __init__(self, n: int, seed: int, batch: int, patch: int) -> None:
         self.n, self.seed, self.batch, self.patch = n, seed, batch, patch
         self.cache: dict[int, tuple] = {}
-        self.norm = load_model("sr").normalization
+        self.norm = TASK.default_normalization()
 
     def pair(self, i: int) -> tuple:
         if i not in self.cache:
@@ -173,7 +173,7 @@ def told_network(out: Path) -> CVDMNetwork:
 def mean_of(net: CVDMNetwork, image: np.ndarray, told: tuple[float, float] | None, seed: int = 0) -> np.ndarray:
     """The mean of 8 samples (8 steps, fp32) of ``net`` on ``image`` ``(H, W)`` → ``(2H, 2W)`` in its units;
     ``told``: the blur given to a told network (``None``: a network of the image alone)."""
-    offset, scale = sr_affine(image, load_model("sr").normalization)
+    offset, scale = sr_affine(image, TASK.default_normalization())
     x = torch.from_numpy((image - offset) / scale).float()[None, None]
     cond = sr_condition(x) if told is None else told_condition(x, torch.tensor([told]))
     with torch.no_grad():
