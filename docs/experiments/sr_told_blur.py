@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from napari_cvdm.data.dataset import make_batch
 from napari_cvdm.data.resample import resample_last_two
 from napari_cvdm.data.simulate import draw_aberration, draw_sr_conditions, simulate_sr_scene
 from napari_cvdm.diffusion.network import CVDMNetwork, NetworkConfig, build_network
@@ -76,11 +78,10 @@ def widened(net: CVDMNetwork) -> CVDMNetwork:
     return new
 
 
-def told_condition(x_norm: torch.Tensor, told: torch.Tensor) -> torch.Tensor:
-    """Normalised inputs ``(B, 1, h, w)`` and told values ``(B, TOLD)`` → condition ``(B, 1 + TOLD, 2h, 2w)``."""
-    up = sr_condition(x_norm)
-    planes = told[:, :, None, None].to(up.dtype).expand(-1, -1, *up.shape[-2:])
-    return torch.cat([up, planes], dim=1)
+def with_told(cond: torch.Tensor, told: torch.Tensor) -> torch.Tensor:
+    """An image condition ``(B, 1, H, W)`` and told values ``(B, TOLD)`` → condition ``(B, 1 + TOLD, H, W)``."""
+    planes = told[:, :, None, None].to(cond.dtype).expand(-1, -1, *cond.shape[-2:])
+    return torch.cat([cond, planes], dim=1)
 
 
 def training_pair(i: int, seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
@@ -102,7 +103,8 @@ def training_pair(i: int, seed: int) -> tuple[np.ndarray, np.ndarray, tuple[floa
 
 
 class Batches:
-    """Batches of told conditions and residual targets from a cache of pairs."""
+    """Batches of told conditions and residual targets from a cache of pairs (:func:`make_batch`'s patches, flips and
+    rotations, the told values appended)."""
 
     def __init__(self, n: int, seed: int, batch: int, patch: int) -> None:
         self.n, self.seed, self.batch, self.patch = n, seed, batch, patch
@@ -115,20 +117,9 @@ class Batches:
         return self.cache[i]
 
     def __call__(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys, told = [], [], []
-        for i in rng.integers(self.n, size=self.batch):
-            inp, tgt, values = self.pair(int(i))
-            p = min(self.patch, *inp.shape)
-            y0, x0 = (int(v) for v in rng.integers(0, inp.shape[0] - p + 1, size=2))
-            a, b = TASK.normalized_patch(inp, tgt, self.norm, y0, x0, p)
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            a, b = (np.rot90(v, k) for v in (a, b))
-            a, b = (np.ascontiguousarray(v[:, ::-1] if flip else v) for v in (a, b))
-            xs.append(torch.from_numpy(a.astype(np.float32)))
-            ys.append(torch.from_numpy(b.astype(np.float32)))
-            told.append(values)
-        x = told_condition(torch.stack(xs)[:, None], torch.tensor(told))
-        return x, torch.stack(ys)[:, None] - x[:, :1]
+        drawn = [self.pair(int(i)) for i in rng.integers(self.n, size=self.batch)]
+        x, y = make_batch([(inp, tgt) for inp, tgt, _ in drawn], TASK, self.norm, self.patch, rng)
+        return with_told(x, torch.tensor([told for *_, told in drawn])), y
 
 
 def train(out: Path, steps: int) -> None:
@@ -175,7 +166,7 @@ def mean_of(net: CVDMNetwork, image: np.ndarray, told: tuple[float, float] | Non
     ``told``: the blur given to a told network (``None``: a network of the image alone)."""
     offset, scale = sr_affine(image, TASK.default_normalization())
     x = torch.from_numpy((image - offset) / scale).float()[None, None]
-    cond = sr_condition(x) if told is None else told_condition(x, torch.tensor([told]))
+    cond = sr_condition(x) if told is None else with_told(sr_condition(x), torch.tensor([told]))
     with torch.no_grad():
         s = sample(net, cond, 8, 8, torch.Generator().manual_seed(seed))
     return ((s.mean(0)[0] + cond[0, 0]) * scale + offset).numpy()
@@ -221,7 +212,7 @@ def evaluate(out: Path, otf: Path, per_class: int, real_dirs: list[Path]) -> Non
     from napari_cvdm.data.metrics import sr_scores
     from napari_cvdm.jobs.real_pairs import read_real_pairs, real_scores
 
-    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     nets = {"bundled": (load_model("sr").network, False), "told": (told_network(out), True)}
     if (out / "guessed.safetensors").exists():
         nets["guessed"] = (load_model(str(out / "guessed.safetensors")).network, False)
