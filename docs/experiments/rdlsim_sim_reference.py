@@ -154,6 +154,8 @@ def noise_std(raw: np.ndarray, found: list, otf_px, wiener: float, target: np.nd
 
 
 def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER), target: str = "measured") -> None:
+    if target not in ("measured", "airy"):
+        raise SystemExit(f"TARGET {target!r}: give measured or airy")
     raw = tifffile.imread(raw_path).astype(np.float64)
     if raw.shape[0] != N_FRAMES:
         raise SystemExit(f"{raw_path}: expected {N_FRAMES} frames, got {raw.shape}")
@@ -162,8 +164,6 @@ def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER), targ
     otf_px = lambda r: otf(r / (raw.shape[-1] * PIXEL_UM))  # noqa: E731 (r in frequency pixels)
     found = pattern(raw, otf_px)
     m = 2 * raw.shape[-1]
-    if target not in ("measured", "airy"):
-        raise SystemExit(f"TARGET {target!r}: give measured or airy")
     transfer = stretched_target(otf_px, m) if target == "measured" else airy_target(m)
     image, damping = combine(raw, found, otf_px, float(wiener), transfer)
     std = noise_std(raw, found, otf_px, float(wiener), transfer)
