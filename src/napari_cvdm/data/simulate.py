@@ -42,7 +42,7 @@ from .simulate_qpi import (
     phase_map,
     simulate_qpi_pair,
 )
-from .structures import SR_HELDOUT_STRUCTURES, SR_STRUCTURES, draw_structure
+from .structures import SR_HELDOUT_STRUCTURES, SR_STRUCTURES, cytoplasm_footprint, draw_structure
 
 __all__ = [
     "SR_STRUCTURES",
@@ -64,6 +64,8 @@ __all__ = [
     "SRConditions",
     "draw_sr_conditions",
     "draw_aberration",
+    "CYTOSOL_RANGE",
+    "draw_cytosol",
     "simulate_sr_scene",
     "TEST_SEED",
     "VALIDATION_SEED",
@@ -91,6 +93,8 @@ SCENE_PHOTON_RANGE = (10.0, 1000.0)
 BACKGROUND_RANGE = (0.0, 0.5)
 #: Out-of-focus haze of :func:`draw_sr_conditions` (when there is any), fraction of the signal.
 HAZE_RANGE = (0.1, 1.0)
+#: Diffuse in-focus labelling of the cytoplasm drawn by :func:`draw_cytosol`, fraction of the signal.
+CYTOSOL_RANGE = (0.1, 0.5)
 
 
 def draw_photons(rng: np.random.Generator, photon_range: tuple[float, float] = PHOTON_RANGE) -> float:
@@ -135,6 +139,9 @@ class SRConditions:
         How far the in-focus structure lies from the focal plane, µm (:mod:`napari_cvdm.physics.aberrations`).
     spherical_waves
         Primary spherical aberration of the widefield pupil, waves.
+    cytosol
+        Diffuse, in-focus labelling of the cells' cytoplasm (free dye or unpolymerised protein) under the
+        structure, which then lies inside the cells: its level as a fraction of ``photons`` (0: none, no cells).
     """
 
     photons: float
@@ -143,6 +150,7 @@ class SRConditions:
     haze_depth_um: float = 1.0
     defocus_um: float = 0.0
     spherical_waves: float = 0.0
+    cytosol: float = 0.0
 
     @property
     def aberrated(self) -> bool:
@@ -152,8 +160,8 @@ class SRConditions:
     def __post_init__(self) -> None:
         if self.photons <= 0:
             raise ValueError(f"photons must be positive, got {self.photons}")
-        if self.background < 0 or self.haze < 0:
-            raise ValueError("background and haze must be >= 0")
+        if self.background < 0 or self.haze < 0 or self.cytosol < 0:
+            raise ValueError("background, haze and cytosol must be >= 0")
 
 
 def draw_sr_conditions(rng: np.random.Generator, photons: float | None = None) -> SRConditions:
@@ -172,6 +180,13 @@ def draw_aberration(conditions: SRConditions, rng: np.random.Generator, optics: 
     z = rng.uniform(*DEFOCUS_RANGE) * depth_of_field_um(optics) * rng.choice([-1.0, 1.0])
     s = rng.uniform(*SPHERICAL_RANGE) * rng.choice([-1.0, 1.0])
     return replace(conditions, defocus_um=float(z), spherical_waves=float(s))
+
+
+def draw_cytosol(conditions: SRConditions, rng: np.random.Generator) -> SRConditions:
+    """``conditions`` with the structure inside cells whose cytoplasm glows at a level uniform in
+    :data:`CYTOSOL_RANGE` of the signal: what real cells show under their filaments and organelles (free
+    tubulin, unbound dye), which a SIM reconstruction keeps."""
+    return replace(conditions, cytosol=float(rng.uniform(*CYTOSOL_RANGE)))
 
 
 def _widefield_fine(density: np.ndarray, conditions: SRConditions, optics: WidefieldOptics) -> np.ndarray:
@@ -206,6 +221,23 @@ def _haze(
     return crop / peak if peak > 0 else crop
 
 
+def _imaged(
+    density: np.ndarray, shape: tuple[int, int], margin: int, conditions: SRConditions, optics: WidefieldOptics
+) -> tuple[np.ndarray, np.ndarray]:
+    """A fine-grid density (``shape`` plus ``margin`` camera pixels each side, ``FINE``× finer) through the
+    widefield (:func:`_widefield_fine`) and the target's half-width PSF, binned to the camera ``shape`` and the
+    2× grid, margins cropped, negative ringing clipped: ``(input (H, W), target (2H, 2W))`` per fine-grid unit."""
+    from scipy.signal import fftconvolve  # here: importing scipy.signal costs 0.85 s that commands without
+    # simulation (predict) need not pay
+
+    h, w, g = shape[0], shape[1], optics.gain
+    sim_psf = airy_psf(optics.na * g, optics.wavelength_um, optics.pixel_um / FINE, oversample=1)
+    wide = _bin(_widefield_fine(density, conditions, optics), FINE)[margin : margin + h, margin : margin + w]
+    sharp = _bin(fftconvolve(density, sim_psf, mode="same"), FINE // g)
+    sharp = sharp[margin * g : (margin + h) * g, margin * g : (margin + w) * g]
+    return np.clip(wide, 0, None), np.clip(sharp, 0, None)
+
+
 def simulate_sr_scene(
     structure: str,
     shape: tuple[int, int],
@@ -217,7 +249,8 @@ def simulate_sr_scene(
 
     The in-focus structure is drawn on a fine grid, blurred by the widefield (input; aberrated where
     ``conditions`` say so, :func:`draw_aberration`) and half-width (target, always the ideal one) PSFs and binned;
-    out-of-focus haze (when ``conditions.haze > 0``) is added to both — it is smooth, so the
+    with a glowing cytoplasm (:func:`draw_cytosol`) the structure is kept inside the cells and their glow imaged
+    with it; out-of-focus haze (when ``conditions.haze > 0``) is added to both — it is smooth, so the
     target carries it upsampled, as a SIM-like reconstruction keeps out-of-focus background; the input gets the
     background and the camera's noise.
 
@@ -228,23 +261,21 @@ def simulate_sr_scene(
     shape
         Camera image size ``(H, W)``.
     """
-    from scipy.signal import fftconvolve  # here: importing scipy.signal costs 0.85 s that commands without
-    # simulation (predict) need not pay
-
     optics = optics or WidefieldOptics()
-    h, w = shape
-    fine_px = optics.pixel_um / FINE
     margin = int(math.ceil(1.0 / optics.pixel_um))  # 1 µm of context so edges are blurred like the inside
-    fh, fw = (h + 2 * margin) * FINE, (w + 2 * margin) * FINE
-    density = draw_structure(structure, (fh, fw), fine_px, rng)
-    sim_psf = airy_psf(optics.na * optics.gain, optics.wavelength_um, fine_px, oversample=1)
-    wide = _bin(_widefield_fine(density, conditions, optics), FINE)
-    sharp = _bin(fftconvolve(density, sim_psf, mode="same"), FINE // optics.gain)
-    wide = np.clip(wide[margin : margin + h, margin : margin + w], 0, None)
+    fine = ((shape[0] + 2 * margin) * FINE, (shape[1] + 2 * margin) * FINE)
+    density = draw_structure(structure, fine, optics.pixel_um / FINE, rng)
+    if conditions.cytosol > 0:
+        cytoplasm = cytoplasm_footprint(fine, optics.pixel_um / FINE, rng)
+        density = density * cytoplasm
+    wide, sharp = _imaged(density, shape, margin, conditions, optics)
     g = optics.gain
-    sharp = np.clip(sharp[margin * g : (margin + h) * g, margin * g : (margin + w) * g], 0, None)
     scale = conditions.photons / (float(np.percentile(wide, 99.9)) or 1.0)
     wide, sharp = wide * scale, sharp * scale * g * g  # photons per camera pixel; target per camera-pixel area
+    if conditions.cytosol > 0:  # a footprint of 1 on the fine grid sums to FINE² per camera pixel
+        glow, glow_sharp = _imaged(cytoplasm, shape, margin, conditions, optics)
+        level = conditions.cytosol * conditions.photons / FINE**2
+        wide, sharp = wide + glow * level, sharp + glow_sharp * level * g * g
     if conditions.haze > 0:
         haze = _haze(structure, shape, conditions, rng, optics) * conditions.haze * conditions.photons
         wide = wide + haze

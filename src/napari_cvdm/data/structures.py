@@ -165,6 +165,18 @@ def _cell_mask(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np
     return r < outline
 
 
+def cytoplasm_footprint(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """The cytoplasm of one to three cells as a smooth field in [0, 1] (a footprint of :func:`_cell_mask`
+    outlines covering at least a third of the field where it can, edges softened over 0.1–0.3 µm): where a
+    cell's structures may lie and where its diffuse, in-focus labelling glows."""
+    inside = np.zeros(shape, bool)
+    for _ in range(3):
+        inside |= _cell_mask(shape, p, rng)
+        if inside.mean() >= 1 / 3:
+            break
+    return np.clip(gaussian_filter(inside.astype(np.float64), rng.uniform(0.1, 0.3) / p), 0.0, 1.0)
+
+
 def _nucleus_mask(inside: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     """An elliptical nucleus (radii 2–4 µm) centred on a random point of the cell (empty for no cell)."""
     ys, xs = np.nonzero(inside)

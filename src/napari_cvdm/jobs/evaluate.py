@@ -69,7 +69,8 @@ class EvaluationRequest:
         Choose the baselines' parameter on a validation set first.
     variant
         Hold out only this variant of the simulator (sr: aberrated — out of focus and with spherical aberration;
-        qpi: pure, weakly absorbing, strongly absorbing or fine absorption).
+        cytosol — inside cells whose cytoplasm glows; qpi: pure, weakly absorbing, strongly absorbing or fine
+        absorption).
     json
         Also write the rows (reliability diagrams included) to this JSON file.
     """

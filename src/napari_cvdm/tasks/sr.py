@@ -23,6 +23,7 @@ from ..data.simulate import (
     SR_HELDOUT_STRUCTURES,
     SR_STRUCTURES,
     draw_aberration,
+    draw_cytosol,
     draw_sr_conditions,
     simulate_sr_scene,
 )
@@ -77,7 +78,7 @@ class SRTask(Task):
 
     name = "sr"
     title = "super-resolution"
-    variants = ("aberrated",)
+    variants = ("aberrated", "cytosol")
     physics_variance_label = "the camera's photon and read noise"
     gain = 2
     input_planes = 1
@@ -158,12 +159,15 @@ class SRTask(Task):
     ) -> tuple[np.ndarray, np.ndarray]:
         """A scene under drawn conditions (:func:`draw_sr_conditions`: photons unless ``level`` fixes them,
         background, out-of-focus haze); the ``aberrated`` variant is seen through a defocused, aberrated pupil
-        (:func:`draw_aberration`)."""
+        (:func:`draw_aberration`), the ``cytosol`` variant lies inside cells whose cytoplasm glows
+        (:func:`draw_cytosol`)."""
         if problem := self.variant_error(variant):
             raise ValueError(problem)
         conditions = draw_sr_conditions(rng, level)
         if variant == "aberrated":
             conditions = draw_aberration(conditions, rng, optics or self.default_optics())
+        elif variant == "cytosol":
+            conditions = draw_cytosol(conditions, rng)
         pair = simulate_sr_scene(cls, (size, size), conditions, rng, optics)
         return pair.input, pair.target
 

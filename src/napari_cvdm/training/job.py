@@ -297,7 +297,8 @@ class TrainingRequest:
     variant
         With --simulate: draw --variant-share of the pairs as this variant of the simulator (sr: aberrated — the
         structure up to 0.8 depths of field out of focus, up to 0.15 waves of spherical aberration, as real
-        microscopes see it; the target stays ideal).
+        microscopes see it; the target stays ideal; cytosol — the structure inside cells whose cytoplasm glows, in
+        input and target, as labelled cells show it).
     variant_share
         The share of the simulated pairs drawn as --variant.
     authors, license, description
