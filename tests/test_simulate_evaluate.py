@@ -232,3 +232,18 @@ def test_evaluate_reports_a_method_note_once_for_all_pairs():
         evaluate(examples, {"noting": noting}, sr)
     notes = [str(w.message) for w in caught if issubclass(w.category, MethodNote)]
     assert notes == ["noting: no background here [3 of 3 pairs]"]
+
+
+def test_a_glowing_cytoplasm_is_imaged_in_input_and_target_and_keeps_the_structure_inside_the_cells():
+    from napari_cvdm.data.simulate import SRConditions, simulate_sr_scene
+
+    level = 0.4 * 300
+    glow = simulate_sr_scene("ccps", (64, 64), SRConditions(300, 0.0, cytosol=0.4), np.random.default_rng(5))
+    assert glow.input.mean() == pytest.approx(glow.target.mean(), rel=0.05)  # the same light on both grids
+    inside = glow.target > 0.5 * level
+    assert 0.2 < inside.mean() and np.median(glow.target[inside]) == pytest.approx(level, rel=0.2)
+    outside = glow.target < 0.02 * level  # beyond the cell's edge (this field has one): no glow, no structure
+    assert outside.mean() > 0.05 and glow.target[outside].max() < 0.02 * level
+    plain = get_task("sr").simulate("ccps", 32, np.random.default_rng(5))
+    drawn = get_task("sr").simulate("ccps", 32, np.random.default_rng(5), variant="cytosol")
+    assert np.percentile(drawn[1], 50) > np.percentile(plain[1], 50)
