@@ -1,17 +1,20 @@
 """Does the real TIRF-SIM benchmark rank methods as the truth does? The same reference pipeline run on simulated
 frames whose truth is known.
 
-    python docs/experiments/rdlsim_reference_check.py OTF.tif [N_FIELDS] [DENSITY]
+    python docs/experiments/rdlsim_reference_check.py OTF.tif [N_FIELDS] [DENSITY] [FIELD] [MODEL]
 
 OTF.tif: ../shared/data/real-pairs/rdlsim_otf488_radial_re_im.tif. Each field: microtubules (the simulator's class,
-DENSITY times as many filaments, default 1) on a 16 µm field, imaged as the real frames are — 9 TIRF-SIM frames (3
-orientations 60° apart × 3 phases, illumination period of 488 nm at NA 1.35, modulation 0.8) through the shipped OTF
-at 62.6 nm pixels, about 150 photons at the brightest, 30 % background, read noise 2 — then reconstructed by
+DENSITY times as many filaments, default 1) on a 16 µm field; FIELD ``cytosol`` puts them inside cells
+(``cytoplasm_footprint``) whose cytoplasm glows at 0.3 of the filaments' widefield brightness, as the real frames'
+cell does (default ``plain``: no cells). Imaged as the real frames are: 9 TIRF-SIM frames (3 orientations 60° apart
+× 3 phases, illumination period of 488 nm at NA 1.35, modulation 0.8) through the shipped OTF at 62.6 nm pixels,
+about 150 photons at the brightest, 30 % background, read noise 2; then reconstructed by
 ``rdlsim_sim_reference.py`` (pattern found from the frames, Wiener 0.1, TARGET measured). The widefield image is the
 mean of the 9 frames. Scored as ``evaluate-real`` scores (after the reference's damping, inner part, affine fit):
 bicubic, Richardson–Lucy at the stated optics and tuned against the reference (as ``evaluate-real`` runs them),
-the bundled ``sr`` (8 samples, 8 steps, on the camera grid) — against the reconstruction, and against the truth (the
-fluorophores through the same target transfer and damping, noise-free). fp32: set NAPARI_CVDM_FP32=1.
+the bundled ``sr`` or MODEL (a model file; 8 samples, 8 steps, on the camera grid) — against the reconstruction, and
+against the truth (the fluorophores through the same target transfer and damping, noise-free). fp32: set
+NAPARI_CVDM_FP32=1.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from rdlsim_sim_reference import K0, PIXEL_UM, combine, pattern, radial_otf, str
 from sr_told_blur import mean_of  # noqa: E402
 
 from napari_cvdm.data.simulate import FINE  # noqa: E402
-from napari_cvdm.data.structures import _draw_lines  # noqa: E402
+from napari_cvdm.data.structures import _draw_lines, cytoplasm_footprint  # noqa: E402
 from napari_cvdm.inference.models import load_model  # noqa: E402
 from napari_cvdm.jobs.real_pairs import BORDER, RealPair, affine_psnr, tuned_richardson_lucy  # noqa: E402
 from napari_cvdm.physics.widefield import (  # noqa: E402
@@ -39,6 +42,7 @@ from napari_cvdm.physics.widefield import (  # noqa: E402
 )
 
 SIDE, PHOTONS, BACKGROUND, MODULATION = 256, 150.0, 0.3, 0.8
+GLOW = 0.3  # the cytoplasm's glow in the ``cytosol`` fields, fraction of the filaments' brightest widefield value
 OPTICS = WidefieldOptics(na=1.35, wavelength_um=0.52, pixel_um=PIXEL_UM)
 
 
@@ -51,6 +55,17 @@ def fluorophores(rng: np.random.Generator, density: float) -> np.ndarray:
     count = int(density * rng.integers(6, 20) * 4)  # the training fields' 6–20 per 4 µm, in a 16 µm field
     _draw_lines(c, rng, count, (3 / p, 15 / p), 8 / p, (0.6, 1.0))
     return gaussian_filter(c, 0.0125 / p)
+
+
+def in_cells(density: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``density`` kept inside cells whose cytoplasm glows at :data:`GLOW` of its brightest widefield value (the
+    widefield read through a Gaussian of the Airy pattern's width)."""
+    from scipy.ndimage import gaussian_filter
+
+    p = PIXEL_UM / FINE
+    footprint = cytoplasm_footprint(density.shape, p, rng)
+    peak = np.percentile(gaussian_filter(density, 0.21 * OPTICS.wavelength_um / OPTICS.na / p), 99.9)
+    return density * footprint + GLOW * peak * footprint
 
 
 def frames(density: np.ndarray, otf, rng: np.random.Generator) -> np.ndarray:
@@ -92,15 +107,18 @@ def scores(pair: RealPair, true: np.ndarray, net) -> dict[str, tuple[float, floa
     return {name: (affine_psnr(e, pair.reference), affine_psnr(e, true)) for name, e in methods.items()}
 
 
-def main(otf_path: str, n_fields: str = "3", density: str = "1") -> None:
+def main(otf_path: str, n_fields: str = "3", density: str = "1", field: str = "plain", model: str = "sr") -> None:
     otf = radial_otf(otf_path)
     otf_px = lambda r: otf(r / (SIDE * PIXEL_UM))  # noqa: E731 (r in frequency pixels)
     target = stretched_target(otf_px, 2 * SIDE)
-    net = load_model("sr").network
+    if field not in ("plain", "cytosol"):
+        raise SystemExit(f"FIELD {field!r}: give plain or cytosol")
+    net = load_model(model).network
     rows: dict[str, list[tuple[float, float]]] = {}
     for i in range(int(n_fields)):
         rng = np.random.default_rng([20261203, i])
         dens = fluorophores(rng, float(density))
+        dens = in_cells(dens, rng) if field == "cytosol" else dens
         raw = frames(dens, otf, rng)
         raw -= np.percentile(raw, 1)
         image, damping = combine(raw, pattern(raw, otf_px), otf_px, 0.1, target)
@@ -116,4 +134,4 @@ def main(otf_path: str, n_fields: str = "3", density: str = "1") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:6])
