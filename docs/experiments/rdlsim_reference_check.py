@@ -12,9 +12,12 @@ about 150 photons at the brightest, 30 % background, read noise 2; then reconstr
 ``rdlsim_sim_reference.py`` (pattern found from the frames, Wiener 0.1, TARGET measured). The widefield image is the
 mean of the 9 frames. Scored as ``evaluate-real`` scores (after the reference's damping, inner part, affine fit):
 bicubic, Richardson–Lucy at the stated optics and tuned against the reference (as ``evaluate-real`` runs them),
-the bundled ``sr`` or MODEL (a model file; 8 samples, 8 steps, on the camera grid) — against the reconstruction, and
-against the truth (the fluorophores through the same target transfer and damping, noise-free). fp32: set
-NAPARI_CVDM_FP32=1.
+the bundled ``sr`` or MODEL (a model file; 8 samples, 8 steps, on the camera grid), against five references: the
+reconstruction (which shares the widefield image's noise: both are made of the same frames, as on the real pair),
+the reconstruction of an independent exposure of the same frames (the pattern found on the first), the first
+exposure's ±1 orders alone (``combine_sidebands``: noise independent of the widefield image's, the lowest
+frequencies left out), and the truth (the fluorophores through the same target transfer, noise-free) through the
+reconstruction's and through the sidebands' damping. fp32: set NAPARI_CVDM_FP32=1.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from rdlsim_sim_reference import K0, PIXEL_UM, combine, pattern, radial_otf, stretched_target  # noqa: E402
+from rdlsim_sim_reference import K0, PIXEL_UM, combine, combine_sidebands, pattern, radial_otf, stretched_target  # noqa: E402
 from sr_told_blur import mean_of  # noqa: E402
 
 from napari_cvdm.data.simulate import FINE  # noqa: E402
@@ -68,8 +71,9 @@ def in_cells(density: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return density * footprint + GLOW * peak * footprint
 
 
-def frames(density: np.ndarray, otf, rng: np.random.Generator) -> np.ndarray:
-    """The 9 camera frames ``(9, SIDE, SIDE)`` of ``density`` under the three orientations' three phases."""
+def clean_frames(density: np.ndarray, otf, rng: np.random.Generator) -> np.ndarray:
+    """The 9 noise-free camera frames ``(9, SIDE, SIDE)`` of ``density`` under the three orientations' three
+    phases, in photons (the mean's 99.9th percentile :data:`PHOTONS`)."""
     n = density.shape[0]
     y, x = (np.indices(density.shape) + 0.5) * PIXEL_UM / FINE
     f = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :]) / (PIXEL_UM / FINE)
@@ -83,7 +87,14 @@ def frames(density: np.ndarray, otf, rng: np.random.Generator) -> np.ndarray:
             image = np.fft.ifft2(np.fft.fft2(density * light) * transfer).real
             clean.append(image.reshape(SIDE, FINE, SIDE, FINE).sum(axis=(1, 3)))
     scale = PHOTONS / np.percentile(np.mean(clean, axis=0), 99.9)
-    return np.stack([camera_noise(np.clip(c, 0, None) * scale, BACKGROUND * PHOTONS, 2.0, rng) for c in clean])
+    return np.stack([np.clip(c, 0, None) * scale for c in clean])
+
+
+def exposed(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One noisy exposure of the frames (camera noise on a background of ``BACKGROUND·PHOTONS``), its 1st
+    percentile subtracted as the real frames' is."""
+    raw = np.stack([camera_noise(c, BACKGROUND * PHOTONS, 2.0, rng) for c in clean])
+    return raw - np.percentile(raw, 1)
 
 
 def truth(density: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -93,18 +104,51 @@ def truth(density: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.fft.ifft2(np.fft.fft2(binned) * target).real
 
 
-def scores(pair: RealPair, true: np.ndarray, net) -> dict[str, tuple[float, float]]:
-    """Method → (PSNR against the reconstruction, PSNR against the truth), both after the reference's damping; the
-    methods as ``evaluate-real`` runs them (Richardson–Lucy at its default iterations, and tuned on the pair)."""
-    x = pair.input
-    tuned, chosen = tuned_richardson_lucy(pair, OPTICS)
-    methods = {
-        "bicubic": pair.as_reference_sees(bicubic_upsample(x, 2)),
-        "Richardson–Lucy, stated optics": pair.as_reference_sees(richardson_lucy_sr(x, OPTICS, DEFAULT_RL_ITERATIONS)),
-        f"Richardson–Lucy tuned on the reference ({chosen})": tuned,
-        "CVDM sr": pair.as_reference_sees(mean_of(net, x.astype(np.float32), None)),
+def references(raw: np.ndarray, again: np.ndarray, otf_px, target: np.ndarray) -> dict[str, RealPair]:
+    """The widefield mean of ``raw`` paired with three references: its own reconstruction (which shares its noise,
+    as the real pair's does), the reconstruction of an independent exposure ``again`` of the same frames (the
+    pattern found on ``raw``), and ``raw``'s ±1 orders alone (:func:`combine_sidebands`)."""
+    found = pattern(raw, otf_px)
+    made = {
+        "reconstruction": combine(raw, found, otf_px, 0.1, target),
+        "independent": combine(again, found, otf_px, 0.1, target),
+        "sidebands": combine_sidebands(raw, found, otf_px, 0.1, target),
     }
-    return {name: (affine_psnr(e, pair.reference), affine_psnr(e, true)) for name, e in methods.items()}
+    wide = raw.mean(0)
+    return {k: RealPair(k, wide, im.astype(np.float64), {}, d.astype(np.float64)) for k, (im, d) in made.items()}
+
+
+def scores(refs: dict[str, RealPair], true: np.ndarray, net) -> dict[str, list[float]]:
+    """Method → PSNR against each reference and against the truth through the reconstruction's and the sidebands'
+    damping; the methods as ``evaluate-real`` runs them (Richardson–Lucy at its default iterations, and tuned
+    against each reference; against the truth, the one tuned against the reference of that damping)."""
+    x = refs["reconstruction"].input
+    results = {
+        "bicubic": bicubic_upsample(x, 2),
+        "Richardson–Lucy, stated optics": richardson_lucy_sr(x, OPTICS, DEFAULT_RL_ITERATIONS),
+        "CVDM sr": mean_of(net, x.astype(np.float32), None),
+    }
+    out: dict[str, list[float]] = {}
+    for name, result in results.items():
+        out[name] = [affine_psnr(pair.as_reference_sees(result), pair.reference) for pair in refs.values()]
+    tuned = {k: tuned_richardson_lucy(pair, OPTICS)[0] for k, pair in refs.items()}
+    out["Richardson–Lucy tuned on the reference"] = [affine_psnr(tuned[k], p.reference) for k, p in refs.items()]
+    for name, result in results.items():
+        for k in ("reconstruction", "sidebands"):
+            out[name].append(affine_psnr(refs[k].as_reference_sees(result), refs[k].as_reference_sees(true)))
+    for k in ("reconstruction", "sidebands"):
+        seen = refs[k].as_reference_sees(true)
+        out["Richardson–Lucy tuned on the reference"].append(affine_psnr(tuned[k], seen))
+    return out
+
+
+COLUMNS = (
+    "against the reconstruction",
+    "against an independent reconstruction",
+    "against the sidebands",
+    "against the truth",
+    "against the truth, sidebands' band",
+)
 
 
 def main(otf_path: str, n_fields: str = "3", density: str = "1", field: str = "plain", model: str = "sr") -> None:
@@ -114,23 +158,20 @@ def main(otf_path: str, n_fields: str = "3", density: str = "1", field: str = "p
     if field not in ("plain", "cytosol"):
         raise SystemExit(f"FIELD {field!r}: give plain or cytosol")
     net = load_model(model).network
-    rows: dict[str, list[tuple[float, float]]] = {}
+    rows: dict[str, list[list[float]]] = {}
     for i in range(int(n_fields)):
         rng = np.random.default_rng([20261203, i])
         dens = fluorophores(rng, float(density))
         dens = in_cells(dens, rng) if field == "cytosol" else dens
-        raw = frames(dens, otf, rng)
-        raw -= np.percentile(raw, 1)
-        image, damping = combine(raw, pattern(raw, otf_px), otf_px, 0.1, target)
-        pair = RealPair("simulated", raw.mean(0), image.astype(np.float64), {}, damping.astype(np.float64))
-        for name, values in scores(pair, pair.as_reference_sees(truth(dens, target)), net).items():
-            rows.setdefault(name.split(" (")[0], []).append(values)
-            print(f"field {i}: {name}: {values[0]:.2f} against the reconstruction, {values[1]:.2f} against the truth")
+        clean = clean_frames(dens, otf, rng)
+        raw, again = exposed(clean, rng), exposed(clean, np.random.default_rng([20261203, i, 1]))
+        for name, values in scores(references(raw, again, otf_px, target), truth(dens, target), net).items():
+            rows.setdefault(name, []).append(values)
+            print(f"field {i}: {name}: " + ", ".join(f"{v:.2f} {c}" for v, c in zip(values, COLUMNS)))
     print(f"\nmean of {n_fields} fields, inner part (border {BORDER} output pixels), PSNR in dB after an affine fit:")
-    print("| method | against the reconstruction | against the truth |\n|---|---|---|")
+    print("| method | " + " | ".join(COLUMNS) + " |\n" + "|---" * (len(COLUMNS) + 1) + "|")
     for name, values in rows.items():
-        a, b = np.mean(values, axis=0)
-        print(f"| {name} | {a:.2f} | {b:.2f} |")
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in np.mean(values, axis=0)) + " |")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@ stretched twice as far). Written beside it: the widefield image the model reads 
 Wiener filter's damping, which `napari-cvdm evaluate-real` applies to every result before scoring it, and the
 std of the reconstruction's own noise, which it joins to each result's std (docs/experiments/rdlsim_pairs.json).
 
-    python docs/experiments/rdlsim_sim_reference.py RAW.tif OTF.tif OUT_FOLDER [WIENER] [TARGET]
+    python docs/experiments/rdlsim_sim_reference.py RAW.tif OTF.tif OUT_FOLDER [WIENER] [TARGET] [ORDERS]
 
 RAW: ../shared/data/real-pairs/rdlsim_mt_raw9_tirfsim.tif; OTF: rdlsim_otf488_radial_re_im.tif beside it (its radial
 axis read as 0.0312 µm⁻¹ per sample, the file's cell value: its support then ends at 2·NA/λ for NA 1.35 and 520 nm).
 WIENER: the Wiener parameter (default 0.1; smaller is sharper and noisier). TARGET: the resolution the reference is
 given, ``measured`` (default: the shipped OTF stretched twice as far, what a SIM of this microscope shows) or ``airy``
-(the ideal Airy pattern of NA 2 × 1.35 at 520 nm, what ``sr`` is trained to give).
+(the ideal Airy pattern of NA 2 × 1.35 at 520 nm, what ``sr`` is trained to give). ORDERS: ``all`` (default) or
+``sidebands`` (the ±1 orders alone, :func:`combine_sidebands`: a reference whose noise the widefield image does not
+share, for the band those orders cover).
 
 The pattern: the source's illumination (488 nm, excitation NA 1.35: a period of 1/(2·1.35/0.488) µm, 88.7 cycles
 across the 256-pixel frame at 62.6 nm) is below the detection's noise floor in every single frame, so each
@@ -111,12 +113,28 @@ def combine(raw: np.ndarray, found: list, otf_px, wiener: float, target: np.ndar
     """The Wiener SIM image of the 9 frames on the 2× grid (linear in the frames) with the transfer ``target``
     (``numpy.fft`` order on that grid) and the Wiener filter's damping ``Σ|h|²/(Σ|h|² + w²)`` (what the image is,
     beyond the resolution ``target`` gives)."""
+    return _combine(raw, found, otf_px, wiener, target, (0, 1, -1))
+
+
+def combine_sidebands(
+    raw: np.ndarray, found: list, otf_px, wiener: float, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`combine` from the ±1 orders alone: its noise is independent of the widefield image's (the 0 order;
+    the three phases' DFT separates independent frame noise into independent orders), so a result that keeps the
+    input's noise gains nothing from it; the lowest frequencies, which only the 0 order carries, are left out
+    (the damping is near zero there)."""
+    return _combine(raw, found, otf_px, wiener, target, (1, -1))
+
+
+def _combine(raw, found, otf_px, wiener: float, target: np.ndarray, orders: tuple[int, ...]):
     n = raw.shape[-1]
     m, h = 2 * n, n // 2
     fy, fx = np.meshgrid(np.fft.fftfreq(m) * m, np.fft.fftfreq(m) * m, indexing="ij")
     num, den = np.zeros((m, m), complex), np.zeros((m, m))
     for o, (p, c, _) in enumerate(found):
         for band, sign, weight in zip(separate(raw[3 * o : 3 * o + 3]), (0, 1, -1), (1.0, c, np.conj(c))):
+            if sign not in orders:
+                continue
             big = np.zeros((m, m), complex)  # the band on the 2× grid (zero-padded spectrum)
             for sy, ty in ((slice(0, h), slice(0, h)), (slice(n - h, n), slice(m - h, m))):
                 for sx, tx in ((slice(0, h), slice(0, h)), (slice(n - h, n), slice(m - h, m))):
@@ -143,19 +161,26 @@ def airy_target(m: int) -> np.ndarray:
     return np.fft.fft2(np.roll(pad, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1))).real
 
 
-def noise_std(raw: np.ndarray, found: list, otf_px, wiener: float, target: np.ndarray, draws: int = 4) -> float:
+def noise_std(
+    raw: np.ndarray, found: list, otf_px, wiener: float, target: np.ndarray, draws: int = 4, rebuild=combine
+) -> float:
     """The std of the reconstruction's own noise: white noise of the frames' level (each frame's robust σ, their
-    mean variance) put through the same linear reconstruction, over ``draws`` draws (photon noise, which follows
-    the signal, is taken as uniform)."""
+    mean variance) put through the same linear reconstruction ``rebuild``, over ``draws`` draws (photon noise,
+    which follows the signal, is taken as uniform)."""
     sigma = float(np.sqrt(np.mean([noise_sigma(f) ** 2 for f in raw])))
     rng = np.random.default_rng(0)
-    out = [combine(sigma * rng.standard_normal(raw.shape), found, otf_px, wiener, target)[0] for _ in range(draws)]
+    out = [rebuild(sigma * rng.standard_normal(raw.shape), found, otf_px, wiener, target)[0] for _ in range(draws)]
     return float(np.std(out))
 
 
-def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER), target: str = "measured") -> None:
+def main(
+    raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER), target: str = "measured", orders: str = "all"
+) -> None:
     if target not in ("measured", "airy"):
         raise SystemExit(f"TARGET {target!r}: give measured or airy")
+    if orders not in ("all", "sidebands"):
+        raise SystemExit(f"ORDERS {orders!r}: give all or sidebands")
+    rebuild = combine if orders == "all" else combine_sidebands
     raw = tifffile.imread(raw_path).astype(np.float64)
     if raw.shape[0] != N_FRAMES:
         raise SystemExit(f"{raw_path}: expected {N_FRAMES} frames, got {raw.shape}")
@@ -165,8 +190,8 @@ def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER), targ
     found = pattern(raw, otf_px)
     m = 2 * raw.shape[-1]
     transfer = stretched_target(otf_px, m) if target == "measured" else airy_target(m)
-    image, damping = combine(raw, found, otf_px, float(wiener), transfer)
-    std = noise_std(raw, found, otf_px, float(wiener), transfer)
+    image, damping = rebuild(raw, found, otf_px, float(wiener), transfer)
+    std = noise_std(raw, found, otf_px, float(wiener), transfer, rebuild=rebuild)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(folder / "rdlsim_wf_mean9.tif", raw.mean(0).astype(np.float32))
@@ -182,4 +207,4 @@ def main(raw_path: str, otf_path: str, out: str, wiener: str = str(WIENER), targ
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])
