@@ -1,14 +1,15 @@
 """Does the real TIRF-SIM benchmark rank methods as the truth does? The same reference pipeline run on simulated
 frames whose truth is known.
 
-    python docs/experiments/rdlsim_reference_check.py OTF.tif [N_FIELDS] [DENSITY] [FIELD] [MODEL]
+    python docs/experiments/rdlsim_reference_check.py OTF.tif [N_FIELDS] [DENSITY] [FIELD] [MODEL] [MODULATION]
 
 OTF.tif: ../shared/data/real-pairs/rdlsim_otf488_radial_re_im.tif. Each field: microtubules (the simulator's class,
 DENSITY times as many filaments, default 1) on a 16 µm field; FIELD ``cytosol`` puts them inside cells
 (``cytoplasm_footprint``) whose cytoplasm glows at 0.3 of the filaments' widefield brightness, as the real frames'
 cell does (default ``plain``: no cells). Imaged as the real frames are: 9 TIRF-SIM frames (3 orientations 60° apart
-× 3 phases, illumination period of 488 nm at NA 1.35, modulation 0.8) through the shipped OTF at 62.6 nm pixels,
-about 150 photons at the brightest, 30 % background, read noise 2; then reconstructed by
+× 3 phases, illumination period of 488 nm at NA 1.35, modulation MODULATION, default 0.8; the modulation weights
+found are printed, to compare with the real frames' weak ones) through the shipped OTF at 62.6 nm pixels, about 150
+photons at the brightest, 30 % background, read noise 2; then reconstructed by
 ``rdlsim_sim_reference.py`` (pattern found from the frames, Wiener 0.1, TARGET measured). The widefield image is the
 mean of the 9 frames. Scored as ``evaluate-real`` scores (after the reference's damping, inner part, affine fit):
 bicubic, Richardson–Lucy at the stated optics and tuned against the reference (as ``evaluate-real`` runs them),
@@ -44,7 +45,7 @@ from napari_cvdm.physics.widefield import (  # noqa: E402
     richardson_lucy_sr,
 )
 
-SIDE, PHOTONS, BACKGROUND, MODULATION = 256, 150.0, 0.3, 0.8
+SIDE, PHOTONS, BACKGROUND = 256, 150.0, 0.3
 GLOW = 0.3  # the cytoplasm's glow in the ``cytosol`` fields, fraction of the filaments' brightest widefield value
 OPTICS = WidefieldOptics(na=1.35, wavelength_um=0.52, pixel_um=PIXEL_UM)
 
@@ -71,9 +72,9 @@ def in_cells(density: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return density * footprint + GLOW * peak * footprint
 
 
-def clean_frames(density: np.ndarray, otf, rng: np.random.Generator) -> np.ndarray:
+def clean_frames(density: np.ndarray, otf, rng: np.random.Generator, modulation: float) -> np.ndarray:
     """The 9 noise-free camera frames ``(9, SIDE, SIDE)`` of ``density`` under the three orientations' three
-    phases, in photons (the mean's 99.9th percentile :data:`PHOTONS`)."""
+    phases of an illumination ``1 + modulation·cos(…)``, in photons (the mean's 99.9th percentile :data:`PHOTONS`)."""
     n = density.shape[0]
     y, x = (np.indices(density.shape) + 0.5) * PIXEL_UM / FINE
     f = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :]) / (PIXEL_UM / FINE)
@@ -83,7 +84,7 @@ def clean_frames(density: np.ndarray, otf, rng: np.random.Generator) -> np.ndarr
     for o in range(3):
         a = angle0 + o * np.pi / 3
         for k in range(3):
-            light = 1 + MODULATION * np.cos(2 * np.pi * K0 * (np.sin(a) * y + np.cos(a) * x) + 2 * np.pi * k / 3)
+            light = 1 + modulation * np.cos(2 * np.pi * K0 * (np.sin(a) * y + np.cos(a) * x) + 2 * np.pi * k / 3)
             image = np.fft.ifft2(np.fft.fft2(density * light) * transfer).real
             clean.append(image.reshape(SIDE, FINE, SIDE, FINE).sum(axis=(1, 3)))
     scale = PHOTONS / np.percentile(np.mean(clean, axis=0), 99.9)
@@ -109,6 +110,7 @@ def references(raw: np.ndarray, again: np.ndarray, otf_px, target: np.ndarray) -
     as the real pair's does), the reconstruction of an independent exposure ``again`` of the same frames (the
     pattern found on ``raw``), and ``raw``'s ±1 orders alone (:func:`combine_sidebands`)."""
     found = pattern(raw, otf_px)
+    print("found (overlap correlation, angle °, |k| px, |c|):", [f[2] for f in found])
     made = {
         "reconstruction": combine(raw, found, otf_px, 0.1, target),
         "independent": combine(again, found, otf_px, 0.1, target),
@@ -151,7 +153,9 @@ COLUMNS = (
 )
 
 
-def main(otf_path: str, n_fields: str = "3", density: str = "1", field: str = "plain", model: str = "sr") -> None:
+def main(
+    otf_path: str, n_fields: str = "3", density: str = "1", field: str = "plain", model: str = "sr", modulation="0.8"
+) -> None:
     otf = radial_otf(otf_path)
     otf_px = lambda r: otf(r / (SIDE * PIXEL_UM))  # noqa: E731 (r in frequency pixels)
     target = stretched_target(otf_px, 2 * SIDE)
@@ -163,7 +167,7 @@ def main(otf_path: str, n_fields: str = "3", density: str = "1", field: str = "p
         rng = np.random.default_rng([20261203, i])
         dens = fluorophores(rng, float(density))
         dens = in_cells(dens, rng) if field == "cytosol" else dens
-        clean = clean_frames(dens, otf, rng)
+        clean = clean_frames(dens, otf, rng, float(modulation))
         raw, again = exposed(clean, rng), exposed(clean, np.random.default_rng([20261203, i, 1]))
         for name, values in scores(references(raw, again, otf_px, target), truth(dens, target), net).items():
             rows.setdefault(name, []).append(values)
@@ -175,4 +179,4 @@ def main(otf_path: str, n_fields: str = "3", density: str = "1", field: str = "p
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])
