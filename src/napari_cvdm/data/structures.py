@@ -168,7 +168,17 @@ def _cell_mask(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np
 def cytoplasm_footprint(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
     """The cytoplasm of one to three cells as a smooth field in [0, 1] (a footprint of :func:`_cell_mask`
     outlines covering at least a third of the field where it can, edges softened over 0.1–0.3 µm): where a
-    cell's structures may lie and where its diffuse, in-focus labelling glows."""
+    cell's structures may lie and where its diffuse, in-focus labelling glows.
+
+    Parameters
+    ----------
+    shape
+        ``(H, W)`` of the grid.
+    p
+        Pixel size of the grid, µm.
+    rng
+        Random generator (outlines and softening drawn from it).
+    """
     inside = np.zeros(shape, bool)
     for _ in range(3):
         inside |= _cell_mask(shape, p, rng)
