@@ -154,7 +154,12 @@ COLUMNS = (
 
 
 def main(
-    otf_path: str, n_fields: str = "3", density: str = "1", field: str = "plain", model: str = "sr", modulation="0.8"
+    otf_path: str,
+    n_fields: str = "3",
+    density: str = "1",
+    field: str = "plain",
+    model: str = "sr",
+    modulation: str = "0.8",
 ) -> None:
     otf = radial_otf(otf_path)
     otf_px = lambda r: otf(r / (SIDE * PIXEL_UM))  # noqa: E731 (r in frequency pixels)
