@@ -130,17 +130,15 @@ def scores(refs: dict[str, RealPair], true: np.ndarray, net) -> dict[str, list[f
         "Richardson–Lucy, stated optics": richardson_lucy_sr(x, OPTICS, DEFAULT_RL_ITERATIONS),
         "CVDM sr": mean_of(net, x.astype(np.float32), None),
     }
+    truths = {k: refs[k].as_reference_sees(true) for k in ("reconstruction", "sidebands")}
     out: dict[str, list[float]] = {}
     for name, result in results.items():
-        out[name] = [affine_psnr(pair.as_reference_sees(result), pair.reference) for pair in refs.values()]
+        out[name] = [affine_psnr(p.as_reference_sees(result), p.reference) for p in refs.values()]
+        out[name] += [affine_psnr(refs[k].as_reference_sees(result), t) for k, t in truths.items()]
     tuned = {k: tuned_richardson_lucy(pair, OPTICS)[0] for k, pair in refs.items()}
-    out["Richardson–Lucy tuned on the reference"] = [affine_psnr(tuned[k], p.reference) for k, p in refs.items()]
-    for name, result in results.items():
-        for k in ("reconstruction", "sidebands"):
-            out[name].append(affine_psnr(refs[k].as_reference_sees(result), refs[k].as_reference_sees(true)))
-    for k in ("reconstruction", "sidebands"):
-        seen = refs[k].as_reference_sees(true)
-        out["Richardson–Lucy tuned on the reference"].append(affine_psnr(tuned[k], seen))
+    name = "Richardson–Lucy tuned on the reference"
+    out[name] = [affine_psnr(tuned[k], p.reference) for k, p in refs.items()]
+    out[name] += [affine_psnr(tuned[k], t) for k, t in truths.items()]
     return out
 
 
