@@ -42,6 +42,18 @@ def test_a_pair_at_other_optics_enlarged_by_the_scale_is_the_pair_the_models_opt
     assert np.abs(enlarged[inner] - at_model[inner]).max() < 0.01
 
 
+def test_shrinking_keeps_the_detail_below_the_new_nyquist_and_drops_what_lies_above():
+    """The optics' cut-off lands below the model's Nyquist: its finest detail must reach the model undimmed (an
+    anti-aliasing Gaussian for a 3× shrink dims 0.094 cycles per pixel by 16 %), and noise above must not alias."""
+    x = np.arange(192) + 0.5
+    detail, above = np.cos(2 * np.pi * 0.0937 * x + 0.4), 0.5 * np.cos(2 * np.pi * 0.41 * x)
+    shrunk = resample_last_two(np.tile(detail + above, (8, 1)), (8, 64))
+    expected = np.cos(2 * np.pi * 0.0937 * 3 * (np.arange(64) + 0.5) + 0.4)
+    assert np.abs(shrunk - expected)[:, 8:-8].max() < 0.03
+    back = resample_last_two(shrunk, (8, 192))
+    assert np.abs(back - detail)[:, 24:-24].max() < 0.03
+
+
 def test_resampling_a_std_keeps_it_non_negative_and_its_level():
     std = np.full((3, 40, 40), 2.0, np.float32)
     out = resample_last_two(std, (64, 64), variance=True)
