@@ -20,7 +20,11 @@ def resample_last_two(values: np.ndarray, shape: tuple[int, int], variance: bool
         return np.asarray(values, np.float32)
     if variance:
         return _linear_variance(arr, shape)
-    return band_limited_resample(arr, shape).astype(np.float32)
+    flat = arr.reshape(-1, *arr.shape[-2:])
+    out = np.empty((len(flat), *shape), np.float32)
+    for k, plane in enumerate(flat):  # plane by plane: a stack of samples needs no three full-size copies
+        out[k] = band_limited_resample(plane, shape)
+    return out.reshape(*arr.shape[:-2], *shape)
 
 
 def band_limited_resample(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
