@@ -15,14 +15,14 @@ def resample_last_two(values: np.ndarray, shape: tuple[int, int], variance: bool
     ``variance`` the values are a std map, resampled as a variance by linear interpolation (non-negative, its
     level kept).
     """
-    arr = np.asarray(values, np.float64)
+    arr = np.asarray(values)
     if arr.shape[-2:] == tuple(shape):
-        return np.asarray(values, np.float32)
+        return np.asarray(arr, np.float32)
     if variance:
-        return _linear_variance(arr, shape)
+        return _linear_variance(arr.astype(np.float64), shape)
     flat = arr.reshape(-1, *arr.shape[-2:])
     out = np.empty((len(flat), *shape), np.float32)
-    for k, plane in enumerate(flat):  # plane by plane: a stack of samples needs no three full-size copies
+    for k, plane in enumerate(flat):  # plane by plane: a stack of samples is never copied whole to float64
         out[k] = band_limited_resample(plane, shape)
     return out.reshape(*arr.shape[:-2], *shape)
 
