@@ -8,6 +8,7 @@ from conftest import untrained_model_file
 from napari_cvdm.data.resample import resample_last_two
 from napari_cvdm.inference.models import load_model
 from napari_cvdm.inference.optics_match import ModelAtOptics, at_optics
+from napari_cvdm.inference.predict import SamplingOptions
 from napari_cvdm.physics.fresnel import QPIOptics, defocused_pair
 from napari_cvdm.physics.widefield import WidefieldOptics
 from napari_cvdm.tasks import get_task
@@ -165,3 +166,38 @@ def test_training_across_optics_draws_the_range_and_resamples_to_the_models_grid
     np.testing.assert_array_equal(again[0], inp)  # pair i comes from seed (seed, i)
     with pytest.raises(ValueError, match="not trained across optics"):
         get_task("qpi").draw_optics(rng, QPIOptics())
+
+
+def test_an_image_whose_file_states_far_other_pixels_runs_at_them_and_says_so(tmp_path):
+    from napari_cvdm.data.simulate import SRConditions, simulate_sr_scene
+    from napari_cvdm.inference.classical import load_method
+    from napari_cvdm.inference.optics_match import ModelAtImageOptics
+
+    path = untrained_model_file(tmp_path, "sr")
+    run = load_method(str(path))  # no optics given
+    truth = WidefieldOptics(na=1.0, wavelength_um=0.6, pixel_um=0.1)
+    image = simulate_sr_scene("er", (96, 96), SRConditions(300.0, 0.1), np.random.default_rng(0), truth).input
+    far = run.given(image, (0.1, 0.1))
+    assert isinstance(run.for_image(far), ModelAtImageOptics) and run.for_image(far).optics.pixel_um == 0.1
+    with pytest.warns(UserWarning):
+        pred = run.predict_with(far, SamplingOptions(n_samples=1, steps=1))
+    said = "pixels of 100.0 nm (the model's: pixels of 62.6 nm); the model ran at them"
+    assert pred.mean.shape == (192, 192) and any(said in w for w in pred.warnings)
+    assert not any("took them as" in w for w in pred.warnings)  # no second warning about the same pixels
+    # close to the model's pixels, or unknown: the model itself, nothing said about pixels
+    for pixel in ((0.07, 0.07), None):
+        near = run.given(image, pixel)
+        assert run.for_image(near) is run.model
+        pred = run.predict_with(near, SamplingOptions(n_samples=1, steps=1))
+        said = " ".join(pred.warnings)
+        assert "the model ran at" not in said and "took them as" not in said and pred.mean.shape == (192, 192)
+
+
+def test_a_stated_pixel_size_the_file_contradicts_is_named_as_the_one_given(tmp_path):
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    run = at_optics(model, {"pixel_um": 0.13, "na": 1.49, "wavelength_um": 0.45})
+    image = np.random.default_rng(0).poisson(50, (48, 48)).astype(np.float32)
+    with pytest.warns(UserWarning):
+        pred = run.predict_with(run.given(image, (0.0626, 0.0626)), SamplingOptions(n_samples=1, steps=1))
+    (remark,) = [w for w in pred.warnings if "62.6 nm" in w]
+    assert "took them as 130.0 nm" in remark and "the pixel size given" in remark and "--pixel-size 0.0626" in remark

@@ -238,7 +238,7 @@ def test_the_out_of_distribution_warning_fires_for_a_4x_wrong_pixel_size_and_not
         warnings.simplefilter("ignore")
         for px in (4 * OPTICS.pixel_um, OPTICS.pixel_um / 4):
             (remark,) = check_pixel_size(pred, task, OPTICS, (px, px)).warnings
-            assert "resample the image to 62.6 nm" in remark
+            assert "took them as 62.6 nm" in remark and f"--pixel-size {px:g}" in remark
     assert check_pixel_size(pred, task, OPTICS, (0.065, 0.065)).warnings == []
     assert check_pixel_size(pred, task, OPTICS, None).warnings == []
     # a binned image whose file says so: one warning (the known size), not the spectrum's guess as well

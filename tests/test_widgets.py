@@ -464,7 +464,7 @@ def test_classical_methods_are_listed_beside_the_models_and_named_after_themselv
     assert viewer.layers["brightfield ±1 µm iterative residual"].metadata["cvdm"]["rms"] < 1.5
     widget.model_box.setCurrentIndex(texts.index("qpi"))
     assert widget.samples_spin.isEnabled() and widget.optics_form.optics() == widget.current_model().optics
-    assert widget.job().model.inner is widget.current_model()  # its own optics: the model as it is (taking planes)
+    assert widget.job().model.inner.model is widget.current_model()  # its own optics: the model (taking planes)
     widget.optics_form.boxes["dz_um"].setValue(2.0)  # another defocus: the model by Fresnel similarity
     assert widget.job().model.scale == pytest.approx(0.5**0.5)
 

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QLabel, QProgres
 
 from ..inference.brightfield_input import BrightfieldInput
 from ..inference.devices import available_devices
-from ..inference.layers import layer_pixel_size, model_input, residual_geometry
+from ..inference.layers import layer_pixel_size, layer_plane_spacing, model_input, residual_geometry
 from ..inference.models import CVDMModel
 from ..inference.optics_match import model_at
 from ..inference.predict import Prediction, SamplingOptions
@@ -226,7 +226,8 @@ class ReconstructWidget(ShowsResults, QWidget):
             model = BrightfieldInput(model, self._flat_field())
         owner = f"{id(self)}/{id(layer)}/{model.path or model.name}/{model.task.name}/{data.shape}"
         in_units = tuple(str(u) for u in layer.units) if hasattr(layer, "units") else None
-        given = model.given(data, layer_pixel_size(layer.scale, in_units))  # checked once, here (errors at once)
+        spacing = layer_plane_spacing(layer.scale, in_units, plane_axis)
+        given = model.given(data, layer_pixel_size(layer.scale, in_units), spacing)  # checked once (errors at once)
         if 0 < self.tile_spin.value() < MIN_GUI_TILE:
             raise ValueError(
                 f"tiles of {self.tile_spin.value()} pixels spend most of their time on the overlaps "

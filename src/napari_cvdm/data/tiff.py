@@ -171,8 +171,8 @@ def read_tiff(path: str | Path) -> TiffImage:
             if pixel_size is None:
                 ij = tif.imagej_metadata or {}
                 pixel_size = _resolution_pixel_size(series.pages[0] or tif.pages[0], ij.get("unit"))
-                if z_spacing is None and "spacing" in ij:
-                    factor = um_per_unit(ij.get("unit"), missing=1.0) or 1.0
+                factor = um_per_unit(ij.get("unit"))  # a spacing in pixels, or of no unit, is no length
+                if z_spacing is None and "spacing" in ij and factor is not None:
                     z_spacing = float(ij["spacing"]) * factor
     except TiffReadError:
         raise

@@ -15,7 +15,7 @@ from ..diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingPro
 from ..physics.brightfield import ESTIMATE, PreparedPlanes, prepare_brightfield
 from ..physics.retrieval import fit_margins
 from ..tasks.qpi_condition import RETRIEVAL_NOISE, pair_noise
-from ..tasks.records import CheckedImage, interior_rms, pixel_yx
+from ..tasks.records import CheckedImage, interior_rms, outer_defocus, pixel_yx
 from .consistency import check_consistency, with_warnings
 from .predict import Prediction, SamplingOptions
 from .reconstructor import Predicts
@@ -34,6 +34,8 @@ class CameraPlanes:
         The camera's planes: ``(2, H, W)``, ``(N, H, W)`` through focus, with a time axis in front, raw or divided.
     pixel_um
         Their pixel size (y, x) in µm where known.
+    dz_um
+        The defocus ±dz (µm) of the outer planes where the spacing of the planes is known.
     prepared
         The planes made into a pair (:func:`~napari_cvdm.physics.brightfield.prepare_brightfield`), or ``None``
         where that is left to the run (an empty field estimated from the planes).
@@ -43,6 +45,7 @@ class CameraPlanes:
 
     data: np.ndarray
     pixel_um: tuple[float, float] | None = None
+    dz_um: float | None = None
     prepared: PreparedPlanes | None = None
     pair: CheckedImage | None = None
 
@@ -61,18 +64,23 @@ class BrightfieldInput(Predicts):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def given(self, image: Any, pixel_um: Sequence[float] | None = None) -> CameraPlanes:
-        """The camera's planes with their pixel size (y, x) in µm where known, made into a checked pair at once
-        (``ValueError`` with a message for the user, e.g. raw counts without an empty field) unless the empty field
-        is to be estimated from them (a fit left to the run)."""
-        pixel = pixel_yx(pixel_um)
+    def given(
+        self, image: Any, pixel_um: Sequence[float] | None = None, plane_spacing_um: float | None = None
+    ) -> CameraPlanes:
+        """The camera's planes with their pixel size (y, x) in µm and the spacing of the planes (µm; their outer
+        pair's defocus follows from it) where known, made into a checked pair at once (``ValueError`` with a message
+        for the user, e.g. raw counts without an empty field) unless the empty field is to be estimated from them
+        (a fit left to the run)."""
+        pixel, dz = pixel_yx(pixel_um), None
         if isinstance(image, CheckedImage):
-            image, pixel = image.as_given(), pixel or image.pixel_um
+            image, pixel, dz = image.as_given(), pixel or image.pixel_um, image.dz_um
         data = np.asarray(image)
+        if data.ndim >= 3:
+            dz = outer_defocus(data.shape[-3], plane_spacing_um) or dz
         if isinstance(self.flat_field, str):
-            return CameraPlanes(data, pixel)
+            return CameraPlanes(data, pixel, dz)
         prepared = prepare_brightfield(data, self.flat_field)
-        return CameraPlanes(data, pixel, prepared, self.inner.task.checked(prepared.planes, pixel))
+        return CameraPlanes(data, pixel, dz, prepared, self.inner.task.checked(prepared.planes, pixel, dz))
 
     def predict_with(
         self, image: Any, options: SamplingOptions | None = None, callback: ProgressCallback | None = None
@@ -82,15 +90,24 @@ class BrightfieldInput(Predicts):
         (:meth:`Task.camera_methods`). ``image``: the camera's planes, or what :meth:`given` made of them."""
         given = image if isinstance(image, CameraPlanes) else self.given(image)
         prepared = given.prepared if given.prepared is not None else prepare_brightfield(given.data, self.flat_field)
-        pair = given.pair if given.pair is not None else self.inner.task.checked(prepared.planes, given.pixel_um)
+        pair = (
+            given.pair
+            if given.pair is not None
+            else self.inner.task.checked(prepared.planes, given.pixel_um, given.dz_um)
+        )
         method = self._camera_method(prepared)
         if method is not None:
             return self._from_camera(method, prepared, pair, callback)
         prediction = self.inner.predict_with(pair, options, callback)
         notes = prepared.notes
         if prepared.stack is not None:
-            notes = [*notes, stack_check(prepared.stack, prediction.mean, self.inner.optics)]
+            notes = [*notes, stack_check(prepared.stack, prediction.mean, self._optics_for(pair))]
         return with_warnings(prediction, notes)
+
+    def _optics_for(self, pair: CheckedImage) -> Any:
+        """The optics the inner reconstructor runs ``pair`` at (a model may take them from the pair's file)."""
+        for_image = getattr(self.inner, "for_image", None)
+        return for_image(pair).optics if for_image is not None else self.inner.optics
 
     def _camera_method(self, prepared: PreparedPlanes) -> Any:
         """The inner classical method's variant that takes the camera's planes as they are, where it has one and

@@ -13,9 +13,10 @@ import numpy as np
 from ..physics.optics import Optics
 from ..tasks import Task, get_task
 from ..tasks.records import CheckedImage, Consistency
+from .file_optics import defocus_warning
 from .predict import Prediction
 
-__all__ = ["check_consistency", "check_consistency_quickly", "check_pixel_size", "with_warnings"]
+__all__ = ["check_consistency", "check_consistency_quickly", "check_defocus", "check_pixel_size", "with_warnings"]
 
 
 def with_warnings(prediction: Prediction, new: list[str]) -> Prediction:
@@ -85,7 +86,7 @@ def _checked(
         residual_rms=max(c.rms for c in checks),
         reference_rms=max(refs) if refs else None,
     )
-    return check_pixel_size(result, task, optics, checked.pixel_um)
+    return check_defocus(check_pixel_size(result, task, optics, checked.pixel_um), optics, checked.dz_um)
 
 
 def check_pixel_size(
@@ -101,3 +102,11 @@ def check_pixel_size(
     guess = task.undersampling_remark(optics)
     kept = dataclasses.replace(prediction, warnings=[w for w in prediction.warnings if w != guess])
     return with_warnings(kept, [remark])
+
+
+def check_defocus(prediction: Prediction, optics: Optics, dz_um: float | None) -> Prediction:
+    """The prediction with a warning when the defocus the input's planes are stated at (µm, from the spacing its file
+    or layer gives; ``None``: unknown) differs from the run's
+    (:func:`~napari_cvdm.inference.file_optics.defocus_warning`)."""
+    remark = defocus_warning(dz_um, optics)
+    return prediction if remark is None else with_warnings(prediction, [remark])

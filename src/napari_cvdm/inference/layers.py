@@ -28,6 +28,7 @@ __all__ = [
     "model_input",
     "RESIDUAL_LIMITS",
     "layer_pixel_size",
+    "layer_plane_spacing",
 ]
 
 #: ``(data, kwargs, layer_type)`` as napari's ``Viewer._add_layer_from_data`` takes it.
@@ -48,6 +49,15 @@ def layer_pixel_size(scale: Sequence[float], units: Sequence[Any] | None) -> tup
     if any(f is None for f in factors):
         return None
     return float(scale[-2]) * factors[0], float(scale[-1]) * factors[1]
+
+
+def layer_plane_spacing(scale: Sequence[float], units: Sequence[Any] | None, plane_axis: bool) -> float | None:
+    """The spacing (µm) of the focal planes a layer carries on axis ``-3`` (``plane_axis``: a brightfield pair or
+    through-focus stack) where that axis has a length unit; ``None`` otherwise."""
+    if not plane_axis or not units or len(units) < 3 or len(scale) < 3:
+        return None
+    factor = um_per_unit(units[-3])
+    return None if factor is None else float(scale[-3]) * factor
 
 
 def robust_limits(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> tuple[float, float]:

@@ -19,11 +19,21 @@ from ..physics.optics import Optics
 from ..tasks import MIN_SIDE, Task
 from ..tasks.records import CheckedImage
 from .consistency import check_consistency, with_warnings
+from .file_optics import stated_changes
 from .models import CVDMModel
 from .predict import PartialResult, Prediction, SamplingOptions
 from .reconstructor import Predicts
 
-__all__ = ["ModelAtOptics", "ModelAtImageOptics", "at_optics", "at_image_optics", "model_at", "similarity_remark"]
+__all__ = [
+    "ModelAtOptics",
+    "ModelAtImageOptics",
+    "ModelAtFileOptics",
+    "at_optics",
+    "at_image_optics",
+    "at_file_optics",
+    "model_at",
+    "similarity_remark",
+]
 
 #: Enlargements closer to 1 than this run the model on the image as it is.
 SAME_SCALE = 0.02
@@ -220,12 +230,68 @@ def at_image_optics(model: CVDMModel, optics: dict[str, Any]) -> ModelAtImageOpt
     return ModelAtImageOptics(model, model.task.optics_with(dict(optics), model.optics))
 
 
-def model_at(model: CVDMModel, optics: dict[str, Any]) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
+@dataclass(frozen=True)
+class ModelAtFileOptics(_ModelAtOtherOptics):
+    """A model given no optics, run at what each image's file or layer states of its optics where that differs from
+    the model's (:func:`~napari_cvdm.inference.file_optics.stated_changes`: the pixel size, the defocus of brightfield
+    planes), which a remark states; any other image runs through the model itself.
+
+    Attributes
+    ----------
+    model
+        The model, with the optics it was trained for.
+    optics
+        The model's optics (what runs where the image states nothing else).
+    """
+
+    def for_image(self, image: np.ndarray | CheckedImage) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
+        """What reconstructs ``image``: the model at the optics its file or layer states, or the model itself."""
+        changes = stated_changes(self.task, self.task.checked(image), self.model.optics)
+        if not changes:
+            return self.model
+        if set(changes) == {"pixel_um"}:
+            return at_image_optics(self.model, changes)
+        return at_optics(self.model, changes)
+
+    def sample_with(
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """Mean, calibrated std and samples of ``image`` by :meth:`for_image` (no consistency check)."""
+        checked = self.task.checked(image)
+        return self.for_image(checked).sample_with(checked, options, callback)
+
+    def predict_with(
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """The prediction of ``image`` by :meth:`for_image`, checked; a remark names what was taken from the image's
+        file or layer."""
+        checked = self.task.checked(image)
+        changes = stated_changes(self.task, checked, self.model.optics)
+        prediction = self.for_image(checked).predict_with(checked, options, callback)
+        if not changes:
+            return prediction
+        own = self.model.optics.to_dict()
+        said = ", ".join(f"{_stated(k, v)} (the model's: {_stated(k, own[k])})" for k, v in changes.items())
+        remark = f"from the image's file or layer: {said}; the model ran at them by physics similarity"
+        return with_warnings(prediction, [remark])
+
+
+def _stated(field: str, value: float) -> str:
+    return f"pixels of {value * 1000:.1f} nm" if field == "pixel_um" else f"planes at ±{value:g} µm"
+
+
+def at_file_optics(model: CVDMModel) -> ModelAtFileOptics:
+    """``model`` run at what each image's file or layer states of its optics (:class:`ModelAtFileOptics`)."""
+    return ModelAtFileOptics(model, model.optics)
+
+
+def model_at(model: CVDMModel, optics: dict[str, Any]) -> ModelAtFileOptics | ModelAtOptics | ModelAtImageOptics:
     """What runs ``model`` for images of ``optics`` (field → value, the fields the user changed from the model's):
-    the model itself when nothing changed; given the pixel size alone, the rest read off each image
-    (:func:`at_image_optics`); otherwise :func:`at_optics`."""
+    with nothing changed, the model at what each image's file or layer states of its optics (:func:`at_file_optics`);
+    given the pixel size alone, the rest read off each image (:func:`at_image_optics`); otherwise :func:`at_optics`
+    (the model itself when the physics is the same)."""
     if not optics:
-        return model
+        return at_file_optics(model)
     if set(optics) <= {"pixel_um"}:
         return at_image_optics(model, optics)
     return at_optics(model, optics)

@@ -20,6 +20,7 @@ import numpy as np
 from ..diffusion.sampler import ProgressCallback
 from ..physics.optics import Optics
 from ..tasks import Task
+from ..tasks.records import outer_defocus
 from .predict import Prediction, SamplingOptions
 
 __all__ = ["Predicts", "Reconstructor"]
@@ -31,10 +32,12 @@ class Predicts:
 
     task: Task
 
-    def given(self, image: Any, pixel_um: Sequence[float] | None = None) -> Any:
-        """``image`` checked once by the task, with its pixel size (y, x) in µm where known (``ValueError`` with a
-        message for the user where it cannot be reconstructed)."""
-        return self.task.checked(image, pixel_um)
+    def given(self, image: Any, pixel_um: Sequence[float] | None = None, plane_spacing_um: float | None = None) -> Any:
+        """``image`` checked once by the task, with its pixel size (y, x) in µm where known and, for brightfield
+        pairs ``(…, 2, H, W)``, the spacing of their two planes (µm; their defocus is half of it) (``ValueError``
+        with a message for the user where it cannot be reconstructed)."""
+        dz = outer_defocus(2, plane_spacing_um) if self.task.brightfield else None
+        return self.task.checked(image, pixel_um, dz)
 
     def predict_with(
         self, image: Any, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -87,8 +90,9 @@ class Reconstructor(Protocol):
     optics: Optics
     name: str
 
-    def given(self, image: Any, pixel_um: Sequence[float] | None = None) -> Any:
-        """``image`` checked once into what :meth:`predict_with` takes, with its pixel size where known."""
+    def given(self, image: Any, pixel_um: Sequence[float] | None = None, plane_spacing_um: float | None = None) -> Any:
+        """``image`` checked once into what :meth:`predict_with` takes, with its pixel size (µm) and the spacing of
+        its focal planes (µm; brightfield planes) where known."""
         ...
 
     def predict_with(

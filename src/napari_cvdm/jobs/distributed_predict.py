@@ -64,7 +64,7 @@ def _part(output_dir: Path, path: Path, plane: int) -> Path:
 def _predict_plane(
     model: Reconstructor, image: TiffImage, path: Path, plane: int, options: SamplingOptions, output_dir: Path
 ) -> FileResult:
-    given = model.given(image.data[plane], image.pixel_size_um)
+    given = model.given(image.data[plane], image.pixel_size_um, image.z_spacing_um)
     pred = model.predict_with(given, dataclasses.replace(options, seed=file_seed(path, options.seed) + plane))
     pixel = np.asarray(image.pixel_size_um if image.pixel_size_um is not None else (np.nan, np.nan))
 

@@ -141,7 +141,7 @@ def predict_file(
     (``fmt``: a key of :data:`OUTPUT_FORMATS`)."""
     img = read(path)
     t0, seed = time.perf_counter(), file_seed(path, options.seed)
-    given = model.given(img.data, img.pixel_size_um)  # checked once; the pixel size checked with the result
+    given = model.given(img.data, img.pixel_size_um, img.z_spacing_um)  # checked once; its optics with the result
     pred = model.predict_with(given, dataclasses.replace(options, seed=seed), callback)
     arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
     made = provenance(model, options, seed)

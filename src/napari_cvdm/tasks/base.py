@@ -73,6 +73,8 @@ class Task(TaskInputs, ABC):
     brightfield
         Whether the input is brightfield planes a camera writes (through-focus stacks, raw counts and an image of
         the empty field: :mod:`~napari_cvdm.physics.brightfield`).
+    reads_optics_off_image
+        Whether :meth:`estimated_optics` reads what a pixel size leaves open off the image (sr: the cut-off).
     variants
         Named variants of the simulator (:meth:`simulate`'s ``variant``: kinds of images a training run can mix in at
         a share and ``evaluate --variant`` can hold out).
@@ -96,6 +98,7 @@ class Task(TaskInputs, ABC):
     space_to_depth: ClassVar[int]
     baseline_parameter: ClassVar[str]
     brightfield: ClassVar[bool] = False
+    reads_optics_off_image: ClassVar[bool] = False
     variants: ClassVar[tuple[str, ...]] = ()
     ranges_added_later: ClassVar[dict[str, Any]] = {}
 
@@ -340,16 +343,17 @@ class Task(TaskInputs, ABC):
 
     def pixel_size_warning(self, pixel_um: Sequence[float] | None, optics: Optics) -> str | None:
         """A warning when the image's known pixel size ``(y, x)`` (µm; from its file or layer) is more than
-        :data:`PIXEL_SIZE_TOLERANCE` times off the model's, else ``None`` (also for an unknown size)."""
+        :data:`PIXEL_SIZE_TOLERANCE` times off the pixel size of ``optics`` (those the run used: the ones given, or
+        the method's own), else ``None`` (also for an unknown size)."""
         if not pixel_um:
             return None
         px, want = float(pixel_um[-1]), float(optics.pixel_um)
         if px <= 0 or max(px / want, want / px) <= PIXEL_SIZE_TOLERANCE:
             return None
         return (
-            f"the image's pixels are {px * 1000:.1f} nm, the model's {want * 1000:.1f} nm ({px / want:.2g}×): "
-            f"resample the image to {want * 1000:.1f} nm pixels, or fine-tune the model for your optics "
-            f"(--pixel-size {px:g})"
+            f"the image's pixels are {px * 1000:.1f} nm (from its file or layer), but this run took them as "
+            f"{want * 1000:.1f} nm ({px / want:.2g}×; the pixel size given, or the method's own): give the right one "
+            f"(--pixel-size {px:g}, or the optics form)"
         )
 
     @abstractmethod

@@ -33,9 +33,12 @@ class TaskInputs(ABC):
         """Whether ``image`` is one plane (not a stack)."""
         return np.ndim(image) == self.plane_ndim
 
-    def checked(self, image: np.ndarray | CheckedImage, pixel_um: Sequence[float] | None = None) -> CheckedImage:
+    def checked(
+        self, image: np.ndarray | CheckedImage, pixel_um: Sequence[float] | None = None, dz_um: float | None = None
+    ) -> CheckedImage:
         """``image`` checked (:meth:`check_input`) into the value every step of a reconstruction takes; one already
-        checked is returned as it is (given ``pixel_um``, the pixel size (y, x) in µm, where it had none).
+        checked is returned as it is (given ``pixel_um``, the pixel size (y, x) in µm, or ``dz_um``, the stated
+        defocus of brightfield planes, where it had none).
 
         Raises
         ------
@@ -44,10 +47,10 @@ class TaskInputs(ABC):
         """
         pixel = pixel_yx(pixel_um)
         if isinstance(image, CheckedImage):
-            if pixel is None or image.pixel_um is not None:
+            if (pixel is None or image.pixel_um is not None) and (dz_um is None or image.dz_um is not None):
                 return image
-            return dataclasses.replace(image, pixel_um=pixel)
-        return CheckedImage(self.check_input(image), self.is_single(image), pixel)
+            return dataclasses.replace(image, pixel_um=image.pixel_um or pixel, dz_um=image.dz_um or dz_um)
+        return CheckedImage(self.check_input(image), self.is_single(image), pixel, dz_um)
 
     @abstractmethod
     def _as_planes(self, arr: np.ndarray) -> np.ndarray:

@@ -58,6 +58,14 @@ def pixel_yx(pixel_um: Sequence[float] | None) -> tuple[float, float] | None:
     return None if pixel_um is None else (float(pixel_um[0]), float(pixel_um[-1]))
 
 
+def outer_defocus(n_planes: int, spacing_um: float | None) -> float | None:
+    """The defocus ``dz`` (µm) of the outer planes of ``n_planes`` evenly spaced from −dz to +dz, ``spacing_um``
+    apart (a pair: half the spacing), or ``None`` when the spacing is unknown or not positive."""
+    if spacing_um is None or not spacing_um > 0 or n_planes < 2:
+        return None
+    return float(spacing_um) * (n_planes - 1) / 2
+
+
 @dataclass(frozen=True)
 class CheckedImage:
     """An input checked by its task once (:meth:`~napari_cvdm.tasks.base.Task.checked`), as every step of a
@@ -73,11 +81,15 @@ class CheckedImage:
     pixel_um
         The input's pixel size (y, x) in µm where its file or layer states it, else ``None``: checked against the
         optics of whatever reconstructs it.
+    dz_um
+        Brightfield planes: their defocus ±dz (µm) where the file or layer states their spacing
+        (:func:`outer_defocus`), else ``None``; checked like the pixel size.
     """
 
     planes: np.ndarray
     single: bool
     pixel_um: tuple[float, float] | None = None
+    dz_um: float | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -90,7 +102,7 @@ class CheckedImage:
 
     def with_planes(self, planes: np.ndarray) -> CheckedImage:
         """The same input made into other planes ``(P, ...)`` by a step that keeps it valid (e.g. resampled)."""
-        return CheckedImage(np.asarray(planes, np.float64), self.single, self.pixel_um)
+        return CheckedImage(np.asarray(planes, np.float64), self.single, self.pixel_um, self.dz_um)
 
 
 @dataclass

@@ -92,6 +92,7 @@ class SRTask(Task):
     patch_size = 48
     space_to_depth = 2
     baseline_parameter = "Richardson-Lucy iterations"
+    reads_optics_off_image = True
 
     def _as_planes(self, arr: np.ndarray) -> np.ndarray:
         if arr.ndim == 2:
@@ -314,13 +315,14 @@ class SRTask(Task):
         return (0.3, 1.6)
 
     def undersampling_remark(self, optics: WidefieldOptics) -> str:
-        """The warning for an image with detail beyond the cut-off of ``optics`` (pixels larger than the model's)."""
+        """The warning for an image with detail beyond the cut-off of ``optics`` (those of the run: pixels larger
+        than they say)."""
         return (
-            f"the image has detail beyond what the model's optics pass (NA {optics.na:g}, "
+            f"the image has detail beyond what the optics of this run pass (NA {optics.na:g}, "
             f"{optics.wavelength_um * 1000:.0f} nm emission, {optics.pixel_um * 1000:.1f} nm pixels): its "
             f"pixels are probably larger than {optics.pixel_um * 1000:.1f} nm (binned, or a lower "
-            f"magnification). Resample it to {optics.pixel_um * 1000:.1f} nm pixels, or fine-tune the model "
-            "for your optics"
+            "magnification). Give its pixel size (--pixel-size, with the NA and wavelength if you know them): "
+            "the model then runs at them"
         )
 
     def baselines(self, optics: WidefieldOptics | None = None, parameter: float | None = None) -> dict[str, Method]:

@@ -1,0 +1,50 @@
+"""What an image's file or layer states of its optics — the pixel size and, for brightfield planes, their defocus from
+the spacing of the focal planes — against the optics a reconstruction runs at: which of them a model given no optics
+takes over (:func:`stated_changes`), and the warning where a run's defocus contradicts them (:func:`defocus_warning`;
+the pixel size: :meth:`~napari_cvdm.tasks.base.Task.pixel_size_warning`)."""
+
+from __future__ import annotations
+
+from ..physics.optics import Optics
+from ..tasks import Task
+from ..tasks.base import PIXEL_SIZE_TOLERANCE
+from ..tasks.records import CheckedImage
+
+__all__ = ["STATED_TOLERANCE", "stated_changes", "defocus_warning"]
+
+#: A stated value closer than this (relative) to the run's is the same (file metadata rounds).
+STATED_TOLERANCE = 0.02
+
+
+def _ratio(value: float, own: float) -> float:
+    """How many times ``value`` is off ``own`` (≥ 1; 1 for a value that is not positive)."""
+    return max(value, own) / min(value, own) if value > 0 and own > 0 else 1.0
+
+
+def stated_changes(task: Task, image: CheckedImage, optics: Optics) -> dict[str, float]:
+    """The optics fields (field → value) the image's file or layer states that differ from ``optics``, as a model
+    given no optics runs at them: the defocus of brightfield planes and the pixel size, each where it is more than
+    :data:`STATED_TOLERANCE` off — the pixel size of a task that reads the rest of its optics off the image
+    (:attr:`Task.reads_optics_off_image`: sr) only beyond :data:`~napari_cvdm.tasks.base.PIXEL_SIZE_TOLERANCE`
+    times, as that estimate is no closer to the truth than the model's own optics for a nearby pixel size."""
+    own = optics.to_dict()
+    changes: dict[str, float] = {}
+    limit = PIXEL_SIZE_TOLERANCE if task.reads_optics_off_image else 1.0 + STATED_TOLERANCE
+    if image.pixel_um is not None and _ratio(float(image.pixel_um[-1]), own["pixel_um"]) > limit:
+        changes["pixel_um"] = float(image.pixel_um[-1])
+    if image.dz_um is not None and "dz_um" in own and _ratio(image.dz_um, own["dz_um"]) > 1.0 + STATED_TOLERANCE:
+        changes["dz_um"] = float(image.dz_um)
+    return changes
+
+
+def defocus_warning(dz_um: float | None, optics: Optics) -> str | None:
+    """A warning when the defocus its planes' stated spacing gives (µm) differs from the ``dz_um`` of ``optics`` (those
+    the run used: the ones given, or the method's own) by more than :data:`STATED_TOLERANCE`; else ``None``."""
+    run = optics.to_dict().get("dz_um")
+    if dz_um is None or run is None or _ratio(dz_um, run) <= 1.0 + STATED_TOLERANCE:
+        return None
+    return (
+        f"the spacing of the planes (from the file or layer) puts them at ±{dz_um:g} µm, but this run took ±{run:g} µm "
+        f"(the --dz given, or the method's own): the phase scales with the defocus; give the right one (--dz "
+        f"{dz_um:g}, or the optics form)"
+    )

@@ -1,0 +1,79 @@
+"""What an image's file or layer states of its optics — the pixel size, the spacing of brightfield planes — is taken
+by a model given no optics, and a run whose optics contradict it says so."""
+
+from __future__ import annotations
+
+import numpy as np
+import tifffile
+import torch
+
+from conftest import untrained_model_file
+from napari_cvdm.cli import main
+from napari_cvdm.data.metrics import qpi_scores
+from napari_cvdm.data.simulate_qpi import crop_of_larger_field, phase_map
+from napari_cvdm.data.tiff import read_tiff, write_tiff
+from napari_cvdm.inference.file_optics import stated_changes
+from napari_cvdm.inference.layers import layer_plane_spacing
+from napari_cvdm.physics.fresnel import QPIOptics, defocus_stack, phase_object
+from napari_cvdm.tasks import get_task
+from napari_cvdm.tasks.records import CheckedImage, outer_defocus
+
+
+def test_the_defocus_of_the_outer_planes_follows_from_their_spacing():
+    assert outer_defocus(2, 2.0) == 1.0 and outer_defocus(3, 2.0) == 2.0 and outer_defocus(5, 0.5) == 1.0
+    assert outer_defocus(3, None) is None and outer_defocus(3, 0.0) is None
+    assert layer_plane_spacing((2.0, 0.21, 0.21), ("µm", "µm", "µm"), plane_axis=True) == 2.0
+    assert layer_plane_spacing((2.0, 0.21, 0.21), ("pixel", "µm", "µm"), plane_axis=True) is None
+    assert layer_plane_spacing((2.0, 0.21, 0.21), ("µm", "µm", "µm"), plane_axis=False) is None  # a time-lapse
+
+
+def test_a_spacing_of_no_unit_is_no_length(tmp_path):
+    planes = np.ones((3, 16, 16), np.float32)
+    tifffile.imwrite(tmp_path / "bare.tif", planes, imagej=True, metadata={"axes": "ZYX", "spacing": 2.0})
+    assert read_tiff(tmp_path / "bare.tif").z_spacing_um is None
+    assert read_tiff(write_tiff(tmp_path / "um.tif", planes, 0.3, axes="ZYX", z_spacing_um=2.0)).z_spacing_um == 2.0
+
+
+def test_what_a_model_given_no_optics_takes_from_the_file():
+    sr, qpi = get_task("sr"), get_task("qpi")
+
+    def image(pixel, dz=None):
+        return CheckedImage(np.zeros((1, 2, 16, 16)), True, pixel, dz)
+
+    assert stated_changes(sr, image((0.07, 0.07)), sr.default_optics()) == {}  # 1.1×: the model's own optics stand
+    assert stated_changes(sr, image((0.1, 0.1)), sr.default_optics()) == {"pixel_um": 0.1}
+    assert stated_changes(sr, image(None), sr.default_optics()) == {}
+    own = qpi.default_optics()
+    assert stated_changes(qpi, image((0.22, 0.22)), own) == {"pixel_um": 0.22}  # nothing estimated: any real change
+    assert stated_changes(qpi, image(None, 1.01), own) == {}  # metadata rounding
+    assert stated_changes(qpi, image(None, 2.0), own) == {"dz_um": 2.0}
+
+
+def _stack_file(path, side: int = 64) -> tuple[object, np.ndarray]:
+    """A 3-plane stack at (−2, 0, +2) µm (0.3 µm pixels, 550 nm) whose file states its pixel size and plane spacing."""
+    optics, rng = QPIOptics(wavelength_um=0.55, pixel_um=0.3, dz_um=2.0), np.random.default_rng(3)
+    big, c = crop_of_larger_field((side, side), optics)
+    phase = phase_map("cells", big, rng, optics)
+    planes = defocus_stack(phase_object(torch.from_numpy(phase)), (-2.0, 0.0, 2.0), 0.55, 0.3).numpy()
+    planes = planes[:, c : c + side, c : c + side] + rng.normal(0, 0.005, (3, side, side))
+    truth = phase[c : c + side, c : c + side]
+    return write_tiff(path, planes.astype(np.float32), 0.3, axes="ZYX", z_spacing_um=2.0), truth
+
+
+def test_a_stack_whose_file_states_its_plane_spacing_is_run_at_that_defocus(tmp_path, capsys):
+    path, truth = _stack_file(tmp_path / "stack.tif")
+    out = tmp_path / "out"
+    common = ["predict", str(path), "--output-dir", str(out), "--wavelength", "0.55", "--pixel-size", "0.3"]
+    assert main([*common, "--model", "tie"]) == 0  # the method's own defocus, ±1 µm: the phase twice too strong
+    err = capsys.readouterr().err
+    assert "puts them at ±2 µm, but this run took ±1 µm" in err and "--dz 2" in err
+    wrong = qpi_scores(tifffile.imread(out / "stack_mean.tif"), truth).psnr
+    assert main([*common, "--model", "tie", "--dz", "2"]) == 0
+    assert "puts them at" not in capsys.readouterr().err
+    assert qpi_scores(tifffile.imread(out / "stack_mean.tif"), truth).psnr > wrong + 3
+    tiny = untrained_model_file(tmp_path, "qpi")  # given no optics: it runs at the file's
+    assert main(["predict", str(path), "--output-dir", str(out), "--model", str(tiny), "--steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "pixels of 300.0 nm (the model's: pixels of 210.0 nm)" in err
+    assert "planes at ±2 µm (the model's: planes at ±1 µm)" in err and "puts them at" not in err
+    assert tifffile.imread(out / "stack_mean.tif").shape == truth.shape
