@@ -130,6 +130,28 @@ def test_tiled_sampling_is_finite_and_follows_the_whole_image():
     assert corr > 0.8, corr
 
 
+def test_tiles_share_their_noise_embedding_across_chunks_and_give_the_same_samples(monkeypatch):
+    from napari_cvdm.diffusion import sampler
+    from napari_cvdm.diffusion.denoiser import Denoiser
+
+    net, x = _random_net(), _smooth(np.random.default_rng(2))
+    calls = []
+    embed = Denoiser.noise_embedding
+    monkeypatch.setattr(Denoiser, "noise_embedding", lambda self, g: calls.append(1) or embed(self, g))
+    n_tiles = len(tile_starts(64, 48, 16, net.stride)) * len(tile_starts(160, 48, 16, net.stride))
+
+    def run():
+        calls.clear()
+        out = sample(net, x, 4, 3, torch.Generator().manual_seed(3), chunk_size=1, tile=48, overlap=16)
+        return out, len(calls)
+
+    shared, n_shared = run()
+    monkeypatch.setattr(sampler, "_all_samples_tiled", lambda *args: None)  # chunk by chunk, as before
+    per_chunk, n_per_chunk = run()
+    assert n_shared == 3 * n_tiles and n_per_chunk == 4 * 3 * n_tiles
+    torch.testing.assert_close(shared, per_chunk, atol=1e-5, rtol=1e-5)
+
+
 def test_plan_tiles_only_when_the_image_does_not_fit(tmp_path):
     model = load_model(untrained_model_file(tmp_path, "sr"))
     small = plan_sampling(model.network, model.task.gain, (128, 128), 8)

@@ -31,7 +31,7 @@ import torch
 from .denoiser import Denoiser
 from .network import CVDMNetwork
 from .progress import KeepRequested, ProgressCallback, SamplingCancelled, SamplingProgress, Stop, ask, cancel_check
-from .tiling import balanced_tile, default_overlap, tiled
+from .tiling import balanced_tile, default_overlap, tiled, tiled_denoiser
 
 __all__ = [
     "SamplingProgress",
@@ -150,6 +150,17 @@ def _denoiser_for(
     return tiled(net.denoiser, tile, overlap, net.stride, after_tile), None
 
 
+def _all_samples_tiled(
+    net: CVDMNetwork, tile: int | None, overlap: int | None, after_tile: Callable[[], None] | None
+) -> Callable | None:
+    """For a tiled image and a denoiser with a noise-level embedding: ε̂ of every sample at once, tile by tile, each
+    tile's embedding shared by all chunks (:func:`~napari_cvdm.diffusion.tiling.tiled_denoiser`); else ``None``."""
+    if tile is None or not isinstance(net.denoiser, Denoiser):
+        return None
+    overlap = default_overlap(tile, net.stride) if overlap is None else overlap
+    return tiled_denoiser(net.denoiser, tile, overlap, net.stride, after_tile)
+
+
 def _ancestral_update(
     z: torch.Tensor, eps_hat: torch.Tensor, coef: StepCoefficients, last: bool, noise: Callable[[], torch.Tensor]
 ) -> None:
@@ -221,6 +232,7 @@ class _Run:
         self.shape = (net.config.target_channels, x.shape[-2], x.shape[-1])
         check = cancel_check(callback, self.progress)  # between tiles: Cancel within one tile
         self.denoise, self.noise_embedding = _denoiser_for(net, tile, overlap, check)
+        self.denoise_all = _all_samples_tiled(net, tile, overlap, check)
         self.banded = tile is not None  # a tiled image may be too large for whole-image step maps
         if lam is None:
             lam = schedule_map(net, x, tile, overlap, check)  # once
@@ -242,6 +254,9 @@ class _Run:
         z_all = torch.cat([self.noise(gens[a:b]) for a, b in chunks])  # z_1, becomes y at the end
         for i in range(self.steps):
             gamma_t = torch.exp(-lam * tau[i])  # the denoiser's noise-level input, shared by all chunks
+            if self.denoise_all is not None:
+                self._tiled_step(z_all, gamma_t, gens, chunks, i)
+                continue
             films = self.noise_embedding(gamma_t) if self.noise_embedding is not None else None
             coef = None  # the update's maps: made after the first pass, so they never sit beside its activations
             for a, b in chunks:
@@ -258,6 +273,19 @@ class _Run:
                 self.done += 1
                 ask(self.callback, self.progress())
         return z_all
+
+    def _tiled_step(
+        self, z_all: torch.Tensor, gamma_t: torch.Tensor, gens: list[torch.Generator], chunks: list, i: int
+    ) -> None:
+        """Step ``i`` of every sample of a tiled image in place: ε̂ of all chunks tile by tile, then one banded
+        update (the same values as chunk by chunk: each sample draws from its own generator)."""
+        eps_hat = self.denoise_all(z_all, self.x, gamma_t, chunks)
+        last = i == self.steps - 1
+        _update_in_bands(z_all, eps_hat, self.lam, self.tau[i], self.tau[i + 1], last, lambda: self.noise(gens))
+        del eps_hat
+        for _ in chunks:
+            self.done += 1
+            ask(self.callback, self.progress())
 
 
 def sample(

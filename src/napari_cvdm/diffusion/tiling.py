@@ -11,6 +11,7 @@ and the blend is a convex combination of the tiles' outputs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -20,6 +21,7 @@ __all__ = [
     "balanced_tile",
     "blend_window",
     "tiled",
+    "tiled_denoiser",
     "default_overlap",
     "DEFAULT_OVERLAP_FRACTION",
     "MAX_OVERLAP_STRIDES",
@@ -123,22 +125,7 @@ def tiled(
     if tile < 1 or tile % stride:
         raise ValueError(f"the tile side ({tile}) must be a positive multiple of the network's stride ({stride})")
 
-    weights: dict[tuple, torch.Tensor] = {}  # 1 / (sum of the windows) per image shape: made once, not per step
-
-    def layout(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[list, torch.Tensor]:
-        """The tiles ``(y, x, window)`` of an ``h × w`` image and the inverse of their summed windows."""
-        th, tw = min(tile, h), min(tile, w)
-        ys, xs = tile_starts(h, th, overlap, stride), tile_starts(w, tw, overlap, stride)
-        wys = [blend_window(th, overlap, i == 0, i == len(ys) - 1, device, dtype) for i in range(len(ys))]
-        wxs = [blend_window(tw, overlap, i == 0, i == len(xs) - 1, device, dtype) for i in range(len(xs))]
-        tiles = [(y, x, (wy[:, None] * wx[None, :])[None, None]) for y, wy in zip(ys, wys) for x, wx in zip(xs, wxs)]
-        key = (h, w, device, dtype)
-        if key not in weights:
-            total = torch.zeros((1, 1, h, w), device=device, dtype=dtype)
-            for y, x, win in tiles:
-                total[..., y : y + th, x : x + tw] += win
-            weights[key] = total.reciprocal_()
-        return tiles, weights[key]
+    layout = _layouts(tile, overlap, stride)
 
     def run(*maps: torch.Tensor) -> torch.Tensor:
         h, w = maps[0].shape[-2:]
@@ -155,6 +142,64 @@ def tiled(
             del part
             if after_tile is not None:
                 after_tile()
+        return out.mul_(inv_weight)
+
+    return run
+
+
+def _layouts(tile: int, overlap: int, stride: int) -> Callable[..., tuple[list, torch.Tensor]]:
+    """``layout(h, w, device, dtype)``: the tiles ``(y, x, window)`` of an ``h × w`` image and the inverse of their
+    summed windows (made once per image shape, not per step)."""
+    weights: dict[tuple, torch.Tensor] = {}
+
+    def layout(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[list, torch.Tensor]:
+        th, tw = min(tile, h), min(tile, w)
+        ys, xs = tile_starts(h, th, overlap, stride), tile_starts(w, tw, overlap, stride)
+        wys = [blend_window(th, overlap, i == 0, i == len(ys) - 1, device, dtype) for i in range(len(ys))]
+        wxs = [blend_window(tw, overlap, i == 0, i == len(xs) - 1, device, dtype) for i in range(len(xs))]
+        tiles = [(y, x, (wy[:, None] * wx[None, :])[None, None]) for y, wy in zip(ys, wys) for x, wx in zip(xs, wxs)]
+        key = (h, w, device, dtype)
+        if key not in weights:
+            total = torch.zeros((1, 1, h, w), device=device, dtype=dtype)
+            for y, x, win in tiles:
+                total[..., y : y + th, x : x + tw] += win
+            weights[key] = total.reciprocal_()
+        return tiles, weights[key]
+
+    return layout
+
+
+def tiled_denoiser(
+    denoiser: Any, tile: int, overlap: int, stride: int = 1, after_tile: Callable[[], None] | None = None
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]], torch.Tensor]:
+    """``run(z, x, gamma, chunks) -> ε̂``: the denoiser (one with ``noise_embedding``, as
+    :class:`~napari_cvdm.diffusion.denoiser.Denoiser`) on overlapping tiles as :func:`tiled` blends them, for every
+    sample at once — ``z`` ``(N, C, H, W)``, ``x`` and ``gamma`` ``(1, ·, H, W)``, ``chunks`` the ``(start, stop)``
+    of the samples denoised together. Tile by tile, the noise-level embedding (the FiLM maps, the same for every
+    sample) is computed once and shared by all chunks, instead of once per chunk and tile; ``after_tile`` is called
+    after every chunk of every tile."""
+    if tile < 1 or tile % stride:
+        raise ValueError(f"the tile side ({tile}) must be a positive multiple of the network's stride ({stride})")
+    layout = _layouts(tile, overlap, stride)
+
+    def run(z: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, chunks: list[tuple[int, int]]) -> torch.Tensor:
+        h, w = z.shape[-2:]
+        th, tw = min(tile, h), min(tile, w)
+        tiles, inv_weight = layout(h, w, z.device, z.dtype)
+        out = None
+        for y, x0, win in tiles:
+            area = (..., slice(y, y + th), slice(x0, x0 + tw))
+            g, xt = gamma[area], x[area]
+            films = denoiser.noise_embedding(g)
+            for a, b in chunks:
+                part = denoiser(z[a:b][area], xt.expand(b - a, -1, -1, -1), g.expand(b - a, -1, -1, -1), films=films)
+                if out is None:
+                    out = torch.zeros((z.shape[0], part.shape[1], h, w), device=part.device, dtype=part.dtype)
+                out[a:b][area].addcmul_(part, win)
+                del part
+                if after_tile is not None:
+                    after_tile()
+            del films
         return out.mul_(inv_weight)
 
     return run
