@@ -3,6 +3,8 @@ by a model given no optics, and a run whose optics contradict it says so."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import tifffile
 import torch
@@ -77,3 +79,5 @@ def test_a_stack_whose_file_states_its_plane_spacing_is_run_at_that_defocus(tmp_
     assert "pixels of 300.0 nm (the model's: pixels of 210.0 nm)" in err
     assert "planes at ±2 µm (the model's: planes at ±1 µm)" in err and "puts them at" not in err
     assert tifffile.imread(out / "stack_mean.tif").shape == truth.shape
+    made = json.loads(read_tiff(out / "stack_mean.tif").info)  # the optics it ran at, not the model's own
+    assert "pixel size (µm) 0.3" in made["optics"] and "defocus dz (µm) 2" in made["optics"]

@@ -85,6 +85,7 @@ def _checked(
         residual=residual[0] if checked.single else residual,
         residual_rms=max(c.rms for c in checks),
         reference_rms=max(refs) if refs else None,
+        optics=optics,
     )
     return check_defocus(check_pixel_size(result, task, optics, checked.pixel_um), optics, checked.dz_um)
 

@@ -115,6 +115,9 @@ class Prediction:
     sample_std
         The spread of the samples before calibration (``None`` when no calibration was applied: then ``std``
         is the spread).
+    optics
+        The optics the result was checked through — those it was reconstructed at (a model at other optics: the
+        user's, or those read off the image or its file) — or ``None`` when not checked.
     """
 
     mean: np.ndarray
@@ -126,6 +129,7 @@ class Prediction:
     residual_rms: float | None = None
     reference_rms: float | None = None
     sample_std: np.ndarray | None = None
+    optics: Any = None
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def _predict_plane(
                 residual=pred.residual,
                 pixel_size_um=pixel,
                 axes=np.asarray(image.axes),
-                info=np.asarray(provenance(model, options, file_seed(path, options.seed))),
+                info=np.asarray(provenance(model, options, file_seed(path, options.seed), pred.optics)),
                 z_spacing_um=np.float64(np.nan if image.z_spacing_um is None else image.z_spacing_um),
                 warnings=np.asarray(pred.warnings, dtype=str),
                 residual_rms=np.float64(pred.residual_rms),

@@ -28,6 +28,7 @@ from ..diffusion.sampler import ProgressCallback
 from ..inference.devices import autocast_dtype, resolve_device
 from ..inference.predict import SamplingOptions
 from ..inference.reconstructor import Reconstructor
+from ..physics.optics import Optics
 
 __all__ = [
     "FileResult",
@@ -63,15 +64,16 @@ def file_seed(path: Path, seed: int) -> int:
     )
 
 
-def provenance(model: Reconstructor, options: SamplingOptions, seed: int) -> str:
+def provenance(model: Reconstructor, options: SamplingOptions, seed: int, optics: Optics | None = None) -> str:
     """How an output was made, as JSON for its TIFF's ``Info`` (Fiji: Image > Show Info): the software, the method
-    and its optics; for a model also the seed, samples, steps, device, precision (bf16 or fp32) and CPU threads —
-    what the same result needs (bf16 sums depend on the thread count; fp32 agrees to 10⁻⁵)."""
+    and the optics it ran at (``optics``: the result's, where they were the image's own; else the method's); for a
+    model also the seed, samples, steps, device, precision (bf16 or fp32) and CPU threads — what the same result needs
+    (bf16 sums depend on the thread count; fp32 agrees to 10⁻⁵)."""
     record = {
         "software": f"napari-cvdm {__version__}",
         "method": model.label,
         "model": model.name,
-        "optics": model.optics.describe(),
+        "optics": (optics or model.optics).describe(),
     }
     if model.stochastic:
         device = resolve_device(options.device)
@@ -144,7 +146,7 @@ def predict_file(
     given = model.given(img.data, img.pixel_size_um, img.z_spacing_um)  # checked once; its optics with the result
     pred = model.predict_with(given, dataclasses.replace(options, seed=seed), callback)
     arrays = {"mean": pred.mean, "std": pred.std, "residual": pred.residual}
-    made = provenance(model, options, seed)
+    made = provenance(model, options, seed, pred.optics)
     outputs = _write(model, path, output_dir, arrays, img.pixel_size_um, img.axes, img.z_spacing_um, made, fmt)
     seconds = time.perf_counter() - t0
     return FileResult(
