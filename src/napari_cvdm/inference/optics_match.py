@@ -182,8 +182,23 @@ def _mapped(model: CVDMModel, optics: Optics) -> ModelAtOptics:
     return ModelAtOptics(model, optics, 1.0 if abs(scale - 1.0) < SAME_SCALE else scale)
 
 
+class _ModelPerImage(_ModelAtOtherOptics):
+    """A model whose optics are chosen image by image (:meth:`for_image`)."""
+
+    def for_image(self, image: np.ndarray | CheckedImage) -> Any:
+        """What reconstructs ``image``."""
+        raise NotImplementedError
+
+    def sample_with(
+        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
+    ) -> Prediction:
+        """Mean, calibrated std and samples of ``image`` by :meth:`for_image` (no consistency check)."""
+        checked = self.task.checked(image)
+        return self.for_image(checked).sample_with(checked, options, callback)
+
+
 @dataclass(frozen=True)
-class ModelAtImageOptics(_ModelAtOtherOptics):
+class ModelAtImageOptics(_ModelPerImage):
     """A model run at optics partly read off each image (:meth:`Task.estimated_optics`; sr: the cut-off from the
     image's spectrum, for users who know their pixel but not their NA or emission), then as
     :class:`ModelAtOptics`. The estimate is told with each result.
@@ -200,13 +215,6 @@ class ModelAtImageOptics(_ModelAtOtherOptics):
         """The model at the optics estimated from ``image``'s first plane."""
         first = self.task.checked(image).planes[0]
         return _mapped(self.model, self.task.estimated_optics(first, self.optics) or self.optics)
-
-    def sample_with(
-        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
-    ) -> Prediction:
-        """:meth:`ModelAtOptics.sample_with` at the optics estimated from ``image`` (no consistency check)."""
-        checked = self.task.checked(image)
-        return self.for_image(checked).sample_with(checked, options, callback)
 
     def predict_with(
         self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -231,7 +239,7 @@ def at_image_optics(model: CVDMModel, optics: dict[str, Any]) -> ModelAtImageOpt
 
 
 @dataclass(frozen=True)
-class ModelAtFileOptics(_ModelAtOtherOptics):
+class ModelAtFileOptics(_ModelPerImage):
     """A model given no optics, run at what each image's file or layer states of its optics where that differs from
     the model's (:func:`~napari_cvdm.inference.file_optics.stated_changes`: the pixel size, the defocus of brightfield
     planes), which a remark states; any other image runs through the model itself.
@@ -252,13 +260,6 @@ class ModelAtFileOptics(_ModelAtOtherOptics):
         if set(changes) == {"pixel_um"}:
             return at_image_optics(self.model, changes)
         return at_optics(self.model, changes)
-
-    def sample_with(
-        self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
-    ) -> Prediction:
-        """Mean, calibrated std and samples of ``image`` by :meth:`for_image` (no consistency check)."""
-        checked = self.task.checked(image)
-        return self.for_image(checked).sample_with(checked, options, callback)
 
     def predict_with(
         self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
