@@ -34,6 +34,10 @@ def test_a_spacing_of_no_unit_is_no_length(tmp_path):
     tifffile.imwrite(tmp_path / "bare.tif", planes, imagej=True, metadata={"axes": "ZYX", "spacing": 2.0})
     assert read_tiff(tmp_path / "bare.tif").z_spacing_um is None
     assert read_tiff(write_tiff(tmp_path / "um.tif", planes, 0.3, axes="ZYX", z_spacing_um=2.0)).z_spacing_um == 2.0
+    # channels are no focal planes, whatever spacing ImageJ kept (the NEUBIAS HeLa channels carry 0.5 µm)
+    meta = {"axes": "CYX", "spacing": 0.5, "unit": "um"}
+    tifffile.imwrite(tmp_path / "channels.tif", planes, imagej=True, resolution=(1 / 0.13, 1 / 0.13), metadata=meta)
+    assert read_tiff(tmp_path / "channels.tif").z_spacing_um is None
 
 
 def test_what_a_model_given_no_optics_takes_from_the_file():

@@ -180,6 +180,7 @@ def read_tiff(path: str | Path) -> TiffImage:
         raise TiffReadError(f"{path}: cannot be read as a TIFF image ({type(err).__name__}: {err})") from None
     if data.size == 0:
         raise TiffReadError(f"{path}: the image has no pixels (shape {data.shape})")
+    z_spacing = z_spacing if "Z" in axes else None  # ImageJ keeps a spacing for files whose planes are channels
     return TiffImage(data, axes, pixel_size, z_spacing, path, None if info is None else str(info))
 
 
