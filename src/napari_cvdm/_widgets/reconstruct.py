@@ -69,7 +69,9 @@ class ReconstructWidget(ShowsResults, QWidget):
         self.optics_label = QLabel("Optics of your microscope")
         self.optics_label.setToolTip(
             "A model runs at other optics by physics similarity (sr: the same cut-off in cycles per pixel; qpi: the "
-            "same Fresnel number); change only the pixel size and the sr cut-off is read off the image"
+            "same Fresnel number); change only the pixel size and the sr cut-off is read off the image. Left as the "
+            "model's, a layer whose scale is in µm runs at its own pixel size (and a qpi layer's planes at their Z "
+            "spacing) where that differs from the model's; the result says so"
         )
         self.samples_check = QCheckBox("add the samples as a stack")
         self.schedule_check = QCheckBox("add the learned schedule λ(x)")
