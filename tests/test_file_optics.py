@@ -49,10 +49,11 @@ def test_what_a_model_given_no_optics_takes_from_the_file():
     assert stated_changes(sr, image((0.07, 0.07)), sr.default_optics()) == {}  # 1.1×: the model's own optics stand
     assert stated_changes(sr, image((0.1, 0.1)), sr.default_optics()) == {"pixel_um": 0.1}
     assert stated_changes(sr, image(None), sr.default_optics()) == {}
-    own = qpi.default_optics()
-    assert stated_changes(qpi, image((0.22, 0.22)), own) == {"pixel_um": 0.22}  # nothing estimated: any real change
-    assert stated_changes(qpi, image(None, 1.01), own) == {}  # metadata rounding
-    assert stated_changes(qpi, image(None, 2.0), own) == {"dz_um": 2.0}
+    own = qpi.default_optics()  # the Fresnel number needs both: one alone is not taken
+    assert stated_changes(qpi, image((0.64, 0.64)), own) == {} and stated_changes(qpi, image(None, 2.0), own) == {}
+    assert stated_changes(qpi, image((0.22, 0.22), 1.0), own) == {"pixel_um": 0.22}  # nothing estimated: any change
+    assert stated_changes(qpi, image((0.21, 0.21), 1.01), own) == {}  # metadata rounding
+    assert stated_changes(qpi, image((0.3, 0.3), 2.0), own) == {"pixel_um": 0.3, "dz_um": 2.0}
 
 
 def _stack_file(path, side: int = 64) -> tuple[object, np.ndarray]:

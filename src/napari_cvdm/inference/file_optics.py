@@ -26,8 +26,12 @@ def stated_changes(task: Task, image: CheckedImage, optics: Optics) -> dict[str,
     given no optics runs at them: the defocus of brightfield planes and the pixel size, each where it is more than
     :data:`STATED_TOLERANCE` off — the pixel size of a task that reads the rest of its optics off the image
     (:attr:`Task.reads_optics_off_image`: sr) only beyond :data:`~napari_cvdm.tasks.base.PIXEL_SIZE_TOLERANCE`
-    times, as that estimate is no closer to the truth than the model's own optics for a nearby pixel size."""
+    times, as that estimate is no closer to the truth than the model's own optics for a nearby pixel size. Optics
+    with a defocus (qpi) take both or neither: the Fresnel number p²/(λ·dz) needs both, and larger pixels come with
+    longer defocus, so one alone moves it further from the truth than the model's own optics."""
     own = optics.to_dict()
+    if "dz_um" in own and (image.pixel_um is None or image.dz_um is None):
+        return {}
     changes: dict[str, float] = {}
     limit = PIXEL_SIZE_TOLERANCE if task.reads_optics_off_image else 1.0 + STATED_TOLERANCE
     if image.pixel_um is not None and _ratio(float(image.pixel_um[-1]), own["pixel_um"]) > limit:

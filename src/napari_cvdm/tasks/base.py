@@ -350,10 +350,15 @@ class Task(TaskInputs, ABC):
         px, want = float(pixel_um[-1]), float(optics.pixel_um)
         if px <= 0 or max(px / want, want / px) <= PIXEL_SIZE_TOLERANCE:
             return None
+        fresnel = (
+            " with --dz and --wavelength: the Fresnel number p²/(λ·dz) needs all three"
+            if "dz_um" in optics.to_dict()
+            else ""
+        )
         return (
             f"the image's pixels are {px * 1000:.1f} nm (from its file or layer), but this run took them as "
             f"{want * 1000:.1f} nm ({px / want:.2g}×; the pixel size given, or the method's own): give the right one "
-            f"(--pixel-size {px:g}, or the optics form)"
+            f"(--pixel-size {px:g}{fresnel}; or the optics form)"
         )
 
     @abstractmethod
