@@ -467,6 +467,10 @@ def test_classical_methods_are_listed_beside_the_models_and_named_after_themselv
     assert widget.job().model.inner.model is widget.current_model()  # its own optics: the model (taking planes)
     widget.optics_form.boxes["dz_um"].setValue(2.0)  # another defocus: the model by Fresnel similarity
     assert widget.job().model.scale == pytest.approx(0.5**0.5)
+    widget.optics_form.boxes["dz_um"].setValue(1.0)  # the form back at the model's: the layer's planes decide
+    viewer.layers["brightfield ±1 µm"].scale = (4.0, 0.21, 0.21)  # planes 4 µm apart: at ±2 µm
+    job = widget.job()
+    assert job.data.dz_um == 2.0 and job.model.inner.for_image(job.data.pair).optics.dz_um == 2.0
 
 
 def test_running_results_appear_during_the_run_and_stop_and_keep_keeps_them(make_napari_viewer, qtbot, model_files):
