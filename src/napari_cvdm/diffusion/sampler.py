@@ -231,8 +231,9 @@ class _Run:
         self.done, self.total = 0, steps * n_chunks
         self.shape = (net.config.target_channels, x.shape[-2], x.shape[-1])
         check = cancel_check(callback, self.progress)  # between tiles: Cancel within one tile
-        self.denoise, self.noise_embedding = _denoiser_for(net, tile, overlap, check)
         self.denoise_all = _all_samples_tiled(net, tile, overlap, check)
+        chunkwise = self.denoise_all is None  # else the chunk-by-chunk denoiser is never called
+        self.denoise, self.noise_embedding = _denoiser_for(net, tile, overlap, check) if chunkwise else (None, None)
         self.banded = tile is not None  # a tiled image may be too large for whole-image step maps
         if lam is None:
             lam = schedule_map(net, x, tile, overlap, check)  # once

@@ -122,9 +122,6 @@ def tiled(
     after_tile
         Called after every tile (it may raise, e.g. to cancel within one tile of a large image).
     """
-    if tile < 1 or tile % stride:
-        raise ValueError(f"the tile side ({tile}) must be a positive multiple of the network's stride ({stride})")
-
     layout = _layouts(tile, overlap, stride)
 
     def run(*maps: torch.Tensor) -> torch.Tensor:
@@ -149,7 +146,15 @@ def tiled(
 
 def _layouts(tile: int, overlap: int, stride: int) -> Callable[..., tuple[list, torch.Tensor]]:
     """``layout(h, w, device, dtype)``: the tiles ``(y, x, window)`` of an ``h × w`` image and the inverse of their
-    summed windows (made once per image shape, not per step)."""
+    summed windows (made once per image shape, not per step).
+
+    Raises
+    ------
+    ValueError
+        A tile side that is not a positive multiple of ``stride``.
+    """
+    if tile < 1 or tile % stride:
+        raise ValueError(f"the tile side ({tile}) must be a positive multiple of the network's stride ({stride})")
     weights: dict[tuple, torch.Tensor] = {}
 
     def layout(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[list, torch.Tensor]:
@@ -178,8 +183,6 @@ def tiled_denoiser(
     of the samples denoised together. Tile by tile, the noise-level embedding (the FiLM maps, the same for every
     sample) is computed once and shared by all chunks, instead of once per chunk and tile; ``after_tile`` is called
     after every chunk of every tile."""
-    if tile < 1 or tile % stride:
-        raise ValueError(f"the tile side ({tile}) must be a positive multiple of the network's stride ({stride})")
     layout = _layouts(tile, overlap, stride)
 
     def run(z: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, chunks: list[tuple[int, int]]) -> torch.Tensor:

@@ -8,17 +8,12 @@ from __future__ import annotations
 from ..physics.optics import Optics
 from ..tasks import Task
 from ..tasks.base import PIXEL_SIZE_TOLERANCE
-from ..tasks.records import CheckedImage
+from ..tasks.records import CheckedImage, times_off
 
 __all__ = ["STATED_TOLERANCE", "stated_changes", "defocus_warning"]
 
 #: A stated value closer than this (relative) to the run's is the same (file metadata rounds).
 STATED_TOLERANCE = 0.02
-
-
-def _ratio(value: float, own: float) -> float:
-    """How many times ``value`` is off ``own`` (≥ 1; 1 for a value that is not positive)."""
-    return max(value, own) / min(value, own) if value > 0 and own > 0 else 1.0
 
 
 def stated_changes(task: Task, image: CheckedImage, optics: Optics) -> dict[str, float]:
@@ -34,9 +29,9 @@ def stated_changes(task: Task, image: CheckedImage, optics: Optics) -> dict[str,
         return {}
     changes: dict[str, float] = {}
     limit = PIXEL_SIZE_TOLERANCE if task.reads_optics_off_image else 1.0 + STATED_TOLERANCE
-    if image.pixel_um is not None and _ratio(float(image.pixel_um[-1]), own["pixel_um"]) > limit:
+    if image.pixel_um is not None and times_off(float(image.pixel_um[-1]), own["pixel_um"]) > limit:
         changes["pixel_um"] = float(image.pixel_um[-1])
-    if image.dz_um is not None and "dz_um" in own and _ratio(image.dz_um, own["dz_um"]) > 1.0 + STATED_TOLERANCE:
+    if image.dz_um is not None and "dz_um" in own and times_off(image.dz_um, own["dz_um"]) > 1.0 + STATED_TOLERANCE:
         changes["dz_um"] = float(image.dz_um)
     return changes
 
@@ -45,7 +40,7 @@ def defocus_warning(dz_um: float | None, optics: Optics) -> str | None:
     """A warning when the defocus its planes' stated spacing gives (µm) differs from the ``dz_um`` of ``optics`` (those
     the run used: the ones given, or the method's own) by more than :data:`STATED_TOLERANCE`; else ``None``."""
     run = optics.to_dict().get("dz_um")
-    if dz_um is None or run is None or _ratio(dz_um, run) <= 1.0 + STATED_TOLERANCE:
+    if dz_um is None or run is None or times_off(dz_um, run) <= 1.0 + STATED_TOLERANCE:
         return None
     return (
         f"the spacing of the planes (from the file or layer) puts them at ±{dz_um:g} µm, but this run took ±{run:g} µm "

@@ -254,7 +254,11 @@ class ModelAtFileOptics(_ModelPerImage):
 
     def for_image(self, image: np.ndarray | CheckedImage) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
         """What reconstructs ``image``: the model at the optics its file or layer states, or the model itself."""
-        changes = stated_changes(self.task, self.task.checked(image), self.model.optics)
+        return self._run_for(stated_changes(self.task, self.task.checked(image), self.model.optics))
+
+    def _run_for(self, changes: dict[str, float]) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
+        """The model at its optics with ``changes`` (field → value; the pixel size alone: the rest read off the
+        image), or the model itself for none."""
         if not changes:
             return self.model
         if set(changes) == {"pixel_um"}:
@@ -268,7 +272,7 @@ class ModelAtFileOptics(_ModelPerImage):
         file or layer."""
         checked = self.task.checked(image)
         changes = stated_changes(self.task, checked, self.model.optics)
-        prediction = self.for_image(checked).predict_with(checked, options, callback)
+        prediction = self._run_for(changes).predict_with(checked, options, callback)
         if not changes:
             return prediction
         own = self.model.optics.to_dict()

@@ -19,7 +19,16 @@ from ..data.metrics import Scores
 from ..data.normalize import Normalization
 from ..physics.optics import Optics, optics_option_names
 from .inputs import MIN_SIDE, TaskInputs
-from .records import RESIDUAL_LIMIT, CheckedImage, Conditioned, Consistency, MethodNote, interior_rms, run_noting
+from .records import (
+    RESIDUAL_LIMIT,
+    CheckedImage,
+    Conditioned,
+    Consistency,
+    MethodNote,
+    interior_rms,
+    run_noting,
+    times_off,
+)
 
 __all__ = [
     "Task",
@@ -348,7 +357,7 @@ class Task(TaskInputs, ABC):
         if not pixel_um:
             return None
         px, want = float(pixel_um[-1]), float(optics.pixel_um)
-        if px <= 0 or max(px / want, want / px) <= PIXEL_SIZE_TOLERANCE:
+        if times_off(px, want) <= PIXEL_SIZE_TOLERANCE:
             return None
         fresnel = (
             " with --dz and --wavelength: the Fresnel number p²/(λ·dz) needs all three"

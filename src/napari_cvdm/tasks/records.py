@@ -58,6 +58,11 @@ def pixel_yx(pixel_um: Sequence[float] | None) -> tuple[float, float] | None:
     return None if pixel_um is None else (float(pixel_um[0]), float(pixel_um[-1]))
 
 
+def times_off(value: float, own: float) -> float:
+    """How many times ``value`` is off ``own`` (≥ 1; 1 where either is not positive: nothing to compare)."""
+    return max(value, own) / min(value, own) if value > 0 and own > 0 else 1.0
+
+
 def outer_defocus(n_planes: int, spacing_um: float | None) -> float | None:
     """The defocus ``dz`` (µm) of the outer planes of ``n_planes`` evenly spaced from −dz to +dz, ``spacing_um``
     apart (a pair: half the spacing), or ``None`` when the spacing is unknown or not positive."""
