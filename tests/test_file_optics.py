@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import tifffile
 import torch
 
@@ -86,3 +87,31 @@ def test_a_stack_whose_file_states_its_plane_spacing_is_run_at_that_defocus(tmp_
     assert tifffile.imread(out / "stack_mean.tif").shape == truth.shape
     made = json.loads(read_tiff(out / "stack_mean.tif").info)  # the optics it ran at, not the model's own
     assert "pixel size (µm) 0.3" in made["optics"] and "defocus dz (µm) 2" in made["optics"]
+
+
+def test_optics_far_beyond_what_a_model_covers_are_refused_with_what_to_check(tmp_path):
+    from napari_cvdm.inference.models import load_model
+    from napari_cvdm.inference.optics_match import ModelAtOptics, at_optics
+
+    qpi, sr = (load_model(untrained_model_file(tmp_path, t)) for t in ("qpi", "sr"))
+    with pytest.raises(ValueError, match=r"defocus dz \(µm\) 0.01: the model would have to see the image enlarged 10×"):
+        at_optics(qpi, {"dz_um": 0.01})  # 10×: a hundred times the pixels, far from anything it has seen
+    with pytest.raises(ValueError, match="shrunk 0.35×.*half the spacing of a pair.*a classical method"):
+        at_optics(qpi, {"dz_um": 8.0})
+    assert isinstance(at_optics(qpi, {"dz_um": 4.0}), ModelAtOptics)  # 0.5×: beyond what it covers, still run
+    corner = {"pixel_um": 0.13, "na": 1.49, "wavelength_um": 0.45}  # the stated range's far corner (2.8×) runs
+    assert isinstance(at_optics(sr, corner), ModelAtOptics)
+
+
+def test_a_file_whose_plane_spacing_is_far_off_runs_the_model_at_its_own_optics_and_says_why(tmp_path, capsys):
+    planes = np.random.default_rng(0).normal(1.0, 0.01, (3, 64, 64)).astype(np.float32)
+    path = write_tiff(tmp_path / "stack.tif", planes, 0.21, axes="ZYX", z_spacing_um=0.01)  # mm taken for µm?
+    tiny, out = untrained_model_file(tmp_path, "qpi"), tmp_path / "out"
+    assert main(["predict", str(path), "--output-dir", str(out), "--model", str(tiny), "--steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "states planes at ±0.01 µm (the model's: planes at ±1 µm), but the model would have to see" in err
+    assert "a unit in the file is probably wrong, so the model ran at its own optics" in err
+    made = json.loads(read_tiff(out / "stack_mean.tif").info)
+    assert "defocus dz (µm) 1" in made["optics"]
+    code = main(["predict", str(path), "--output-dir", str(out), "--model", str(tiny), "--dz", "0.01"])
+    assert code != 0 and "enlarged 10×" in capsys.readouterr().err  # given by the user: refused at once

@@ -33,6 +33,8 @@ __all__ = [
     "at_file_optics",
     "model_at",
     "similarity_remark",
+    "similarity_refusal",
+    "SIMILARITY_REACH",
 ]
 
 #: Enlargements closer to 1 than this run the model on the image as it is.
@@ -55,6 +57,36 @@ def similarity_remark(task: Task, scale: float) -> str | None:
             "detail finer than the model's pixels is lost"
         )
     return f"the image was {what}; compare with the classical methods, or fine-tune the model for your optics"
+
+
+#: How far beyond the enlargements a model covers (:meth:`Task.similarity_range`) it still runs, as a factor on either
+#: side; further, the optics are taken for a mistake (a unit, a field mixed up) and not run: a qpi pair at
+#: ``--dz 0.01`` would be enlarged 10×, a hundred times the pixels, for a result no model has seen the like of.
+SIMILARITY_REACH = 2.0
+
+
+def similarity_refusal(task: Task, scale: float) -> str | None:
+    """Why the enlargement ``scale`` is not run — more than :data:`SIMILARITY_REACH` times beyond the range the
+    model covers (:meth:`Task.similarity_range`), in words; ``None`` within reach."""
+    low, high = task.similarity_range()
+    if low / SIMILARITY_REACH <= scale <= high * SIMILARITY_REACH:
+        return None
+    how = "enlarged" if scale > 1 else "shrunk"
+    return (
+        f"the model would have to see the image {how} {scale:.2g}× to match its own optics (it covers {low:g}–"
+        f"{high:g}× and runs {low / SIMILARITY_REACH:g}–{high * SIMILARITY_REACH:g}×)"
+    )
+
+
+def _refused(model: CVDMModel, optics: Optics, reason: str) -> ValueError:
+    """The error for ``optics`` given for ``model`` that it cannot run at (``reason``: :func:`similarity_refusal`)."""
+    own = model.optics.to_dict()
+    given = optics.describe({k for k, v in optics.to_dict().items() if v != own.get(k)})
+    defocus = "; dz is each plane's distance from focus, half the spacing of a pair" if "dz_um" in own else ""
+    return ValueError(
+        f"{given}: {reason}. Check the values and their units (µm at the sample{defocus}), or use a classical "
+        "method (they run at any optics)"
+    )
 
 
 @dataclass(frozen=True)
@@ -170,10 +202,16 @@ def at_optics(model: CVDMModel, optics: dict[str, Any] | Optics) -> CVDMModel | 
     Raises
     ------
     ValueError
-        A field the task's optics does not have, or a value out of range.
+        A field the task's optics does not have, a value out of range, or optics that would need the image resampled
+        far beyond what the model covers (:func:`similarity_refusal`).
     """
     target = optics if isinstance(optics, Optics) else model.task.optics_with(dict(optics), model.optics)
-    return model if target == model.optics else _mapped(model, target)
+    if target == model.optics:
+        return model
+    reason = similarity_refusal(model.task, model.task.similarity_scale(model.optics, target))
+    if reason is not None:
+        raise _refused(model, target, reason)
+    return _mapped(model, target)
 
 
 def _mapped(model: CVDMModel, optics: Optics) -> ModelAtOptics:
@@ -254,7 +292,24 @@ class ModelAtFileOptics(_ModelPerImage):
 
     def for_image(self, image: np.ndarray | CheckedImage) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
         """What reconstructs ``image``: the model at the optics its file or layer states, or the model itself."""
-        return self._run_for(stated_changes(self.task, self.task.checked(image), self.model.optics))
+        return self._run_for(self._taken(self.task.checked(image))[0])
+
+    def _taken(self, image: CheckedImage) -> tuple[dict[str, float], str | None]:
+        """The optics fields ``image``'s file or layer states that the model runs at (field → value;
+        :func:`~napari_cvdm.inference.file_optics.stated_changes`) — none, with the warning why, where they would
+        need the image resampled beyond the model's reach (:func:`similarity_refusal`: most likely a unit wrong in
+        the file)."""
+        changes = stated_changes(self.task, image, self.model.optics)
+        if not changes or (set(changes) == {"pixel_um"} and self.task.reads_optics_off_image):
+            return changes, None  # the pixel size alone: the enlargement is read off the image
+        target = self.task.optics_with(changes, self.model.optics)
+        reason = similarity_refusal(self.task, self.task.similarity_scale(self.model.optics, target))
+        if reason is None:
+            return changes, None
+        return {}, (
+            f"the image's file or layer states {_said(changes, self.model.optics)}, but {reason}: a unit in the file "
+            "is probably wrong, so the model ran at its own optics; give the right ones (the optics options or form)"
+        )
 
     def _run_for(self, changes: dict[str, float]) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
         """The model at its optics with ``changes`` (field → value; the pixel size alone: the rest read off the
@@ -271,18 +326,25 @@ class ModelAtFileOptics(_ModelPerImage):
         """The prediction of ``image`` by :meth:`for_image`, checked; a remark names what was taken from the image's
         file or layer."""
         checked = self.task.checked(image)
-        changes = stated_changes(self.task, checked, self.model.optics)
+        changes, refusal = self._taken(checked)
         prediction = self._run_for(changes).predict_with(checked, options, callback)
+        if refusal is not None:
+            return with_warnings(prediction, [refusal])
         if not changes:
             return prediction
-        own = self.model.optics.to_dict()
-        said = ", ".join(f"{_stated(k, v)} (the model's: {_stated(k, own[k])})" for k, v in changes.items())
+        said = _said(changes, self.model.optics)
         remark = f"from the image's file or layer: {said}; the model ran at them by physics similarity"
         return with_warnings(prediction, [remark])
 
 
 def _stated(field: str, value: float) -> str:
     return f"pixels of {value * 1000:.1f} nm" if field == "pixel_um" else f"planes at ±{value:g} µm"
+
+
+def _said(changes: dict[str, float], own: Optics) -> str:
+    """The optics ``changes`` (field → value) beside the model's ``own``, in words."""
+    values = own.to_dict()
+    return ", ".join(f"{_stated(k, v)} (the model's: {_stated(k, values[k])})" for k, v in changes.items())
 
 
 def at_file_optics(model: CVDMModel) -> ModelAtFileOptics:
