@@ -80,7 +80,7 @@ def test_a_model_at_other_optics_returns_the_users_grid_and_checks_against_the_u
 
 def test_optics_outside_what_the_model_covers_are_said_once(tmp_path):
     model = load_model(untrained_model_file(tmp_path, "sr"))
-    run = at_optics(model, {"pixel_um": 0.16, "na": 1.49, "wavelength_um": 0.45})  # undersampled by the camera
+    run = at_optics(model, {"pixel_um": 0.13, "na": 1.49, "wavelength_um": 0.45})  # undersampled by the camera
     image = np.random.default_rng(0).poisson(50, (32, 32)).astype(np.float32)
     with pytest.warns(UserWarning):
         pred = run.predict(image, n_samples=1, steps=1)
