@@ -57,6 +57,22 @@ def test_what_a_model_given_no_optics_takes_from_the_file():
     assert stated_changes(qpi, image((0.3, 0.3), 2.0), own) == {"pixel_um": 0.3, "dz_um": 2.0}
 
 
+def test_optics_the_user_gave_are_completed_from_the_file_never_overridden():
+    sr, qpi = get_task("sr"), get_task("qpi")
+
+    def image(pixel, dz=None):
+        return CheckedImage(np.zeros((1, 2, 16, 16)), True, pixel, dz)
+
+    own = qpi.default_optics()
+    assert stated_changes(qpi, image((0.3, 0.3)), own, {"dz_um"}) == {"pixel_um": 0.3}  # dz given: pixel from file
+    assert stated_changes(qpi, image(None, 2.0), own, {"pixel_um"}) == {"dz_um": 2.0}
+    assert stated_changes(qpi, image((0.3, 0.3), 2.0), own, {"wavelength_um"}) == {"pixel_um": 0.3, "dz_um": 2.0}
+    assert stated_changes(qpi, image((0.3, 0.3), 2.0), own, {"pixel_um", "dz_um"}) == {}  # the user's win
+    assert stated_changes(qpi, image((0.3, 0.3)), own, {"wavelength_um"}) == {}  # the Fresnel number needs both
+    # sr given its NA: nothing is read off the image, so a pixel size 1.1× the model's is taken as stated
+    assert stated_changes(sr, image((0.07, 0.07)), sr.default_optics(), {"na"}) == {"pixel_um": 0.07}
+
+
 def _stack_file(path, side: int = 64) -> tuple[object, np.ndarray]:
     """A 3-plane stack at (−2, 0, +2) µm (0.3 µm pixels, 550 nm) whose file states its pixel size and plane spacing."""
     optics, rng = QPIOptics(wavelength_um=0.55, pixel_um=0.3, dz_um=2.0), np.random.default_rng(3)
@@ -115,3 +131,25 @@ def test_a_file_whose_plane_spacing_is_far_off_runs_the_model_at_its_own_optics_
     assert "defocus dz (µm) 1" in made["optics"]
     code = main(["predict", str(path), "--output-dir", str(out), "--model", str(tiny), "--dz", "0.01"])
     assert code != 0 and "enlarged 10×" in capsys.readouterr().err  # given by the user: refused at once
+
+
+def test_a_stack_run_with_only_its_wavelength_given_takes_pixel_size_and_defocus_from_its_file(tmp_path, capsys):
+    path, truth = _stack_file(tmp_path / "stack.tif")
+    tiny, out = untrained_model_file(tmp_path, "qpi"), tmp_path / "out"
+    args = [
+        "predict",
+        str(path),
+        "--output-dir",
+        str(out),
+        "--model",
+        str(tiny),
+        "--steps",
+        "1",
+        "--wavelength",
+        "0.55",
+    ]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "pixels of 300.0 nm" in err and "planes at ±2 µm" in err and "puts them at" not in err
+    made = json.loads(read_tiff(out / "stack_mean.tif").info)
+    assert all(f in made["optics"] for f in ("wavelength (µm) 0.55", "pixel size (µm) 0.3", "defocus dz (µm) 2"))

@@ -5,6 +5,8 @@ the pixel size: :meth:`~napari_cvdm.tasks.base.Task.pixel_size_warning`)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from ..physics.optics import Optics
 from ..tasks import Task
 from ..tasks.base import PIXEL_SIZE_TOLERANCE
@@ -16,24 +18,29 @@ __all__ = ["STATED_TOLERANCE", "stated_changes", "defocus_warning"]
 STATED_TOLERANCE = 0.02
 
 
-def stated_changes(task: Task, image: CheckedImage, optics: Optics) -> dict[str, float]:
+def stated_changes(task: Task, image: CheckedImage, optics: Optics, given: Collection[str] = ()) -> dict[str, float]:
     """The optics fields (field → value) the image's file or layer states that differ from ``optics``, as a model
-    given no optics runs at them: the defocus of brightfield planes and the pixel size, each where it is more than
-    :data:`STATED_TOLERANCE` off — the pixel size of a task that reads the rest of its optics off the image
-    (:attr:`Task.reads_optics_off_image`: sr) only beyond :data:`~napari_cvdm.tasks.base.PIXEL_SIZE_TOLERANCE`
-    times, as that estimate is no closer to the truth than the model's own optics for a nearby pixel size. Optics
-    with a defocus (qpi) take both or neither: the Fresnel number p²/(λ·dz) needs both, and larger pixels come with
-    longer defocus, so one alone moves it further from the truth than the model's own optics."""
+    runs at them where the user did not give them (``given``: the fields the user set, which the file never
+    overrides): the defocus of brightfield planes and the pixel size, each where it is more than
+    :data:`STATED_TOLERANCE` off — given nothing, the pixel size of a task that reads the rest of its optics off
+    the image (:attr:`Task.reads_optics_off_image`: sr) only beyond
+    :data:`~napari_cvdm.tasks.base.PIXEL_SIZE_TOLERANCE` times, as that estimate is no closer to the truth than the
+    model's own optics for a nearby pixel size. Optics with a defocus (qpi) take the file's values only where pixel
+    size and defocus are then both known (given or stated): the Fresnel number p²/(λ·dz) needs both, and larger
+    pixels come with longer defocus, so one alone moves it further from the truth than the model's own optics."""
     own = optics.to_dict()
-    if "dz_um" in own and (image.pixel_um is None or image.dz_um is None):
+    stated = {} if image.pixel_um is None else {"pixel_um": float(image.pixel_um[-1])}
+    if image.dz_um is not None and "dz_um" in own:
+        stated["dz_um"] = float(image.dz_um)
+    if "dz_um" in own and not {"pixel_um", "dz_um"} <= {*stated, *given}:
         return {}
-    changes: dict[str, float] = {}
-    limit = PIXEL_SIZE_TOLERANCE if task.reads_optics_off_image else 1.0 + STATED_TOLERANCE
-    if image.pixel_um is not None and times_off(float(image.pixel_um[-1]), own["pixel_um"]) > limit:
-        changes["pixel_um"] = float(image.pixel_um[-1])
-    if image.dz_um is not None and "dz_um" in own and times_off(image.dz_um, own["dz_um"]) > 1.0 + STATED_TOLERANCE:
-        changes["dz_um"] = float(image.dz_um)
-    return changes
+    estimated = task.reads_optics_off_image and not given
+    limits = {"pixel_um": PIXEL_SIZE_TOLERANCE if estimated else 1.0 + STATED_TOLERANCE}
+    return {
+        k: v
+        for k, v in stated.items()
+        if k not in given and times_off(v, own[k]) > limits.get(k, 1.0 + STATED_TOLERANCE)
+    }
 
 
 def defocus_warning(dz_um: float | None, optics: Optics) -> str | None:

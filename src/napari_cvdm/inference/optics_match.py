@@ -278,47 +278,57 @@ def at_image_optics(model: CVDMModel, optics: dict[str, Any]) -> ModelAtImageOpt
 
 @dataclass(frozen=True)
 class ModelAtFileOptics(_ModelPerImage):
-    """A model given no optics, run at what each image's file or layer states of its optics where that differs from
-    the model's (:func:`~napari_cvdm.inference.file_optics.stated_changes`: the pixel size, the defocus of brightfield
-    planes), which a remark states; any other image runs through the model itself.
+    """A model run at the optics the user gave, completed image by image from what its file or layer states where
+    the user gave nothing (:func:`~napari_cvdm.inference.file_optics.stated_changes`: the pixel size, the defocus of
+    brightfield planes), which a remark states; given nothing and stating nothing, the model itself runs.
 
     Attributes
     ----------
     model
         The model, with the optics it was trained for.
     optics
-        The model's optics (what runs where the image states nothing else).
+        The model's optics with the user's changes (what runs where the image states nothing else).
+    changed
+        The user's changes of the model's optics (field → value; empty: none), which no file overrides.
     """
 
+    changed: dict[str, float] = dataclasses.field(default_factory=dict, hash=False)
+
     def for_image(self, image: np.ndarray | CheckedImage) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
-        """What reconstructs ``image``: the model at the optics its file or layer states, or the model itself."""
+        """What reconstructs ``image``: the model at the optics given and those its file or layer states."""
         return self._run_for(self._taken(self.task.checked(image))[0])
 
     def _taken(self, image: CheckedImage) -> tuple[dict[str, float], str | None]:
-        """The optics fields ``image``'s file or layer states that the model runs at (field → value;
-        :func:`~napari_cvdm.inference.file_optics.stated_changes`) — none, with the warning why, where they would
-        need the image resampled beyond the model's reach (:func:`similarity_refusal`: most likely a unit wrong in
-        the file)."""
-        changes = stated_changes(self.task, image, self.model.optics)
-        if not changes or (set(changes) == {"pixel_um"} and self.task.reads_optics_off_image):
+        """The optics fields ``image``'s file or layer states that the model runs at beside those given (field →
+        value; :func:`~napari_cvdm.inference.file_optics.stated_changes`) — none, with the warning why, where they
+        would need the image resampled beyond the model's reach (:func:`similarity_refusal`: most likely a unit wrong
+        in the file)."""
+        changes = stated_changes(self.task, image, self.optics, self.changed)
+        merged = {**self.changed, **changes}
+        if not changes or self._reads_off_image(merged):
             return changes, None  # the pixel size alone: the enlargement is read off the image
-        target = self.task.optics_with(changes, self.model.optics)
+        target = self.task.optics_with(merged, self.model.optics)
         reason = similarity_refusal(self.task, self.task.similarity_scale(self.model.optics, target))
         if reason is None:
             return changes, None
+        own = "those given and the model's" if self.changed else "its own optics"
         return {}, (
             f"the image's file or layer states {_said(changes, self.model.optics)}, but {reason}: a unit in the file "
-            "is probably wrong, so the model ran at its own optics; give the right ones (the optics options or form)"
+            f"is probably wrong, so the model ran at {own}; give the right ones (the optics options or form)"
         )
 
+    def _reads_off_image(self, changes: dict[str, float]) -> bool:
+        """Whether optics ``changes`` (field → value) are the pixel size alone, which leaves the rest to be read off
+        the image (sr)."""
+        return set(changes) == {"pixel_um"} and self.task.reads_optics_off_image
+
     def _run_for(self, changes: dict[str, float]) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
-        """The model at its optics with ``changes`` (field → value; the pixel size alone: the rest read off the
-        image), or the model itself for none."""
-        if not changes:
-            return self.model
-        if set(changes) == {"pixel_um"}:
-            return at_image_optics(self.model, changes)
-        return at_optics(self.model, changes)
+        """The model at the optics given with the file's ``changes`` (field → value; the pixel size alone: the rest
+        read off the image), or the model itself for none."""
+        merged = {**self.changed, **changes}
+        if self._reads_off_image(merged):
+            return at_image_optics(self.model, merged)
+        return at_optics(self.model, merged)
 
     def predict_with(
         self, image: np.ndarray | CheckedImage, options: SamplingOptions, callback: ProgressCallback | None = None
@@ -352,13 +362,20 @@ def at_file_optics(model: CVDMModel) -> ModelAtFileOptics:
     return ModelAtFileOptics(model, model.optics)
 
 
-def model_at(model: CVDMModel, optics: dict[str, Any]) -> ModelAtFileOptics | ModelAtOptics | ModelAtImageOptics:
+def model_at(model: CVDMModel, optics: dict[str, Any]) -> ModelAtFileOptics | ModelAtImageOptics:
     """What runs ``model`` for images of ``optics`` (field → value, the fields the user changed from the model's):
-    with nothing changed, the model at what each image's file or layer states of its optics (:func:`at_file_optics`);
-    given the pixel size alone, the rest read off each image (:func:`at_image_optics`); otherwise :func:`at_optics`
-    (the model itself when the physics is the same)."""
+    given the pixel size alone for a task that reads the rest off the image (sr), the rest read off each image
+    (:func:`at_image_optics`); otherwise the optics given, completed from each image's file or layer where the user
+    gave nothing (:class:`ModelAtFileOptics`; given nothing: the model at what the file states).
+
+    Raises
+    ------
+    ValueError
+        As :func:`at_optics`, for the optics given.
+    """
     if not optics:
         return at_file_optics(model)
-    if set(optics) <= {"pixel_um"}:
+    if set(optics) == {"pixel_um"} and model.task.reads_optics_off_image:
         return at_image_optics(model, optics)
-    return at_optics(model, optics)
+    at_optics(model, optics)  # optics given out of range or out of reach: refused at once
+    return ModelAtFileOptics(model, model.task.optics_with(dict(optics), model.optics), dict(optics))
