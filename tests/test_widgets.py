@@ -466,11 +466,30 @@ def test_classical_methods_are_listed_beside_the_models_and_named_after_themselv
     assert widget.samples_spin.isEnabled() and widget.optics_form.optics() == widget.current_model().optics
     assert widget.job().model.inner.model is widget.current_model()  # its own optics: the model (taking planes)
     widget.optics_form.boxes["dz_um"].setValue(2.0)  # another defocus: the model by Fresnel similarity
-    assert widget.job().model.scale == pytest.approx(0.5**0.5)
+    job = widget.job()
+    assert job.model.inner.for_image(job.data.pair).scale == pytest.approx(0.5**0.5)
     widget.optics_form.boxes["dz_um"].setValue(1.0)  # the form back at the model's: the layer's planes decide
     viewer.layers["brightfield ±1 µm"].scale = (4.0, 0.21, 0.21)  # planes 4 µm apart: at ±2 µm
     job = widget.job()
     assert job.data.dz_um == 2.0 and job.model.inner.for_image(job.data.pair).optics.dz_um == 2.0
+
+
+def test_the_optics_form_says_what_the_model_takes_from_the_layer_before_it_runs(make_napari_viewer, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((3, 32, 32), np.float32), name="stack", scale=(2.0, 0.3, 0.3), units=("µm",) * 3)
+    widget = _widget(viewer, model_files["qpi"])
+    widget.layer_box.setCurrentText("stack")
+    assert widget.current_model().task.name == "qpi"
+    said = "The layer states pixels of 300.0 nm and planes at ±2 µm: the model runs at them, the rest as above."
+    assert widget.optics_note.text() == said
+    widget.optics_form.boxes["dz_um"].setValue(1.5)  # the user's dz wins; the layer's pixel size still fills in
+    assert "the model runs at pixels of 300.0 nm, the rest as above" in widget.optics_note.text()
+    viewer.add_image(np.ones((2, 32, 32), np.float32), name="pair in pixels")
+    widget.layer_box.setCurrentText("pair in pixels")
+    assert "states no pixel size" in widget.optics_note.text()
+    texts = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
+    widget.model_box.setCurrentIndex(next(i for i, t in enumerate(texts) if t.startswith("TIE")))
+    assert widget.optics_note.text() == ""  # a classical method runs at the form's optics: nothing to say
 
 
 def test_running_results_appear_during_the_run_and_stop_and_keep_keeps_them(make_napari_viewer, qtbot, model_files):

@@ -179,7 +179,10 @@ class MethodPicker(ModelPicker):
 
 class OpticsForm(QWidget):
     """One box per field of an optics class that users set (those with a command-line option), labelled and
-    explained from the class itself; :meth:`optics` builds (and so validates) the instance."""
+    explained from the class itself; :meth:`optics` builds (and so validates) the instance. ``edited`` is emitted
+    whenever a box's value changes."""
+
+    edited = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -196,6 +199,7 @@ class OpticsForm(QWidget):
             for f in dataclasses.fields(optics):
                 if "cli" in f.metadata and f.metadata.get("form", True):
                     box = float_spin(0.0, 1000.0, 0.0, 4, field_help(self._cls, f.name))
+                    box.valueChanged.connect(self.edited.emit)
                     self.boxes[f.name] = box
                     self._layout.addRow(f.metadata.get("label", f.name), box)
         for name, box in self.boxes.items():

@@ -21,7 +21,8 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QLabel, QProgres
 
 from ..inference.brightfield_input import BrightfieldInput
 from ..inference.devices import available_devices
-from ..inference.layers import layer_pixel_size, layer_plane_spacing, model_input, residual_geometry
+from ..inference.file_optics import stated_note, stated_values
+from ..inference.layers import layer_defocus, layer_pixel_size, layer_plane_spacing, model_input, residual_geometry
 from ..inference.models import CVDMModel
 from ..inference.optics_match import model_at
 from ..inference.predict import Prediction, SamplingOptions
@@ -73,6 +74,8 @@ class ReconstructWidget(ShowsResults, QWidget):
             "model's, a layer whose scale is in µm runs at its own pixel size (and a qpi layer's planes at their Z "
             "spacing) where that differs from the model's; the result says so"
         )
+        self.optics_note = QLabel("")  # what the model takes from the chosen layer's scale, before it runs
+        self.optics_note.setWordWrap(True)
         self.samples_check = QCheckBox("add the samples as a stack")
         self.schedule_check = QCheckBox("add the learned schedule λ(x)")
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
@@ -105,6 +108,16 @@ class ReconstructWidget(ShowsResults, QWidget):
         self.keep_button.clicked.connect(self.stop_and_keep)
         self.model_box.model_changed.connect(self._on_model_changed)
         self._on_model_changed(self.model_box.current_model(quiet=True))
+        self._follow_for_optics_note(napari_viewer)
+
+    def _follow_for_optics_note(self, viewer: Any) -> None:
+        """Keep the line under the optics form up to date with the form, the chosen layers and the viewer's."""
+        self.optics_form.edited.connect(self._show_optics_note)
+        self.layer_box.currentIndexChanged.connect(self._show_optics_note)
+        self.second_box.currentIndexChanged.connect(self._show_optics_note)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._show_optics_note)
+        self._show_optics_note()
 
     def _make_sampling_fields(self) -> None:
         """The samples, steps, seed, device and tile fields: the command line's sampling options."""
@@ -140,6 +153,7 @@ class ReconstructWidget(ShowsResults, QWidget):
         layout.addLayout(form)
         layout.addWidget(self.optics_label)
         layout.addWidget(self.optics_form)
+        layout.addWidget(self.optics_note)
         for item in (self.samples_check, self.schedule_check, buttons, self.progress_bar, self.status):
             (layout.addLayout if isinstance(item, QHBoxLayout) else layout.addWidget)(item)
         layout.addStretch(1)
@@ -178,6 +192,7 @@ class ReconstructWidget(ShowsResults, QWidget):
         for box in (self.samples_spin, self.steps_spin, self.seed_spin, self.samples_check, self.schedule_check):
             box.setEnabled(model.stochastic)  # a classical method draws no samples
         self.optics_form.show_optics(model.optics)
+        self._show_optics_note()
         pair = model.task.input_planes == 2
         for item in (self.second_box, self.second_label):
             item.setVisible(pair)
@@ -191,13 +206,37 @@ class ReconstructWidget(ShowsResults, QWidget):
             return np.asarray(layer.data)
         return ESTIMATE if self.flat_box.currentText() == _ESTIMATE_FLAT else None
 
+    def _form_changes(self, model: CVDMModel) -> dict[str, float]:
+        """The optics fields the user changed in the form from ``model``'s (field → value; ``ValueError`` when a
+        value is out of range)."""
+        own, given = model.optics.to_dict(), self.optics_form.optics().to_dict()
+        return {k: v for k, v in given.items() if k in self.optics_form.boxes and abs(v - own[k]) > 1e-4 * abs(own[k])}
+
     def _at_form_optics(self, model: CVDMModel) -> Any:
         """``model`` run at the optics in the form where the user changed them (:func:`model_at`)."""
-        own, given = model.optics.to_dict(), self.optics_form.optics().to_dict()
-        changed = {
-            k: v for k, v in given.items() if k in self.optics_form.boxes and abs(v - own[k]) > 1e-4 * abs(own[k])
-        }
-        return model_at(model, changed)
+        return model_at(model, self._form_changes(model))
+
+    def _show_optics_note(self, *_: Any) -> None:
+        """Say under the optics form what the chosen model will take from the chosen layer's scale
+        (:func:`~napari_cvdm.inference.file_optics.stated_note`); nothing for a classical method, which runs at the
+        form's optics."""
+        model, layer = self.model_box.current_model(quiet=True), self.layer_box.layer()
+        if model is None or layer is None or not model.stochastic:
+            self.optics_note.setText("")
+            return
+        try:
+            changed = self._form_changes(model)
+        except ValueError:
+            self.optics_note.setText("")
+            return
+        units = tuple(str(u) for u in layer.units) if hasattr(layer, "units") else None
+        planes = model.task.input_planes == 2 and self.second_box.layer() is None
+        pixel = layer_pixel_size(layer.scale, units)
+        dz = layer_defocus(layer.scale, units, getattr(layer.data, "shape", ()), planes)
+        stated = stated_values(None if pixel is None else pixel[-1], dz, model.optics)
+        self.optics_note.setText(
+            stated_note(model.task, stated, model.task.optics_with(changed, model.optics), changed)
+        )
 
     def _gather_input(self, model: CVDMModel) -> tuple[Image, np.ndarray, bool]:
         """The input layer, its data as the model takes it, and whether the layer carries the planes."""

@@ -12,7 +12,15 @@ from ..tasks import Task
 from ..tasks.base import PIXEL_SIZE_TOLERANCE
 from ..tasks.records import CheckedImage, times_off
 
-__all__ = ["STATED_TOLERANCE", "stated_changes", "defocus_warning"]
+__all__ = [
+    "STATED_TOLERANCE",
+    "stated_changes",
+    "stated_values",
+    "changes_from",
+    "in_words",
+    "stated_note",
+    "defocus_warning",
+]
 
 #: A stated value closer than this (relative) to the run's is the same (file metadata rounds).
 STATED_TOLERANCE = 0.02
@@ -28,10 +36,22 @@ def stated_changes(task: Task, image: CheckedImage, optics: Optics, given: Colle
     model's own optics for a nearby pixel size. Optics with a defocus (qpi) take the file's values only where pixel
     size and defocus are then both known (given or stated): the Fresnel number p²/(λ·dz) needs both, and larger
     pixels come with longer defocus, so one alone moves it further from the truth than the model's own optics."""
+    pixel = None if image.pixel_um is None else float(image.pixel_um[-1])
+    return changes_from(task, stated_values(pixel, image.dz_um, optics), optics, given)
+
+
+def stated_values(pixel_um: float | None, dz_um: float | None, optics: Optics) -> dict[str, float]:
+    """What a file or layer states of the fields of ``optics`` (field → value, µm): its pixel size, and the planes'
+    defocus where ``optics`` has one; ``None`` is not stated."""
+    stated = {} if pixel_um is None else {"pixel_um": float(pixel_um)}
+    if dz_um is not None and "dz_um" in optics.to_dict():
+        stated["dz_um"] = float(dz_um)
+    return stated
+
+
+def changes_from(task: Task, stated: dict[str, float], optics: Optics, given: Collection[str] = ()) -> dict[str, float]:
+    """:func:`stated_changes` of what a file or layer states (:func:`stated_values`)."""
     own = optics.to_dict()
-    stated = {} if image.pixel_um is None else {"pixel_um": float(image.pixel_um[-1])}
-    if image.dz_um is not None and "dz_um" in own:
-        stated["dz_um"] = float(image.dz_um)
     if "dz_um" in own and not {"pixel_um", "dz_um"} <= {*stated, *given}:
         return {}
     estimated = task.reads_optics_off_image and not given
@@ -41,6 +61,33 @@ def stated_changes(task: Task, image: CheckedImage, optics: Optics, given: Colle
         for k, v in stated.items()
         if k not in given and times_off(v, own[k]) > limits.get(k, 1.0 + STATED_TOLERANCE)
     }
+
+
+def in_words(field: str, value: float) -> str:
+    """A stated pixel size or defocus (µm) in words: ``"pixels of 300.0 nm"``, ``"planes at ±2 µm"``."""
+    return f"pixels of {value * 1000:.1f} nm" if field == "pixel_um" else f"planes at ±{value:g} µm"
+
+
+def stated_note(task: Task, stated: dict[str, float], optics: Optics, given: Collection[str] = ()) -> str:
+    """What a model run at ``optics`` (its own with the user's changes ``given``) takes from what an image's layer
+    states (:func:`stated_values`), in words for the optics form, before anything runs."""
+    if not stated:
+        return "The layer states no pixel size (its scale is in pixels): the optics above run."
+    said = " and ".join(in_words(k, v) for k, v in stated.items())
+    changes = changes_from(task, stated, optics, given)
+    if changes:
+        taken = "them" if changes == stated else " and ".join(in_words(k, v) for k, v in changes.items())
+        rest = ", its NA read off the image" if task.reads_optics_off_image and not given else ", the rest as above"
+        return f"The layer states {said}: the model runs at {taken}{rest}."
+    if any(k in given for k in stated):
+        return f"The layer states {said}; the values you set above win."
+    if "dz_um" in optics.to_dict() and not {"pixel_um", "dz_um"} <= {*stated, *given}:
+        lacking = "plane spacing" if "dz_um" not in stated else "pixel size"
+        return (
+            f"The layer states {said} but no {lacking}: set the defocus dz, pixel size and wavelength above to run "
+            "at its optics (the Fresnel number needs them all); otherwise the optics above run."
+        )
+    return f"The layer states {said}, close enough to the optics above: they run."
 
 
 def defocus_warning(dz_um: float | None, optics: Optics) -> str | None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.tiff import um_per_unit
 from ..tasks import Task
+from ..tasks.records import outer_defocus
 from .predict import Prediction
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "RESIDUAL_LIMITS",
     "layer_pixel_size",
     "layer_plane_spacing",
+    "layer_defocus",
 ]
 
 #: ``(data, kwargs, layer_type)`` as napari's ``Viewer._add_layer_from_data`` takes it.
@@ -58,6 +60,17 @@ def layer_plane_spacing(scale: Sequence[float], units: Sequence[Any] | None, pla
         return None
     factor = um_per_unit(units[-3])
     return None if factor is None else float(scale[-3]) * factor
+
+
+def layer_defocus(
+    scale: Sequence[float], units: Sequence[Any] | None, shape: Sequence[int], plane_axis: bool
+) -> float | None:
+    """The defocus ``dz`` (µm) of the outer planes a layer of ``shape`` carries on axis ``-3`` (``plane_axis``),
+    from their spacing (:func:`layer_plane_spacing`, :func:`~napari_cvdm.tasks.records.outer_defocus`); ``None``
+    where unknown."""
+    if len(shape) < 3:
+        return None
+    return outer_defocus(int(shape[-3]), layer_plane_spacing(scale, units, plane_axis))
 
 
 def robust_limits(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> tuple[float, float]:

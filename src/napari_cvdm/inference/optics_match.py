@@ -19,7 +19,7 @@ from ..physics.optics import Optics
 from ..tasks import MIN_SIDE, Task
 from ..tasks.records import CheckedImage
 from .consistency import check_consistency, with_warnings
-from .file_optics import stated_changes
+from .file_optics import in_words, stated_changes
 from .models import CVDMModel
 from .predict import PartialResult, Prediction, SamplingOptions
 from .reconstructor import Predicts
@@ -347,14 +347,10 @@ class ModelAtFileOptics(_ModelPerImage):
         return with_warnings(prediction, [remark])
 
 
-def _stated(field: str, value: float) -> str:
-    return f"pixels of {value * 1000:.1f} nm" if field == "pixel_um" else f"planes at ±{value:g} µm"
-
-
 def _said(changes: dict[str, float], own: Optics) -> str:
     """The optics ``changes`` (field → value) beside the model's ``own``, in words."""
     values = own.to_dict()
-    return ", ".join(f"{_stated(k, v)} (the model's: {_stated(k, values[k])})" for k, v in changes.items())
+    return ", ".join(f"{in_words(k, v)} (the model's: {in_words(k, values[k])})" for k, v in changes.items())
 
 
 def at_file_optics(model: CVDMModel) -> ModelAtFileOptics:
