@@ -153,3 +153,20 @@ def test_a_stack_run_with_only_its_wavelength_given_takes_pixel_size_and_defocus
     assert "pixels of 300.0 nm" in err and "planes at ±2 µm" in err and "puts them at" not in err
     made = json.loads(read_tiff(out / "stack_mean.tif").info)
     assert all(f in made["optics"] for f in ("wavelength (µm) 0.55", "pixel size (µm) 0.3", "defocus dz (µm) 2"))
+
+
+def test_the_note_before_a_run_says_what_the_layer_gives_and_what_is_missing():
+    from napari_cvdm.inference.file_optics import stated_note, stated_values
+
+    sr, qpi = get_task("sr"), get_task("qpi")
+    o, q = sr.default_optics(), qpi.default_optics()
+    assert "no pixel size" in stated_note(sr, stated_values(None, None, o), o)
+    assert stated_note(sr, stated_values(0.1325, None, o), o).endswith(
+        "the model runs at them, its NA read off the image."
+    )
+    assert "close enough to the optics above: they run" in stated_note(sr, stated_values(0.065, None, o), o)
+    assert "the values you set above win" in stated_note(
+        sr, stated_values(0.1, None, o), o.replace(pixel_um=0.09), {"pixel_um"}
+    )
+    lacking = stated_note(qpi, stated_values(0.64, None, q), q)  # the real ±10 µm pair's file: no spacing
+    assert "but no plane spacing: set the defocus dz, pixel size and wavelength above" in lacking
