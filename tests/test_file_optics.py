@@ -170,3 +170,18 @@ def test_the_note_before_a_run_says_what_the_layer_gives_and_what_is_missing():
     )
     lacking = stated_note(qpi, stated_values(0.64, None, q), q)  # the real ±10 µm pair's file: no spacing
     assert "but no plane spacing: set the defocus dz, pixel size and wavelength above" in lacking
+
+
+def test_optics_given_are_judged_with_what_the_file_adds_to_them(tmp_path, capsys):
+    """The real ±10 µm pair's file states 0.64 µm pixels and no spacing: given --dz 10 alone, the model's 0.21 µm
+    pixels would shrink the pair 0.31× (refused); with the file's pixels it is 0.94×, and runs."""
+    planes = np.random.default_rng(0).normal(1.0, 0.01, (2, 64, 64)).astype(np.float32)
+    stated = write_tiff(tmp_path / "pair.tif", planes, 0.64, axes="CYX")
+    bare = write_tiff(tmp_path / "bare.tif", planes, None, axes="CYX")
+    tiny, out = untrained_model_file(tmp_path, "qpi"), tmp_path / "out"
+    options = ["--output-dir", str(out), "--model", str(tiny), "--steps", "1", "--dz", "10", "--wavelength", "0.532"]
+    assert main(["predict", str(stated), *options]) == 0
+    assert "pixels of 640.0 nm (the model's: pixels of 210.0 nm)" in capsys.readouterr().err
+    assert "pixel size (µm) 0.64" in json.loads(read_tiff(out / "pair_mean.tif").info)["optics"]
+    assert main(["predict", str(bare), *options]) != 0
+    assert "shrunk 0.31×" in capsys.readouterr().err

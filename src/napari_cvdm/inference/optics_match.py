@@ -59,6 +59,9 @@ def similarity_remark(task: Task, scale: float) -> str | None:
     return f"the image was {what}; compare with the classical methods, or fine-tune the model for your optics"
 
 
+#: The optics fields a file or layer can state (:mod:`~napari_cvdm.inference.file_optics`).
+FILLED_FROM_FILE = frozenset({"pixel_um", "dz_um"})
+
 #: How far beyond the enlargements a model covers (:meth:`Task.similarity_range`) it still runs, as a factor on either
 #: side; further, the optics are taken for a mistake (a unit, a field mixed up) and not run: a qpi pair at
 #: ``--dz 0.01`` would be enlarged 10×, a hundred times the pixels, for a result no model has seen the like of.
@@ -302,20 +305,32 @@ class ModelAtFileOptics(_ModelPerImage):
         """The optics fields ``image``'s file or layer states that the model runs at beside those given (field →
         value; :func:`~napari_cvdm.inference.file_optics.stated_changes`) — none, with the warning why, where they
         would need the image resampled beyond the model's reach (:func:`similarity_refusal`: most likely a unit wrong
-        in the file)."""
+        in the file) and those given alone would not.
+
+        Raises
+        ------
+        ValueError
+            The optics given, with or without the file's, out of the model's reach.
+        """
         changes = stated_changes(self.task, image, self.optics, self.changed)
         merged = {**self.changed, **changes}
-        if not changes or self._reads_off_image(merged):
+        if self._reads_off_image(merged) or not (reason := self._out_of_reach(merged)):
             return changes, None  # the pixel size alone: the enlargement is read off the image
-        target = self.task.optics_with(merged, self.model.optics)
-        reason = similarity_refusal(self.task, self.task.similarity_scale(self.model.optics, target))
-        if reason is None:
-            return changes, None
+        if not changes or self._out_of_reach(self.changed):
+            raise _refused(self.model, self.task.optics_with(merged, self.model.optics), reason)
         own = "those given and the model's" if self.changed else "its own optics"
         return {}, (
             f"the image's file or layer states {_said(changes, self.model.optics)}, but {reason}: a unit in the file "
             f"is probably wrong, so the model ran at {own}; give the right ones (the optics options or form)"
         )
+
+    def _out_of_reach(self, changes: dict[str, float]) -> str | None:
+        """Why the model's optics with ``changes`` (field → value) are beyond its reach (:func:`similarity_refusal`),
+        or ``None``."""
+        if not changes:
+            return None
+        target = self.task.optics_with(changes, self.model.optics)
+        return similarity_refusal(self.task, self.task.similarity_scale(self.model.optics, target))
 
     def _reads_off_image(self, changes: dict[str, float]) -> bool:
         """Whether optics ``changes`` (field → value) are the pixel size alone, which leaves the rest to be read off
@@ -367,11 +382,13 @@ def model_at(model: CVDMModel, optics: dict[str, Any]) -> ModelAtFileOptics | Mo
     Raises
     ------
     ValueError
-        As :func:`at_optics`, for the optics given.
+        As :func:`at_optics`, for the optics given where a file can add nothing to them (else image by image).
     """
     if not optics:
         return at_file_optics(model)
     if set(optics) == {"pixel_um"} and model.task.reads_optics_off_image:
         return at_image_optics(model, optics)
-    at_optics(model, optics)  # optics given out of range or out of reach: refused at once
-    return ModelAtFileOptics(model, model.task.optics_with(dict(optics), model.optics), dict(optics))
+    target = model.task.optics_with(dict(optics), model.optics)  # a value out of range: refused at once
+    if not (FILLED_FROM_FILE & target.to_dict().keys()) - set(optics):
+        at_optics(model, target)  # nothing left for a file to fill in: out of reach, refused at once
+    return ModelAtFileOptics(model, target, dict(optics))
