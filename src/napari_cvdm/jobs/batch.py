@@ -56,8 +56,8 @@ class PredictRequest:
         by the background (or see --flat-field).
     model
         sr, qpi or a .safetensors model file (the optics options run it at your optics by physics similarity;
-        --pixel-size alone: the sr cut-off read off each image; none: the pixel size, and for qpi the plane spacing,
-        each file states where they differ from the model's); or a classical method to compare with: tie,
+        --pixel-size alone: the sr cut-off read off each image; what the options leave open, the pixel size and for
+        qpi the plane spacing, from each file where it states them); or a classical method to compare with: tie,
         iterative or flat-background (qpi), bicubic or richardson-lucy (sr), at the optics options given
         (--samples is then ignored).
     output_dir
