@@ -160,16 +160,20 @@ def test_the_note_before_a_run_says_what_the_layer_gives_and_what_is_missing():
 
     sr, qpi = get_task("sr"), get_task("qpi")
     o, q = sr.default_optics(), qpi.default_optics()
-    assert "no pixel size" in stated_note(sr, stated_values(None, None, o), o)
-    assert stated_note(sr, stated_values(0.1325, None, o), o).endswith(
+    assert "no pixel size" in stated_note(sr, stated_values(None, None, o), o, {})
+    assert stated_note(sr, stated_values(0.1325, None, o), o, {}).endswith(
         "the model runs at them, its NA read off the image."
     )
-    assert "close enough to the optics above: they run" in stated_note(sr, stated_values(0.065, None, o), o)
-    assert "the values you set above win" in stated_note(
-        sr, stated_values(0.1, None, o), o.replace(pixel_um=0.09), {"pixel_um"}
-    )
-    lacking = stated_note(qpi, stated_values(0.64, None, q), q)  # the real ±10 µm pair's file: no spacing
+    assert "close enough to the optics above: they run" in stated_note(sr, stated_values(0.065, None, o), o, {})
+    said = stated_note(sr, stated_values(0.1, None, o), o, {"pixel_um": 0.09})
+    assert "the values you set above win" in said
+    lacking = stated_note(qpi, stated_values(0.64, None, q), q, {})  # the real ±10 µm pair's file: no spacing
     assert "but no plane spacing: set the defocus dz, pixel size and wavelength above" in lacking
+    # what will happen where the optics are out of the model's reach
+    unit = stated_note(qpi, stated_values(0.21, 0.01, q), q, {})  # a spacing in mm taken for µm?
+    assert "but the model would have to see the image enlarged 10×" in unit and "runs without it" in unit
+    refused = stated_note(qpi, stated_values(None, None, q), q, {"dz_um": 0.01})
+    assert refused.startswith("The optics above are out of the model's reach") and "will be refused" in refused
 
 
 def test_optics_given_are_judged_with_what_the_file_adds_to_them(tmp_path, capsys):

@@ -487,6 +487,11 @@ def test_the_optics_form_says_what_the_model_takes_from_the_layer_before_it_runs
     viewer.add_image(np.ones((2, 32, 32), np.float32), name="pair in pixels")
     widget.layer_box.setCurrentText("pair in pixels")
     assert "states no pixel size" in widget.optics_note.text()
+    viewer.layers["pair in pixels"].scale = (1.0, 60.0, 60.0)  # nm taken for µm: told before the run
+    viewer.layers["pair in pixels"].units = ("µm",) * 3
+    widget.layer_box.setCurrentText("stack")
+    widget.layer_box.setCurrentText("pair in pixels")
+    assert "cannot be" in widget.optics_note.text() and "look like nm" in widget.optics_note.text()
     texts = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
     widget.model_box.setCurrentIndex(next(i for i, t in enumerate(texts) if t.startswith("TIE")))
     assert widget.optics_note.text() == ""  # a classical method runs at the form's optics: nothing to say

@@ -234,9 +234,10 @@ class ReconstructWidget(ShowsResults, QWidget):
         pixel = layer_pixel_size(layer.scale, units)
         dz = layer_defocus(layer.scale, units, getattr(layer.data, "shape", ()), planes)
         stated = stated_values(None if pixel is None else pixel[-1], dz, model.optics)
-        self.optics_note.setText(
-            stated_note(model.task, stated, model.task.optics_with(changed, model.optics), changed)
-        )
+        try:
+            self.optics_note.setText(stated_note(model.task, stated, model.optics, changed))
+        except ValueError as err:  # a layer scale no optics can have (e.g. nm taken for µm)
+            self.optics_note.setText(f"The layer's scale gives optics that cannot be: {err}.")
 
     def _gather_input(self, model: CVDMModel) -> tuple[Image, np.ndarray, bool]:
         """The input layer, its data as the model takes it, and whether the layer carries the planes."""

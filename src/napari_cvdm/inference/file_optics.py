@@ -11,6 +11,7 @@ from ..physics.optics import Optics
 from ..tasks import Task
 from ..tasks.base import PIXEL_SIZE_TOLERANCE
 from ..tasks.records import CheckedImage, times_off
+from .similarity import out_of_reach
 
 __all__ = [
     "STATED_TOLERANCE",
@@ -19,6 +20,7 @@ __all__ = [
     "changes_from",
     "in_words",
     "stated_note",
+    "reads_off_image",
     "defocus_warning",
 ]
 
@@ -68,20 +70,41 @@ def in_words(field: str, value: float) -> str:
     return f"pixels of {value * 1000:.1f} nm" if field == "pixel_um" else f"planes at ±{value:g} µm"
 
 
-def stated_note(task: Task, stated: dict[str, float], optics: Optics, given: Collection[str] = ()) -> str:
-    """What a model run at ``optics`` (its own with the user's changes ``given``) takes from what an image's layer
-    states (:func:`stated_values`), in words for the optics form, before anything runs."""
+def reads_off_image(task: Task, changes: dict[str, float]) -> bool:
+    """Whether optics ``changes`` (field → value) are the pixel size alone for a task that reads the rest off the
+    image (sr): the enlargement then comes from the image's spectrum, not from the changes."""
+    return set(changes) == {"pixel_um"} and task.reads_optics_off_image
+
+
+def stated_note(task: Task, stated: dict[str, float], own: Optics, given: dict[str, float]) -> str:
+    """What a model of optics ``own`` given the user's changes ``given`` (field → value) takes from what an image's
+    layer states (:func:`stated_values`), in words for the optics form, before anything runs — and where the optics
+    are out of its reach (:func:`~napari_cvdm.inference.similarity.out_of_reach`), what will happen.
+
+    Raises
+    ------
+    ValueError
+        The layer states values no optics can have (the run would fail with the same message).
+    """
+    if problem := out_of_reach(task, own, given):
+        return f"The optics above are out of the model's reach ({problem}): the run will be refused; check them."
     if not stated:
         return "The layer states no pixel size (its scale is in pixels): the optics above run."
     said = " and ".join(in_words(k, v) for k, v in stated.items())
-    changes = changes_from(task, stated, optics, given)
+    changes = changes_from(task, stated, task.optics_with(given, own), given)
+    merged = {**given, **changes}
+    task.optics_with(merged, own)  # a value no optics can have (a pixel of 10 µm for sr): ValueError, as the run
+    if changes and not reads_off_image(task, merged) and (problem := out_of_reach(task, own, merged)):
+        return (
+            f"The layer states {said}, but {problem}: its scale is probably in a wrong unit; the model runs without it."
+        )
     if changes:
         taken = "them" if changes == stated else " and ".join(in_words(k, v) for k, v in changes.items())
         rest = ", its NA read off the image" if task.reads_optics_off_image and not given else ", the rest as above"
         return f"The layer states {said}: the model runs at {taken}{rest}."
     if any(k in given for k in stated):
         return f"The layer states {said}; the values you set above win."
-    if "dz_um" in optics.to_dict() and not {"pixel_um", "dz_um"} <= {*stated, *given}:
+    if "dz_um" in own.to_dict() and not {"pixel_um", "dz_um"} <= {*stated, *given}:
         lacking = "plane spacing" if "dz_um" not in stated else "pixel size"
         return (
             f"The layer states {said} but no {lacking}: set the defocus dz, pixel size and wavelength above to run "

@@ -19,10 +19,11 @@ from ..physics.optics import Optics
 from ..tasks import MIN_SIDE, Task
 from ..tasks.records import CheckedImage
 from .consistency import check_consistency, with_warnings
-from .file_optics import in_words, stated_changes
+from .file_optics import in_words, reads_off_image, stated_changes
 from .models import CVDMModel
 from .predict import PartialResult, Prediction, SamplingOptions
 from .reconstructor import Predicts
+from .similarity import SIMILARITY_REACH, out_of_reach, similarity_refusal, similarity_remark
 
 __all__ = [
     "ModelAtOptics",
@@ -41,44 +42,8 @@ __all__ = [
 SAME_SCALE = 0.02
 
 
-def similarity_remark(task: Task, scale: float) -> str | None:
-    """A warning when the enlargement lies outside what the model covers (:meth:`Task.similarity_range`)."""
-    low, high = task.similarity_range()
-    if low <= scale <= high:
-        return None
-    if scale > high:
-        what = (
-            f"enlarged {scale:.2g}× to look like an image of the model's optics (it covers {low:g}–{high:g}×): the "
-            "camera undersamples for it, or the resolution is far lower, so fine detail is guessed"
-        )
-    else:
-        what = (
-            f"shrunk to {scale:.2g}× to look like an image of the model's optics (it covers {low:g}–{high:g}×): "
-            "detail finer than the model's pixels is lost"
-        )
-    return f"the image was {what}; compare with the classical methods, or fine-tune the model for your optics"
-
-
 #: The optics fields a file or layer can state (:mod:`~napari_cvdm.inference.file_optics`).
 FILLED_FROM_FILE = frozenset({"pixel_um", "dz_um"})
-
-#: How far beyond the enlargements a model covers (:meth:`Task.similarity_range`) it still runs, as a factor on either
-#: side; further, the optics are taken for a mistake (a unit, a field mixed up) and not run: a qpi pair at
-#: ``--dz 0.01`` would be enlarged 10×, a hundred times the pixels, for a result no model has seen the like of.
-SIMILARITY_REACH = 2.0
-
-
-def similarity_refusal(task: Task, scale: float) -> str | None:
-    """Why the enlargement ``scale`` is not run — more than :data:`SIMILARITY_REACH` times beyond the range the
-    model covers (:meth:`Task.similarity_range`), in words; ``None`` within reach."""
-    low, high = task.similarity_range()
-    if low / SIMILARITY_REACH <= scale <= high * SIMILARITY_REACH:
-        return None
-    how = "enlarged" if scale > 1 else "shrunk"
-    return (
-        f"the model would have to see the image {how} {scale:.2g}× to match its own optics (it covers {low:g}–"
-        f"{high:g}× and runs {low / SIMILARITY_REACH:g}–{high * SIMILARITY_REACH:g}×)"
-    )
 
 
 def _refused(model: CVDMModel, optics: Optics, reason: str) -> ValueError:
@@ -314,9 +279,9 @@ class ModelAtFileOptics(_ModelPerImage):
         """
         changes = stated_changes(self.task, image, self.optics, self.changed)
         merged = {**self.changed, **changes}
-        if self._reads_off_image(merged) or not (reason := self._out_of_reach(merged)):
+        if reads_off_image(self.task, merged) or not (reason := out_of_reach(self.task, self.model.optics, merged)):
             return changes, None  # the pixel size alone: the enlargement is read off the image
-        if not changes or self._out_of_reach(self.changed):
+        if not changes or out_of_reach(self.task, self.model.optics, self.changed):
             raise _refused(self.model, self.task.optics_with(merged, self.model.optics), reason)
         own = "those given and the model's" if self.changed else "its own optics"
         return {}, (
@@ -324,24 +289,11 @@ class ModelAtFileOptics(_ModelPerImage):
             f"is probably wrong, so the model ran at {own}; give the right ones (the optics options or form)"
         )
 
-    def _out_of_reach(self, changes: dict[str, float]) -> str | None:
-        """Why the model's optics with ``changes`` (field → value) are beyond its reach (:func:`similarity_refusal`),
-        or ``None``."""
-        if not changes:
-            return None
-        target = self.task.optics_with(changes, self.model.optics)
-        return similarity_refusal(self.task, self.task.similarity_scale(self.model.optics, target))
-
-    def _reads_off_image(self, changes: dict[str, float]) -> bool:
-        """Whether optics ``changes`` (field → value) are the pixel size alone, which leaves the rest to be read off
-        the image (sr)."""
-        return set(changes) == {"pixel_um"} and self.task.reads_optics_off_image
-
     def _run_for(self, changes: dict[str, float]) -> CVDMModel | ModelAtOptics | ModelAtImageOptics:
         """The model at the optics given with the file's ``changes`` (field → value; the pixel size alone: the rest
         read off the image), or the model itself for none."""
         merged = {**self.changed, **changes}
-        if self._reads_off_image(merged):
+        if reads_off_image(self.task, merged):
             return at_image_optics(self.model, merged)
         return at_optics(self.model, merged)
 
