@@ -168,12 +168,15 @@ def test_the_note_before_a_run_says_what_the_layer_gives_and_what_is_missing():
     said = stated_note(sr, stated_values(0.1, None, o), o, {"pixel_um": 0.09})
     assert "the values you set above win" in said
     lacking = stated_note(qpi, stated_values(0.64, None, q), q, {})  # the real ±10 µm pair's file: no spacing
-    assert "but no plane spacing: set the defocus dz, pixel size and wavelength above" in lacking
+    assert "but no plane spacing: set the defocus dz (and the wavelength) above and the layer's pixel size" in lacking
     # what will happen where the optics are out of the model's reach
     unit = stated_note(qpi, stated_values(0.21, 0.01, q), q, {})  # a spacing in mm taken for µm?
     assert "but the model would have to see the image enlarged 10×" in unit and "runs without it" in unit
     refused = stated_note(qpi, stated_values(None, None, q), q, {"dz_um": 0.01})
     assert refused.startswith("The optics above are out of the model's reach") and "will be refused" in refused
+    # the real ±10 µm pair: dz 10 µm alone is out of reach at the model's pixels, with the layer's 0.64 µm it is not
+    with_layer = stated_note(qpi, stated_values(0.64, None, q), q, {"dz_um": 10.0, "wavelength_um": 0.532})
+    assert with_layer == "The layer states pixels of 640.0 nm: the model runs at them, the rest as above."
 
 
 def test_optics_given_are_judged_with_what_the_file_adds_to_them(tmp_path, capsys):

@@ -86,17 +86,19 @@ def stated_note(task: Task, stated: dict[str, float], own: Optics, given: dict[s
     ValueError
         The layer states values no optics can have (the run would fail with the same message).
     """
-    if problem := out_of_reach(task, own, given):
-        return f"The optics above are out of the model's reach ({problem}): the run will be refused; check them."
-    if not stated:
-        return "The layer states no pixel size (its scale is in pixels): the optics above run."
-    said = " and ".join(in_words(k, v) for k, v in stated.items())
     changes = changes_from(task, stated, task.optics_with(given, own), given)
     merged = {**given, **changes}
     task.optics_with(merged, own)  # a value no optics can have (a pixel of 10 µm for sr): ValueError, as the run
-    if changes and not reads_off_image(task, merged) and (problem := out_of_reach(task, own, merged)):
+    reach = None if reads_off_image(task, merged) else out_of_reach(task, own, merged)
+    if reach and (not changes or out_of_reach(task, own, given)):
+        layer = " with the layer's" if changes else ""
+        return f"The optics above{layer} are out of the model's reach: {reach}. The run will be refused; check them."
+    if not stated:
+        return "The layer states no pixel size (its scale is in pixels): the optics above run."
+    said = " and ".join(in_words(k, v) for k, v in stated.items())
+    if reach:
         return (
-            f"The layer states {said}, but {problem}: its scale is probably in a wrong unit; the model runs without it."
+            f"The layer states {said}, but {reach}: its scale is probably in a wrong unit; the model runs without it."
         )
     if changes:
         taken = "them" if changes == stated else " and ".join(in_words(k, v) for k, v in changes.items())
@@ -105,10 +107,14 @@ def stated_note(task: Task, stated: dict[str, float], own: Optics, given: dict[s
     if any(k in given for k in stated):
         return f"The layer states {said}; the values you set above win."
     if "dz_um" in own.to_dict() and not {"pixel_um", "dz_um"} <= {*stated, *given}:
-        lacking = "plane spacing" if "dz_um" not in stated else "pixel size"
+        lacking, field, known = (
+            ("plane spacing", "defocus dz", "pixel size")
+            if "dz_um" not in stated
+            else ("pixel size", "pixel size", "defocus")
+        )
         return (
-            f"The layer states {said} but no {lacking}: set the defocus dz, pixel size and wavelength above to run "
-            "at its optics (the Fresnel number needs them all); otherwise the optics above run."
+            f"The layer states {said} but no {lacking}: set the {field} (and the wavelength) above and the layer's "
+            f"{known} fills in the rest (the Fresnel number needs both); otherwise the optics above run."
         )
     return f"The layer states {said}, close enough to the optics above: they run."
 
