@@ -42,6 +42,11 @@ _NO_FLAT, _ESTIMATE_FLAT = "(none: the planes are divided by it already)", "esti
 MIN_GUI_TILE = 64
 
 
+def _layer_units(layer: Image) -> tuple[str, ...] | None:
+    """The units of ``layer``'s axes by name (``None`` for napari versions whose layers have none)."""
+    return tuple(str(u) for u in layer.units) if hasattr(layer, "units") else None
+
+
 class ReconstructWidget(ShowsResults, QWidget):
     """Mean and per-pixel std of a CVDM reconstruction of the chosen image layer.
 
@@ -229,7 +234,7 @@ class ReconstructWidget(ShowsResults, QWidget):
         except ValueError:
             self.optics_note.setText("")
             return
-        units = tuple(str(u) for u in layer.units) if hasattr(layer, "units") else None
+        units = _layer_units(layer)
         planes = model.task.input_planes == 2 and self.second_box.layer() is None
         pixel = layer_pixel_size(layer.scale, units)
         dz = layer_defocus(layer.scale, units, getattr(layer.data, "shape", ()), planes)
@@ -267,7 +272,7 @@ class ReconstructWidget(ShowsResults, QWidget):
         if model.task.brightfield:  # raw counts, stacks, an empty field (estimated in the worker only: ~1 s on 1024²)
             model = BrightfieldInput(model, self._flat_field())
         owner = f"{id(self)}/{id(layer)}/{model.path or model.name}/{model.task.name}/{data.shape}"
-        in_units = tuple(str(u) for u in layer.units) if hasattr(layer, "units") else None
+        in_units = _layer_units(layer)
         spacing = layer_plane_spacing(layer.scale, in_units, plane_axis)
         given = model.given(data, layer_pixel_size(layer.scale, in_units), spacing)  # checked once (errors at once)
         if 0 < self.tile_spin.value() < MIN_GUI_TILE:
@@ -277,7 +282,7 @@ class ReconstructWidget(ShowsResults, QWidget):
             )
         options = self.sampling_form.value(progressive=model.stochastic and self.samples_spin.value() > 2)
         scale, translate = model.task.output_geometry(layer.scale, layer.translate, plane_axis)
-        units = tuple(str(u) for u in layer.units)[-len(scale) :] if hasattr(layer, "units") else None
+        units = None if in_units is None else in_units[-len(scale) :]
         in_scale, in_translate = residual_geometry(model.task, layer.scale, layer.translate, plane_axis)
         return ReconstructJob(
             model,

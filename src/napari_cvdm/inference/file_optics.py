@@ -6,6 +6,7 @@ the pixel size: :meth:`~napari_cvdm.tasks.base.Task.pixel_size_warning`)."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from ..physics.optics import Optics
 from ..tasks import Task
@@ -17,6 +18,9 @@ __all__ = [
     "STATED_TOLERANCE",
     "stated_changes",
     "stated_values",
+    "image_stated",
+    "Taken",
+    "taken",
     "changes_from",
     "in_words",
     "stated_note",
@@ -38,8 +42,12 @@ def stated_changes(task: Task, image: CheckedImage, optics: Optics, given: Colle
     model's own optics for a nearby pixel size. Optics with a defocus (qpi) take the file's values only where pixel
     size and defocus are then both known (given or stated): the Fresnel number p²/(λ·dz) needs both, and larger
     pixels come with longer defocus, so one alone moves it further from the truth than the model's own optics."""
-    pixel = None if image.pixel_um is None else float(image.pixel_um[-1])
-    return changes_from(task, stated_values(pixel, image.dz_um, optics), optics, given)
+    return changes_from(task, image_stated(image, optics), optics, given)
+
+
+def image_stated(image: CheckedImage, optics: Optics) -> dict[str, float]:
+    """What ``image``'s file or layer states of the fields of ``optics`` (:func:`stated_values`)."""
+    return stated_values(None if image.pixel_um is None else float(image.pixel_um[-1]), image.dz_um, optics)
 
 
 def stated_values(pixel_um: float | None, dz_um: float | None, optics: Optics) -> dict[str, float]:
@@ -76,34 +84,70 @@ def reads_off_image(task: Task, changes: dict[str, float]) -> bool:
     return set(changes) == {"pixel_um"} and task.reads_optics_off_image
 
 
+@dataclass(frozen=True)
+class Taken:
+    """What a model run at the options given takes from what an image's file or layer states (:func:`taken`).
+
+    Attributes
+    ----------
+    changes
+        The stated fields it runs at beside those given (field → value); for a refusal, those it would have run at.
+    dropped
+        The stated fields left out because they would put the optics out of the model's reach (most likely a unit
+        wrong in the file), while the options given alone would not.
+    why
+        Why the optics are out of reach (:func:`~napari_cvdm.inference.similarity.out_of_reach`), or ``None``.
+    refused
+        Whether the run is refused: the options given, with or without the file's values, out of reach.
+    """
+
+    changes: dict[str, float]
+    dropped: dict[str, float]
+    why: str | None
+    refused: bool
+
+
+def taken(task: Task, stated: dict[str, float], own: Optics, given: dict[str, float]) -> Taken:
+    """What a model of optics ``own`` given the user's changes ``given`` (field → value) takes from what an image
+    states (:func:`stated_values`; :func:`changes_from`) and whether the result is within its reach — the one decision
+    the run (:class:`~napari_cvdm.inference.optics_match.ModelAtFileOptics`) and the note before it
+    (:func:`stated_note`) share."""
+    changes = changes_from(task, stated, task.optics_with(given, own), given)
+    merged = {**given, **changes}
+    why = None if reads_off_image(task, merged) else out_of_reach(task, own, merged)
+    if why is None:
+        return Taken(changes, {}, None, False)
+    if not changes or out_of_reach(task, own, given):
+        return Taken(changes, {}, why, True)
+    return Taken({}, changes, why, False)
+
+
 def stated_note(task: Task, stated: dict[str, float], own: Optics, given: dict[str, float]) -> str:
     """What a model of optics ``own`` given the user's changes ``given`` (field → value) takes from what an image's
     layer states (:func:`stated_values`), in words for the optics form, before anything runs — and where the optics
-    are out of its reach (:func:`~napari_cvdm.inference.similarity.out_of_reach`), what will happen.
+    are out of its reach (:func:`taken`), what will happen.
 
     Raises
     ------
     ValueError
         The layer states values no optics can have (the run would fail with the same message).
     """
-    changes = changes_from(task, stated, task.optics_with(given, own), given)
-    merged = {**given, **changes}
-    task.optics_with(merged, own)  # a value no optics can have (a pixel of 10 µm for sr): ValueError, as the run
-    reach = None if reads_off_image(task, merged) else out_of_reach(task, own, merged)
-    if reach and (not changes or out_of_reach(task, own, given)):
-        layer = " with the layer's" if changes else ""
-        return f"The optics above{layer} are out of the model's reach: {reach}. The run will be refused; check them."
+    t = taken(task, stated, own, given)
+    task.optics_with({**given, **t.changes, **t.dropped}, own)  # a value no optics can have: ValueError, as the run
+    if t.refused:
+        layer = " with the layer's" if t.changes else ""
+        return f"The optics above{layer} are out of the model's reach: {t.why}. The run will be refused; check them."
     if not stated:
         return "The layer states no pixel size (its scale is in pixels): the optics above run."
     said = " and ".join(in_words(k, v) for k, v in stated.items())
-    if reach:
+    if t.dropped:
         return (
-            f"The layer states {said}, but {reach}: its scale is probably in a wrong unit; the model runs without it."
+            f"The layer states {said}, but {t.why}: its scale is probably in a wrong unit; the model runs without it."
         )
-    if changes:
-        taken = "them" if changes == stated else " and ".join(in_words(k, v) for k, v in changes.items())
+    if t.changes:
+        what = "them" if t.changes == stated else " and ".join(in_words(k, v) for k, v in t.changes.items())
         rest = ", its NA read off the image" if task.reads_optics_off_image and not given else ", the rest as above"
-        return f"The layer states {said}: the model runs at {taken}{rest}."
+        return f"The layer states {said}: the model runs at {what}{rest}."
     if any(k in given for k in stated):
         return f"The layer states {said}; the values you set above win."
     if "dz_um" in own.to_dict() and not {"pixel_um", "dz_um"} <= {*stated, *given}:

@@ -19,11 +19,11 @@ from ..physics.optics import Optics
 from ..tasks import MIN_SIDE, Task
 from ..tasks.records import CheckedImage
 from .consistency import check_consistency, with_warnings
-from .file_optics import in_words, reads_off_image, stated_changes
+from .file_optics import image_stated, in_words, reads_off_image, taken
 from .models import CVDMModel
 from .predict import PartialResult, Prediction, SamplingOptions
 from .reconstructor import Predicts
-from .similarity import SIMILARITY_REACH, out_of_reach, similarity_refusal, similarity_remark
+from .similarity import SIMILARITY_REACH, similarity_refusal, similarity_remark
 
 __all__ = [
     "ModelAtOptics",
@@ -268,24 +268,23 @@ class ModelAtFileOptics(_ModelPerImage):
 
     def _taken(self, image: CheckedImage) -> tuple[dict[str, float], str | None]:
         """The optics fields ``image``'s file or layer states that the model runs at beside those given (field →
-        value; :func:`~napari_cvdm.inference.file_optics.stated_changes`) — none, with the warning why, where they
-        would need the image resampled beyond the model's reach (:func:`similarity_refusal`: most likely a unit wrong
-        in the file) and those given alone would not.
+        value; :func:`~napari_cvdm.inference.file_optics.taken`) — none, with the warning why, where they would need
+        the image resampled beyond the model's reach (:func:`similarity_refusal`: most likely a unit wrong in the
+        file) and those given alone would not.
 
         Raises
         ------
         ValueError
             The optics given, with or without the file's, out of the model's reach.
         """
-        changes = stated_changes(self.task, image, self.optics, self.changed)
-        merged = {**self.changed, **changes}
-        if reads_off_image(self.task, merged) or not (reason := out_of_reach(self.task, self.model.optics, merged)):
-            return changes, None  # the pixel size alone: the enlargement is read off the image
-        if not changes or out_of_reach(self.task, self.model.optics, self.changed):
-            raise _refused(self.model, self.task.optics_with(merged, self.model.optics), reason)
+        t = taken(self.task, image_stated(image, self.optics), self.model.optics, self.changed)
+        if t.refused:
+            raise _refused(self.model, self.task.optics_with({**self.changed, **t.changes}, self.model.optics), t.why)
+        if not t.dropped:
+            return t.changes, None
         own = "those given and the model's" if self.changed else "its own optics"
         return {}, (
-            f"the image's file or layer states {_said(changes, self.model.optics)}, but {reason}: a unit in the file "
+            f"the image's file or layer states {_said(t.dropped, self.model.optics)}, but {t.why}: a unit in the file "
             f"is probably wrong, so the model ran at {own}; give the right ones (the optics options or form)"
         )
 
