@@ -57,9 +57,9 @@ def told_values(z_dof: float, spherical_waves: float) -> tuple[float, float]:
     return abs(z_dof), sign * spherical_waves / SPHERICAL_UNIT
 
 
-def widened(net: CVDMNetwork) -> CVDMNetwork:
-    """``net`` with ``TOLD`` more condition channels whose input weights are zero (the same outputs)."""
-    new = build_network(NetworkConfig.from_dict({**net.config.to_dict(), "cond_channels": 1 + TOLD}))
+def widened(net: CVDMNetwork, told: int = TOLD) -> CVDMNetwork:
+    """``net`` with ``told`` more condition channels whose input weights are zero (the same outputs)."""
+    new = build_network(NetworkConfig.from_dict({**net.config.to_dict(), "cond_channels": 1 + told}))
     old = net.state_dict()
     state = new.state_dict()
     f2 = net.config.denoiser.space_to_depth**2
@@ -70,7 +70,7 @@ def widened(net: CVDMNetwork) -> CVDMNetwork:
         elif key.startswith("denoiser."):  # inputs [z, x, γ] → [z, x, told, γ], each f² channels after unshuffle
             target.zero_()
             target[:, : 2 * f2] = value[:, : 2 * f2]
-            target[:, (2 + TOLD) * f2 :] = value[:, 2 * f2 :]
+            target[:, (2 + told) * f2 :] = value[:, 2 * f2 :]
         else:  # the schedule's input: [x] → [x, told]
             target.zero_()
             target[:, : value.shape[1]] = value
