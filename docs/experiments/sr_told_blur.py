@@ -122,23 +122,15 @@ class Batches:
         return with_told(x, torch.tensor([told for *_, told in drawn])), y
 
 
-def train(out: Path, steps: int) -> None:
-    """Fine-tune the widened bundled network; resumes from ``out/checkpoint.safetensors``."""
-    torch.set_num_threads(1)
+def fine_tune(out: Path, net: CVDMNetwork, batches: Batches, steps: int, seed: int, experiment: str) -> None:
+    """Fine-tune ``net`` on ``batches`` (batch 8, patch 48, lr 2·10⁻⁴, warm-up 50, checkpoints every 50 steps into
+    ``out``, resumed from there); the EMA network is written to ``out/told.pt`` when it ends."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     out.mkdir(parents=True, exist_ok=True)
-    net = widened(load_model("sr").network)
-    config = TrainConfig(
-        steps=steps,
-        batch_size=8,
-        patch_size=48,
-        lr=2e-4,
-        warmup_steps=50,
-        seed=13,
-        checkpoint_every=50,
-        validate_every=0,
-    )
-    trainer = Trainer(net, Batches(5000, 13, 8, 48), config, checkpoint=out / "checkpoint.safetensors",
-                      log=out / "log.jsonl", identity={"experiment": "sr_told_blur"})  # fmt: skip
+    config = TrainConfig(steps=steps, batch_size=8, patch_size=48, lr=2e-4, warmup_steps=50, seed=seed,
+                         checkpoint_every=50, validate_every=0)  # fmt: skip
+    trainer = Trainer(net, batches, config, checkpoint=out / "checkpoint.safetensors", log=out / "log.jsonl",
+                      identity={"experiment": experiment})  # fmt: skip
     if (out / "checkpoint.safetensors").exists():
         trainer.load_checkpoint(out / "checkpoint.safetensors")
         print(f"resumed at step {trainer.step}", flush=True)
@@ -148,11 +140,16 @@ def train(out: Path, steps: int) -> None:
     print(f"done at step {result.steps_done}", flush=True)
 
 
-def told_network(out: Path) -> CVDMNetwork:
+def train(out: Path, steps: int) -> None:
+    """Fine-tune the widened bundled network; resumes from ``out/checkpoint.safetensors``."""
+    fine_tune(out, widened(load_model("sr").network), Batches(5000, 13, 8, 48), steps, 13, "sr_told_blur")
+
+
+def told_network(out: Path, told: int = TOLD) -> CVDMNetwork:
     """The trained told network (``told.pt``), else the EMA weights of the latest checkpoint."""
     from safetensors.torch import load_file
 
-    net = widened(load_model("sr").network)
+    net = widened(load_model("sr").network, told)
     if (out / "told.pt").exists():
         net.load_state_dict(torch.load(out / "told.pt"))
     else:

@@ -27,7 +27,6 @@ fp32: set NAPARI_CVDM_FP32=1.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sr_told_blur import CLASSES, Batches, mean_of, widened  # noqa: E402
+from sr_told_blur import CLASSES, Batches, fine_tune, mean_of, told_network, widened  # noqa: E402
 
 from napari_cvdm.data.simulate import draw_sr_conditions, simulate_sr_scene  # noqa: E402
 from napari_cvdm.diffusion.network import CVDMNetwork  # noqa: E402
@@ -46,7 +45,6 @@ from napari_cvdm.inference.models import load_model  # noqa: E402
 from napari_cvdm.jobs.evaluate import held_out_set  # noqa: E402
 from napari_cvdm.physics.widefield import WidefieldOptics  # noqa: E402
 from napari_cvdm.tasks.sr import SRTask  # noqa: E402
-from napari_cvdm.training.train import TrainConfig, Trainer  # noqa: E402
 
 TASK = SRTask()
 OWN_SHARE = 0.25
@@ -82,33 +80,7 @@ class CutoffBatches(Batches):
 
 def train(out: Path, steps: int) -> None:
     """Fine-tune the widened bundled network; resumes from ``out/checkpoint.safetensors``."""
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    out.mkdir(parents=True, exist_ok=True)
-    net = widened(load_model("sr").network, 1)
-    config = TrainConfig(steps=steps, batch_size=8, patch_size=48, lr=2e-4, warmup_steps=50, seed=19,
-                         checkpoint_every=50, validate_every=0)  # fmt: skip
-    trainer = Trainer(net, CutoffBatches(5000, 19, 8, 48), config, checkpoint=out / "checkpoint.safetensors",
-                      log=out / "log.jsonl", identity={"experiment": "sr_told_cutoff"})  # fmt: skip
-    if (out / "checkpoint.safetensors").exists():
-        trainer.load_checkpoint(out / "checkpoint.safetensors")
-        print(f"resumed at step {trainer.step}", flush=True)
-    result = trainer.run(lambda p: print(f"step {p.step} {p.seconds:.0f} s", flush=True) if p.step % 50 == 0 else None)
-    torch.save(result.network.state_dict(), out / "told.pt")
-    (out / "told.json").write_text(json.dumps(result.network.config.to_dict()))
-    print(f"done at step {result.steps_done}", flush=True)
-
-
-def told_network(out: Path) -> CVDMNetwork:
-    """The trained told network (``told.pt``), else the EMA weights of the latest checkpoint."""
-    from safetensors.torch import load_file
-
-    net = widened(load_model("sr").network, 1)
-    if (out / "told.pt").exists():
-        net.load_state_dict(torch.load(out / "told.pt"))
-    else:
-        tensors = load_file(str(out / "checkpoint.safetensors"))
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    return net.eval()
+    fine_tune(out, widened(load_model("sr").network, 1), CutoffBatches(5000, 19, 8, 48), steps, 19, "sr_told_cutoff")
 
 
 def scored(net: CVDMNetwork, optics: WidefieldOptics, examples: list, told: bool = True) -> float:
@@ -120,7 +92,7 @@ def scored(net: CVDMNetwork, optics: WidefieldOptics, examples: list, told: bool
 def corners(out: Path, per_class: int, size: int) -> None:
     """Print the told network's PSNR at each corner of the range (and the model's own optics)."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    net, base = told_network(out), TASK.default_optics()
+    net, base = told_network(out, 1), TASK.default_optics()
     for pixel, na, wavelength in CORNERS:
         optics = base if pixel is None else base.replace(pixel_um=pixel, na=na, wavelength_um=wavelength)
         classes = ["microtubules", "ccps", "er", "actin"]
@@ -137,7 +109,7 @@ def held_out(out: Path, per_class: int) -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     base = TASK.default_optics()
     examples = held_out_set(TASK, per_class, classes=HELD_OUT)
-    for name, net, told in (("told", told_network(out), True), ("bundled", load_model("sr").network, False)):
+    for name, net, told in (("told", told_network(out, 1), True), ("bundled", load_model("sr").network, False)):
         print(f"held-out ({len(examples)}) {name}: {scored(net, base, examples, told):.2f} dB", flush=True)
 
 
@@ -146,7 +118,7 @@ def real(out: Path, sfsrm: Path, rdlsim: Path) -> None:
     from napari_cvdm.jobs.real_pairs import read_real_pairs, real_scores
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    net, here = told_network(out), Path(__file__).parent
+    net, here = told_network(out, 1), Path(__file__).parent
     for spec, data in (("sfsrm_pairs.json", sfsrm), ("rdlsim_pairs.json", rdlsim)):
         for pair in read_real_pairs(here / spec, data):
             optics = TASK.default_optics().replace(**pair.optics)
