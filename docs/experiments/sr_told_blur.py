@@ -28,6 +28,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -104,16 +105,18 @@ def training_pair(i: int, seed: int) -> tuple[np.ndarray, np.ndarray, tuple[floa
 
 class Batches:
     """Batches of told conditions and residual targets from a cache of pairs (:func:`make_batch`'s patches, flips and
-    rotations, the told values appended)."""
+    rotations, the told values appended); ``make_pair(i, seed)`` → ``(input, target, told values)`` draws pair ``i``
+    (default: :func:`training_pair`)."""
 
-    def __init__(self, n: int, seed: int, batch: int, patch: int) -> None:
+    def __init__(self, n: int, seed: int, batch: int, patch: int, make_pair: Callable[[int, int], tuple] | None = None):
         self.n, self.seed, self.batch, self.patch = n, seed, batch, patch
+        self.make_pair = make_pair or training_pair
         self.cache: dict[int, tuple] = {}
         self.norm = TASK.default_normalization()
 
     def pair(self, i: int) -> tuple:
         if i not in self.cache:
-            self.cache[i] = training_pair(i, self.seed)
+            self.cache[i] = self.make_pair(i, self.seed)
         return self.cache[i]
 
     def __call__(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

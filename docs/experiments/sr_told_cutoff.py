@@ -48,6 +48,7 @@ from napari_cvdm.tasks.sr import SRTask  # noqa: E402
 
 TASK = SRTask()
 OWN_SHARE = 0.25
+CORNER_CLASSES = ["microtubules", "ccps", "er", "actin"]
 CORNERS = [(None, None, None)] + [(p, n, w) for p in (0.04, 0.13) for n in (0.8, 1.49) for w in (0.45, 0.68)]
 HELD_OUT = ["microtubules", "ccps", "er", "actin", "blobs", "cells", "mitochondria", "nuclear-pores",
             "focal-adhesions", "golgi"]  # fmt: skip
@@ -69,18 +70,10 @@ def training_pair(i: int, seed: int) -> tuple[np.ndarray, np.ndarray, tuple[floa
     return pair.input, pair.target, (told_value(optics),)
 
 
-class CutoffBatches(Batches):
-    """:class:`Batches` of :func:`training_pair` (told the cut-off)."""
-
-    def pair(self, i: int) -> tuple:
-        if i not in self.cache:
-            self.cache[i] = training_pair(i, self.seed)
-        return self.cache[i]
-
-
 def train(out: Path, steps: int) -> None:
     """Fine-tune the widened bundled network; resumes from ``out/checkpoint.safetensors``."""
-    fine_tune(out, widened(load_model("sr").network, 1), CutoffBatches(5000, 19, 8, 48), steps, 19, "sr_told_cutoff")
+    batches = Batches(5000, 19, 8, 48, training_pair)
+    fine_tune(out, widened(load_model("sr").network, 1), batches, steps, 19, "sr_told_cutoff")
 
 
 def scored(net: CVDMNetwork, optics: WidefieldOptics, examples: list, told: bool = True) -> float:
@@ -91,12 +84,10 @@ def scored(net: CVDMNetwork, optics: WidefieldOptics, examples: list, told: bool
 
 def corners(out: Path, per_class: int, size: int) -> None:
     """Print the told network's PSNR at each corner of the range (and the model's own optics)."""
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     net, base = told_network(out, 1), TASK.default_optics()
     for pixel, na, wavelength in CORNERS:
         optics = base if pixel is None else base.replace(pixel_um=pixel, na=na, wavelength_um=wavelength)
-        classes = ["microtubules", "ccps", "er", "actin"]
-        examples = held_out_set(TASK, per_class, size, optics=optics, classes=classes)
+        examples = held_out_set(TASK, per_class, size, optics=optics, classes=CORNER_CLASSES)
         t0 = time.perf_counter()
         psnr = scored(net, optics, examples)
         label = f"{optics.pixel_um * 1000:.1f} nm, NA {optics.na}, {optics.wavelength_um * 1000:.0f} nm"
@@ -106,7 +97,6 @@ def corners(out: Path, per_class: int, size: int) -> None:
 
 def held_out(out: Path, per_class: int) -> None:
     """Print the told network's (told 0) and the bundled model's PSNR on the held-out set at the model's optics."""
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     base = TASK.default_optics()
     examples = held_out_set(TASK, per_class, classes=HELD_OUT)
     for name, net, told in (("told", told_network(out, 1), True), ("bundled", load_model("sr").network, False)):
@@ -117,7 +107,6 @@ def real(out: Path, sfsrm: Path, rdlsim: Path) -> None:
     """Print the told network's scores on the real pairs, told the stated optics or the cut-off read off the image."""
     from napari_cvdm.jobs.real_pairs import read_real_pairs, real_scores
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     net, here = told_network(out, 1), Path(__file__).parent
     for spec, data in (("sfsrm_pairs.json", sfsrm), ("rdlsim_pairs.json", rdlsim)):
         for pair in read_real_pairs(here / spec, data):
@@ -131,6 +120,7 @@ def real(out: Path, sfsrm: Path, rdlsim: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if len(argv) >= 2 and argv[0] == "train":
         train(Path(argv[1]), int(argv[2]) if len(argv) > 2 else 3000)
     elif len(argv) >= 2 and argv[0] == "corners":
