@@ -18,15 +18,15 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage.transform import resize
 
-from napari_cvdm import load_model
-from napari_cvdm.data.metrics import qpi_scores
-from napari_cvdm.inference.classical import load_method
-from napari_cvdm.inference.predict import SamplingOptions
-from napari_cvdm.jobs.evaluate import held_out_set
-from napari_cvdm.tasks import get_task
-from napari_cvdm.tasks.qpi_checks import quick_residual
-from napari_cvdm.tasks.qpi_condition import pair_noise
-from napari_cvdm.tasks.records import interior_rms
+sys.path.insert(0, str(Path(__file__).parent))
+from qpi_per_pair import phases, summary  # noqa: E402
+
+from napari_cvdm import load_model  # noqa: E402
+from napari_cvdm.data.metrics import qpi_scores  # noqa: E402
+from napari_cvdm.inference.classical import load_method  # noqa: E402
+from napari_cvdm.tasks.qpi_checks import quick_residual  # noqa: E402
+from napari_cvdm.tasks.qpi_condition import pair_noise  # noqa: E402
+from napari_cvdm.tasks.records import interior_rms  # noqa: E402
 
 REAL = {10.0: ("pair_dz10um_bin4_px0.64um.tif", 0.64), 20.0: ("pair_dz20um_bin6_px0.96um.tif", 0.96)}
 
@@ -37,25 +37,20 @@ def anchored(mean: np.ndarray, retrieval: np.ndarray, sigma_px: float) -> np.nda
 
 
 def held_out(n_per_class: int, k: float = 2.9) -> None:
-    task, model = get_task("qpi"), load_model("qpi")
-    tie, flat, o = load_method("tie"), load_method("flat-background"), model.optics
+    model = load_model("qpi")
+    o = model.optics
     sigma_px = k * np.sqrt(o.wavelength_um * o.dz_um) / o.pixel_um
     rows: dict[str, list[list[float]]] = {}
-    for ex in held_out_set(task, n_per_class=n_per_class, classes=["cells", "textures"]):
-        t, f = (m.predict_with(ex.input, None).mean for m in (tie, flat))
-        q = model.predict_with(ex.input, SamplingOptions(8, 10, 0)).mean
+    for ex, kind, t, f, q in phases(model, n_per_class):
         a = anchored(q, f, sigma_px)
         noise = pair_noise(ex.input)
         quick = [interior_rms(quick_residual(ex.input, p, o) / noise) for p in (q, a)]
-        rows.setdefault(ex.tags[0].split(" ", 1)[1], []).append([qpi_scores(p, ex.target).psnr for p in (t, f, q, a)])
+        scores = [qpi_scores(p, ex.target).psnr for p in (t, f, q, a)]
+        rows.setdefault(kind, []).append(scores)
         print(f"{ex.name:14s} {ex.tags[0]:26s} TIE / flat-background / qpi / anchored "
-              f"{' / '.join(f'{v:.2f}' for v in rows[ex.tags[0].split(' ', 1)[1]][-1])} dB; quick residual qpi "
-              f"{quick[0]:.2f}, anchored {quick[1]:.2f}", flush=True)  # fmt: skip
-    for kind, values in rows.items():
-        v = np.array(values)
-        d = v[:, 1:] - v[:, :1]
-        print(f"{kind}: n={len(v)}, means {np.round(v.mean(0), 2)}; worst against the TIE {np.round(d.min(0), 2)}; "
-              f"more than 1 dB below it {(d < -1).sum(0)} (flat-background, qpi, anchored)")  # fmt: skip
+              f"{' / '.join(f'{v:.2f}' for v in scores)} dB; quick residual qpi {quick[0]:.2f}, anchored "
+              f"{quick[1]:.2f}", flush=True)  # fmt: skip
+    summary(rows, ("TIE", "flat-background", "qpi", "anchored"))
 
 
 def real(folder: Path, ks: list[float]) -> None:
