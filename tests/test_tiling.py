@@ -273,12 +273,40 @@ def test_the_memory_plan_counts_the_film_maps_exactly_and_the_schedule_net(tmp_p
     made = sum(t.numel() * t.element_size() for film in films for t in film)
     assert _shared_bytes_per_pixel(net) * side * side == pytest.approx(made)
     assert _schedule_bytes_per_pixel(net) > 0
-    # the plan tiles when one sample's pass with its FiLM maps, or the λ U-Net, does not fit the budget
-    per_pixel = max(_bytes_per_pixel(net) + _shared_bytes_per_pixel(net), _schedule_bytes_per_pixel(net))
-    fits = int(1.01 * per_pixel * 64 * 64)
-    assert plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=fits).tile is None
-    assert plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=int(0.9 * per_pixel * 64 * 64)).tile
-    assert plan_sampling(net, model.task.gain, (64, 64), 8, budget_bytes=fits).chunk == 1
+    # the denoiser tiles when one sample's pass with its FiLM maps does not fit the budget, the λ U-Net (once per
+    # image) when its own pass does not: each on its own, so neither computes overlaps for the other's memory
+    denoiser, schedule = _bytes_per_pixel(net) + _shared_bytes_per_pixel(net), _schedule_bytes_per_pixel(net)
+    for per_pixel, part in ((denoiser, "tile"), (schedule, "schedule_tile")):
+        fits = int(1.01 * per_pixel * 64 * 64)
+        assert getattr(plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=fits), part) is None
+        assert getattr(plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=int(0.9 * fits)), part)
+    between = plan_sampling(net, model.task.gain, (64, 64), 1, budget_bytes=int((denoiser + schedule) / 2 * 64**2))
+    assert (between.tile is None, between.schedule_tile is None) == (denoiser < schedule, schedule < denoiser)
+    assert plan_sampling(net, model.task.gain, (64, 64), 8, budget_bytes=int(1.01 * denoiser * 64 * 64)).chunk == 1
+    asked = plan_sampling(net, model.task.gain, (64, 64), 1, tile_size=16)
+    assert asked.tile == asked.schedule_tile == 32  # tiles asked for bound both networks
+
+
+def test_predict_tiles_the_schedule_map_as_its_plan_says_and_the_denoiser_apart(tmp_path, monkeypatch):
+    """A large image whose λ U-Net does not fit the memory budget but whose denoiser does: λ(x) is computed on
+    tiles, the samples on the whole image (not on the λ U-Net's smaller tiles, whose overlaps cost work)."""
+    import napari_cvdm.inference.predict as predict_module
+    from napari_cvdm.inference.planning import SamplingPlan
+
+    model = load_model(untrained_model_file(tmp_path, "sr"))
+    seen = {"lam": [], "denoiser": []}
+    lam, denoise = model.network.schedule.lam, model.network.denoiser.forward
+    monkeypatch.setattr(model.network.schedule, "lam", lambda x: seen["lam"].append(x.shape[-1]) or lam(x))
+    monkeypatch.setattr(
+        model.network.denoiser,
+        "forward",
+        lambda z, *a, **k: seen["denoiser"].append(z.shape[-1]) or denoise(z, *a, **k),
+    )
+    plan = SamplingPlan(chunk=2, tile=None, schedule_tile=64)
+    monkeypatch.setattr(predict_module, "device_sampling_plan", lambda *a, **k: plan)
+    model.predict(np.random.default_rng(0).random((96, 96)).astype(np.float32), n_samples=2, steps=2, seed=1)
+    assert seen["lam"] and max(seen["lam"]) <= 64 < 192  # tiles of the 192² output grid
+    assert set(seen["denoiser"]) == {192}
 
 
 def test_schedule_tiles_overlap_by_the_schedule_nets_reach_not_the_denoisers():

@@ -31,6 +31,33 @@ def test_resumed_run_matches_the_uninterrupted_one_step_for_step(tmp_path):
     assert lines and all("total" in x for x in lines if "val_psnr" not in x)
 
 
+def test_a_run_resumed_with_more_steps_says_that_its_learning_rate_jumps_and_how_to_keep_the_decay(tmp_path):
+    """Stretching a finished run's --steps stretches its cosine decay: the learning rate would jump back up from
+    its floor. The resumed run says so, and with --lr-decay-steps at the old length it goes on from the floor."""
+    from napari_cvdm.training.resume import resume_notes
+    from napari_cvdm.training.train import _lr_at
+
+    make_trainer(steps=6, tmp_path=tmp_path, warmup_steps=1).run()
+    longer = make_trainer(steps=12, tmp_path=tmp_path, warmup_steps=1)
+    saved = longer.load_checkpoint(tmp_path / "run.ckpt.safetensors")
+    (note,) = resume_notes(saved, longer.cfg, longer.step)
+    assert f"goes on at {_lr_at(7, longer.cfg):.2e}" in note and f"had come to {longer.cfg.lr * 0.1:.2e}" in note
+    assert "(--steps 6 → 12); --lr-decay-steps 6 keeps the checkpoint's decay" in note
+    kept = make_trainer(steps=12, tmp_path=tmp_path, warmup_steps=1, lr_decay_steps=6)
+    assert resume_notes(kept.load_checkpoint(tmp_path / "run.ckpt.safetensors"), kept.cfg, 6) == []
+    assert kept._train_step()["lr"] == pytest.approx(0.1 * kept.cfg.lr)
+    same = make_trainer(steps=6, tmp_path=tmp_path, warmup_steps=1)
+    assert resume_notes(same.load_checkpoint(tmp_path / "run.ckpt.safetensors"), same.cfg, 3) == []
+    other = make_trainer(steps=6, tmp_path=tmp_path, warmup_steps=1, ema_decay=0.99)
+    notes = resume_notes(other.load_checkpoint(tmp_path / "run.ckpt.safetensors"), other.cfg, 3)
+    assert notes == ["a setting differs from the checkpoint's run: ema_decay 0.999 → 0.99"]
+    done = resume_notes(saved, same.cfg, 6)
+    assert done == [
+        "the checkpoint is at step 6, at or past --steps 6: nothing is left to train; the model is "
+        "written from the checkpoint"
+    ]
+
+
 def test_the_result_holds_the_weights_of_the_best_validation_not_the_last():
     scripted = iter([10.0, 30.0, 20.0])  # validations at steps 2, 4, 6: the second is the best
     snapshots = []
@@ -146,7 +173,8 @@ def test_sigterm_stops_training_with_a_complete_resumable_checkpoint(tmp_path):
     out = tmp_path / "run.safetensors"
     log = tmp_path / "run.log.jsonl"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    base = [sys.executable, "-m", "napari_cvdm", "train", *_SMALL, "--checkpoint-every", "100000", "--output", str(out)]
+    base = [sys.executable, "-m", "napari_cvdm", "train", *_SMALL, "--checkpoint-every", "100000", "--warmup", "1"]
+    base += ["--output", str(out)]
     proc = subprocess.Popen(
         base + ["--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -173,6 +201,7 @@ def test_sigterm_stops_training_with_a_complete_resumable_checkpoint(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resumed at step {stopped_at}" in done.stdout
+    assert "(--steps 100000 → " in done.stderr and "--lr-decay-steps 100000 keeps" in done.stderr
     assert load_model(out).metadata["training"]["steps"] == stopped_at + 2
 
 

@@ -93,6 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
             + (f"; resumed at step {trainer.step}" if request.resume else ""),
             flush=True,
         )
+        print("".join(f"warning: {note}\n" for note in job.resume_notes), end="", file=sys.stderr, flush=True)
     stop, bar = StopOnSignal(), progress_bar(config.steps, "training", "step")
     bar.disable = bar.disable or not main_rank
 

@@ -26,11 +26,17 @@ class SamplingPlan:
     chunk
         Samples denoised together.
     tile
-        Tile side on the output grid (a multiple of the network's stride), or ``None`` for the whole image.
+        The denoiser's tile side on the output grid (a multiple of the network's stride), or ``None`` for the
+        whole image.
+    schedule_tile
+        The most the λ U-Net's tiles may span (:func:`~napari_cvdm.diffusion.sampler.schedule_map`), or ``None``
+        for the whole image: it runs once per image with activations of its own size, so it may need tiles where
+        the denoiser does not, or none where the denoiser does.
     """
 
     chunk: int
     tile: int | None
+    schedule_tile: int | None = None
 
 
 #: Peak activation memory of one denoiser pass, bytes per output pixel and sample, per channel of the finest
@@ -94,23 +100,29 @@ def plan_sampling(
     """
     stride = network.stride
     per_sample, shared = _bytes_per_pixel(network), _shared_bytes_per_pixel(network)
-    per_pixel = max(per_sample + shared, _schedule_bytes_per_pixel(network))  # one sample, or λ(x)
     if tile_size is not None:
         if tile_size < MIN_SIDE:
             raise ValueError(f"tile size {tile_size} is too small; use at least {MIN_SIDE} pixels")
         tile = -(-tile_size * gain // stride) * stride
-        if tile >= max(shape):
-            tile = None
-    elif shape[0] * shape[1] * per_pixel <= budget_bytes:
-        tile = None
+        tile = None if tile >= max(shape) else tile
+        schedule_tile = tile  # tiles asked for bound both networks
     else:
-        side = int((budget_bytes / per_pixel) ** 0.5) // stride * stride
-        tile = balanced_tile(shape, max(side, 4 * stride), stride)
+        tile = _fitting_tile(shape, per_sample + shared, budget_bytes, stride)
+        schedule_tile = _fitting_tile(shape, _schedule_bytes_per_pixel(network), budget_bytes, stride)
     pixels = shape[0] * shape[1] if tile is None else min(tile, shape[0]) * min(tile, shape[1])
     chunk = min(n_samples, int((budget_bytes / max(pixels, 1) - shared) // max(per_sample, 1)))
     if chunk_pixels is not None:
         chunk = min(chunk, chunk_pixels // pixels)
-    return SamplingPlan(int(max(1, chunk)), tile)
+    return SamplingPlan(int(max(1, chunk)), tile, schedule_tile)
+
+
+def _fitting_tile(shape: tuple[int, int], bytes_per_pixel: float, budget_bytes: int, stride: int) -> int | None:
+    """``None`` when a pass over the whole ``(H, W)`` image fits ``budget_bytes``, else the tile side (a multiple
+    of ``stride``, at least 4 strides) whose tiles cover it with the fewest computed pixels."""
+    if shape[0] * shape[1] * bytes_per_pixel <= budget_bytes:
+        return None
+    side = int((budget_bytes / bytes_per_pixel) ** 0.5) // stride * stride
+    return balanced_tile(shape, max(side, 4 * stride), stride)
 
 
 def device_sampling_plan(

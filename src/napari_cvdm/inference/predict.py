@@ -209,7 +209,7 @@ def _sample_plane(
     rounds = None if options.progressive else [options.n_samples]  # one round: what `sample` does
     total = passes_in_rounds(options.n_samples, options.steps, plan.chunk, rounds)
     check = cancel_check(callback, lambda: SamplingProgress(0, total))  # λ(x) of a large image: cancel per tile
-    lam_map = schedule_map(network, padded, plan.tile, after_tile=check)  # once per plane: sampler and output
+    lam_map = schedule_map(network, padded, plan.schedule_tile, after_tile=check)  # once per plane: sampler and output
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def to_values(z: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from ..inference.predict import SamplingOptions, predict_image
 from ..physics.optics import Optics
 from ..tasks import Task
 from .distributed import DistributedContext, init_distributed, rank_device
+from .resume import resume_notes
 from .train import TrainConfig, Trainer, TrainResult, Validator, new_network
 from .training_data import TrainingData, pair_batches, request_data
 
@@ -161,6 +162,8 @@ class TrainingJob:
     trainer: Trainer
     #: Who made the model, its licence and what it is for, as the model file records them (``training.sharing``).
     sharing: dict[str, Any] = field(default_factory=dict)
+    #: How a resumed run differs from the run that wrote its checkpoint (:func:`~.resume.resume_notes`).
+    resume_notes: list[str] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -385,5 +388,6 @@ def prepare_training(
     if request.resume:
         if not request.checkpoint_path.exists():
             raise ValueError(f"--resume: no checkpoint at {request.checkpoint_path}")
-        job.trainer.load_checkpoint(request.checkpoint_path)
+        saved = job.trainer.load_checkpoint(request.checkpoint_path)
+        job.resume_notes = resume_notes(saved, config, job.trainer.step)
     return job

@@ -55,7 +55,8 @@ class TrainConfig:
     warmup_steps
         Linear learning-rate warm-up; afterwards a cosine decay to ``0.1·lr``.
     lr_decay_steps
-        Steps over which the learning rate decays (default: ``steps``; longer keeps it near its peak).
+        Steps over which the learning rate decays (default: ``steps``; longer keeps it near its peak, shorter
+        holds it at ``0.1·lr`` afterwards, e.g. to continue a finished run).
     ema_decay
         Decay of the exponential moving average of the weights used for sampling.
     grad_clip
@@ -76,7 +77,7 @@ class TrainConfig:
     lr: float = field(default=1e-3, metadata={"cli": "--lr"})
     weight_decay: float = 0.0
     warmup_steps: int = field(default=100, metadata={"cli": "--warmup", "parse": int})
-    lr_decay_steps: int | None = None
+    lr_decay_steps: int | None = field(default=None, metadata={"cli": "--lr-decay-steps", "parse": int})
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     seed: int = field(default=0, metadata={"cli": "--seed", "parse": int})
@@ -227,8 +228,9 @@ class Trainer:
             path, Checkpoint(self.net.state_dict(), self.ema.state_dict(), self.best or {}, self.opt.state_dict(), meta)
         )
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Restore the full training state written by :meth:`save_checkpoint`.
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """Restore the full training state written by :meth:`save_checkpoint`; return the settings of the run
+        that wrote it (:class:`TrainConfig` as a dict, empty if the checkpoint lacks them).
 
         Raises
         ------
@@ -247,6 +249,7 @@ class Trainer:
         self.step = int(ckpt.meta["step"])
         self.best_val, self.last_val = ckpt.meta.get("best_val"), ckpt.meta.get("last_val")
         self.history = list(ckpt.meta.get("history_tail", []))
+        return dict(ckpt.meta.get("config") or {})
 
     # ---------------------------------------------------------------- one step
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
