@@ -158,11 +158,13 @@ def test_calibrate_command_writes_a_calibrated_model(model_files, tmp_path, caps
     out = tmp_path / "sr-cal.safetensors"
     args = ["calibrate", "--model", str(model_files["sr"]), "--output", str(out), "--n-per-class", "1"]
     assert (
-        main([*args, "--size", "32", "--samples", "4", "--steps", "2", "--classes", "er", "actin", "--tile-size", "16"])
+        main([*args, "--size", "32", "--samples", "4", "--steps", "3", "--classes", "er", "actin", "--tile-size", "16"])
         == 0
     )
-    cal = load_model(out).calibration
+    calibrated = load_model(out)
+    cal = calibrated.calibration
     assert cal is not None and cal.fitted_on["pairs"] == 2 and cal.fitted_on["groups"] == ["actin", "er"]
+    assert calibrated.default_steps == cal.fitted_on["steps"] == 3 != load_model(model_files["sr"]).default_steps
     assert cal.fitted_on["input_side"] == 32 and cal.fitted_on["tile_size"] == 16  # what the std was fitted on
     assert list(cal.scales) == [2] and cal.for_samples(2).scale == cal.scales[2]  # the first running result
     tried = {float(r): rho for r, rho in cal.fitted_on["smoothing_rho"].items()}  # multiples of the PSF's σ

@@ -1,5 +1,5 @@
 """How a plane is sampled within a device's memory: how many samples go through the denoiser together, and the tile
-side when the whole image does not fit (:func:`plan_sampling`)."""
+sides of the denoiser and of the λ U-Net where the whole image does not fit (:func:`plan_sampling`)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def plan_sampling(
     budget_bytes: int = MEMORY_BUDGET_BYTES,
     chunk_pixels: int | None = None,
 ) -> SamplingPlan:
-    """Choose the chunk of samples and, when the image does not fit the budget, the tile side.
+    """Choose the chunk of samples and the tile sides of the denoiser and of the λ U-Net, each only when its pass over
+    the whole image does not fit the budget.
 
     Parameters
     ----------

@@ -171,7 +171,8 @@ def partial_counts(n_samples: int) -> list[int]:
 def calibrate_model(
     request: CalibrationRequest, options: Any, progress: Callable[[int, int], None] | None = None
 ) -> StdCalibration:
-    """Fit the calibration of ``request.model`` and write ``request.output`` with it."""
+    """Fit the calibration of ``request.model`` and write ``request.output`` with it; the written model samples
+    by default with the steps the std was calibrated at (its spread depends on them)."""
     from ..inference.models import load_model, save_calibrated
 
     model = load_model(request.model)
@@ -179,6 +180,7 @@ def calibrate_model(
     cal = fit_model_calibration(model, examples, options, progress)
     seed = "your pairs" if request.data is not None else f"simulated, seed {VALIDATION_SEED}"
     cal = dataclasses.replace(cal, fitted_on={**cal.fitted_on, "data": str(request.data or seed)})
+    model.metadata["sampling"] = {**model.metadata.get("sampling", {}), "default_steps": cal.fitted_on["steps"]}
     save_calibrated(model, cal, request.output)
     return cal
 
