@@ -88,8 +88,8 @@ def shoot(task: str, sample_key: str, input_name: str, shown: list[str], samples
     )
     for layer in viewer.layers:
         layer.visible = layer.name in shown
-    viewer.grid.enabled = True
-    viewer.grid.stride = 1
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.stride = 1
     viewer.reset_view()
     for _ in range(30):
         app.processEvents()
@@ -120,7 +120,7 @@ def shoot_comparison(model_file: Path, samples: int, out: Path) -> None:
         widget.run()
         wait_for(widget, app)
     print("layers after three runs of two models:", [layer.name for layer in viewer.layers])
-    viewer.grid.enabled = True
+    viewer.canvas.grid.enabled = True
     for layer in viewer.layers:
         layer.visible = layer.name == "widefield" or layer.name.endswith(" mean")
     viewer.reset_view()
