@@ -35,13 +35,13 @@ def test_a_run_resumed_with_more_steps_says_that_its_learning_rate_jumps_and_how
     """Stretching a finished run's --steps stretches its cosine decay: the learning rate would jump back up from
     its floor. The resumed run says so, and with --lr-decay-steps at the old length it goes on from the floor."""
     from napari_cvdm.training.resume import resume_notes
-    from napari_cvdm.training.train import _lr_at
+    from napari_cvdm.training.train import lr_at
 
     make_trainer(steps=6, tmp_path=tmp_path, warmup_steps=1).run()
     longer = make_trainer(steps=12, tmp_path=tmp_path, warmup_steps=1)
     saved = longer.load_checkpoint(tmp_path / "run.ckpt.safetensors")
     (note,) = resume_notes(saved, longer.cfg, longer.step)
-    assert f"goes on at {_lr_at(7, longer.cfg):.2e}" in note and f"had come to {longer.cfg.lr * 0.1:.2e}" in note
+    assert f"goes on at {lr_at(7, longer.cfg):.2e}" in note and f"had come to {longer.cfg.lr * 0.1:.2e}" in note
     assert "(--steps 6 → 12); --lr-decay-steps 6 keeps the checkpoint's decay" in note
     kept = make_trainer(steps=12, tmp_path=tmp_path, warmup_steps=1, lr_decay_steps=6)
     assert resume_notes(kept.load_checkpoint(tmp_path / "run.ckpt.safetensors"), kept.cfg, 6) == []

@@ -180,8 +180,8 @@ def calibrate_model(
     cal = fit_model_calibration(model, examples, options, progress)
     seed = "your pairs" if request.data is not None else f"simulated, seed {VALIDATION_SEED}"
     cal = dataclasses.replace(cal, fitted_on={**cal.fitted_on, "data": str(request.data or seed)})
-    model.metadata["sampling"] = {**model.metadata.get("sampling", {}), "default_steps": cal.fitted_on["steps"]}
-    save_calibrated(model, cal, request.output)
+    sampling = {**model.metadata.get("sampling", {}), "default_steps": cal.fitted_on["steps"]}
+    save_calibrated(dataclasses.replace(model, metadata={**model.metadata, "sampling": sampling}), cal, request.output)
     return cal
 
 

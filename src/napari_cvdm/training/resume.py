@@ -6,11 +6,11 @@ import math
 from dataclasses import asdict, fields
 from typing import Any
 
-from .train import TrainConfig, _lr_at
+from .train import TrainConfig, lr_at
 
 __all__ = ["resume_notes"]
 
-#: Settings that shape the learning rate over the run (:func:`_lr_at`).
+#: Settings that shape the learning rate over the run (:func:`lr_at`).
 _LR_SETTINGS = ("lr", "warmup_steps", "lr_decay_steps", "steps")
 #: Settings a resumed run may change without a note: how often it writes, validates and logs.
 _BOOKKEEPING = ("checkpoint_every", "validate_every", "log_every", "validation_samples", "validation_steps")
@@ -47,7 +47,7 @@ def resume_notes(saved: dict[str, Any], config: TrainConfig, step: int) -> list[
             "the model is written from the checkpoint"
         ]
     notes = []
-    old, new = _lr_at(step + 1, before), _lr_at(step + 1, config)
+    old, new = lr_at(step + 1, before), lr_at(step + 1, config)
     if not math.isclose(old, new, rel_tol=1e-3):
         changed = ", ".join(change(k) for k in _LR_SETTINGS if getattr(before, k) != getattr(config, k))
         notes.append(

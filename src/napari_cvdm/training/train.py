@@ -30,7 +30,7 @@ from ..diffusion.network import CVDMNetwork, NetworkConfig, build_network
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .distributed import DistributedContext, average_gradients, broadcast_from_main
 
-__all__ = ["TrainConfig", "TrainProgress", "TrainResult", "Trainer", "BatchSource", "Validator", "new_network"]
+__all__ = ["TrainConfig", "TrainProgress", "TrainResult", "Trainer", "BatchSource", "Validator", "new_network", "lr_at"]
 
 #: Draws one training batch: ``rng → (x, y)``, condition and target tensors ``(B, C, h, w)``.
 BatchSource = Callable[[np.random.Generator], "tuple[torch.Tensor, torch.Tensor]"]
@@ -145,7 +145,9 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The learning rate of optimizer step ``step`` (from 1): linear warm-up, then a cosine decay to ``0.1·lr`` over
+    ``lr_decay_steps`` (default ``steps``), held there afterwards."""
     if step <= cfg.warmup_steps:
         return cfg.lr * step / max(1, cfg.warmup_steps)
     progress = (step - cfg.warmup_steps) / max(1, (cfg.lr_decay_steps or cfg.steps) - cfg.warmup_steps)
@@ -260,7 +262,7 @@ class Trainer:
 
     def _train_step(self) -> dict[str, float]:
         step = self.step + 1
-        lr = _lr_at(step, self.cfg)
+        lr = lr_at(step, self.cfg)
         for g in self.opt.param_groups:
             g["lr"] = lr
         x, y, gen = self._batch(step)
