@@ -81,11 +81,12 @@ def test_the_retrieval_stops_where_the_fit_stalls_and_a_fixed_count_is_one_lbfgs
 def test_a_recipe_recorded_before_the_stall_rule_runs_its_fixed_count(monkeypatch):
     """A model conditioned on a 100-iteration retrieval keeps getting one: its recipe has no stall window."""
     import napari_cvdm.tasks.qpi_condition as qpi_module
+    import napari_cvdm.tasks.qpi_recipes as recipes
 
     seen = []
-    real = qpi_module.retrieve_phase
+    real = recipes.retrieve_phase
     monkeypatch.setattr(
-        qpi_module, "retrieve_phase", lambda *a, **k: seen.append(a[5]) or real(*a[:5], RetrievalOptions(iterations=2))
+        recipes, "retrieve_phase", lambda *a, **k: seen.append(a[5]) or real(*a[:5], RetrievalOptions(iterations=2))
     )
     recipe = qpi_module.retrieval_recipe(QPIOptics())
     assert recipe["stall_window"] == 20 and recipe["iterations"] == 400 and recipe["stall_start"] == 30
@@ -93,10 +94,56 @@ def test_a_recipe_recorded_before_the_stall_rule_runs_its_fixed_count(monkeypatc
     judged_at_once = {k: v for k, v in recipe.items() if k != "stall_start"}
     planes = torch.ones((1, 2, 32, 32))
     for r in (old, recipe, judged_at_once):
-        qpi_module._retrieval_channels(planes, r)
+        recipes.retrieval_channels(planes, r)
     assert (seen[0].iterations, seen[0].stall_window) == (100, None)
     assert (seen[1].iterations, seen[1].stall_window, seen[1].stall_start) == (400, 20, 30)
     assert seen[2].stall_start == 0  # a recipe recorded before the stall start judged a stall from the first check
+
+
+def test_a_recipe_with_a_longer_fit_gives_it_to_nearly_transparent_pairs_only(monkeypatch):
+    """Fitting longer refines the lowest modes where there is no absorption to trade against the phase and pushes
+    absorption into the phase where there is: a recipe that records a longer fit gives it, pair by pair, only to
+    pairs the recorded fit found nearly transparent and explained, and whose mean shows no fine texture, weighing
+    the data by the better of two noise estimates; recipes without one are fitted as before, the batch together."""
+    import napari_cvdm.tasks.qpi_condition as qpi_module
+    import napari_cvdm.tasks.qpi_recipes as recipes
+    from napari_cvdm.data.simulate_qpi import simulate_fine_absorbing_pair
+
+    recorded = {k: v for k, v in qpi_module.retrieval_recipe(QPIOptics()).items() if k != "stall_start"}
+    recorded |= {"noise": 0.01, "iterations": 100, "stall_window": None}
+    recipe = recipes.with_transparent_fit(recorded)
+    assert recipes.longer_recipe(recipe) == recorded | recipes.TRANSPARENT_FIT
+    assert recipes.recorded_recipe(recipe) == recorded
+    rng = np.random.default_rng(5)
+    clear = simulate_qpi_pair("cells", (64, 64), rng, noise=0.01, absorbing=False).input
+    dark = simulate_qpi_pair("cells", (64, 64), rng, noise=0.01, absorbing=True, absorption_range=(0.4, 0.6)).input
+    fine = simulate_fine_absorbing_pair("cells", (64, 64), np.random.default_rng(2), noise=0.01).input
+    seen = []
+    real = recipes.retrieve_phase
+    monkeypatch.setattr(
+        recipes,
+        "retrieve_phase",
+        lambda *a, **k: seen.append((a[0].shape[0], a[4], a[5])) or real(*a[:5], RetrievalOptions(iterations=30)),
+    )
+    batch = torch.from_numpy(np.stack([clear, dark, fine]).astype(np.float32))
+    out = recipes.retrieval_channels(batch, recipe)
+    assert out.shape == (3, 2, 64, 64)
+    fits = [(n, noise, o.iterations, o.stall_window, o.stall_start) for n, noise, o in seen]
+    assert fits[0] == (1, 0.01, 100, None, 0) and fits[1][:1] + fits[1][2:] == (1, 400, 20, 30)  # the clear pair
+    assert fits[2:] == [(1, 0.01, 100, None, 0)] * 2
+    assert recipes.FIT_NOISE_FLOOR <= fits[1][1] <= recipes.fit_noise(clear)  # the better of the two estimates
+    ones = np.ones((64, 64))
+    assert recipes.fits_longer(clear, 0.01, ones, 0.65)
+    assert not recipes.fits_longer(clear, 0.01, out[1, 1].numpy(), 0.65)  # the dark pair's amplitude
+    assert not recipes.fits_longer(fine, 0.01, ones, 0.65)  # fine texture in the mean, whatever the amplitude
+    assert not recipes.fits_longer(clear, 0.01, ones, 2.5)  # planes the Fresnel model does not explain
+    # fine phase structure inflates the planes' own noise estimate; the residual then says the noise is lower
+    assert recipes.longer_fit_noise(0.02, 0.0065) == pytest.approx(0.01)
+    assert recipes.longer_fit_noise(0.005, 0.0065) == 0.005 and recipes.longer_fit_noise(1e-5, 1e-5) == 1e-3
+    assert not recipes.fits_longer(clear[:, :12, :12], 0.01, ones[:12, :12], 0.65)  # too small to judge
+    seen.clear()
+    recipes.retrieval_channels(batch, recorded)
+    assert [n for n, *_ in seen] == [3]  # without a longer fit the batch is fitted together, as before
 
 
 def test_no_stall_is_judged_before_the_stall_start():

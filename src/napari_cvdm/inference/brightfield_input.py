@@ -13,8 +13,9 @@ import torch
 
 from ..diffusion.sampler import ProgressCallback, SamplingCancelled, SamplingProgress
 from ..physics.brightfield import ESTIMATE, PreparedPlanes, prepare_brightfield
+from ..physics.noise import pair_noise
 from ..physics.retrieval import fit_margins
-from ..tasks.qpi_condition import RETRIEVAL_NOISE, pair_noise
+from ..tasks.qpi_condition import RETRIEVAL_NOISE
 from ..tasks.records import CheckedImage, interior_rms, outer_defocus, pixel_yx
 from .consistency import check_consistency, with_warnings
 from .predict import Prediction, SamplingOptions

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "pair_noise",
     "haar_detail",
     "noise_sigma",
     "noise_level_function",
@@ -177,3 +178,9 @@ def floor_fraction(image: np.ndarray) -> float:
     """
     x = np.asarray(image)
     return float(np.mean(x == x.min()))
+
+
+def pair_noise(planes: np.ndarray) -> float:
+    """σ of the noise of a pair ``(2, H, W)`` (units of the background), estimated from the planes themselves
+    and averaged over both (at least 10⁻⁶, so that it can divide)."""
+    return max(float(np.mean([noise_sigma(p) for p in planes])), 1e-6)

@@ -19,9 +19,10 @@ from ..data._files import atomic_write
 from ..data.normalize import Normalization
 from ..physics.background import flatten_background
 from ..physics.fresnel import QPIOptics
-from ..physics.noise import noise_sigma
+from ..physics.noise import pair_noise
 from ..physics.retrieval import RetrievalOptions, Retrieved, fit_margins, retrieve_phase
 from ..physics.tie import tie_phase_torch
+from .qpi_recipes import FIT_NOISE_FLOOR, PLANES_NOISE, RESIDUAL_PER_NOISE, fit_noise, retrieval_channels
 from .records import RESIDUAL_LIMIT, MethodNote, interior_rms
 
 __all__ = [
@@ -61,28 +62,6 @@ AMPLITUDE_SCALE = 0.1
 
 #: Noise σ the conditioning retrieval weighs the data with (fixed, so training and use agree).
 RETRIEVAL_NOISE = 0.01
-
-
-#: The retrieval's residual (RMS inside a 4-pixel border) per unit of the planes' noise σ: the fit, free at every
-#: pixel and in a margin, absorbs part of the noise (√½ ≈ 0.71 for one phase value per pixel of two planes).
-#: Measured on simulated camera crops of cells, textures and photos, pure phase and absorbing (docs/physics.md).
-RESIDUAL_PER_NOISE = 0.65
-
-
-#: The least σ (units of the background) a retrieval weighs a pair's data with (:func:`fit_noise`).
-FIT_NOISE_FLOOR = 1e-3
-
-#: A recipe's ``noise`` when the retrieval weighs each pair by its own noise (:func:`fit_noise`) rather than by a
-#: fixed σ (models trained before it record :data:`RETRIEVAL_NOISE`).
-PLANES_NOISE = "planes"
-
-
-def fit_noise(planes: np.ndarray) -> float:
-    """σ (units of the background) the retrieval weighs a pair ``(2, H, W)`` with: the planes' own noise
-    (:func:`pair_noise`), at least :data:`FIT_NOISE_FLOOR`. The balance between the data and the pull towards
-    the TIE start then follows the noise: a fixed σ of 0.01 let the fit of a pair three times noisier chase the
-    noise into large, wrong phases (docs/physics.md)."""
-    return max(pair_noise(planes), FIT_NOISE_FLOOR)
 
 
 def retrieval_recipe(optics: QPIOptics, options: RetrievalOptions | None = None) -> dict:
@@ -183,12 +162,6 @@ def margin_fit_rms(planes: np.ndarray, phase: np.ndarray, optics: QPIOptics) -> 
     return interior_rms(fit.residual[0].numpy())
 
 
-def pair_noise(planes: np.ndarray) -> float:
-    """σ of the noise of a pair ``(2, H, W)`` (units of the background), estimated from the planes themselves
-    and averaged over both (at least 10⁻⁶, so that it can divide)."""
-    return max(float(np.mean([noise_sigma(p) for p in planes])), 1e-6)
-
-
 def retrieval_noise(residual: np.ndarray) -> float:
     """σ of a pair's noise (units of the background) from the iterative retrieval's residual ``(2, H, W)`` in
     units of :data:`RETRIEVAL_NOISE`: what physics leaves unexplained, corrected for the share of the noise the fit
@@ -243,19 +216,6 @@ def once_per_input(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarr
     return call
 
 
-def _retrieval_channels(intensities: torch.Tensor, recipe: dict) -> torch.Tensor:
-    """Retrieval phase and amplitude ``(B, 2, H, W)`` of intensities ``(B, 2, H, W)`` at (−dz, +dz)."""
-    opts = {k: recipe[k] for k in ("iterations", "start_weight", "tie_regularization", "amplitude_smoothness")}
-    opts["stall_window"] = recipe.get("stall_window")  # recipes before it ran a fixed count
-    opts["stall_start"] = recipe.get("stall_start", 0)  # recipes before it judged a stall from the start
-    dz, noise = recipe["dz_um"], recipe["noise"]
-    if noise == PLANES_NOISE:  # the batch shares one fit: weighed by its images' mean noise
-        noise = float(np.mean([fit_noise(p) for p in intensities.detach().cpu().numpy()]))
-    x = intensities.float()
-    r = retrieve_phase(x, (-dz, dz), recipe["wavelength_um"], recipe["pixel_um"], noise, RetrievalOptions(**opts))
-    return torch.stack([r.phase, r.amplitude], dim=1)
-
-
 def qpi_condition(intensities: torch.Tensor, norm: Normalization) -> torch.Tensor:
     """Intensities ``(B, 2, H, W)`` under unit illumination → condition ``(B, C, H, W)``.
 
@@ -271,7 +231,7 @@ def _physics_condition(intensities: torch.Tensor, norm: Normalization) -> torch.
     """:func:`qpi_condition` before any flat-background step (what the training cache keeps)."""
     x = (intensities - 1.0) / norm.intensity_scale
     if norm.retrieval is not None:
-        est = _retrieval_channels(intensities, norm.retrieval).to(x.dtype)
+        est = retrieval_channels(intensities, norm.retrieval).to(x.dtype)
         return torch.cat([x, est[:, :1] / norm.phase_scale, (est[:, 1:] - 1) / AMPLITUDE_SCALE], dim=1)
     if norm.tie is None:
         return x
