@@ -165,3 +165,15 @@ def test_simulated_training_validates_on_as_many_pairs_per_class_as_asked(tmp_pa
     sr = get_task("sr")
     assert len(simulated_data(sr, 2, 0, 32, classes=["er"], per_class=4).validation) == 4
     assert len(simulated_across_optics(sr, 2, 0, 32, classes=["er"], per_class=2).validation) == 2
+
+
+def test_the_bundled_qpi_fits_nearly_transparent_pairs_longer_and_samples_five_steps():
+    """The bundled qpi records the longer fit its nearly transparent pairs get (the code's recipe, not a copy that
+    could drift) and the 5 steps it was calibrated at."""
+    from napari_cvdm.tasks.qpi_recipes import LONGER_FIT_KEY, TRANSPARENT_FIT, recorded_recipe
+
+    model = load_model("qpi")
+    recipe = model.normalization.retrieval
+    assert recipe[LONGER_FIT_KEY] == TRANSPARENT_FIT
+    assert recorded_recipe(recipe) == model.metadata["training"]["condition_recipe_before"]  # the trained fit
+    assert model.default_steps == model.metadata["calibration"]["fitted_on"]["steps"] == 5

@@ -33,11 +33,10 @@ def phases(
     options = SamplingOptions(8, model.default_steps, 0)
     for ex in held_out_set(get_task("qpi"), n_per_class=n_per_class, classes=["cells", "textures"], seed=seed):
         try:
-            q = model.predict_with(ex.input, options).mean
+            t, f, q = (m.predict_with(ex.input, o).mean for m, o in ((tie, None), (flat, None), (model, options)))
         except ValueError as err:  # a draw whose planes no longer look divided by the background is refused
             print(f"{ex.name:14s} {ex.tags[0]:26s} refused: {str(err)[:80]}…", flush=True)
             continue
-        t, f = (m.predict_with(ex.input, None).mean for m in (tie, flat))
         yield ex, ex.tags[0].split(" ", 1)[1], t, f, q
 
 
