@@ -1,6 +1,6 @@
 """What two planes cannot tell apart: 36 simulated camera crops (photo-like fine absorption, smooth absorption
 0.4–1, pure phase; three noise levels). Per pair the TIE, the flat-background retrieval and the bundled `qpi`
-(8 samples × 10 steps), each with the residual of the fitted check (noise units), and the `qpi` mean or its
+(8 samples at its default steps), each with the residual of the fitted check (noise units), and the `qpi` mean or its
 retrieval, whichever explains the planes better; PSNR in dB against the true phase. Then the fine-absorption
 ratio (physics/absorption.py) of 60 more crops per kind.
 
@@ -56,7 +56,7 @@ def compare(photos: list[str], o: QPIOptics, model_name: str = "qpi") -> None:
         x, truth = crop(kind, cls, s, photos[i % len(photos)], rng, o)
         tie = tie_phase(x[0], x[1], o.dz_um, o.wavelength_um, o.pixel_um)
         f = flat.predict_with(x, None).mean
-        m = model.predict_with(x, SamplingOptions(8, 10, 0)).mean
+        m = model.predict_with(x, SamplingOptions(8, model.default_steps, 0)).mean
         res = [margin_fit_rms(x, v, o) * RETRIEVAL_NOISE / s for v in (tie, f, m)]
         pick = m if res[2] <= res[1] else f
         r = [qpi_scores(v, truth).psnr for v in (tie, f, m, pick)]
