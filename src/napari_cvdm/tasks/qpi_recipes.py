@@ -132,7 +132,8 @@ def longer_fit_noise(planes_noise: float, residual_rms: float) -> float:
     """σ (units of the background) the longer fit weighs the data with: the smaller of the planes' own noise
     estimate ``planes_noise`` (which fine phase structure inflates) and the noise the recorded fit's residual
     implies (``residual_rms``, its RMS in units of the background, over :data:`RESIDUAL_PER_NOISE`), at least
-    :data:`FIT_NOISE_FLOOR`."""
+    :data:`FIT_NOISE_FLOOR`: :func:`~napari_cvdm.tasks.qpi_condition.noise_with_residual` for a fit weighed by any
+    σ (that one reads the reference retrieval's residual, in units of its fixed σ), floored as the fit's σ is."""
     return max(min(planes_noise, residual_rms / RESIDUAL_PER_NOISE), FIT_NOISE_FLOOR)
 
 
